@@ -1,0 +1,102 @@
+"""A run's files (JSON, CSV, anything a writer callback produces), each written atomically."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Let `write` fill a temporary file beside `path`, then move it onto `path` in one step."""
+    path = Path(path)
+    # Same directory so os.replace stays a rename on one file system; same final suffix
+    # because Keras and matplotlib choose the file format from it.
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    try:
+        # O_EXCL: never reuse someone else's file; mode 0o666 lets the umask decide, as open() would.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        write(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        # BaseException too: a Ctrl-C mid-sweep must not leave temp files behind.
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write `obj` as indented JSON; numpy scalars and arrays become plain numbers and lists."""
+    text = json.dumps(obj, indent=2, default=_to_builtin) + "\n"
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_history_csv(path: str | os.PathLike, history: dict[str, list[float]]) -> None:
+    """Write a Keras history as CSV: one row per epoch, `epoch` (from 1) then the history keys."""
+    frame = pd.DataFrame({key: list(values) for key, values in history.items()})
+    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Count (true, predicted) pairs: rows are true classes, columns predicted ones."""
+    y_true = np.asarray(y_true).ravel().astype(np.int64)
+    y_pred = np.asarray(y_pred).ravel().astype(np.int64)
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true has {y_true.size} labels but y_pred has {y_pred.size}")
+    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"{name} holds labels in [{labels.min()}, {labels.max()}]; "
+                f"expected 0 to {num_classes - 1}"
+            )
+    counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes).astype(np.int64)
+
+
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Fraction of each true class predicted correctly; NaN for a class with no samples."""
+    matrix = np.asarray(matrix)
+    totals = matrix.sum(axis=1)
+    correct = np.diag(matrix).astype(np.float64)
+    return np.divide(correct, totals, out=np.full(correct.shape, np.nan), where=totals > 0)
+
+
+def _to_builtin(value: Any) -> Any:
+    """json.dumps fallback for the numpy types a metrics dict tends to hold."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON: {value!r}")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk, so a crash cannot leave a renamed but empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable; skipped where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

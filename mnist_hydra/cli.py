@@ -1,0 +1,72 @@
+"""The `python -m mnist_hydra` app: Hydra composes the config, the library does the work."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mnist_hydra.config import store_schemas, validate
+from mnist_hydra.errors import UserError
+from mnist_hydra.messages import describe
+
+log = logging.getLogger(__name__)
+
+store_schemas()
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def train(cfg: DictConfig) -> float:
+    """Train and evaluate one config in Hydra's run directory; return its validation accuracy."""
+    workdir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        config = validate(cfg)
+        from mnist_hydra.data import load_splits
+
+        splits = load_splits(config.data, seed=config.seed)  # before TensorFlow loads: data errors show at once
+        from mnist_hydra.train import train_and_evaluate
+
+        metrics = train_and_evaluate(config, workdir, splits)
+    except UserError as err:
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        if multirun or not _discard_unused_run_dir(workdir):
+            log.error("%s", err)  # the job log keeps why this run stopped
+        if multirun:
+            raise  # the sweep goes on; Hydra reports the failed jobs when it ends
+        _exit_with(err)
+    print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}); run directory: {workdir}")
+    return metrics["val_accuracy"]
+
+
+def main() -> None:
+    """Console entry point: run the Hydra app, reporting user mistakes as one line, not a traceback."""
+    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Hydra prints its own multi-line report unless this is set; set, it raises and we word the error.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        train()
+    except Exception as err:
+        if wants_traceback or describe(err) is None:
+            raise
+        _exit_with(err)
+
+
+def _discard_unused_run_dir(workdir: Path) -> bool:
+    """Remove a run directory holding only what Hydra wrote at start (.hydra/, the job log)."""
+    hydra_files = {".hydra", f"{HydraConfig.get().job.name}.log"}
+    if not workdir.is_dir() or {p.name for p in workdir.iterdir()} - hydra_files:
+        return False
+    shutil.rmtree(workdir)
+    return True
+
+
+def _exit_with(err: Exception) -> None:
+    print(f"mnist_hydra: error: {describe(err)}", file=sys.stderr)
+    sys.exit(getattr(err, "exit_code", 2))

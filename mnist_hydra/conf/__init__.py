@@ -1,0 +1,1 @@
+"""Hydra config tree of mnist_hydra, shipped as package data (pkg://mnist_hydra.conf)."""

@@ -1,0 +1,114 @@
+"""Typed config: the trainer and top-level schemas, their ConfigStore entries, and validation.
+
+Each data set, model and optimizer declares its own schema where its builder lives and
+registers both under one name; `store_schemas` files every schema under `schema/<group>/<name>`,
+which the YAML options in conf/ name in their defaults lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mnist_hydra.data import DATASETS
+from mnist_hydra.errors import ConfigError, FieldError, require
+from mnist_hydra.models import MODELS
+from mnist_hydra.optimizers import OPTIMIZERS
+from mnist_hydra.registry import Registry
+
+
+@dataclass
+class TrainerConfig:
+    """How the network is fitted."""
+
+    name: str = "default"  # preset name, kept for the record
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 64  # images per gradient step
+    verbose: int = 1  # Keras's output: 0 silent, 1 progress bar, 2 one line per epoch
+    deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
+
+    def check(self) -> None:
+        require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
+        require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+
+
+@dataclass
+class Config:
+    """The composed config: one option from each group plus the run's seed."""
+
+    seed: int = 0  # seeds Python, NumPy, TensorFlow and the validation split
+    data: Any = MISSING
+    model: Any = MISSING
+    optimizer: Any = MISSING
+    trainer: Any = MISSING
+
+
+# Groups whose `name` picks a registered builder; trainer has a single schema.
+REGISTRIES: dict[str, Registry] = {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS}
+
+
+def store_schemas() -> None:
+    """File every schema in Hydra's ConfigStore (imported here: validation needs no Hydra)."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+    store.store(group="schema/trainer", name="default", node=TrainerConfig)
+    for group, registry in REGISTRIES.items():
+        for name in registry.names():
+            store.store(group=f"schema/{group}", name=name, node=registry.schema(name))
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Check a composed config against its schemas and ranges; return it as typed dataclasses."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {missing[0]}=...")
+    known = {f.name for f in dataclasses.fields(Config)} | {"hydra"}
+    _reject_unknown_keys("", cfg, known)
+    require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    groups = {group: _typed_group(group, cfg[group], registry) for group, registry in REGISTRIES.items()}
+    groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
+    return Config(seed=cfg.seed, **groups)
+
+
+def _typed_group(group: str, node: DictConfig, registry: Registry) -> Any:
+    name = node.get("name")
+    if name not in registry:
+        raise ConfigError(
+            f"{group}.name={name} is not a registered {registry.kind}; registered: {', '.join(registry.names())}"
+        )
+    schema = registry.schema(name)
+    actual = OmegaConf.get_type(node)
+    if actual is not schema:
+        # `model.name=mlp` on top of the cnn option would hand cnn's fields to the mlp builder.
+        raise ConfigError(
+            f"{group}.name={name} does not match the fields of the chosen {group} option "
+            f"({getattr(actual, '__name__', actual)}); pick the option itself with {group}={name}"
+        )
+    return _typed(node, schema, group)
+
+
+def _typed(node: DictConfig, schema: type, group: str) -> Any:
+    _reject_unknown_keys(f"{group}.", node, {f.name for f in dataclasses.fields(schema)})
+    typed = schema(**OmegaConf.to_container(node, resolve=True))
+    try:
+        typed.check()
+    except FieldError as err:
+        err.key = f"{group}.{err.key}"
+        raise
+    return typed
+
+
+def _reject_unknown_keys(prefix: str, node: DictConfig, known: set[str]) -> None:
+    # `+group.key=...` can add keys a structured config does not declare; nothing would read them.
+    unknown = sorted(set(node.keys()) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}{unknown[0]} is not a config key; {prefix.rstrip('.') or 'the top level'} accepts: "
+            f"{', '.join(sorted(known - {'hydra'}))}"
+        )

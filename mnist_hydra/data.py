@@ -1,0 +1,335 @@
+"""MNIST-style data sets: find a local copy, verify it, and split it into train/val/test.
+
+Where the files are looked for:
+
+1. `data.root` set: only that folder (a relative path is taken from the directory
+   the run was launched in; Hydra does not chdir). Nothing usable there is an
+   error; there is no download.
+2. Otherwise, in order, the first usable one of: `$MNIST_HYDRA_DATA`; Keras's cache
+   `${KERAS_HOME:-~/.keras}/datasets` (Fashion-MNIST in its `fashion-mnist/`
+   subfolder, where Keras puts it); the data set's own extra folders
+   (`/usr/share/datasets/fashion-mnist` for Fashion-MNIST). A folder whose files
+   fail a check is skipped with a warning.
+3. Nothing found and `data.download`: Keras's downloader fills its cache, which is
+   then loaded through the same checks.
+
+A folder holds the four IDX files, each gzip (`NAME.gz`) or plain (`NAME`), or,
+for MNIST only, Keras's `mnist.npz`. Checksums are SHA-256s of the decompressed
+IDX content, so they hold whatever the compression; `mnist.npz` arrays are
+checked as the IDX bytes they would serialise to.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from mnist_hydra.errors import DataError, require
+from mnist_hydra.idx import idx_digest, read_idx_with_digest
+from mnist_hydra.registry import Registry
+
+log = logging.getLogger(__name__)
+
+ENV_VAR = "MNIST_HYDRA_DATA"
+NUM_CLASSES = 10
+IMAGE_SHAPE = (28, 28)
+# mnist.npz keys, in the order of DatasetSpec.files.
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass
+class DataConfig:
+    name: str = "mnist"                # registered data set: mnist, fashion_mnist
+    root: Optional[str] = None         # folder holding the four IDX files (.gz or plain) or mnist.npz; null = search (see module docstring)
+    val_split: float = 0.1             # share of the training set held out (seeded) for validation; 0 = validate on the test set
+    train_limit: Optional[int] = None  # train on only this many images (after the split); null = all
+    test_limit: Optional[int] = None   # score only this many test images; null = all
+    download: bool = True              # when no local copy is found, fetch one with Keras's downloader
+    verify: bool = True                # check the SHA-256 of each file's decompressed content
+
+    def check(self) -> None:
+        """Raise FieldError for a value out of range; keys are relative to the `data` group."""
+        require(0 <= self.val_split < 1, "val_split", self.val_split, "a share in [0, 1)")
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, key, value, "null (all) or a count >= 1")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One data set's files, checksums and whereabouts."""
+
+    name: str                           # registry name, e.g. "fashion_mnist"
+    title: str                          # shown in messages, e.g. "Fashion-MNIST"
+    files: tuple[str, str, str, str]    # IDX names without .gz: train images, train labels, test images, test labels
+    sha256: tuple[str, str, str, str]   # SHA-256 of each file's decompressed content, same order
+    class_names: tuple[str, ...]        # label index -> name
+    keras_loader: str                   # module under keras.datasets whose load_data() downloads it
+    keras_subdir: str = ""              # folder under Keras's datasets cache where that loader puts it
+    npz: Optional[str] = None           # Keras's single-file copy (x_train, y_train, x_test, y_test), if it has one
+    search_dirs: tuple[str, ...] = ()   # extra folders to try after $MNIST_HYDRA_DATA and Keras's cache
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A whole data set as stored: train and test arrays, where they came from, their content digests."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str                         # folder or file the arrays were read from
+    checksums: dict[str, str]           # IDX file name -> SHA-256 of its content (checked when cfg.verify)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train/val/test arrays: images uint8 (n, 28, 28), labels uint8 (n,)."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str                         # folder or file the arrays were read from
+    checksums: dict[str, str]           # IDX file name -> SHA-256 of its content
+    val_is_test: bool                   # True when val_split=0 made the test set double as validation
+
+
+class _Missing(DataError):
+    """A folder without the data set's files: a normal miss while searching, not worth a warning."""
+
+
+_IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+MNIST = DatasetSpec(
+    name="mnist",
+    title="MNIST",
+    files=_IDX_FILES,
+    sha256=(
+        "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    ),
+    class_names=tuple(str(i) for i in range(NUM_CLASSES)),
+    keras_loader="mnist",
+    npz="mnist.npz",
+)
+
+# Checksums computed from Debian's dataset-fashion-mnist 0.0~git20200523.55506a9-1.
+FASHION_MNIST = DatasetSpec(
+    name="fashion_mnist",
+    title="Fashion-MNIST",
+    files=_IDX_FILES,
+    sha256=(
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
+    class_names=(
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Bag", "Sneaker", "Ankle boot",
+    ),
+    keras_loader="fashion_mnist",
+    keras_subdir="fashion-mnist",
+    search_dirs=("/usr/share/datasets/fashion-mnist",),
+)
+
+
+def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
+    """The whole data set `spec`, found and verified as the module docstring describes."""
+    if cfg.root is not None:
+        try:
+            raw = load_folder(spec, Path(cfg.root).expanduser().absolute(), cfg.verify)
+        except _Missing as e:
+            raise DataError(f"data.root={cfg.root}: {e}; accepts {_accepts(spec)}") from e
+        except DataError as e:
+            raise DataError(f"data.root={cfg.root}: {e}") from e
+        _log_source(raw, cfg.verify)
+        return raw
+
+    tried: list[str] = []
+    for folder in _candidates(spec):
+        raw = _try_folder(spec, folder, cfg.verify, tried)
+        if raw is not None:
+            return raw
+    if not cfg.download:
+        tried.append("download: skipped because data.download=false")
+    else:
+        try:
+            download_with_keras(spec)
+        except Exception as e:  # whatever the downloader raises offline, the user needs the same advice
+            tried.append(f"download with keras.datasets.{spec.keras_loader}.load_data(): {_one_line(e)}")
+        else:
+            for folder in _keras_caches(spec, after_download=True):
+                raw = _try_folder(spec, folder, cfg.verify, tried)
+                if raw is not None:
+                    return raw
+    accepts = "four IDX files or mnist.npz" if spec.npz else "four IDX files"
+    raise DataError(
+        f"no usable {spec.title} data found; tried: {'; '.join(tried)}. "
+        f"Fix: set data.root=/path/to/folder ({accepts}) or the {ENV_VAR} environment variable"
+    )
+
+
+def load_folder(spec: DatasetSpec, folder: Path, verify: bool) -> Raw:
+    """The data set `spec` from one folder: four IDX files, else `spec.npz`; DataError if neither is usable."""
+    if not folder.is_dir():
+        raise _Missing(f"{folder}: no such folder")
+    found = [_find_idx(folder, name) for name in spec.files]
+    if all(found):
+        names = [str(path) for path in found]
+        arrays, digests = zip(*(read_idx_with_digest(path) for path in found))
+        _check_arrays(names, arrays)
+        return _verified(spec, names, arrays, digests, str(folder), verify)
+    npz = folder / spec.npz if spec.npz else None
+    if npz is not None and npz.is_file():
+        return _load_npz(spec, npz, verify)
+    if not any(found):
+        raise _Missing(f"{folder}: has no {spec.title} files")
+    # A partial set looks intended, so it is an error worth a warning, not a miss.
+    missing = ", ".join(f"{name}[.gz]" for name, path in zip(spec.files, found) if path is None)
+    raise DataError(f"{folder}: incomplete {spec.title} files: lacks {missing}")
+
+
+def download_with_keras(spec: DatasetSpec) -> None:
+    """Fill Keras's cache with `spec` using Keras's own downloader (imports keras, and so TensorFlow)."""
+    importlib.import_module(f"keras.datasets.{spec.keras_loader}").load_data()
+
+
+def load_splits(cfg: DataConfig, seed: int) -> Splits:
+    """Load `cfg.name` and split it: a seeded validation share of the training set, then the limits."""
+    raw = DATASETS.get(cfg.name)(cfg)
+    n = len(raw.y_train)
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = round(n * cfg.val_split)
+    train = order[n_val:][: cfg.train_limit]
+    x_test, y_test = raw.x_test[: cfg.test_limit], raw.y_test[: cfg.test_limit]
+    if cfg.val_split == 0:
+        x_val, y_val = x_test, y_test
+    else:
+        x_val, y_val = raw.x_train[order[:n_val]], raw.y_train[order[:n_val]]
+    return Splits(
+        x_train=raw.x_train[train],
+        y_train=raw.y_train[train],
+        x_val=x_val,
+        y_val=y_val,
+        x_test=x_test,
+        y_test=y_test,
+        class_names=raw.class_names,
+        source=raw.source,
+        checksums=raw.checksums,
+        val_is_test=cfg.val_split == 0,
+    )
+
+
+def _candidates(spec: DatasetSpec) -> list[Path]:
+    folders = [Path(os.environ[ENV_VAR]).expanduser().absolute()] if os.environ.get(ENV_VAR) else []
+    folders += _keras_caches(spec, after_download=False)
+    folders += [Path(d) for d in spec.search_dirs]
+    return list(dict.fromkeys(folders))
+
+
+def _keras_caches(spec: DatasetSpec, after_download: bool) -> list[Path]:
+    home = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
+    homes = [home]
+    if after_download:
+        # Keras falls back to /tmp/.keras when its home is not writable.
+        homes.append(Path("/tmp/.keras"))
+    return [h / "datasets" / spec.keras_subdir if spec.keras_subdir else h / "datasets" for h in homes]
+
+
+def _try_folder(spec: DatasetSpec, folder: Path, verify: bool, tried: list[str]) -> Optional[Raw]:
+    try:
+        raw = load_folder(spec, folder, verify)
+    except _Missing as e:
+        tried.append(str(e))
+        return None
+    except DataError as e:
+        log.warning("skipping %s: %s", folder, e)
+        tried.append(str(e))
+        return None
+    _log_source(raw, verify)
+    return raw
+
+
+def _find_idx(folder: Path, name: str) -> Optional[Path]:
+    for path in (folder / f"{name}.gz", folder / name):
+        if path.is_file():
+            return path
+    return None
+
+
+def _load_npz(spec: DatasetSpec, path: Path, verify: bool) -> Raw:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = [npz[key] for key in _NPZ_KEYS]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path}: unreadable npz: {_one_line(e)}") from e
+    names = [f"{path}[{key}]" for key in _NPZ_KEYS]
+    _check_arrays(names, arrays)  # first, as idx_digest needs IDX-storable dtypes
+    return _verified(spec, names, arrays, [idx_digest(a) for a in arrays], str(path), verify)
+
+
+def _verified(
+    spec: DatasetSpec, names: list[str], arrays: Sequence[np.ndarray], digests: Sequence[str], source: str, verify: bool
+) -> Raw:
+    if verify:
+        for name, digest, want in zip(names, digests, spec.sha256):
+            if digest != want:
+                raise DataError(
+                    f"{name}: SHA-256 of the decompressed content is {digest}, expected {want} "
+                    f"for {spec.title}; is it another data set or damaged? (data.verify=false skips this check)"
+                )
+    return Raw(
+        *arrays,
+        class_names=spec.class_names,
+        source=source,
+        checksums=dict(zip(spec.files, digests)),
+    )
+
+
+def _check_arrays(names: list[str], arrays: Sequence[np.ndarray]) -> None:
+    """The checks that hold with or without checksums: dtypes, shapes, matching counts, labels in range."""
+    for i in (0, 2):
+        (x_name, y_name), (x, y) = names[i : i + 2], arrays[i : i + 2]
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+            raise DataError(f"{x_name}: expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}")
+        if y.dtype != np.uint8 or y.ndim != 1:
+            raise DataError(f"{y_name}: expected uint8 labels of shape (n,), found {y.dtype} {y.shape}")
+        if len(x) != len(y):
+            raise DataError(f"{y_name}: {len(y)} labels for {len(x)} images in {x_name}")
+        if len(y) and y.max() >= NUM_CLASSES:
+            raise DataError(f"{y_name}: label {int(y.max())} out of range 0..{NUM_CLASSES - 1}")
+
+
+def _accepts(spec: DatasetSpec) -> str:
+    idx = f"the four IDX files ({', '.join(spec.files)}), each .gz or plain"
+    return f"{idx}, or {spec.npz}" if spec.npz else idx
+
+
+def _log_source(raw: Raw, verify: bool) -> None:
+    checked = "checksums verified" if verify else "checksums not verified (data.verify=false)"
+    log.info("data: %d train + %d test images from %s (%s)", len(raw.y_train), len(raw.y_test), raw.source, checked)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(f"{type(error).__name__}: {error}".split())
+
+
+DATASETS: Registry[Callable[[DataConfig], Raw]] = Registry("dataset")
+DATASETS.register("mnist", schema=DataConfig)(functools.partial(load_dataset, MNIST))
+DATASETS.register("fashion_mnist", schema=DataConfig)(functools.partial(load_dataset, FASHION_MNIST))

@@ -1,0 +1,37 @@
+"""Errors a user can cause: shown as one line, without a traceback."""
+
+
+class UserError(Exception):
+    """A mistake in what the user gave us (config, data, paths), not a bug in mnist_hydra."""
+
+    exit_code = 1
+
+
+class ConfigError(UserError):
+    """A config value that the schema does not accept."""
+
+    exit_code = 2
+
+
+class DataError(UserError):
+    """A data set that is missing, truncated, corrupt or unreachable."""
+
+    exit_code = 1
+
+
+class FieldError(ConfigError):
+    """One config field out of its allowed range; `key` gets its group prefix on the way up."""
+
+    def __init__(self, key: str, value: object, expected: str) -> None:
+        super().__init__(key, value, expected)
+        self.key, self.value, self.expected = key, value, expected
+
+    def __str__(self) -> str:
+        shown = "null" if self.value is None else self.value
+        return f"{self.key}={shown} is not allowed: expected {self.expected}"
+
+
+def require(ok: bool, key: str, value: object, expected: str) -> None:
+    """Raise FieldError for `key` unless `ok`; `expected` says what would be accepted."""
+    if not ok:
+        raise FieldError(key, value, expected)

@@ -1,0 +1,135 @@
+"""Networks, one registered builder each; Keras is imported only when a model is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, List
+
+from mnist_hydra.errors import require
+from mnist_hydra.registry import Registry
+
+if TYPE_CHECKING:
+    import keras
+
+MODELS: Registry = Registry("model")
+
+Shape = tuple[int, int, int]
+
+
+@dataclass
+class CNNConfig:
+    """The reference network: one conv block, one hidden dense layer."""
+
+    name: str = "cnn"
+    filters: int = 28  # Conv2D filters
+    kernel_size: int = 3  # Conv2D kernel side, pixels
+    pool_size: int = 2  # MaxPooling2D window side, pixels
+    dense_units: int = 128  # width of the hidden Dense layer
+    dropout: float = 0.0  # dropout rate before the output layer; 0 = no dropout layer
+
+    def check(self) -> None:
+        require(self.filters >= 1, "filters", self.filters, "an integer >= 1")
+        require(1 <= self.kernel_size <= 28, "kernel_size", self.kernel_size, "an integer from 1 to 28")
+        conv_side = 28 - self.kernel_size + 1
+        require(1 <= self.pool_size <= conv_side, "pool_size", self.pool_size,
+                f"an integer from 1 to {conv_side} (the conv output side for kernel_size={self.kernel_size})")
+        require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+
+
+@dataclass
+class DeepCNNConfig:
+    """Conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout."""
+
+    name: str = "cnn_deep"
+    filters: List[int] = field(default_factory=lambda: [32, 64])  # Conv2D filters, one entry per block
+    convs_per_block: int = 2  # Conv-BatchNorm-ReLU layers in each block
+    kernel_size: int = 3  # Conv2D kernel side, pixels ("same" padding)
+    dense_units: int = 128  # width of the hidden Dense layer
+    dropout: float = 0.25  # dropout rate after each conv block
+    dense_dropout: float = 0.5  # dropout rate after the hidden Dense layer
+
+    def check(self) -> None:
+        # Each block halves the side: 28 -> 14 -> 7 -> 3; a fourth would leave 1 pixel.
+        require(1 <= len(self.filters) <= 3, "filters", list(self.filters), "a list of 1 to 3 filter counts")
+        require(all(f >= 1 for f in self.filters), "filters", list(self.filters), "filter counts >= 1")
+        require(self.convs_per_block >= 1, "convs_per_block", self.convs_per_block, "an integer >= 1")
+        require(1 <= self.kernel_size <= 7, "kernel_size", self.kernel_size, "an integer from 1 to 7")
+        require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+        require(0 <= self.dense_dropout < 1, "dense_dropout", self.dense_dropout, "a rate in [0, 1)")
+
+
+@dataclass
+class MLPConfig:
+    """A fully connected network on the flattened image."""
+
+    name: str = "mlp"
+    hidden_units: List[int] = field(default_factory=lambda: [256, 128])  # width of each hidden layer
+    dropout: float = 0.2  # dropout rate after each hidden layer
+
+    def check(self) -> None:
+        require(all(u >= 1 for u in self.hidden_units), "hidden_units", list(self.hidden_units),
+                "a list of layer widths >= 1")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+
+
+@MODELS.register("cnn", schema=CNNConfig)
+def build_cnn(cfg: CNNConfig, input_shape: Shape, num_classes: int) -> keras.Model:
+    """Conv2D -> MaxPooling2D -> Flatten -> Dense -> [Dropout] -> Dense softmax."""
+    import keras
+    from keras import layers
+
+    stack = [
+        keras.Input(shape=input_shape),
+        layers.Conv2D(cfg.filters, cfg.kernel_size, activation="relu"),
+        layers.MaxPooling2D(cfg.pool_size),
+        layers.Flatten(),
+        layers.Dense(cfg.dense_units, activation="relu"),
+    ]
+    if cfg.dropout:
+        stack.append(layers.Dropout(cfg.dropout))
+    stack.append(layers.Dense(num_classes, activation="softmax"))
+    return keras.Sequential(stack, name="cnn")
+
+
+@MODELS.register("cnn_deep", schema=DeepCNNConfig)
+def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> keras.Model:
+    """VGG-style conv blocks with batch norm and dropout, then a dense head."""
+    import keras
+    from keras import layers
+
+    stack: list = [keras.Input(shape=input_shape)]
+    for filters in cfg.filters:
+        for _ in range(cfg.convs_per_block):
+            # No bias: batch norm's beta does that job.
+            stack += [
+                layers.Conv2D(filters, cfg.kernel_size, padding="same", use_bias=False),
+                layers.BatchNormalization(),
+                layers.Activation("relu"),
+            ]
+        stack += [layers.MaxPooling2D(2), layers.Dropout(cfg.dropout)]
+    stack += [
+        layers.Flatten(),
+        layers.Dense(cfg.dense_units, use_bias=False),
+        layers.BatchNormalization(),
+        layers.Activation("relu"),
+        layers.Dropout(cfg.dense_dropout),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
+    return keras.Sequential(stack, name="cnn_deep")
+
+
+@MODELS.register("mlp", schema=MLPConfig)
+def build_mlp(cfg: MLPConfig, input_shape: Shape, num_classes: int) -> keras.Model:
+    """Flatten -> [Dense ReLU -> Dropout] per hidden layer -> Dense softmax."""
+    import keras
+    from keras import layers
+
+    stack: list = [keras.Input(shape=input_shape), layers.Flatten()]
+    for units in cfg.hidden_units:
+        stack.append(layers.Dense(units, activation="relu"))
+        if cfg.dropout:
+            stack.append(layers.Dropout(cfg.dropout))
+    stack.append(layers.Dense(num_classes, activation="softmax"))
+    return keras.Sequential(stack, name="mlp")

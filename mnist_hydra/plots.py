@@ -1,0 +1,147 @@
+"""A run's PNGs: training curves, confusion matrix, most confident mistakes."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from mnist_hydra.artifacts import atomic_write
+
+DPI = 110
+
+
+def plot_training_curves(history: dict[str, list[float]], path: str | os.PathLike) -> None:
+    """Draw loss and accuracy per epoch, train against validation, side by side."""
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    epochs = max((len(values) for values in history.values()), default=0)
+    for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy")):
+        drawn = False
+        for key, name in ((metric, "train"), (f"val_{metric}", "validation")):
+            values = history.get(key)
+            if values is None or len(values) == 0:
+                continue
+            # Markers, so a one-epoch run still shows its single point.
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=4, label=name)
+            drawn = True
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        if drawn:
+            # Half-epoch margins and min_n_ticks=1: otherwise one epoch gets ticks 0.95, 0.96, ...
+            ax.set_xlim(0.5, epochs + 0.5)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+            ax.grid(alpha=0.3)
+            ax.legend()
+        else:
+            _write_centered(ax, f"no {metric} recorded")
+    _save(fig, path)
+
+
+def plot_confusion_matrix(
+    matrix: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    title: str = "Confusion matrix",
+) -> None:
+    """Draw the confusion matrix as a heatmap with each cell's count written in it."""
+    matrix = np.asarray(matrix)
+    n = len(class_names)
+    if matrix.shape != (n, n):
+        raise ValueError(f"matrix has shape {matrix.shape}; expected ({n}, {n}) for {n} class names")
+    side = max(5.0, 0.55 * n + 2.5)
+    fig = Figure(figsize=(side + 1.0, side), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues", vmin=0)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="count")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        # White on dark cells; zeros in grey so the few mistakes stand out.
+        color = "white" if count > threshold else ("0.6" if count == 0 else "black")
+        ax.text(col, row, f"{count:g}", ha="center", va="center", color=color, fontsize=8)
+    ticks = np.arange(n)
+    # Long names (Fashion-MNIST) would overlap unrotated; digits read better upright.
+    if max((len(str(name)) for name in class_names), default=0) > 2:
+        ax.set_xticks(ticks, labels=class_names, rotation=45, ha="right", rotation_mode="anchor")
+    else:
+        ax.set_xticks(ticks, labels=class_names)
+    ax.set_yticks(ticks, labels=class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def plot_misclassified(
+    images: np.ndarray,
+    y_true: np.ndarray,
+    y_pred: np.ndarray,
+    confidence: np.ndarray,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    max_images: int = 25,
+) -> None:
+    """Draw the most confident mistakes among all `images`, or a note that there are none."""
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    y_true, y_pred = np.asarray(y_true).ravel(), np.asarray(y_pred).ravel()
+    confidence = np.asarray(confidence, dtype=np.float64).ravel()
+    if not len(images) == len(y_true) == len(y_pred) == len(confidence):
+        raise ValueError(
+            f"got {len(images)} images, {len(y_true)} y_true, {len(y_pred)} y_pred "
+            f"and {len(confidence)} confidences; expected one of each per image"
+        )
+    wrong = np.flatnonzero(y_true != y_pred)
+    shown = _pick_mistakes(y_true, y_pred, confidence, max_images)
+    if len(shown) == 0:
+        fig = Figure(figsize=(5, 2.5), layout="constrained")
+        ax = fig.subplots()
+        _write_centered(ax, f"No misclassified images\n(0 of {len(images)})", fontsize=14)
+        _save(fig, path)
+        return
+
+    cols = math.ceil(math.sqrt(len(shown)))
+    rows = math.ceil(len(shown) / cols)
+    fig = Figure(figsize=(1.9 * cols, 2.0 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    vmax = 255 if np.issubdtype(images.dtype, np.integer) else 1.0
+    for ax, index in zip(axes, shown):
+        ax.imshow(images[index], cmap="gray", vmin=0, vmax=vmax)
+        ax.set_title(_describe_mistake(class_names, y_true[index], y_pred[index], confidence[index]),
+                     fontsize=8)
+    for ax in axes:
+        ax.set_axis_off()
+    fig.suptitle(f"{len(shown)} most confident of {len(wrong)} misclassified "
+                 f"(of {len(images)} images)")
+    _save(fig, path)
+
+
+def _pick_mistakes(
+    y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, max_images: int
+) -> np.ndarray:
+    """Indices of at most `max_images` mistakes, most confident first."""
+    wrong = np.flatnonzero(y_true != y_pred)
+    # The most confident mistakes tell the most about what the model got wrong.
+    return wrong[np.argsort(-confidence[wrong], kind="stable")][: max(max_images, 0)]
+
+
+def _describe_mistake(class_names: Sequence[str], true: int, pred: int, confidence: float) -> str:
+    """Cell title "true 7 / pred 2 (0.93)"; long class names go on two lines."""
+    title = f"true {class_names[true]} / pred {class_names[pred]} ({confidence:.2f})"
+    return title.replace(" / ", "\n") if len(title) > 24 else title
+
+
+def _write_centered(ax, text: str, fontsize: float = 11) -> None:
+    """Put a note where a plot would have been."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=fontsize, transform=ax.transAxes)
+    ax.set_axis_off()
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    """Save `fig` atomically; the format comes from the path's suffix."""
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI))

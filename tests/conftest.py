@@ -1,0 +1,55 @@
+"""Shared fixtures: compose the real config, run the app as a user would, find the real data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from hydra import compose, initialize_config_module
+from omegaconf import DictConfig
+
+from mnist_hydra.config import store_schemas
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "mnist_hydra" / "conf"
+
+# A run small enough for plumbing tests: one epoch on 2,000 images, scored on 1,000.
+SMALL_RUN = [
+    "trainer.epochs=1",
+    "trainer.verbose=2",
+    "data.train_limit=2000",
+    "data.test_limit=1000",
+]
+
+
+@pytest.fixture
+def compose_config() -> Callable[..., DictConfig]:
+    """compose(*overrides) -> the app's composed config (without hydra's own node)."""
+    store_schemas()
+
+    def _compose(*overrides: str) -> DictConfig:
+        with initialize_config_module(config_module="mnist_hydra.conf", version_base="1.3"):
+            return compose(config_name="config", overrides=list(overrides))
+
+    return _compose
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST folder from MNIST_HYDRA_DATA (the README's test command sets it)."""
+    value = os.environ.get("MNIST_HYDRA_DATA")
+    if not value:
+        pytest.skip("MNIST_HYDRA_DATA is not set: the real-data tests need the MNIST folder")
+    return Path(value).resolve()
+
+
+def run_app(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
+            module: str = "mnist_hydra") -> subprocess.CompletedProcess:
+    """`python -m mnist_hydra ARGS` in `cwd`, as a user would run it."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

@@ -1,0 +1,127 @@
+"""Every option of every group composes, validates and builds; the defaults are the reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from mnist_hydra.config import TrainerConfig, validate
+from mnist_hydra.data import DataConfig
+from mnist_hydra.errors import ConfigError, FieldError
+from mnist_hydra.models import MODELS, CNNConfig, DeepCNNConfig, MLPConfig
+from mnist_hydra.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
+from tests.conftest import CONF_DIR
+
+OPTIONS = {
+    "data": {"mnist": DataConfig, "fashion_mnist": DataConfig},
+    "model": {"cnn": CNNConfig, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
+    "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
+    "trainer": {"default": TrainerConfig, "fast": TrainerConfig},
+}
+ALL_OPTIONS = [(group, option) for group, options in OPTIONS.items() for option in options]
+
+
+def test_conf_dir_holds_exactly_the_expected_options():
+    for group, options in OPTIONS.items():
+        assert {p.stem for p in (CONF_DIR / group).glob("*.yaml")} == set(options), group
+
+
+@pytest.mark.parametrize("group,option", ALL_OPTIONS)
+def test_every_option_composes_to_its_typed_schema(compose_config, group, option):
+    config = validate(compose_config(f"{group}={option}"))
+    typed = getattr(config, group)
+    assert type(typed) is OPTIONS[group][option]
+    if group != "trainer":
+        assert typed.name == option
+
+
+def test_defaults_are_the_reference_setup(compose_config):
+    config = validate(compose_config())
+    assert config.seed == 0
+    assert config.data == DataConfig(name="mnist", root=None, val_split=0.1, train_limit=None)
+    assert config.model == CNNConfig(name="cnn", filters=28, kernel_size=3, pool_size=2, dense_units=128, dropout=0.0)
+    assert isinstance(config.optimizer, AdamConfig) and config.optimizer.lr == pytest.approx(1e-3)
+    assert (config.trainer.epochs, config.trainer.batch_size) == (10, 64)
+    assert type(config.trainer.epochs) is int and type(config.optimizer.lr) is float
+
+
+def test_fast_trainer_trains_on_a_subset(compose_config):
+    config = validate(compose_config("trainer=fast"))
+    assert config.trainer.epochs < 10
+    assert config.data.train_limit is not None and config.data.train_limit < 60000
+    # The user's own override still wins over the preset.
+    assert validate(compose_config("trainer=fast", "data.train_limit=123")).data.train_limit == 123
+
+
+def test_overrides_reach_the_typed_config(compose_config):
+    config = validate(compose_config(
+        "model=cnn_deep", "model.filters=[8,16,32]", "optimizer=sgd", "optimizer.nesterov=true",
+        "optimizer.lr=0.05", "trainer.epochs=3", "data.val_split=0", "seed=7",
+    ))
+    assert config.model.filters == [8, 16, 32]
+    assert config.optimizer.nesterov is True and config.optimizer.lr == pytest.approx(0.05)
+    assert (config.trainer.epochs, config.data.val_split, config.seed) == (3, 0.0, 7)
+
+
+@pytest.mark.parametrize("override,key", [
+    ("trainer.epochs=0", "trainer.epochs"),
+    ("trainer.batch_size=0", "trainer.batch_size"),
+    ("optimizer.lr=-1", "optimizer.lr"),
+    ("data.val_split=1.5", "data.val_split"),
+    ("data.val_split=-0.1", "data.val_split"),
+    ("data.train_limit=0", "data.train_limit"),
+    ("model.dropout=1.0", "model.dropout"),
+    ("model.kernel_size=40", "model.kernel_size"),
+    ("seed=-3", "seed"),
+])
+def test_out_of_range_values_name_their_key(compose_config, override, key):
+    with pytest.raises(FieldError) as caught:
+        validate(compose_config(override))
+    message = str(caught.value)
+    assert message.startswith(f"{key}=") and " is not allowed: expected " in message, message
+
+
+def test_keys_added_with_plus_are_rejected(compose_config):
+    with pytest.raises(ConfigError, match=r"model.depth is not a config key; model accepts: .*filters"):
+        validate(compose_config("+model.depth=3"))
+    with pytest.raises(ConfigError, match=r"lr is not a config key; the top level accepts: data, model"):
+        validate(compose_config("+lr=3"))
+
+
+def test_a_name_that_disagrees_with_its_schema_is_rejected(compose_config):
+    with pytest.raises(ConfigError, match=r"model.name=mlp does not match .*pick the option itself with model=mlp"):
+        validate(compose_config("model.name=mlp"))
+    with pytest.raises(ConfigError, match=r"optimizer.name=nadam is not a registered optimizer; registered: adam"):
+        validate(compose_config("optimizer.name=nadam"))
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS["model"]))
+def test_every_model_builds_and_maps_images_to_class_probabilities(compose_config, option):
+    import numpy as np
+
+    config = validate(compose_config(f"model={option}"))
+    model = MODELS.get(option)(config.model, (28, 28, 1), 10)
+    probabilities = np.asarray(model(np.zeros((2, 28, 28, 1), dtype="float32")))
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_reference_cnn_has_607394_parameters_and_the_reference_layers(compose_config):
+    import numpy as np
+
+    config = validate(compose_config())
+    model = MODELS.get("cnn")(config.model, (28, 28, 1), 10)
+    assert model.count_params() == 607_394
+    assert [type(layer).__name__ for layer in model.layers] == ["Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dense"]
+    assert model(np.zeros((1, 28, 28, 1), dtype="float32")).shape == (1, 10)
+
+
+@pytest.mark.parametrize("option", sorted(OPTIONS["optimizer"]))
+def test_every_optimizer_builds_with_its_fields(compose_config, option):
+    config = validate(compose_config(f"optimizer={option}", "optimizer.lr=0.0125"))
+    optimizer = OPTIMIZERS.get(option)(config.optimizer)
+    assert type(optimizer).__name__.lower() == option
+    assert float(optimizer.learning_rate) == pytest.approx(0.0125)
+    if option == "sgd":
+        assert optimizer.momentum == pytest.approx(config.optimizer.momentum)
+    if option == "adamw":
+        assert optimizer.weight_decay == pytest.approx(config.optimizer.weight_decay)

@@ -1,0 +1,352 @@
+"""Finding, verifying and splitting the data sets, on tiny fake files and (when present) the real ones."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist_hydra import data
+from mnist_hydra.data import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
+from mnist_hydra.errors import DataError, FieldError
+from mnist_hydra.idx import write_idx
+
+# Read once at import: the isolation fixture below clears the variable for every test.
+REAL_MNIST = os.environ.get("MNIST_HYDRA_DATA")
+REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
+FILES = MNIST.files
+REAL_DOWNLOAD = data.download_with_keras  # before the isolation fixture swaps it out
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No real data, no Keras cache, no network: each test sees only what it writes. Returns download calls."""
+    monkeypatch.delenv("MNIST_HYDRA_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    calls: list[str] = []
+
+    def no_network(spec):
+        calls.append(spec.name)
+        raise RuntimeError("network disabled in tests")
+
+    monkeypatch.setattr(data, "download_with_keras", no_network)
+    return calls
+
+
+def ids(n: int, start: int = 0) -> np.ndarray:
+    """n images whose first two pixels encode their index, so a split can be traced back."""
+    x = np.zeros((n, 28, 28), dtype=np.uint8)
+    index = np.arange(start, start + n)
+    x[:, 0, 0], x[:, 0, 1] = index % 256, index // 256
+    return x
+
+
+def image_ids(x: np.ndarray) -> np.ndarray:
+    return x[:, 0, 0].astype(int) + 256 * x[:, 0, 1].astype(int)
+
+
+def make_fake(folder: Path, n_train: int = 50, n_test: int = 20, suffix: str = ".gz", **override) -> Path:
+    """Write four tiny IDX files; `override` replaces an array by its key (x_train, y_train, x_test, y_test)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "x_train": ids(n_train),
+        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
+        "x_test": ids(n_test, start=10_000),
+        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    arrays.update(override)
+    for name, array in zip(FILES, arrays.values()):
+        write_idx(folder / f"{name}{suffix}", array)
+    return folder
+
+
+def fake_cfg(root: Path | None, **fields) -> DataConfig:
+    return DataConfig(root=None if root is None else str(root), **{"verify": False, **fields})
+
+
+# --- config and registry
+
+
+@pytest.mark.parametrize("field, value", [("val_split", 1.5), ("val_split", -0.1), ("val_split", 1.0),
+                                          ("train_limit", 0), ("test_limit", 0)])
+def test_check_rejects_out_of_range(field, value):
+    with pytest.raises(FieldError) as info:
+        DataConfig(**{field: value}).check()
+    assert info.value.key == field
+    assert str(info.value).startswith(f"{field}={value} is not allowed")
+
+
+def test_check_accepts_defaults_and_edges():
+    DataConfig().check()
+    DataConfig(val_split=0.0, train_limit=1, test_limit=1).check()
+
+
+def test_registry_holds_both_data_sets_as_partials_of_one_loader():
+    assert DATASETS.names() == ["fashion_mnist", "mnist"]
+    for name, spec in [("mnist", MNIST), ("fashion_mnist", FASHION_MNIST)]:
+        assert DATASETS.schema(name) is DataConfig
+        assert DATASETS.get(name).func is load_dataset
+        assert DATASETS.get(name).args == (spec,)
+
+
+def test_import_does_not_load_tensorflow():
+    code = "import sys, mnist_hydra.data; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# --- loading a folder
+
+
+@pytest.mark.parametrize("suffix", [".gz", ""])
+def test_fake_folder_loads_without_verify(tmp_path, suffix):
+    folder = make_fake(tmp_path / "fake", suffix=suffix)
+    raw = load_dataset(MNIST, fake_cfg(folder))
+    assert raw.x_train.shape == (50, 28, 28) and raw.x_train.dtype == np.uint8
+    assert raw.y_test.shape == (20,) and raw.y_test.dtype == np.uint8
+    assert raw.source == str(folder)
+    assert set(raw.checksums) == set(FILES)
+
+
+def test_verify_rejects_fake_file_by_name(tmp_path):
+    folder = make_fake(tmp_path / "fake")
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, fake_cfg(folder, verify=True))
+    message = str(info.value)
+    assert f"{folder / 'train-images-idx3-ubyte.gz'}: SHA-256" in message
+    assert MNIST.sha256[0] in message
+    assert "\n" not in message
+
+
+def test_mismatched_counts(tmp_path):
+    folder = make_fake(tmp_path / "fake", y_train=np.zeros(49, dtype=np.uint8))
+    with pytest.raises(DataError, match=r"train-labels-idx1-ubyte\.gz: 49 labels for 50 images"):
+        load_dataset(MNIST, fake_cfg(folder))
+
+
+def test_labels_out_of_range(tmp_path):
+    folder = make_fake(tmp_path / "fake", y_test=np.full(20, 10, dtype=np.uint8))
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\.gz: label 10 out of range 0\.\.9"):
+        load_dataset(MNIST, fake_cfg(folder))
+
+
+@pytest.mark.parametrize("key, array, file", [
+    ("x_train", np.zeros((5, 28, 27), dtype=np.uint8), "train-images-idx3-ubyte"),
+    ("x_test", np.zeros((20, 28, 28), dtype=np.float32), "t10k-images-idx3-ubyte"),
+    ("y_train", np.zeros(50, dtype=np.int16), "train-labels-idx1-ubyte"),
+])
+def test_wrong_dtype_or_shape(tmp_path, key, array, file):
+    folder = make_fake(tmp_path / "fake", **{key: array})
+    with pytest.raises(DataError, match=rf"{file}\.gz: expected uint8"):
+        load_dataset(MNIST, fake_cfg(folder))
+
+
+def test_corrupt_file_is_named_even_without_verify(tmp_path):
+    folder = make_fake(tmp_path / "fake")
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match=r"t10k-images-idx3-ubyte\.gz: corrupt gzip"):
+        load_dataset(MNIST, fake_cfg(folder))
+
+
+def test_fake_npz_loads_and_is_checked_as_idx(tmp_path):
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    np.savez(folder / "mnist.npz", x_train=ids(30), y_train=np.zeros(30, np.uint8),
+             x_test=ids(10), y_test=np.ones(10, np.uint8))
+    raw = load_dataset(MNIST, fake_cfg(folder))
+    assert raw.source == str(folder / "mnist.npz")
+    assert (raw.x_train.shape, raw.y_test.tolist()) == ((30, 28, 28), [1] * 10)
+    with pytest.raises(DataError, match=r"mnist\.npz\[x_train\]: SHA-256"):
+        load_dataset(MNIST, fake_cfg(folder, verify=True))
+
+
+def test_fashion_does_not_accept_mnist_npz(tmp_path):
+    folder = tmp_path / "npz"
+    folder.mkdir()
+    np.savez(folder / "mnist.npz", x_train=ids(3), y_train=np.zeros(3, np.uint8),
+             x_test=ids(3), y_test=np.zeros(3, np.uint8))
+    with pytest.raises(DataError, match="has no Fashion-MNIST files"):
+        load_dataset(FASHION_MNIST, fake_cfg(folder))
+
+
+# --- where to look
+
+
+def test_explicit_root_with_nothing_is_one_line_error_and_no_download(tmp_path, isolated):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    make_fake(tmp_path / "keras" / "datasets")  # usable, but an explicit root must not fall back to it
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, fake_cfg(empty, download=True))
+    message = str(info.value)
+    assert message.startswith(f"data.root={empty}: {empty}: has no MNIST files; accepts the four IDX files")
+    assert "mnist.npz" in message and "\n" not in message
+    assert isolated == []
+
+
+def test_explicit_root_missing_folder(tmp_path):
+    with pytest.raises(DataError, match=r"^data\.root=.*nowhere: no such folder; accepts"):
+        load_dataset(MNIST, fake_cfg(tmp_path / "nowhere"))
+
+
+def test_relative_root_is_taken_from_the_launch_directory(tmp_path, monkeypatch):
+    make_fake(tmp_path / "launch" / "mine")
+    monkeypatch.chdir(tmp_path / "launch")
+    raw = load_dataset(MNIST, fake_cfg("mine"))
+    assert raw.source == str(tmp_path / "launch" / "mine")
+
+
+def test_partial_set_names_what_is_missing(tmp_path):
+    folder = make_fake(tmp_path / "fake")
+    (folder / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match=r"incomplete MNIST files: lacks t10k-labels-idx1-ubyte\[\.gz\]$"):
+        load_dataset(MNIST, fake_cfg(folder))
+
+
+def test_search_skips_bad_candidate_with_warning(tmp_path, monkeypatch, caplog):
+    bad = make_fake(tmp_path / "bad", y_train=np.full(50, 12, dtype=np.uint8))
+    good = make_fake(tmp_path / "keras" / "datasets", n_train=7)
+    monkeypatch.setenv("MNIST_HYDRA_DATA", str(bad))
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data"):
+        raw = load_dataset(MNIST, fake_cfg(None))
+    assert raw.source == str(good) and len(raw.y_train) == 7
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(bad / "train-labels-idx1-ubyte.gz") in warnings[0]
+    assert any(str(good) in r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
+
+
+def test_search_uses_env_before_keras_cache(tmp_path, monkeypatch):
+    mine = make_fake(tmp_path / "mine", n_train=11)
+    make_fake(tmp_path / "keras" / "datasets", n_train=7)
+    monkeypatch.setenv("MNIST_HYDRA_DATA", str(mine))
+    assert load_dataset(MNIST, fake_cfg(None)).source == str(mine)
+
+
+def test_nothing_found_without_download(tmp_path, isolated):
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, fake_cfg(None, download=False))
+    message = str(info.value)
+    assert str(tmp_path / "keras" / "datasets") in message
+    assert "data.download=false" in message and "\n" not in message
+    assert "set data.root=/path/to/folder (four IDX files or mnist.npz) or the MNIST_HYDRA_DATA" in message
+    assert isolated == []
+
+
+def test_download_fills_keras_cache_then_loads_from_it(tmp_path, monkeypatch):
+    cache = tmp_path / "keras" / "datasets" / "fashion-mnist"
+    calls = []
+    monkeypatch.setattr(data, "download_with_keras", lambda spec: calls.append(spec) or make_fake(cache, n_train=9))
+    spec = dataclasses.replace(FASHION_MNIST, search_dirs=())  # else the system copy is found first
+    raw = load_dataset(spec, fake_cfg(None))
+    assert calls == [spec]
+    assert raw.source == str(cache) and len(raw.y_train) == 9
+
+
+def test_offline_download_is_one_line_error_with_the_fix(monkeypatch):
+    # The real Keras call path, with Keras's own loader made to fail as it does offline.
+    monkeypatch.setattr(data, "download_with_keras", REAL_DOWNLOAD)
+
+    def offline():
+        raise Exception("URL fetch failure on https://storage.googleapis.com/mnist.npz: None --\n"
+                        "[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("keras.datasets.mnist.load_data", offline)
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, fake_cfg(None))
+    message = str(info.value)
+    assert "download with keras.datasets.mnist.load_data(): Exception: URL fetch failure" in message
+    assert "Temporary failure in name resolution" in message
+    assert "data.root=/path/to/folder" in message and "MNIST_HYDRA_DATA" in message
+    assert "\n" not in message
+
+
+# --- splits
+
+
+def test_split_sizes_cover_the_training_set(tmp_path):
+    folder = make_fake(tmp_path / "fake", n_train=100)
+    s = load_splits(fake_cfg(folder, val_split=0.2), seed=0)
+    assert (len(s.x_train), len(s.y_train), len(s.x_val), len(s.y_val), len(s.x_test)) == (80, 80, 20, 20, 20)
+    train, val = image_ids(s.x_train), image_ids(s.x_val)
+    assert sorted(np.concatenate([train, val])) == list(range(100))
+    np.testing.assert_array_equal(s.y_train, train % 10)  # labels travel with their images
+    assert s.x_train.dtype == np.uint8 and not s.val_is_test
+    assert s.class_names == tuple("0123456789")
+
+
+def test_split_is_seeded(tmp_path):
+    folder = make_fake(tmp_path / "fake", n_train=100)
+    cfg = fake_cfg(folder, val_split=0.2)
+    a, b, c = load_splits(cfg, seed=1), load_splits(cfg, seed=1), load_splits(cfg, seed=2)
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    np.testing.assert_array_equal(a.x_train, b.x_train)
+    assert set(image_ids(a.x_val)) != set(image_ids(c.x_val))
+
+
+def test_val_split_zero_validates_on_the_test_set(tmp_path):
+    folder = make_fake(tmp_path / "fake", n_train=30)
+    s = load_splits(fake_cfg(folder, val_split=0.0, test_limit=5), seed=0)
+    assert s.val_is_test
+    assert s.x_val is s.x_test and s.y_val is s.y_test
+    assert len(s.x_test) == 5 and len(s.x_train) == 30
+
+
+def test_limits(tmp_path):
+    folder = make_fake(tmp_path / "fake", n_train=100)
+    full = load_splits(fake_cfg(folder, val_split=0.1), seed=3)
+    limited = load_splits(fake_cfg(folder, val_split=0.1, train_limit=10, test_limit=4), seed=3)
+    np.testing.assert_array_equal(limited.x_train, full.x_train[:10])
+    np.testing.assert_array_equal(limited.x_val, full.x_val)  # limits never change the validation set
+    np.testing.assert_array_equal(image_ids(limited.x_test), np.arange(10_000, 10_004))
+    generous = load_splits(fake_cfg(folder, val_split=0.1, train_limit=10**6, test_limit=10**6), seed=3)
+    assert (len(generous.x_train), len(generous.x_test)) == (90, 20)
+
+
+# --- real data
+
+
+@pytest.fixture
+def real_mnist() -> Path:
+    if not REAL_MNIST:
+        pytest.skip("MNIST_HYDRA_DATA is not set: point it at the real MNIST folder")
+    return Path(REAL_MNIST)
+
+
+def test_real_mnist(real_mnist):
+    s = load_splits(DataConfig(root=str(real_mnist)), seed=0)
+    assert (s.x_train.shape, s.x_val.shape, s.x_test.shape) == ((54000, 28, 28), (6000, 28, 28), (10000, 28, 28))
+    assert len(s.y_train) + len(s.y_val) == 60000 and len(s.y_test) == 10000
+    assert s.checksums == dict(zip(MNIST.files, MNIST.sha256))
+    assert set(np.unique(s.y_test)) == set(range(10))
+
+
+def test_real_mnist_as_keras_npz_passes_the_same_checksums(real_mnist, tmp_path, monkeypatch):
+    raw = load_dataset(MNIST, DataConfig(root=str(real_mnist)))
+    cache = tmp_path / "keras" / "datasets"
+    cache.mkdir(parents=True)
+    np.savez(cache / "mnist.npz", x_train=raw.x_train, y_train=raw.y_train, x_test=raw.x_test, y_test=raw.y_test)
+    monkeypatch.setenv("MNIST_HYDRA_DATA", str(make_fake(tmp_path / "fake")))  # fails its checksums: skipped
+    found = load_dataset(MNIST, DataConfig())
+    assert found.source == str(cache / "mnist.npz")
+    assert found.checksums == raw.checksums
+
+
+@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+def test_real_fashion_mnist_found_past_mnist(monkeypatch, caplog):
+    if REAL_MNIST:
+        # MNIST where Fashion-MNIST was asked for: skipped with a warning, then the system folder.
+        monkeypatch.setenv("MNIST_HYDRA_DATA", REAL_MNIST)
+    with caplog.at_level(logging.WARNING, logger="mnist_hydra.data"):
+        s = load_splits(DataConfig(name="fashion_mnist", val_split=0.0), seed=0)
+    assert s.source == str(REAL_FASHION)
+    assert (s.x_train.shape, s.x_test.shape) == ((60000, 28, 28), (10000, 28, 28))
+    assert s.checksums == dict(zip(FASHION_MNIST.files, FASHION_MNIST.sha256))
+    assert s.class_names[0] == "T-shirt/top" and s.class_names[9] == "Ankle boot"
+    if REAL_MNIST:
+        assert "expected c59f468a" in caplog.text
