@@ -19,6 +19,8 @@ from mnist_hydra.messages import describe
 
 log = logging.getLogger(__name__)
 
+# TensorFlow's C++ INFO/WARNING start-up lines bury the run's own log; a user's own setting wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 store_schemas()
 
 

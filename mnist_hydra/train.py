@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-# TensorFlow's C++ INFO/WARNING start-up lines bury the run's own log; a user's own setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
 from mnist_hydra import artifacts, plots
 from mnist_hydra.config import Config
