@@ -20,6 +20,9 @@ from mnist_hydra.optimizers import OPTIMIZERS
 from mnist_hydra.registry import Registry
 
 
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
 @dataclass
 class TrainerConfig:
     """How the network is fitted."""
@@ -29,11 +32,15 @@ class TrainerConfig:
     batch_size: int = 64  # images per gradient step
     verbose: int = 1  # Keras's output: 0 silent, 1 progress bar, 2 one line per epoch
     deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
+    threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
+    strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
 
     def check(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+        require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
+        require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
 
 
 @dataclass

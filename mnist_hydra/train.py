@@ -35,6 +35,7 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
     workdir.mkdir(parents=True, exist_ok=True)
     if splits is None:
         splits = load_splits(config.data, seed=config.seed)
+    set_threads(config.trainer.threads)
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
@@ -102,6 +103,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
     keras.utils.set_random_seed(seed)  # Python, NumPy and TensorFlow
     if deterministic:
         tf.config.experimental.enable_op_determinism()
+
+
+def set_threads(threads: Optional[int]) -> None:
+    """Cap TensorFlow's thread pools, so parallel jobs share the machine instead of oversubscribing it."""
+    count = threads or 0  # 0 lets TensorFlow use every core
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:
+        # The pools are fixed once TensorFlow has run an op: a later job in the same process keeps them.
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if current != count:
+            log.warning("trainer.threads=%s cannot take effect: TensorFlow already runs with %s in this process",
+                        threads, current or "all cores")
 
 
 def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
