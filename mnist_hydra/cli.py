@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -25,25 +26,44 @@ store_schemas()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def train(cfg: DictConfig) -> float:
+def train(cfg: DictConfig) -> Optional[float]:
     """Train and evaluate one config in Hydra's run directory; return its validation accuracy."""
     workdir = Path(HydraConfig.get().runtime.output_dir)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg, workdir)
     try:
-        config = validate(cfg)
-        from mnist_hydra.data import load_splits
-
-        splits = load_splits(config.data, seed=config.seed)  # before TensorFlow loads: data errors show at once
-        from mnist_hydra.train import train_and_evaluate
-
-        metrics = train_and_evaluate(config, workdir, splits)
+        metrics = _run(cfg, workdir)
     except UserError as err:
-        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
-        if multirun or not _discard_unused_run_dir(workdir):
+        if not _discard_unused_run_dir(workdir):
             log.error("%s", err)  # the job log keeps why this run stopped
-        if multirun:
-            raise  # the sweep goes on; Hydra reports the failed jobs when it ends
         _exit_with(err)
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}); run directory: {workdir}")
+    return metrics["val_accuracy"]
+
+
+def _run(cfg: DictConfig, workdir: Path) -> dict:
+    config = validate(cfg)
+    from mnist_hydra.data import load_splits
+
+    splits = load_splits(config.data, seed=config.seed)  # before TensorFlow loads: data errors show at once
+    from mnist_hydra.train import train_and_evaluate
+
+    return train_and_evaluate(config, workdir, splits)
+
+
+def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
+    """One job of a sweep: a failure is recorded in its directory, and the sweep goes on."""
+    try:
+        metrics = _run(cfg, workdir)
+    except Exception as err:  # bugs included: one job must not end the sweep or vanish from its table
+        message = describe(err) or f"{type(err).__name__}: {err}"
+        log.error("job failed: %s", message, exc_info=describe(err) is None)
+        from mnist_hydra.artifacts import write_json
+
+        write_json(workdir / "metrics.json", {"status": "failed", "error": message})
+        # Not a float: Optuna marks the trial failed; a NaN would crash its sweeper (hydra #2237).
+        return None
+    log.info("test accuracy %.4f; run directory: %s", metrics["test_accuracy"], workdir)
     return metrics["val_accuracy"]
 
 

@@ -71,6 +71,7 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
     matrix = artifacts.confusion_matrix(splits.y_test, predicted, len(splits.class_names))
     val_accuracy = history["val_accuracy"]
     metrics = {
+        "status": "completed",
         "test_accuracy": float(np.mean(predicted == splits.y_test)),
         "test_loss": cross_entropy(probabilities, splits.y_test),
         "val_accuracy": val_accuracy[-1],
