@@ -37,11 +37,16 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+    """Write a DataFrame as CSV, without its index."""
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
 def write_history_csv(path: str | os.PathLike, history: dict[str, list[float]]) -> None:
     """Write a Keras history as CSV: one row per epoch, `epoch` (from 1) then the history keys."""
     frame = pd.DataFrame({key: list(values) for key, values in history.items()})
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
-    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    write_csv(path, frame)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:

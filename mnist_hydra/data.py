@@ -54,6 +54,8 @@ class DataConfig:
     test_limit: Optional[int] = None   # score only this many test images; null = all
     download: bool = True              # when no local copy is found, fetch one with Keras's downloader
     verify: bool = True                # check the SHA-256 of each file's decompressed content
+    folds: Optional[int] = None        # k-fold cross-validation: K seeded folds of the training set; null = use val_split
+    fold: int = 0                      # with folds: which fold (0..K-1) validates; the other K-1 train
 
     def check(self) -> None:
         """Raise FieldError for a value out of range; keys are relative to the `data` group."""
@@ -61,6 +63,11 @@ class DataConfig:
         for key in ("train_limit", "test_limit"):
             value = getattr(self, key)
             require(value is None or value >= 1, key, value, "null (all) or a count >= 1")
+        require(self.folds is None or self.folds >= 2, "folds", self.folds, "null or a fold count >= 2")
+        if self.folds is None:
+            require(self.fold == 0, "fold", self.fold, "0 unless data.folds=K is set (then 0..K-1)")
+        else:
+            require(0 <= self.fold < self.folds, "fold", self.fold, f"a fold index from 0 to {self.folds - 1}")
 
 
 @dataclass(frozen=True)
@@ -211,17 +218,24 @@ def download_with_keras(spec: DatasetSpec) -> None:
 
 
 def load_splits(cfg: DataConfig, seed: int) -> Splits:
-    """Load `cfg.name` and split it: a seeded validation share of the training set, then the limits."""
+    """Load `cfg.name` and split it: a seeded validation share (or fold) of the training set, then the limits."""
     raw = DATASETS.get(cfg.name)(cfg)
-    n = len(raw.y_train)
-    order = np.random.default_rng(seed).permutation(n)
-    n_val = round(n * cfg.val_split)
-    train = order[n_val:][: cfg.train_limit]
+    order = np.random.default_rng(seed).permutation(len(raw.y_train))
+    if cfg.folds is not None:
+        # The same seed gives the same K folds in every job, so fold=0..K-1 partition the data.
+        parts = np.array_split(order, cfg.folds)
+        val = parts[cfg.fold]
+        train = np.concatenate(parts[: cfg.fold] + parts[cfg.fold + 1 :])
+    else:
+        n_val = round(len(order) * cfg.val_split)
+        val, train = order[:n_val], order[n_val:]
+    train = train[: cfg.train_limit]
     x_test, y_test = raw.x_test[: cfg.test_limit], raw.y_test[: cfg.test_limit]
-    if cfg.val_split == 0:
+    val_is_test = cfg.folds is None and cfg.val_split == 0
+    if val_is_test:
         x_val, y_val = x_test, y_test
     else:
-        x_val, y_val = raw.x_train[order[:n_val]], raw.y_train[order[:n_val]]
+        x_val, y_val = raw.x_train[val], raw.y_train[val]
     return Splits(
         x_train=raw.x_train[train],
         y_train=raw.y_train[train],
@@ -232,7 +246,7 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         class_names=raw.class_names,
         source=raw.source,
         checksums=raw.checksums,
-        val_is_test=cfg.val_split == 0,
+        val_is_test=val_is_test,
     )
 
 

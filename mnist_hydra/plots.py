@@ -1,16 +1,19 @@
-"""A run's PNGs: training curves, confusion matrix, most confident mistakes."""
+"""PNGs: a run's training curves, confusion matrix and most confident mistakes; a sweep's summary."""
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from mnist_hydra.artifacts import atomic_write
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DPI = 110
 
@@ -134,6 +137,44 @@ def _describe_mistake(class_names: Sequence[str], true: int, pred: int, confiden
     """Cell title "true 7 / pred 2 (0.93)"; long class names go on two lines."""
     title = f"true {class_names[true]} / pred {class_names[pred]} ({confidence:.2f})"
     return title.replace(" / ", "\n") if len(title) > 24 else title
+
+
+def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str, path: str | os.PathLike) -> None:
+    """The objective against each swept key: one point per job, mean and std where values repeat."""
+    done = table[table["status"] == "completed"]
+    keys = list(swept) or ["job"]
+    fig = Figure(figsize=(4.2 * len(keys), 3.8), layout="constrained")
+    failed = len(table) - len(done)
+    fig.suptitle(f"{objective} of {len(done)} completed jobs" + (f" ({failed} failed, not shown)" if failed else ""))
+    for ax, key in zip(np.atleast_1d(fig.subplots(1, len(keys))), keys):
+        ax.set_xlabel(key)
+        ax.set_ylabel(objective)
+        if done.empty:
+            _write_centered(ax, "no completed job")
+            continue
+        values = done[key].tolist()
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if numeric:
+            x = np.asarray(values, dtype=float)
+            if x.min() > 0 and x.max() / x.min() >= 20:
+                ax.set_xscale("log")  # learning rates and the like span decades
+            elif all(isinstance(v, int) for v in values):
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # seeds, folds, epochs
+        else:
+            categories = sorted({str(v) for v in values})
+            x = np.array([categories.index(str(v)) for v in values], dtype=float)
+            ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 4 else 0)
+        y = done[objective].to_numpy(dtype=float)
+        ax.scatter(x, y, alpha=0.6, label="job")
+        points = {value: y[x == value] for value in np.unique(x)}
+        if any(len(ys) > 1 for ys in points.values()):
+            xs = sorted(points)
+            ax.errorbar(xs, [points[v].mean() for v in xs], yerr=[points[v].std(ddof=1) if len(points[v]) > 1 else 0
+                        for v in xs], color="black", marker="_", markersize=14, capsize=4, linestyle="none",
+                        label="mean ± std")
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    _save(fig, path)
 
 
 def _write_centered(ax, text: str, fontsize: float = 11) -> None:

@@ -308,6 +308,30 @@ def test_limits(tmp_path):
     assert (len(generous.x_train), len(generous.x_test)) == (90, 20)
 
 
+def test_k_folds_partition_the_training_set(tmp_path):
+    folder = make_fake(tmp_path / "fake", n_train=103)
+    splits = [load_splits(fake_cfg(folder, folds=5, fold=i), seed=4) for i in range(5)]
+    vals = [set(image_ids(s.x_val)) for s in splits]
+    assert sorted(len(v) for v in vals) == [20, 20, 21, 21, 21]
+    assert set().union(*vals) == set(range(103))  # every image validates exactly once
+    assert sum(len(v) for v in vals) == 103
+    for s, val in zip(splits, vals):
+        assert set(image_ids(s.x_train)) == set(range(103)) - val
+        assert not s.val_is_test
+    again = load_splits(fake_cfg(folder, folds=5, fold=2), seed=4)
+    np.testing.assert_array_equal(again.x_val, splits[2].x_val)  # seeded
+    other_seed = load_splits(fake_cfg(folder, folds=5, fold=2), seed=5)
+    assert set(image_ids(other_seed.x_val)) != vals[2]
+
+
+@pytest.mark.parametrize("fields, key", [({"folds": 1}, "folds"), ({"folds": 5, "fold": 5}, "fold"),
+                                         ({"folds": 5, "fold": -1}, "fold"), ({"fold": 2}, "fold")])
+def test_check_rejects_bad_folds(fields, key):
+    with pytest.raises(FieldError) as info:
+        DataConfig(**fields).check()
+    assert info.value.key == key
+
+
 # --- real data
 
 

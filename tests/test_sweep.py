@@ -1,0 +1,140 @@
+"""Sweep tables: every job a row (failures too), replicate statistics, summarize, real sweeps."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from mnist_hydra.summarize import list_runs, main as summarize_main
+from mnist_hydra.sweep import report, summarize_sweep
+from tests.conftest import run_app
+
+SMALL = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=600", "data.test_limit=300"]
+
+
+def make_job(sweep: Path, num: int, overrides: list[str], metrics: dict | None) -> Path:
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return job
+
+
+def done(val: float, test: float) -> dict:
+    return {"status": "completed", "val_accuracy": val, "test_accuracy": test, "test_loss": 1 - test,
+            "epochs_run": 1, "train_seconds": 1.0}
+
+
+@pytest.fixture
+def fake_sweep(tmp_path) -> Path:
+    sweep = tmp_path / "sweep"
+    vals = {("adam", 1): 0.90, ("adam", 2): 0.94, ("sgd", 1): 0.80, ("sgd", 2): 0.86}
+    for num, ((opt, seed), val) in enumerate(vals.items()):
+        make_job(sweep, num, [f"optimizer={opt}", f"seed={seed}", "trainer.epochs=1"], done(val, val - 0.01))
+    make_job(sweep, 4, ["optimizer=rmsprop", "seed=1", "trainer.epochs=1"],
+             {"status": "failed", "error": "optimizer.lr=-1.0 is not allowed"})
+    make_job(sweep, 5, ["optimizer=rmsprop", "seed=2", "trainer.epochs=1"], None)  # killed mid-run
+    (sweep / "multirun.yaml").write_text("hydra: {}\n")
+    return sweep
+
+
+def test_table_has_a_row_per_job_swept_columns_and_failures_last(fake_sweep):
+    summary = summarize_sweep(fake_sweep)
+    table = pd.read_csv(fake_sweep / "sweep_results.csv")
+    assert len(table) == 6 and summary.swept == ["optimizer", "seed"]  # trainer.epochs never varied
+    assert list(table.columns[:4]) == ["job", "optimizer", "seed", "status"]
+    assert list(table["val_accuracy"].iloc[:4]) == [0.94, 0.90, 0.86, 0.80]
+    assert list(table["status"].iloc[4:]) == ["failed", "incomplete"]
+    assert table["error"].iloc[4] == "optimizer.lr=-1.0 is not allowed"
+    assert summary.best["job"] == "1"
+
+
+def test_jobs_differing_only_by_seed_are_grouped_with_mean_and_std(fake_sweep):
+    summarize_sweep(fake_sweep)
+    groups = pd.read_csv(fake_sweep / "sweep_groups.csv").set_index("optimizer")
+    assert list(groups.index) == ["adam", "sgd"]  # best mean first; rmsprop has no completed job
+    assert groups.loc["adam", "val_accuracy_mean"] == pytest.approx(0.92)
+    assert groups.loc["adam", "val_accuracy_std"] == pytest.approx(np.std([0.90, 0.94], ddof=1))
+    assert groups.loc["sgd", "runs"] == 2
+
+
+def test_report_names_the_best_run_and_every_failure(fake_sweep):
+    text = report(summarize_sweep(fake_sweep), fake_sweep)
+    assert "best: job 1 optimizer=adam seed=2: val_accuracy 0.9400" in text
+    assert "job 4 failed: optimizer.lr=-1.0 is not allowed" in text
+    assert "job 5 incomplete" in text
+    assert "mean and standard deviation over seed" in text
+    with Image.open(fake_sweep / "sweep_summary.png") as image:
+        assert image.format == "PNG" and image.size[0] > 600
+
+
+def test_no_groups_without_replicate_keys(tmp_path):
+    sweep = tmp_path / "s"
+    for num, lr in enumerate(["0.001", "0.01"]):
+        make_job(sweep, num, [f"optimizer.lr={lr}"], done(0.9 + num / 100, 0.9))
+    summary = summarize_sweep(sweep)
+    assert summary.groups is None and not (sweep / "sweep_groups.csv").exists()
+    assert summary.table["optimizer.lr"].tolist() == [0.01, 0.001]
+
+
+def test_list_runs_is_newest_first_with_overrides(tmp_path):
+    for stamp, overrides, acc in [("2026-11-20/09-00-00.000001", ["seed=1"], 0.97),
+                                  ("2026-11-24/10-30-00.500000", [], 0.98),
+                                  ("2026-11-22/23-59-59.999999", ["model=mlp"], None)]:
+        run = tmp_path / "outputs" / stamp
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+        if acc is not None:
+            (run / "metrics.json").write_text(json.dumps(done(acc, acc)))
+    runs = list_runs(tmp_path / "outputs")
+    assert [str(t.date()) for t in runs["started"]] == ["2026-11-24", "2026-11-22", "2026-11-20"]
+    assert list(runs["overrides"]) == ["(defaults)", "model=mlp", "seed=1"]
+    assert list(runs["status"]) == ["completed", "incomplete", "completed"]
+
+
+def test_summarize_cli_errors_are_one_line(tmp_path, capsys):
+    assert summarize_main([str(tmp_path / "nope")]) == 2
+    assert summarize_main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("mnist_hydra.summarize: error: ") for line in err)
+
+
+def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path, mnist_dir):
+    sweep = tmp_path / "sweep"
+    result = run_app("--multirun", "optimizer=adam,sgd", "data.val_split=0.1,1.5", *SMALL,
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert len(table) == 4 and {"optimizer", "data.val_split"} <= set(table.columns)
+    failed = table[table["status"] == "failed"]
+    assert sorted(failed["optimizer"]) == ["adam", "sgd"] and set(failed["data.val_split"]) == {1.5}
+    assert failed["error"].str.contains("data.val_split=1.5 is not allowed").all()
+    assert (table["status"].iloc[:2] == "completed").all() and table["val_accuracy"].iloc[0] > 0.3
+    assert (sweep / "sweep_summary.png").is_file()
+    assert f"best: job {table['job'].iloc[0]} " in result.stdout
+
+    # summarize rebuilds the same table from the files alone.
+    (sweep / "sweep_results.csv").unlink()
+    again = run_app(str(sweep), cwd=tmp_path, module="mnist_hydra.summarize")
+    assert again.returncode == 0, again.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(sweep / "sweep_results.csv"), table)
+
+
+def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_dir):
+    sweep = tmp_path / "cv"
+    result = run_app("--multirun", "data.folds=3", "data.fold=0,1,2", *SMALL, f"hydra.sweep.dir={sweep}",
+                     cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr
+    jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)]
+    assert [job["val_images"] for job in jobs] == [20000, 20000, 20000]  # 60,000 / 3 folds
+    groups = pd.read_csv(sweep / "sweep_groups.csv")
+    assert len(groups) == 1 and groups["runs"].iloc[0] == 3
+    assert groups["val_accuracy_mean"].iloc[0] == pytest.approx(np.mean([j["val_accuracy"] for j in jobs]))
+    assert "mean and standard deviation over data.fold" in result.stdout
