@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,6 +30,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
+    """Fail now, not after training, if `directory` cannot take a file or lacks `need_bytes` of space."""
+    from mnist_hydra.errors import OutputError
+
+    directory = Path(directory)
+    try:
+        probe = directory / f".write-test-{secrets.token_hex(4)}"
+        probe.write_bytes(b"mnist_hydra")
+        probe.unlink()
+        free = shutil.disk_usage(directory).free
+    except OSError as err:
+        raise OutputError(f"cannot write the run directory {directory}: {err.strerror or err}; "
+                          "choose another with hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)") from err
+    if free < need_bytes:
+        raise OutputError(f"the run directory {directory} has {free / 1e6:.1f} MB free, a run needs about "
+                          f"{need_bytes / 1e6:.0f} MB; free some space or choose another with hydra.run.dir=PATH")
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

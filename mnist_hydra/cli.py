@@ -41,9 +41,16 @@ def train(cfg: DictConfig) -> Optional[float]:
     return metrics["val_accuracy"]
 
 
+# Room a run needs beyond Hydra's own files: the reference model.keras is 7.3 MB, plots ~0.2 MB.
+RUN_BYTES = 50_000_000
+
+
 def _run(cfg: DictConfig, workdir: Path) -> dict:
     config = validate(cfg)
+    from mnist_hydra.artifacts import check_writable
     from mnist_hydra.data import load_splits
+
+    check_writable(workdir, RUN_BYTES)
 
     splits = load_splits(config.data, seed=config.seed)  # before TensorFlow loads: data errors show at once
     from mnist_hydra.train import train_and_evaluate

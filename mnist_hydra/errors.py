@@ -35,3 +35,9 @@ def require(ok: bool, key: str, value: object, expected: str) -> None:
     """Raise FieldError for `key` unless `ok`; `expected` says what would be accepted."""
     if not ok:
         raise FieldError(key, value, expected)
+
+
+class OutputError(UserError):
+    """A run directory that cannot take the run's files (read-only, full, not a directory)."""
+
+    exit_code = 1

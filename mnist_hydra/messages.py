@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import re
 import typing
 from typing import Any, Optional
@@ -13,10 +14,17 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from mnist_hydra.errors import UserError
 
 
+# What a path the user chose can do wrong when written: theirs to fix, not a bug of ours.
+WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+
+
 def describe(err: BaseException) -> Optional[str]:
     """One line saying what was wrong and what would be accepted; None for errors that are bugs."""
     if isinstance(err, UserError):
         return _one_line(str(err))
+    if isinstance(err, OSError) and err.filename and err.errno in WRITE_ERRNOS:
+        return (f"cannot write {err.filename}: {err.strerror}; choose another output directory with "
+                "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
     if isinstance(err, MissingConfigException) and err.options is not None:
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
         if group:

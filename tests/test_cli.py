@@ -118,3 +118,36 @@ def test_run_dir_override_is_honoured(tmp_path):
     result = run_app("--cfg", "hydra", "hydra.run.dir=custom/place", cwd=tmp_path)
     assert result.returncode == 0
     assert "dir: custom/place" in result.stdout
+
+
+# Unwritable output: CI runs as root, so "read-only" means what stops root too.
+def test_output_directory_under_a_file_fails_before_training(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    result = run_app(f"hydra.run.dir={tmp_path}/afile/run", cwd=tmp_path)
+    assert_one_line_error(result, f"cannot write {tmp_path}/afile/run", "hydra.run.dir=PATH")
+
+
+def test_immutable_output_directory_fails_before_training(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available here")
+    try:
+        result = run_app(f"hydra.run.dir={locked}/run", cwd=tmp_path)
+    finally:
+        subprocess.run(["chattr", "-i", str(locked)])
+    assert_one_line_error(result, f"cannot write {locked}/run", "Operation not permitted")
+
+
+def test_full_disk_fails_before_data_or_training(tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        result = run_app(f"hydra.run.dir={small}/run", cwd=tmp_path)
+        left = list(small.iterdir())
+    finally:
+        subprocess.run(["umount", str(small)])
+    assert_one_line_error(result, f"{small}/run has 1.0 MB free", "hydra.run.dir=PATH")
+    assert result.returncode == 1 and left == []
