@@ -46,13 +46,15 @@ RUN_BYTES = 50_000_000
 
 
 def _run(cfg: DictConfig, workdir: Path) -> dict:
+    """Validate, check the output, load the data, record provenance, then train (TensorFlow loads last)."""
     config = validate(cfg)
     from mnist_hydra.artifacts import check_writable
     from mnist_hydra.data import load_splits
+    from mnist_hydra.provenance import write_provenance
 
     check_writable(workdir, RUN_BYTES)
-
-    splits = load_splits(config.data, seed=config.seed)  # before TensorFlow loads: data errors show at once
+    splits = load_splits(config.data, seed=config.seed)  # a data mistake shows before TensorFlow's import
+    write_provenance(workdir, config, splits, HydraConfig.get().overrides.task)
     from mnist_hydra.train import train_and_evaluate
 
     return train_and_evaluate(config, workdir, splits)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from tests.conftest import SMALL_RUN, run_app
 
-ARTIFACTS = ["metrics.json", "history.csv", "model.keras", "training_curves.png", "confusion_matrix.png",
+ARTIFACTS = ["metrics.json", "provenance.json", "history.csv", "model.keras", "training_curves.png", "confusion_matrix.png",
              "misclassified.png", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml"]
 
 
@@ -73,6 +73,23 @@ def test_run_directory_holds_every_valid_artifact(twin_runs):
     model = keras.models.load_model(run / "model.keras")
     assert model.count_params() == 607_394
     assert model.predict(np.zeros((1, 28, 28, 1), "float32"), verbose=0).shape == (1, 10)
+
+
+def test_provenance_records_what_produced_the_run(twin_runs, mnist_dir):
+    cwd, _ = twin_runs
+    record = json.loads((_run_dirs(cwd)[0] / "provenance.json").read_text())
+    assert record["command"][1:3] == ["-m", "mnist_hydra"] and record["overrides"] == SMALL_RUN
+    assert record["config"]["trainer"]["epochs"] == 1 and record["config"]["model"]["filters"] == 28
+    assert record["versions"]["tensorflow"] == tf_version() and record["versions"]["hydra-core"].startswith("1.3")
+    assert record["data"]["checksums"]["train-images-idx3-ubyte"].startswith("ba891046e650")
+    assert record["data"]["source"] == str(mnist_dir)
+    assert record["git"] is None or len(record["git"]["commit"]) == 40
+
+
+def tf_version() -> str:
+    import tensorflow as tf
+
+    return tf.__version__
 
 
 def test_job_log_holds_the_runs_log_lines(twin_runs):

@@ -1,0 +1,63 @@
+"""What produced a run: its config and overrides, package versions, data checksums, git commit."""
+
+from __future__ import annotations
+
+import dataclasses
+import platform
+import socket
+import subprocess
+import sys
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from mnist_hydra import artifacts
+from mnist_hydra.config import Config
+from mnist_hydra.data import Splits
+
+PACKAGES = ("mnist-hydra", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas", "matplotlib")
+PROJECT_DIR = Path(__file__).resolve().parent
+
+
+def write_provenance(workdir: Path, config: Config, splits: Splits, overrides: Sequence[str]) -> dict[str, Any]:
+    """Write provenance.json in `workdir` and return what it holds."""
+    record = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": sys.orig_argv,  # as typed, e.g. python -m mnist_hydra trainer.epochs=3
+        "overrides": list(overrides),
+        "config": dataclasses.asdict(config),
+        "data": {"source": splits.source, "checksums": splits.checksums},
+        "versions": {"python": platform.python_version(), **package_versions()},
+        "git": git_state(PROJECT_DIR),
+        "host": socket.gethostname(),
+    }
+    artifacts.write_json(workdir / "provenance.json", record)
+    return record
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    """Installed versions, read from package metadata (no import, so no TensorFlow start-up)."""
+    versions: dict[str, Optional[str]] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def git_state(directory: Path) -> Optional[dict[str, Any]]:
+    """The commit the code in `directory` comes from, and whether it had uncommitted changes; None outside git."""
+
+    def git(*args: str) -> Optional[str]:
+        try:
+            done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):  # no git on the machine
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        return None  # an installed wheel, or a copy without .git
+    return {"commit": commit, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
