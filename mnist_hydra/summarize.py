@@ -1,6 +1,6 @@
 """`python -m mnist_hydra.summarize DIR`: a sweep's table and plot, or every run under a folder.
 
-Given a sweep directory (it holds multirun.yaml), rebuild sweep_results.csv and sweep_summary.png
+Given a sweep directory (job directories right below it), rebuild sweep_results.csv and sweep_summary.png
 there and print the summary. Given any other folder, such as outputs/, list each run found below
 it, newest first: when it started, its overrides, its status and test accuracy.
 """
@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mnist_hydra.summarize: error: {folder} is not a directory; give a sweep directory or outputs/",
               file=sys.stderr)
         return 2
-    if (folder / "multirun.yaml").is_file():
+    # Sweep jobs sit right below their sweep directory; outputs/ keeps runs two levels down (DATE/TIME).
+    # (Optuna's sweeper writes no multirun.yaml, so that file cannot be the sign.)
+    if any(folder.glob("*/.hydra/overrides.yaml")):
         print(report(summarize_sweep(folder), folder))
         return 0
     runs = list_runs(folder)

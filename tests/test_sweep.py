@@ -41,8 +41,7 @@ def fake_sweep(tmp_path) -> Path:
     make_job(sweep, 4, ["optimizer=rmsprop", "seed=1", "trainer.epochs=1"],
              {"status": "failed", "error": "optimizer.lr=-1.0 is not allowed"})
     make_job(sweep, 5, ["optimizer=rmsprop", "seed=2", "trainer.epochs=1"], None)  # killed mid-run
-    (sweep / "multirun.yaml").write_text("hydra: {}\n")
-    return sweep
+    return sweep  # no multirun.yaml: Optuna's sweeper writes none either
 
 
 def test_table_has_a_row_per_job_swept_columns_and_failures_last(fake_sweep):
@@ -97,6 +96,12 @@ def test_list_runs_is_newest_first_with_overrides(tmp_path):
     assert [str(t.date()) for t in runs["started"]] == ["2026-11-24", "2026-11-22", "2026-11-20"]
     assert list(runs["overrides"]) == ["(defaults)", "model=mlp", "seed=1"]
     assert list(runs["status"]) == ["completed", "incomplete", "completed"]
+
+
+def test_summarize_cli_treats_a_folder_of_jobs_as_a_sweep(fake_sweep, capsys):
+    assert summarize_main([str(fake_sweep)]) == 0
+    assert "best: job 1 optimizer=adam seed=2" in capsys.readouterr().out
+    assert (fake_sweep / "sweep_results.csv").is_file()
 
 
 def test_summarize_cli_errors_are_one_line(tmp_path, capsys):

@@ -1,0 +1,157 @@
+"""Optuna search and the joblib and submitit launchers: they compose, and small sweeps really run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SMALL_RUN, run_app
+
+SEARCHED = {"optimizer.lr", "trainer.batch_size", "model.dense_units", "model.dropout"}
+
+
+def _hydra_config(tmp_path: Path, *overrides: str) -> dict:
+    result = run_app("--cfg", "all", "--resolve", *overrides, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["hydra"]
+
+
+def _sweep(tmp_path: Path, mnist_dir: Path, *overrides: str, multirun: bool = False) -> tuple:
+    """Run a sweep of SMALL_RUN jobs (overrides win) into tmp_path/sweep; return (result, sweep dir)."""
+    sweep = tmp_path / "sweep"
+    flags = ["--multirun"] if multirun else []  # hparams_search=optuna needs none: it sets hydra.mode
+    result = run_app(*flags, *SMALL_RUN, *overrides, f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result, sweep
+
+
+def _jobs(sweep: Path) -> dict[int, Path]:
+    return {int(p.name): p for p in sweep.iterdir() if p.name.isdigit()}
+
+
+def _metrics(job: Path) -> dict:
+    return json.loads((job / "metrics.json").read_text())
+
+
+def _overrides(job: Path) -> dict[str, str]:
+    return dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["hydra/launcher=joblib"], {"_target_": "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"}),
+    (["hydra/launcher=submitit_local"],
+     {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher"}),
+    (["hydra/launcher=submitit_slurm", "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=120",
+      "hydra.launcher.gpus_per_node=1"],
+     {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "partition": "gpu",
+      "timeout_min": 120, "gpus_per_node": 1}),
+    (["hydra/launcher=slurm"],  # our preset on top of submitit_slurm
+     {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "partition": None,
+      "cpus_per_task": 4, "mem_gb": 8, "gpus_per_node": None, "timeout_min": 30, "array_parallelism": 8}),
+    (["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.gpus_per_node=1",
+      "hydra.launcher.timeout_min=90"],
+     {"partition": "gpu", "gpus_per_node": 1, "timeout_min": 90, "cpus_per_task": 4}),
+])
+def test_every_launcher_composes_with_its_overrides(tmp_path, overrides, expected):
+    launcher = _hydra_config(tmp_path, *overrides)["launcher"]
+    assert {key: launcher[key] for key in expected} == expected
+    if "submitit" in launcher["_target_"]:
+        assert launcher["submitit_folder"].endswith("/.submitit/%j")  # under the sweep directory
+
+
+def test_optuna_search_composes_as_a_seeded_maximizing_multirun(tmp_path):
+    hydra = _hydra_config(tmp_path, "hparams_search=optuna", "seed=7", "hydra.sweeper.n_trials=5")
+    sweeper = hydra["sweeper"]
+    assert hydra["mode"] == "MULTIRUN"
+    assert sweeper["_target_"] == "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert (sweeper["direction"], sweeper["n_trials"], sweeper["max_failure_rate"]) == ("maximize", 5, 1.0)
+    assert sweeper["sampler"]["_target_"] == "optuna.samplers.TPESampler" and sweeper["sampler"]["seed"] == 7
+    assert set(sweeper["params"]) == SEARCHED
+    assert sweeper["params"]["optimizer.lr"].startswith("tag(log, interval(")
+
+
+def test_help_lists_the_search_option(tmp_path):
+    result = run_app("--help", cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "hparams_search: optuna" in result.stdout
+
+
+def test_optuna_runs_its_trials_and_records_the_best(tmp_path, mnist_dir):
+    _, sweep = _sweep(tmp_path, mnist_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
+    jobs = _jobs(sweep)
+    assert sorted(jobs) == [0, 1, 2]
+    trials = {}
+    for num, job in jobs.items():
+        metrics = _metrics(job)
+        assert metrics["status"] == "completed", metrics
+        params = {key: value for key, value in _overrides(job).items() if key in SEARCHED}
+        assert set(params) == SEARCHED
+        assert 1e-4 <= float(params["optimizer.lr"]) <= 1e-2
+        assert int(params["trainer.batch_size"]) in (32, 64, 128)
+        assert int(params["model.dense_units"]) in (64, 128, 256)
+        assert 0.0 <= float(params["model.dropout"]) <= 0.5
+        trials[num] = (metrics["val_accuracy"], params)
+    assert len({tuple(sorted(params.items())) for _, params in trials.values()}) == 3  # three different trials
+
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    best_value, best_params = max(trials.values(), key=lambda trial: trial[0])
+    assert results["best_value"] == best_value
+    assert {key: str(value) for key, value in results["best_params"].items()} == best_params
+
+
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, mnist_dir):
+    # Job 0 gets trainer.epochs=0, which validation rejects; jobs 1 and 2 train 1 and 2 epochs.
+    # Tied to the job number, not to what the sampler proposes, so the failure is certain.
+    result, sweep = _sweep(tmp_path, mnist_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                           "trainer.epochs=${hydra:job.num}")
+    jobs = _jobs(sweep)
+    assert sorted(jobs) == [0, 1, 2]  # the second batch (job 2) ran after the failure in the first
+    failed = _metrics(jobs[0])
+    assert failed["status"] == "failed" and "trainer.epochs=0" in failed["error"]
+    completed = [_metrics(jobs[num]) for num in (1, 2)]
+    assert [m["status"] for m in completed] == ["completed", "completed"]
+    assert [m["epochs_run"] for m in completed] == [1, 2]
+    assert "Failed experiment: Return value must be float-castable. Got 'None'." in result.stdout  # trial FAIL
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_value"] == max(m["val_accuracy"] for m in completed)
+
+
+def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
+    pid_format = "'pid %(process)d [%(name)s] %(message)s'"
+    result, sweep = _sweep(tmp_path, mnist_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                           "trainer.threads=1", "seed=0,1",
+                           f"hydra.hydra_logging.formatters.simple.format={pid_format}",
+                           f"hydra.job_logging.formatters.simple.format={pid_format}", multirun=True)
+    jobs = _jobs(sweep)
+    assert sorted(jobs) == [0, 1]
+    assert [_metrics(jobs[num])["status"] for num in (0, 1)] == ["completed", "completed"]
+    launcher_pid = re.search(r"^pid (\d+) .*Joblib\.Parallel\(n_jobs=2,", result.stdout, re.M).group(1)
+    job_pids = []
+    for num in (0, 1):
+        log_pids = set(re.findall(r"^pid (\d+) ", (jobs[num] / "train.log").read_text(), re.M))
+        assert len(log_pids) == 1, log_pids  # the whole job ran in one process
+        job_pids.append(log_pids.pop())
+    assert launcher_pid not in job_pids  # workers, not the launching process
+    assert job_pids[0] != job_pids[1]  # one worker per job: they ran side by side
+
+
+def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
+    _, sweep = _sweep(tmp_path, mnist_dir, "hydra/launcher=submitit_local", "trainer.threads=1", "seed=0,1",
+                      multirun=True)
+    jobs = _jobs(sweep)
+    assert sorted(jobs) == [0, 1]
+    assert [_metrics(jobs[num])["status"] for num in (0, 1)] == ["completed", "completed"]
+    # submitit's own records: one folder per job id, holding its pickled result and log.
+    submitted = {p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit()}
+    job_ids = {yaml.safe_load((jobs[num] / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"]
+               for num in (0, 1)}
+    assert job_ids == submitted and len(submitted) == 2
+    for job_id in submitted:
+        folder = sweep / ".submitit" / job_id
+        assert (folder / f"{job_id}_0_result.pkl").is_file()
+        assert "Job completed successfully" in (folder / f"{job_id}_0_log.out").read_text()
