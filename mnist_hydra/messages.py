@@ -25,6 +25,10 @@ def describe(err: BaseException) -> Optional[str]:
     if isinstance(err, OSError) and err.filename and err.errno in WRITE_ERRNOS:
         return (f"cannot write {err.filename}: {err.strerror}; choose another output directory with "
                 "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+    if isinstance(err, ValueError) and str(err) == "No trials are completed yet.":
+        # Optuna's sweeper asks for the best trial after a search in which every trial failed.
+        return ("no trial of the search completed, so there is no best one; each job's metrics.json "
+                "in the sweep directory says why it failed")
     if isinstance(err, MissingConfigException) and err.options is not None:
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
         if group:

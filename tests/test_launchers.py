@@ -155,3 +155,13 @@ def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
         folder = sweep / ".submitit" / job_id
         assert (folder / f"{job_id}_0_result.pkl").is_file()
         assert "Job completed successfully" in (folder / f"{job_id}_0_log.out").read_text()
+
+
+def test_optuna_search_where_every_trial_fails_ends_in_one_line(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_app("hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer.epochs=0",
+                     f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("mnist_hydra: error: no trial of the search completed")
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"
