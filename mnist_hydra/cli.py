@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,10 +14,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from mnist_hydra.config import store_schemas, validate
+from mnist_hydra.console import exit_with, run_app
 from mnist_hydra.errors import UserError
 from mnist_hydra.messages import describe
 
 log = logging.getLogger(__name__)
+PROG = "mnist_hydra"
 
 # TensorFlow's C++ INFO/WARNING start-up lines bury the run's own log; a user's own setting wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,7 +37,7 @@ def train(cfg: DictConfig) -> Optional[float]:
     except UserError as err:
         if not _discard_unused_run_dir(workdir):
             log.error("%s", err)  # the job log keeps why this run stopped
-        _exit_with(err)
+        exit_with(err, PROG)
     print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}); run directory: {workdir}")
     return metrics["val_accuracy"]
 
@@ -52,9 +53,14 @@ def _run(cfg: DictConfig, workdir: Path) -> dict:
     from mnist_hydra.data import load_splits
     from mnist_hydra.provenance import write_provenance
 
-    check_writable(workdir, RUN_BYTES)
+    from mnist_hydra.distribute import is_chief
+
+    chief = is_chief(config.trainer.strategy)  # a bad TF_CONFIG fails here, in one line
+    if chief:  # the other workers of a multi_worker run write nothing
+        check_writable(workdir, RUN_BYTES)
     splits = load_splits(config.data, seed=config.seed)  # a data mistake shows before TensorFlow's import
-    write_provenance(workdir, config, splits, HydraConfig.get().overrides.task)
+    if chief:
+        write_provenance(workdir, config, splits, HydraConfig.get().overrides.task)
     from mnist_hydra.train import train_and_evaluate
 
     return train_and_evaluate(config, workdir, splits)
@@ -78,15 +84,7 @@ def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
 
 def main() -> None:
     """Console entry point: run the Hydra app, reporting user mistakes as one line, not a traceback."""
-    wants_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    # Hydra prints its own multi-line report unless this is set; set, it raises and we word the error.
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        train()
-    except Exception as err:
-        if wants_traceback or describe(err) is None:
-            raise
-        _exit_with(err)
+    run_app(train, PROG)
 
 
 def _discard_unused_run_dir(workdir: Path) -> bool:
@@ -96,8 +94,3 @@ def _discard_unused_run_dir(workdir: Path) -> bool:
         return False
     shutil.rmtree(workdir)
     return True
-
-
-def _exit_with(err: Exception) -> None:
-    print(f"mnist_hydra: error: {describe(err)}", file=sys.stderr)
-    sys.exit(getattr(err, "exit_code", 2))

@@ -70,11 +70,17 @@ def store_schemas() -> None:
             store.store(group=f"schema/{group}", name=name, node=registry.schema(name))
 
 
-def validate(cfg: DictConfig) -> Config:
-    """Check a composed config against its schemas and ranges; return it as typed dataclasses."""
+def require_values(cfg: DictConfig, examples: Optional[dict[str, str]] = None) -> None:
+    """ConfigError for the first key left `???` (Hydra does not check: hydra #2193), with an example value."""
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
-        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {missing[0]}=...")
+        example = (examples or {}).get(missing[0], f"{missing[0]}=...")
+        raise ConfigError(f"{missing[0]} has no value: set it on the command line, e.g. {example}")
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Check a composed config against its schemas and ranges; return it as typed dataclasses."""
+    require_values(cfg)
     known = {f.name for f in dataclasses.fields(Config)} | {"hydra"}
     _reject_unknown_keys("", cfg, known)
     require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
-from mnist_hydra.errors import require
+from mnist_hydra.errors import ConfigError, require
 from mnist_hydra.registry import Registry
 
 if TYPE_CHECKING:
@@ -15,16 +15,26 @@ if TYPE_CHECKING:
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
+SCHEDULES = ("constant", "cosine")
+
 
 @dataclass
 class OptimizerConfig:
     """Fields every optimizer has; subclasses add Keras's own keyword arguments by name."""
 
     name: str = "adam"
-    lr: float = 1e-3  # learning rate
+    lr: float = 1e-3  # learning rate (with a schedule: its peak, reached after the warmup)
+    schedule: str = "constant"  # learning rate over the run: constant, or cosine decay to final_lr_fraction * lr
+    final_lr_fraction: float = 0.0  # cosine: the lr at the run's last step, as a fraction of lr
+    warmup_fraction: float = 0.0  # cosine: share of the run's steps spent rising linearly from 0 to lr
 
     def check(self) -> None:
         require(self.lr > 0, "lr", self.lr, "a learning rate > 0")
+        require(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
+        require(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", self.final_lr_fraction, "a fraction in [0, 1]")
+        require(0 <= self.warmup_fraction < 1, "warmup_fraction", self.warmup_fraction, "a share in [0, 1)")
+        require(self.warmup_fraction == 0 or self.schedule == "cosine", "warmup_fraction", self.warmup_fraction,
+                "0 unless optimizer.schedule=cosine")
 
 
 @dataclass
@@ -76,12 +86,34 @@ class RMSpropConfig(OptimizerConfig):
         require(self.epsilon > 0, "epsilon", self.epsilon, "a number > 0")
 
 
-def build_optimizer(keras_class: str, cfg: OptimizerConfig) -> keras.optimizers.Optimizer:
-    """keras.optimizers.<keras_class>, given lr and the schema's other fields by their Keras names."""
+def build_optimizer(keras_class: str, cfg: OptimizerConfig, total_steps: int = 0) -> keras.optimizers.Optimizer:
+    """keras.optimizers.<keras_class> with the lr schedule over `total_steps`; the subclass's fields go to Keras."""
     import keras
 
-    kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ("name", "lr")}
-    return getattr(keras.optimizers, keras_class)(learning_rate=cfg.lr, **kwargs)
+    # OptimizerConfig's own fields are ours; a subclass's fields are Keras's keyword arguments by name.
+    ours = {f.name for f in dataclasses.fields(OptimizerConfig)}
+    kwargs = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name not in ours}
+    return getattr(keras.optimizers, keras_class)(learning_rate=build_schedule(cfg, total_steps), **kwargs)
+
+
+def build_schedule(cfg: OptimizerConfig, total_steps: int = 0) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """cfg.lr as a float (constant), or a Keras schedule that ends at step `total_steps` (0 = unknown)."""
+    if cfg.schedule == "constant":
+        return cfg.lr  # a plain float, as before schedules existed: the reference run is unchanged
+    if total_steps < 1:
+        raise ConfigError(
+            f"optimizer.schedule={cfg.schedule} needs the run's total step count, and the caller gave none; "
+            "use optimizer.schedule=constant, or pass total_steps=<steps per epoch * epochs> to the builder"
+        )
+    from keras.optimizers import schedules
+
+    # Keras evaluates a schedule at optimizer.iterations, which model.keras saves: a resumed run continues it.
+    warmup = round(total_steps * cfg.warmup_fraction)
+    if not warmup:
+        return schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=cfg.final_lr_fraction)
+    # Keras's warmup rises linearly from initial_learning_rate to warmup_target, then decays from there.
+    return schedules.CosineDecay(0.0, decay_steps=total_steps - warmup, alpha=cfg.final_lr_fraction,
+                                 warmup_target=cfg.lr, warmup_steps=warmup)
 
 
 OPTIMIZERS.register("adam", schema=AdamConfig)(partial(build_optimizer, "Adam"))

@@ -1,7 +1,7 @@
 """`python -m mnist_hydra.summarize DIR`: a sweep's table and plot, or every run under a folder.
 
-Given a sweep directory (job directories right below it), rebuild sweep_results.csv and sweep_summary.png
-there and print the summary. Given any other folder, such as outputs/, list each run found below
+Given a sweep directory (job directories right below it), rebuild sweep_results.csv, sweep_summary.png and
+report.html there and print the summary. Given any other folder, such as outputs/, list each run found below
 it, newest first: when it started, its overrides, its status and test accuracy.
 """
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from mnist_hydra.report import write_sweep_report
 from mnist_hydra.sweep import report, summarize_sweep
 
 # outputs/2026-11-24/13-20-02.850171 and multirun/DATE/TIME/N: Hydra's run and sweep directory names.
@@ -62,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
     # Sweep jobs sit right below their sweep directory; outputs/ keeps runs two levels down (DATE/TIME).
     # (Optuna's sweeper writes no multirun.yaml, so that file cannot be the sign.)
     if any(folder.glob("*/.hydra/overrides.yaml")):
-        print(report(summarize_sweep(folder), folder))
+        summary = summarize_sweep(folder)
+        write_sweep_report(folder, summary)
+        print(report(summary, folder))
         return 0
     runs = list_runs(folder)
     if runs.empty:

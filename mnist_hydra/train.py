@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -11,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_hydra import artifacts, plots
+from mnist_hydra import artifacts, distribute, plots, report
 from mnist_hydra.config import Config
 from mnist_hydra.data import Splits, load_splits
 from mnist_hydra.models import MODELS
@@ -28,27 +30,38 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
 
     Args:
       config: the run's config, as `mnist_hydra.config.validate` returns it.
-      workdir: the run directory; created if missing.
+      workdir: the run directory; created if missing. Under trainer.strategy=multi_worker only the chief
+        (see `mnist_hydra.distribute.is_chief`) writes there; the other workers train and score alike.
       splits: the data, when the caller has loaded it already; else loaded from `config.data`.
     """
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
     if splits is None:
         splits = load_splits(config.data, seed=config.seed)
     set_threads(config.trainer.threads)
+    # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
+    strategy, chief = distribute.make_strategy(config.trainer.strategy)
+    if chief:
+        workdir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
         config.data.name, splits.source, len(splits.y_train), len(splits.y_val),
         " = the test set" if splits.val_is_test else "", len(splits.y_test),
     )
+    if config.trainer.strategy != "default":
+        log.info("strategy: %s, %d replica(s) in sync, global batch %d; %s", config.trainer.strategy,
+                 strategy.num_replicas_in_sync, config.trainer.batch_size,
+                 "this process is the chief and writes the artifacts" if chief
+                 else "this process is not the chief: it trains and scores but writes no artifacts")
 
-    model = MODELS.get(config.model.name)(config.model, INPUT_SHAPE, len(splits.class_names))
-    model.compile(
-        optimizer=OPTIMIZERS.get(config.optimizer.name)(config.optimizer),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    steps = math.ceil(len(splits.y_train) / config.trainer.batch_size)  # per epoch; a schedule needs the total
+    with strategy.scope():  # variables made here are mirrored on every replica
+        model = MODELS.get(config.model.name)(config.model, INPUT_SHAPE, len(splits.class_names))
+        model.compile(
+            optimizer=OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+        )
     log.info("model: %s, %d parameters; optimizer: %s lr=%g", config.model.name,
              model.count_params(), config.optimizer.name, config.optimizer.lr)
 
@@ -64,6 +77,7 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
         shuffle=False,  # the dataset reshuffles itself each epoch, from the seed
     )
     train_seconds = time.perf_counter() - start
+    distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
     history = {key: [float(v) for v in values] for key, values in fit.history.items()}
 
     probabilities = model.predict(make_dataset(splits.x_test, splits.y_test, batch), verbose=0)
@@ -87,14 +101,25 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
         "test_images": len(splits.y_test),
         "val_is_test": splits.val_is_test,
         "seed": config.seed,
+        "strategy": config.trainer.strategy,
+        "replicas": int(strategy.num_replicas_in_sync),
         "data_source": splits.source,
         "data_checksums": splits.checksums,
         "history": history,
         "confusion_matrix": matrix.tolist(),
     }
-    write_artifacts(workdir, model, metrics, splits, probabilities)
-    log.info("test accuracy %.4f, test loss %.4f, %.1f s training; artifacts in %s",
-             metrics["test_accuracy"], metrics["test_loss"], train_seconds, workdir)
+    # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
+    log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
+    if chief:
+        write_artifacts(workdir, model, metrics, splits, probabilities)
+    else:
+        # Saving reads every variable; a variable synchronised on read would make that a collective op which
+        # every worker must join. So this worker saves too, to a scratch copy that is dropped.
+        with tempfile.TemporaryDirectory(prefix="mnist_hydra-worker-") as scratch:
+            model.save(Path(scratch) / "model.keras")
+    log.info("test accuracy %.4f, test loss %.4f, %.1f s training; %s",
+             metrics["test_accuracy"], metrics["test_loss"], train_seconds,
+             f"artifacts in {workdir}" if chief else "artifacts left to the chief")
     return metrics
 
 
@@ -128,7 +153,7 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits,
                     probabilities: np.ndarray) -> None:
-    """metrics.json, history.csv, model.keras and the three plots."""
+    """metrics.json, history.csv, model.keras, the three plots and report.html."""
     predicted = probabilities.argmax(axis=1)
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})
@@ -137,6 +162,7 @@ def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], 
                                 workdir / "confusion_matrix.png")
     plots.plot_misclassified(splits.x_test, splits.y_test, predicted, probabilities.max(axis=1),
                              splits.class_names, workdir / "misclassified.png")
+    report.write_run_report(workdir, metrics)
     # Last: a complete metrics.json marks a complete run directory.
     artifacts.write_json(workdir / "metrics.json", metrics)
 

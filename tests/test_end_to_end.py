@@ -18,7 +18,7 @@ from PIL import Image
 from tests.conftest import SMALL_RUN, run_app
 
 ARTIFACTS = ["metrics.json", "provenance.json", "history.csv", "model.keras", "training_curves.png", "confusion_matrix.png",
-             "misclassified.png", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml"]
+             "misclassified.png", "report.html", "train.log", ".hydra/config.yaml", ".hydra/overrides.yaml"]
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,506 @@
+"""Time mnist_hydra against a plain Keras script on the real MNIST, and check the speed targets.
+
+Usage (from the repo root):
+  python benchmarks/bench_train.py [--data DIR] [--epochs N] [--repeats R]
+      [--fast-overrides "k=v k=v"] [--only a,b,c,cli,load,peak] [--json PATH]
+
+Cases, each run as its own subprocess, one after another:
+  (a) `python -m mnist_hydra` with the default config, as users call it;
+  (b) a plain Keras script: the same network fed numpy float32 arrays, all 60,000 training images,
+      validating on the test set each epoch (the original notebook);
+  (c) `python -m mnist_hydra` with the fastest setting that keeps the reference network
+      (FAST_OVERRIDES, or --fast-overrides).
+Then: wall time of `--help`, `--cfg job` and `import tensorflow`; MNIST load time through
+`mnist_hydra.data.load_splits`; the float32 matmul peak of the machine. The benchmark process
+itself never imports TensorFlow, so every figure comes from a fresh child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+REPO = Path(__file__).resolve().parent.parent
+
+# The lead sets this to the framework's fastest overrides that keep the reference network,
+# e.g. ["trainer.batch_size=128", ...]; empty = case (c) is skipped with a note.
+FAST_OVERRIDES: list[str] = []
+
+CASES = ("a", "b", "c", "cli", "load", "peak")
+JSON_MARK = "BENCH_JSON "  # prefix of the one result line a helper script prints
+
+# Targets: ratios are of median seconds per epoch, against the plain script (b).
+TARGET_A_OVER_B = 0.8
+TARGET_C_OVER_B = 0.45
+TARGET_C_ACCURACY = 0.984
+TARGET_CLI_SECONDS = 1.0
+TARGET_LOAD_SECONDS = 1.0
+TARGET_A_PEAK_BYTES = 2.5e9  # 2.5 GB (10^9 bytes)
+
+# The reference network, for the analytic FLOP count.
+FILTERS, KERNEL, POOL, DENSE, CLASSES, SIDE = 28, 3, 2, 128, 10, 28
+
+PLAIN_SCRIPT = r'''
+"""The original notebook: numpy float32 arrays into model.fit, validating on the test set."""
+import gzip, json, os, sys, time
+import numpy as np
+
+root, epochs = sys.argv[1], int(sys.argv[2])
+
+def read(name, offset):
+    with gzip.open(os.path.join(root, name), "rb") as f:
+        return np.frombuffer(f.read(), np.uint8, offset=offset)
+
+start = time.perf_counter()
+x_train = read("train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+y_train = read("train-labels-idx1-ubyte.gz", 8)
+x_test = read("t10k-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28, 1).astype("float32") / 255
+y_test = read("t10k-labels-idx1-ubyte.gz", 8)
+load_seconds = time.perf_counter() - start
+
+import keras
+from keras import layers
+
+keras.utils.set_random_seed(0)
+model = keras.Sequential([
+    keras.Input(shape=(28, 28, 1)),
+    layers.Conv2D(28, 3, activation="relu"),
+    layers.MaxPooling2D(2),
+    layers.Flatten(),
+    layers.Dense(128, activation="relu"),
+    layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+class Timer(keras.callbacks.Callback):
+    seconds = []
+    def on_epoch_begin(self, epoch, logs=None):
+        self.t = time.perf_counter()
+    def on_epoch_end(self, epoch, logs=None):  # after validation: an epoch includes it, as in (a)
+        self.seconds.append(time.perf_counter() - self.t)
+
+start = time.perf_counter()
+fit = model.fit(x_train, y_train, validation_data=(x_test, y_test), epochs=epochs, batch_size=64,
+                verbose=0, callbacks=[Timer()])
+train_seconds = time.perf_counter() - start
+print("BENCH_JSON " + json.dumps({
+    "test_accuracy": float(fit.history["val_accuracy"][-1]),  # the validation set is the test set
+    "epoch_seconds": Timer.seconds, "train_seconds": train_seconds, "load_seconds": load_seconds,
+    "train_images": len(y_train), "val_images": len(y_test),
+}))
+'''
+
+MATMUL_SCRIPT = r'''
+import json, sys, time
+import tensorflow as tf
+
+n, reps = int(sys.argv[1]), int(sys.argv[2])
+a = tf.random.uniform((n, n), dtype=tf.float32)
+b = tf.random.uniform((n, n), dtype=tf.float32)
+for _ in range(2):  # warm-up: thread pools, oneDNN primitives
+    tf.linalg.matmul(a, b)[0, 0].numpy()
+times = []
+for _ in range(reps):
+    start = time.perf_counter()
+    tf.linalg.matmul(a, b)[0, 0].numpy()  # reading one element waits for the product
+    times.append(time.perf_counter() - start)
+print("BENCH_JSON " + json.dumps({"n": n, "seconds": times, "gflops": [2 * n**3 / t / 1e9 for t in times]}))
+'''
+
+LOAD_SCRIPT = r'''
+import json, sys, time
+start = time.perf_counter()
+from mnist_hydra.data import DataConfig, load_splits
+import_seconds = time.perf_counter() - start
+root, reps = sys.argv[1], int(sys.argv[2])
+times = []
+for _ in range(reps):
+    start = time.perf_counter()
+    splits = load_splits(DataConfig(root=root), seed=0)
+    times.append(time.perf_counter() - start)
+print("BENCH_JSON " + json.dumps({"seconds": times, "import_seconds": import_seconds,
+                                  "train_images": len(splits.y_train)}))
+'''
+
+
+@dataclass
+class Child:
+    """What one finished subprocess left: exit code, output, wall time, peak resident memory."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    wall_seconds: float
+    peak_rss_bytes: int
+
+    def result(self) -> dict[str, Any]:
+        """The helper script's JSON line."""
+        for line in reversed(self.stdout.splitlines()):
+            if line.startswith(JSON_MARK):
+                return json.loads(line[len(JSON_MARK):])
+        raise RuntimeError(f"no result line (exit code {self.returncode}); stderr ends:\n{self.stderr[-2000:]}")
+
+
+@dataclass
+class TrainCase:
+    """One training case's figures."""
+
+    key: str
+    title: str
+    command: str
+    epoch_seconds: list[list[float]] = field(default_factory=list)  # per repeat
+    test_accuracy: list[float] = field(default_factory=list)
+    peak_rss_bytes: list[int] = field(default_factory=list)
+    wall_seconds: list[float] = field(default_factory=list)
+    train_images: int = 0
+    val_images: int = 0
+    error: Optional[str] = None
+
+    def median_epoch(self) -> Optional[float]:
+        """Median over repeats of each repeat's median of epochs 2..N (epoch 1 when N = 1)."""
+        if not self.epoch_seconds:
+            return None
+        return statistics.median(statistics.median(s[1:] or s) for s in self.epoch_seconds)
+
+    def first_epoch(self) -> Optional[float]:
+        return statistics.median(s[0] for s in self.epoch_seconds) if self.epoch_seconds else None
+
+    def images_per_second(self) -> Optional[float]:
+        median = self.median_epoch()
+        return self.train_images / median if median else None
+
+    def flops_per_epoch(self) -> float:
+        return epoch_flops(self.train_images, self.val_images)
+
+
+def run_child(argv: list[str], env: Optional[dict[str, str]] = None, timeout: float = 3600.0) -> Child:
+    """Run `argv` from the repo root; its own peak RSS comes from wait4 on its pid."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
+        deadline = start + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() > deadline:
+                proc.kill()
+                pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for a reaped child
+        out.seek(0)
+        err.seek(0)
+        return Child(proc.returncode, out.read(), err.read(), wall, usage.ru_maxrss * 1024)  # ru_maxrss is KiB
+
+
+def child_env(data: Path) -> dict[str, str]:
+    env = dict(os.environ, MNIST_HYDRA_DATA=str(data))
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # what the app sets too; keeps stderr readable
+    return env
+
+
+def forward_flops_per_image() -> dict[str, int]:
+    """Multiply-adds x 2 of each layer of the reference network, from its shapes."""
+    conv_side = SIDE - KERNEL + 1
+    pooled = conv_side // POOL
+    flat = pooled * pooled * FILTERS
+    return {
+        "conv": 2 * KERNEL * KERNEL * 1 * FILTERS * conv_side * conv_side,
+        "dense1": 2 * flat * DENSE,
+        "dense2": 2 * DENSE * CLASSES,
+    }
+
+
+def epoch_flops(train_images: int, val_images: int) -> float:
+    """Training ~ 3x forward (forward + two backward products) per training image, 1x per validation image."""
+    forward = sum(forward_flops_per_image().values())
+    return 3.0 * forward * train_images + 1.0 * forward * val_images
+
+
+FLOPS_FORMULA = (
+    "forward/image = conv 2*k*k*Cin*Cout*Hout*Wout (2*3*3*1*28*26*26) + dense 2*in*out (2*4732*128 + 2*128*10); "
+    "pooling, bias, ReLU, softmax and the optimizer update ignored; "
+    "FLOPs/epoch = 3 * forward * train_images + 1 * forward * val_images"
+)
+
+
+def train_case_mnist_hydra(case: TrainCase, args: argparse.Namespace, overrides: list[str]) -> None:
+    """Cases (a) and (c): the app in a subprocess, figures read from the run's metrics.json."""
+    for _ in range(args.repeats):
+        run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{case.key}_"))
+        try:
+            argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", "trainer.verbose=0",
+                    f"trainer.epochs={args.epochs}", *overrides]
+            case.command = shlex.join(["python", *argv[1:3], "hydra.run.dir=<tmp>", *argv[4:]])
+            child = run_child(argv, child_env(args.data))
+            metrics_path = run_dir / "metrics.json"
+            if child.returncode != 0 or not metrics_path.is_file():
+                raise RuntimeError(f"exit code {child.returncode}; stderr ends:\n{child.stderr[-2000:]}")
+            metrics = json.loads(metrics_path.read_text())
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        record(case, metrics, child)
+
+
+def train_case_plain(case: TrainCase, args: argparse.Namespace) -> None:
+    """Case (b): the plain Keras script in a subprocess, figures from its JSON line."""
+    with tempfile.NamedTemporaryFile("w", prefix="bench_plain_", suffix=".py", delete=False) as f:
+        f.write(PLAIN_SCRIPT)
+    try:
+        for _ in range(args.repeats):
+            child = run_child([sys.executable, f.name, str(args.data), str(args.epochs)], child_env(args.data))
+            record(case, child.result(), child)
+    finally:
+        os.unlink(f.name)
+
+
+def record(case: TrainCase, metrics: dict[str, Any], child: Child) -> None:
+    case.epoch_seconds.append([float(s) for s in metrics["epoch_seconds"]])
+    case.test_accuracy.append(float(metrics["test_accuracy"]))
+    case.peak_rss_bytes.append(child.peak_rss_bytes)
+    case.wall_seconds.append(child.wall_seconds)
+    case.train_images, case.val_images = int(metrics["train_images"]), int(metrics["val_images"])
+    print(f"  {case.key}: epochs {', '.join(f'{s:.1f}' for s in case.epoch_seconds[-1])} s; "
+          f"test accuracy {case.test_accuracy[-1]:.4f}; peak RSS {child.peak_rss_bytes / 1e9:.2f} GB; "
+          f"wall {child.wall_seconds:.1f} s; load average {os.getloadavg()[0]:.2f}", flush=True)
+
+
+def time_commands(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Wall time of the app's --help and --cfg job against a bare TensorFlow import."""
+    env = child_env(args.data)
+    commands = [
+        ("python -m mnist_hydra --help", [sys.executable, "-m", "mnist_hydra", "--help"], args.cli_runs),
+        ("python -m mnist_hydra --cfg job", [sys.executable, "-m", "mnist_hydra", "--cfg", "job"], args.cli_runs),
+        ('python -c "import tensorflow"', [sys.executable, "-c", "import tensorflow"], args.tf_runs),
+    ]
+    rows = []
+    for label, argv, runs in commands:
+        times = []
+        for _ in range(runs):
+            child = run_child(argv, env, timeout=300)
+            if child.returncode != 0:
+                raise RuntimeError(f"{label}: exit code {child.returncode}: {child.stderr[-1000:]}")
+            times.append(child.wall_seconds)
+        rows.append({"command": label, "runs": runs, "seconds": times, "median_seconds": statistics.median(times)})
+        print(f"  {label}: {', '.join(f'{t:.2f}' for t in times)} s", flush=True)
+    return rows
+
+
+def time_load(args: argparse.Namespace) -> dict[str, Any]:
+    """load_splits(DataConfig(root=...), seed=0) in a fresh process, several times."""
+    child = run_child([sys.executable, "-c", LOAD_SCRIPT, str(args.data), str(args.load_runs)], child_env(args.data))
+    result = child.result()
+    result["median_seconds"] = statistics.median(result["seconds"])
+    print(f"  load_splits: {', '.join(f'{t:.2f}' for t in result['seconds'])} s "
+          f"(first import of mnist_hydra.data {result['import_seconds']:.2f} s)", flush=True)
+    return result
+
+
+def measure_peak(args: argparse.Namespace) -> dict[str, Any]:
+    """Best float32 GFLOP/s of an n x n matmul over several timed runs after warm-up."""
+    child = run_child([sys.executable, "-c", MATMUL_SCRIPT, str(args.matmul_n), str(args.matmul_runs)],
+                      child_env(args.data))
+    result = child.result()
+    result["best_gflops"] = max(result["gflops"])
+    print(f"  matmul {args.matmul_n}^2 float32: {', '.join(f'{g:.0f}' for g in result['gflops'])} GFLOP/s", flush=True)
+    return result
+
+
+def fmt(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def ratio(case: Optional[TrainCase], base: Optional[TrainCase]) -> Optional[float]:
+    if not case or not base or case.median_epoch() is None or base.median_epoch() is None:
+        return None
+    return case.median_epoch() / base.median_epoch()
+
+
+def verdict(ok: Optional[bool]) -> str:
+    return "n/a" if ok is None else ("MET" if ok else "NOT MET")
+
+
+def report(args, cases: dict[str, TrainCase], cli: Optional[list], load: Optional[dict], peak: Optional[dict]) -> dict:
+    """Print the tables and targets; return every figure for --json."""
+    peak_flops = peak["best_gflops"] * 1e9 if peak else None
+    base = cases.get("b")
+    print("\n== Training, real MNIST, %d epoch(s), %d repeat(s) ==" % (args.epochs, args.repeats))
+    print("s/epoch = median over epochs 2..N (epoch 1 also traces the graphs; with N = 1 it is epoch 1); "
+          "an epoch includes its validation pass.")
+    print("images/s = training images per epoch / median s/epoch: (a) and the default (c) train on 54,000 and "
+          "validate on 6,000 (val_split 0.1); (b) trains on 60,000 and validates on the 10,000 test images.")
+    header = (f"{'case':<5}{'train':>7}{'val':>7}{'s/epoch':>9}{'epoch 1':>9}{'images/s':>10}{'test acc':>10}"
+              f"{'peak RSS':>10}{'vs (b)':>8}{'GFLOP/ep':>10}{'% peak':>8}")
+    print(header)
+    print("-" * len(header))
+    figures: dict[str, Any] = {"epochs": args.epochs, "repeats": args.repeats, "cases": {}}
+    for key, case in cases.items():
+        if case.error:
+            print(f"({key})  failed: {case.error.splitlines()[0]}")
+            figures["cases"][key] = {"title": case.title, "command": case.command, "error": case.error}
+            continue
+        median = case.median_epoch()
+        share = case.flops_per_epoch() / median / peak_flops if peak_flops and median else None
+        acc = statistics.median(case.test_accuracy)
+        rss = max(case.peak_rss_bytes)
+        print(f"({key}){case.train_images:>9,}{case.val_images:>7,}{fmt(median, '9.2f')}{fmt(case.first_epoch(), '9.2f')}"
+              f"{fmt(case.images_per_second(), '10,.0f')}{acc:>10.4f}{rss / 1e9:>7.2f} GB{fmt(ratio(case, base), '8.2f')}"
+              f"{case.flops_per_epoch() / 1e9:>10.1f}{'-' if share is None else f'{share * 100:.1f}%':>8}")
+        figures["cases"][key] = {
+            "title": case.title, "command": case.command, "epoch_seconds": case.epoch_seconds,
+            "median_epoch_seconds": median, "first_epoch_seconds": case.first_epoch(),
+            "images_per_second": case.images_per_second(), "test_accuracy": case.test_accuracy,
+            "peak_rss_bytes": case.peak_rss_bytes, "wall_seconds": case.wall_seconds,
+            "train_images": case.train_images, "val_images": case.val_images,
+            "flops_per_epoch": case.flops_per_epoch(), "share_of_peak": share,
+            "ratio_to_b": ratio(case, base),
+        }
+    for key, case in cases.items():
+        print(f"  ({key}) {case.title}: {case.command}")
+    print(f"FLOPs: {FLOPS_FORMULA}; forward/image = {sum(forward_flops_per_image().values()):,}")
+    figures["flops_formula"] = FLOPS_FORMULA
+    figures["forward_flops_per_image"] = forward_flops_per_image()
+    if peak:
+        print(f"float32 matmul peak: {peak['best_gflops']:.0f} GFLOP/s (best of {len(peak['gflops'])}, "
+              f"tf.linalg.matmul {peak['n']}x{peak['n']}, 2n^3/t)")
+        figures["matmul"] = peak
+
+    if cli:
+        print("\n== Start-up (wall time of a fresh process) ==")
+        for row in cli:
+            print(f"{row['command']:<36}{row['median_seconds']:>7.2f} s  (median of {row['runs']})")
+        figures["cli"] = cli
+    if load:
+        print(f"\n== Data ==\nload_splits(DataConfig(root=...), seed=0): {load['median_seconds']:.2f} s "
+              f"(median of {len(load['seconds'])}; gunzip + parse + SHA-256 + split)")
+        figures["load"] = load
+
+    a, c = cases.get("a"), cases.get("c")
+    ok_a = a and not a.error
+    ok_c = c and not c.error
+    r_ab, r_cb = ratio(a, base), ratio(c, base)
+    c_acc = statistics.median(c.test_accuracy) if ok_c else None
+    cli_by = {row["command"]: row["median_seconds"] for row in cli or []}
+    targets = [
+        (f"(a)/(b) s/epoch <= {TARGET_A_OVER_B}", fmt(r_ab, ".2f"), None if r_ab is None else r_ab <= TARGET_A_OVER_B),
+        (f"(c)/(b) s/epoch <= {TARGET_C_OVER_B} and (c) test acc >= {TARGET_C_ACCURACY}",
+         "-" if r_cb is None else f"{r_cb:.2f}, acc {c_acc:.4f}",
+         None if r_cb is None else (r_cb <= TARGET_C_OVER_B and c_acc >= TARGET_C_ACCURACY)),
+    ]
+    for label in ("python -m mnist_hydra --help", "python -m mnist_hydra --cfg job"):
+        seconds = cli_by.get(label)
+        targets.append((f"{label[10:]} < {TARGET_CLI_SECONDS} s", fmt(seconds, ".2f") + " s" * (seconds is not None),
+                        None if seconds is None else seconds < TARGET_CLI_SECONDS))
+    load_s = load["median_seconds"] if load else None
+    targets.append((f"load < {TARGET_LOAD_SECONDS} s", fmt(load_s, ".2f") + " s" * (load_s is not None),
+                    None if load_s is None else load_s < TARGET_LOAD_SECONDS))
+    rss_a = max(a.peak_rss_bytes) if ok_a else None
+    targets.append((f"peak memory of (a) < {TARGET_A_PEAK_BYTES / 1e9} GB", "-" if rss_a is None else f"{rss_a / 1e9:.2f} GB",
+                    None if rss_a is None else rss_a < TARGET_A_PEAK_BYTES))
+    print("\n== Targets ==")
+    for label, value, ok in targets:
+        print(f"{label:<58}{value:>20}  {verdict(ok)}")
+    figures["targets"] = [{"target": t, "value": v, "met": ok} for t, v, ok in targets]
+    if "c" in args.only and not args.fast_overrides:
+        print("(c) skipped: no fast overrides (FAST_OVERRIDES is empty and --fast-overrides not given)")
+    print(f"load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs "
+          "(timings are noisy when other work runs)")
+    return figures
+
+
+def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+    default_data = os.environ.get("MNIST_HYDRA_DATA") or str(REPO.parent / "shared" / "data" / "mnist")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(default_data),
+                        help="folder with the four MNIST .gz files (default: $MNIST_HYDRA_DATA, else ../shared/data/mnist "
+                             "beside the repo; now %(default)s)")
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per training case (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each training case (default %(default)s)")
+    parser.add_argument("--fast-overrides", default=None,
+                        help='overrides for case (c), e.g. "trainer.batch_size=128 k=v" (default: FAST_OVERRIDES)')
+    parser.add_argument("--only", default=",".join(CASES),
+                        help=f"comma-separated subset of {','.join(CASES)} (default: all)")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    parser.add_argument("--cli-runs", type=int, default=5, help="runs of --help and --cfg job (default %(default)s)")
+    parser.add_argument("--tf-runs", type=int, default=3, help="runs of import tensorflow (default %(default)s)")
+    parser.add_argument("--load-runs", type=int, default=5, help="runs of load_splits (default %(default)s)")
+    parser.add_argument("--matmul-n", type=int, default=4096, help="matrix side for the peak (default %(default)s)")
+    parser.add_argument("--matmul-runs", type=int, default=5, help="timed matmuls (default %(default)s)")
+    args = parser.parse_args(argv)
+    args.only = [c.strip() for c in args.only.split(",") if c.strip()]
+    unknown = sorted(set(args.only) - set(CASES))
+    if unknown:
+        parser.error(f"--only {','.join(unknown)}: unknown; choose from {','.join(CASES)}")
+    if args.epochs < 1 or args.repeats < 1:
+        parser.error("--epochs and --repeats must be >= 1")
+    args.data = args.data.expanduser().absolute()
+    args.fast_overrides = shlex.split(args.fast_overrides) if args.fast_overrides is not None else list(FAST_OVERRIDES)
+    return args
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    if not args.data.is_dir():
+        print(f"bench_train: error: --data {args.data}: no such folder", file=sys.stderr)
+        return 2
+    print(f"data {args.data}; {args.epochs} epoch(s); python {sys.executable}; "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    cli = load = peak = None
+    if "cli" in args.only:
+        print("start-up times:", flush=True)
+        cli = time_commands(args)
+    if "load" in args.only:
+        print("data load:", flush=True)
+        load = time_load(args)
+    if "peak" in args.only:
+        print("matmul peak:", flush=True)
+        peak = measure_peak(args)
+
+    cases: dict[str, TrainCase] = {}
+    plan = [
+        ("a", "mnist_hydra, default config", lambda case: train_case_mnist_hydra(case, args, [])),
+        ("b", "plain Keras script, numpy arrays", lambda case: train_case_plain(case, args)),
+        ("c", "mnist_hydra, fast overrides", lambda case: train_case_mnist_hydra(case, args, args.fast_overrides)),
+    ]
+    for key, title, run in plan:
+        if key not in args.only:
+            continue
+        if key == "c" and not args.fast_overrides:
+            print("(c) skipped: FAST_OVERRIDES is empty (the lead sets it) and --fast-overrides was not given",
+                  flush=True)
+            continue
+        print(f"({key}) {title}:", flush=True)
+        command = f"python <plain Keras script> {args.data} {args.epochs}" if key == "b" else ""
+        case = cases[key] = TrainCase(key, title, command)
+        try:
+            run(case)
+        except Exception as e:  # one failed case should not lose the others' figures
+            case.error = str(e)
+            print(f"  ({key}) failed: {e}", flush=True)
+
+    figures = report(args, cases, cli, load, peak)
+    figures["fast_overrides"] = args.fast_overrides
+    figures["data"] = str(args.data)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"figures written to {args.json}")
+    return 0 if all(not c.error for c in cases.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
