@@ -21,6 +21,7 @@ from mnist_hydra.registry import Registry
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass
@@ -34,6 +35,9 @@ class TrainerConfig:
     deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
     threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
     strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
+    precision: str = "float32"  # float32, or mixed_bfloat16: bf16 compute, float32 weights and output layer
+    steps_per_execution: int = 1  # training/validation steps per call into TensorFlow (fewer Python round trips)
+    eval_batch_size: Optional[int] = None  # images per validation/test batch (no gradients); null = batch_size
 
     def check(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -41,6 +45,10 @@ class TrainerConfig:
         require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
         require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
+        require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
+        require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution, "an integer >= 1")
+        require(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
+                "null (= batch_size) or an integer >= 1")
 
 
 @dataclass
@@ -48,6 +56,7 @@ class Config:
     """The composed config: one option from each group plus the run's seed."""
 
     seed: int = 0  # seeds Python, NumPy, TensorFlow and the validation split
+    resume: Optional[str] = None  # a run or sweep directory to continue (mnist_hydra/resume.py)
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
@@ -86,7 +95,7 @@ def validate(cfg: DictConfig) -> Config:
     require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     groups = {group: _typed_group(group, cfg[group], registry) for group, registry in REGISTRIES.items()}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
-    return Config(seed=cfg.seed, **groups)
+    return Config(seed=cfg.seed, resume=cfg.get("resume"), **groups)
 
 
 def _typed_group(group: str, node: DictConfig, registry: Registry) -> Any:
@@ -97,7 +106,9 @@ def _typed_group(group: str, node: DictConfig, registry: Registry) -> Any:
         )
     schema = registry.schema(name)
     actual = OmegaConf.get_type(node)
-    if actual is not schema:
+    if actual is dict:  # a config read back from a run's .hydra/config.yaml: type it by its name
+        node = OmegaConf.merge(OmegaConf.structured(schema), node)
+    elif actual is not schema:
         # `model.name=mlp` on top of the cnn option would hand cnn's fields to the mlp builder.
         raise ConfigError(
             f"{group}.name={name} does not match the fields of the chosen {group} option "

@@ -1,4 +1,6 @@
-"""Errors a user can cause: shown as one line, without a traceback."""
+"""Errors a user can cause, and a training stopped by a signal: shown as one line, without a traceback."""
+
+import signal
 
 
 class UserError(Exception):
@@ -39,5 +41,28 @@ def require(ok: bool, key: str, value: object, expected: str) -> None:
 
 class OutputError(UserError):
     """A run directory that cannot take the run's files (read-only, full, not a directory)."""
+
+    exit_code = 1
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped on a signal after `epochs_done` complete epochs.
+
+    A KeyboardInterrupt, so Hydra's launchers let it through (they record an Exception as one failed
+    job and go on with the next), and a sweep stops where the user stopped it.
+    """
+
+    def __init__(self, signum: int, epochs_done: int, epochs: int) -> None:
+        super().__init__(signum, epochs_done, epochs)
+        self.signum, self.epochs_done, self.epochs = signum, epochs_done, epochs
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+class TrainingDiverged(UserError):
+    """The loss became NaN, infinite or absurdly large: usually too high a learning rate."""
 
     exit_code = 1

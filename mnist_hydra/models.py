@@ -39,7 +39,7 @@ class CNNConfig:
 
 @dataclass
 class DeepCNNConfig:
-    """Conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout."""
+    """[Augmentation ->] conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout."""
 
     name: str = "cnn_deep"
     filters: List[int] = field(default_factory=lambda: [32, 64])  # Conv2D filters, one entry per block
@@ -103,7 +103,7 @@ def build_cnn(cfg: CNNConfig, input_shape: Shape, num_classes: int) -> keras.Mod
 
 @MODELS.register("cnn_deep", schema=DeepCNNConfig)
 def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> keras.Model:
-    """VGG-style conv blocks with batch norm and dropout, then a dense head."""
+    """Training-only augmentation (when set), VGG-style conv blocks with batch norm and dropout, a dense head."""
     import keras
     from keras import layers
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 import tensorflow as tf
 
@@ -13,17 +11,40 @@ def scale_images(images: tf.Tensor) -> tf.Tensor:
     return tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
 
 
-def make_dataset(
-    images: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed: Optional[int] = None
-) -> tf.data.Dataset:
-    """Batches of (scaled images, labels); reshuffled each epoch from `shuffle_seed` when given."""
-    dataset = tf.data.Dataset.from_tensor_slices((images, labels))
-    if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(images), seed=shuffle_seed, reshuffle_each_iteration=True)
-    # Scaling whole batches is one op per batch instead of one per image.
-    dataset = dataset.batch(batch_size).map(
-        lambda x, y: (scale_images(x), y), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
-    )
+def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:
+    """Batches of (scaled images, labels) in their stored order: for validation, testing and prediction."""
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(batch_size)
+    return _finish(dataset.map(_scale_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+
+
+def make_training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+                          first_epoch: int, epochs: int) -> tf.data.Dataset:
+    """Epochs `first_epoch` to `epochs - 1` back to back, each in its own order, seeded by (seed, epoch).
+
+    Fit it with steps_per_epoch = ceil(len(images) / batch_size). Each epoch's order depends on its
+    number alone, not on how many epochs this process has read before, so a run resumed at epoch k
+    sees the same batches as one that never stopped.
+    """
+    images_t, labels_t = tf.constant(images), tf.constant(labels)
+    count = len(images)
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
+    # Gathering one batch of indices is one op per batch, and keeps the copy in memory uint8.
+    dataset = batches.map(lambda index: _scale_batch(tf.gather(images_t, index), tf.gather(labels_t, index)),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return _finish(dataset)
+
+
+def _scale_batch(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return scale_images(images), labels
+
+
+def _finish(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
     # In-memory arrays have no files to split between the workers of a multi-worker run (AUTO would warn and
     # fall back): each worker reads the same seeded order and keeps its own share of every global batch.

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import keras
 import numpy as np
@@ -18,14 +19,19 @@ from mnist_hydra.config import Config
 from mnist_hydra.data import Splits, load_splits
 from mnist_hydra.models import MODELS
 from mnist_hydra.optimizers import OPTIMIZERS
-from mnist_hydra.pipeline import make_dataset
+from mnist_hydra.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.errors import Interrupted, TrainingDiverged
+from mnist_hydra.pipeline import make_dataset, make_training_dataset
+from mnist_hydra.stopping import StopOnDivergence, StopOnRequest, stop_on_signals
 
 log = logging.getLogger(__name__)
 
 INPUT_SHAPE = (28, 28, 1)
+DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends training as diverged
 
 
-def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] = None) -> dict[str, Any]:
+def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] = None,
+                       resume: bool = False) -> dict[str, Any]:
     """Train `config` (validated, typed), score the test set once, write artifacts; return the metrics.
 
     Args:
@@ -33,6 +39,12 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
       workdir: the run directory; created if missing. Under trainer.strategy=multi_worker only the chief
         (see `mnist_hydra.distribute.is_chief`) writes there; the other workers train and score alike.
       splits: the data, when the caller has loaded it already; else loaded from `config.data`.
+      resume: continue from the newest checkpoint in `workdir` (from the start when there is none).
+
+    Raises:
+      Interrupted: SIGINT or SIGTERM stopped training; metrics.json says "interrupted", the checkpoint
+        of the last complete epoch stays.
+      TrainingDiverged: the loss became NaN, infinite or absurdly large; metrics.json records the failure.
     """
     workdir = Path(workdir)
     if splits is None:
@@ -54,37 +66,101 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
                  "this process is the chief and writes the artifacts" if chief
                  else "this process is not the chief: it trains and scores but writes no artifacts")
 
-    steps = math.ceil(len(splits.y_train) / config.trainer.batch_size)  # per epoch; a schedule needs the total
+    with contextlib.ExitStack() as cleanup:
+        # Saving reads every variable; a variable synchronised on read would make that a collective op which
+        # every worker must join. So a non-chief worker saves too, to a scratch folder that is dropped.
+        savedir = workdir if chief else Path(cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix="mnist_hydra-worker-")))
+        checkpoints = Checkpoints(savedir)
+        model, state = _build_or_restore(config, strategy, checkpoints if resume else None, len(splits.y_train),
+                                         len(splits.class_names))
+        _fit(config, model, splits, checkpoints, state, workdir if chief else None)
+        distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
+        metrics = _score(config, model, splits, state, strategy)
+        # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
+        log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
+        write_artifacts(savedir, model, metrics, splits)
+        checkpoints.remove()  # model.keras holds the final model now
+    log.info("test accuracy %.4f, test loss %.4f, %.1f s training; %s",
+             metrics["test_accuracy"], metrics["test_loss"], metrics["train_seconds"],
+             f"artifacts in {workdir}" if chief else "artifacts left to the chief")
+    return metrics
+
+
+def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Checkpoints], train_images: int,
+                      classes: int) -> tuple[keras.Model, TrainingState]:
+    """A compiled model and where its training stands: new, or from the newest checkpoint when resuming."""
+    latest = checkpoints.latest() if checkpoints else None
     with strategy.scope():  # variables made here are mirrored on every replica
-        model = MODELS.get(config.model.name)(config.model, INPUT_SHAPE, len(splits.class_names))
+        if latest:
+            model_file, state = latest
+            model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
+            log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
+            return model, state
+        if checkpoints:
+            log.info("no checkpoint in %s: starting from the first epoch", checkpoints.folder)
+        model = with_precision(MODELS.get(config.model.name)(config.model, INPUT_SHAPE, classes),
+                               config.trainer.precision)
+        steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
         model.compile(
-            optimizer=OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs),
+            optimizer=OPTIMIZERS.get(config.optimizer.name)(config.optimizer,
+                                                            total_steps=steps * config.trainer.epochs),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
+            steps_per_execution=config.trainer.steps_per_execution,
         )
     log.info("model: %s, %d parameters; optimizer: %s lr=%g", config.model.name,
              model.count_params(), config.optimizer.name, config.optimizer.lr)
+    return model, TrainingState()
 
-    batch = config.trainer.batch_size
-    timer = EpochLog(config.trainer.epochs)
-    start = time.perf_counter()
-    fit = model.fit(
-        make_dataset(splits.x_train, splits.y_train, batch, shuffle_seed=config.seed),
-        validation_data=make_dataset(splits.x_val, splits.y_val, batch),
-        epochs=config.trainer.epochs,
-        verbose=config.trainer.verbose,
-        callbacks=[timer],
-        shuffle=False,  # the dataset reshuffles itself each epoch, from the seed
-    )
-    train_seconds = time.perf_counter() - start
-    distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
-    history = {key: [float(v) for v in values] for key, values in fit.history.items()}
 
-    probabilities = model.predict(make_dataset(splits.x_test, splits.y_test, batch), verbose=0)
+def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkpoints, state: TrainingState,
+         workdir: Optional[Path]) -> None:
+    """Train from `state.epoch` to the last epoch, checkpointing each; `workdir` (chief only) gets a failure record."""
+    epochs, batch = config.trainer.epochs, config.trainer.batch_size
+    if state.epoch >= epochs:
+        return  # stopped after the last epoch's checkpoint, before its artifacts were written
+    timer = EpochLog(epochs)
+    # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
+    diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
+    with stop_on_signals() as request:
+        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=lambda: request.signum or diverged.where)
+        model.fit(
+            make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
+            steps_per_epoch=math.ceil(len(splits.y_train) / batch),
+            validation_data=make_dataset(splits.x_val, splits.y_val, config.trainer.eval_batch_size or batch),
+            initial_epoch=state.epoch,
+            epochs=epochs,
+            verbose=config.trainer.verbose,
+            callbacks=[timer, diverged, StopOnRequest(request), saver],
+            shuffle=False,  # the dataset orders each epoch itself, from the seed
+        )
+    if diverged.where:
+        error = (f"training diverged at {diverged.where}; try a lower optimizer.lr "
+                 f"(this run: optimizer.lr={config.optimizer.lr:g})")
+        _record_stop(workdir, {"status": "failed", "error": error, "epochs_run": state.epoch})
+        raise TrainingDiverged(error)
+    if request.signum is not None:
+        stopped = Interrupted(request.signum, state.epoch, epochs)
+        _record_stop(workdir, {"status": "interrupted", "signal": stopped.signal_name, "epochs_run": state.epoch,
+                               "epochs": epochs, "history": state.history})
+        raise stopped
+
+
+def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
+    if workdir is not None:
+        artifacts.write_json(workdir / "metrics.json", record)
+
+
+def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState, strategy: Any) -> dict[str, Any]:
+    """Score the test set once; the run's metrics, history included."""
+    test_data = make_dataset(splits.x_test, splits.y_test, config.trainer.eval_batch_size or config.trainer.batch_size)
+    probabilities = model.predict(test_data, verbose=0)
     predicted = probabilities.argmax(axis=1)
     matrix = artifacts.confusion_matrix(splits.y_test, predicted, len(splits.class_names))
+    history = state.history
     val_accuracy = history["val_accuracy"]
-    metrics = {
+    return {
         "status": "completed",
         "test_accuracy": float(np.mean(predicted == splits.y_test)),
         "test_loss": cross_entropy(probabilities, splits.y_test),
@@ -93,8 +169,8 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
         "best_val_accuracy": max(val_accuracy),
         "best_epoch": int(np.argmax(val_accuracy)) + 1,
         "epochs_run": len(val_accuracy),
-        "train_seconds": train_seconds,
-        "epoch_seconds": timer.seconds,
+        "train_seconds": float(sum(state.epoch_seconds)),
+        "epoch_seconds": state.epoch_seconds,
         "params": int(model.count_params()),
         "train_images": len(splits.y_train),
         "val_images": len(splits.y_val),
@@ -107,20 +183,29 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
         "data_checksums": splits.checksums,
         "history": history,
         "confusion_matrix": matrix.tolist(),
+        "probabilities": probabilities,  # for the plots; not written to metrics.json
     }
-    # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
-    log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
-    if chief:
-        write_artifacts(workdir, model, metrics, splits, probabilities)
-    else:
-        # Saving reads every variable; a variable synchronised on read would make that a collective op which
-        # every worker must join. So this worker saves too, to a scratch copy that is dropped.
-        with tempfile.TemporaryDirectory(prefix="mnist_hydra-worker-") as scratch:
-            model.save(Path(scratch) / "model.keras")
-    log.info("test accuracy %.4f, test loss %.4f, %.1f s training; %s",
-             metrics["test_accuracy"], metrics["test_loss"], train_seconds,
-             f"artifacts in {workdir}" if chief else "artifacts left to the chief")
-    return metrics
+
+
+def with_precision(model: keras.Model, precision: str) -> keras.Model:
+    """`model` itself for float32; for a mixed policy, a copy whose layers compute in it, all but the output layer.
+
+    The output layer stays float32, as the Keras mixed-precision guide advises: its softmax is where
+    bf16's 8-bit mantissa would blur probabilities near 0 and 1, and it costs next to nothing. The copy
+    starts from the same weights, so a mixed run and a float32 run begin at the same point. No global
+    policy is set, so nothing carries over to a later job in the same process.
+    """
+    if precision == "float32":
+        return model
+    output = model.layers[-1]
+
+    def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+        dtype = "float32" if layer is output else precision
+        return layer.__class__.from_config({**layer.get_config(), "dtype": dtype})
+
+    mixed = keras.models.clone_model(model, clone_function=clone)
+    mixed.set_weights(model.get_weights())
+    return mixed
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -151,9 +236,9 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
 
 
-def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits,
-                    probabilities: np.ndarray) -> None:
+def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
+    probabilities = metrics.pop("probabilities")
     predicted = probabilities.argmax(axis=1)
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})
@@ -182,3 +267,25 @@ class EpochLog(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._start)
         figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
         log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1])
+
+
+class CheckpointEachEpoch(keras.callbacks.Callback):
+    """After each complete epoch: add its figures to the state and checkpoint the model with it.
+
+    An epoch cut short by a stop request or a non-finite loss is not complete: Keras still validates
+    and ends it, but nothing of it is kept.
+    """
+
+    def __init__(self, checkpoints: Checkpoints, state: TrainingState, timer: "EpochLog",
+                 stopped: Callable[[], Any]) -> None:
+        super().__init__()
+        self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if self.stopped():
+            return
+        for key, value in (logs or {}).items():
+            self.state.history.setdefault(key, []).append(float(value))
+        self.state.epoch_seconds.append(self.timer.seconds[-1])
+        self.state.epoch = epoch + 1
+        self.checkpoints.save(self.model, self.state)

@@ -1,0 +1,91 @@
+"""Measure one speed lever at a time: `python -m mnist_hydra` with each override set, a few epochs each.
+
+Usage (from the repo root):
+  python benchmarks/bench_levers.py [--epochs 3] [--data DIR] [--set "name=k=v k=v" ...]
+
+Without --set it runs LEVERS below, one after another, each in a fresh process (thread pools and
+oneDNN state do not carry over), and prints median seconds per epoch (epochs 2..N), the change
+against the first row, test accuracy after N epochs, peak memory, and the share of the CPUs that
+other processes used meanwhile (it waits for them to go quiet first, up to --wait-quiet seconds).
+Accuracy after 3 epochs only shows that a lever does not break training; the 10-epoch figures
+come from bench_train.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_train import REPO, child_env, run_child, wait_for_quiet  # noqa: E402
+
+# name -> overrides; the first row is the baseline the others are compared with.
+LEVERS: list[tuple[str, list[str]]] = [
+    ("reference: spe 1, eval batch 64, float32", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null"]),
+    ("eval_batch_size=1000", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=1000"]),
+    ("steps_per_execution=8", ["trainer.steps_per_execution=8", "trainer.eval_batch_size=null"]),
+    ("steps_per_execution=32", ["trainer.steps_per_execution=32", "trainer.eval_batch_size=null"]),
+    ("steps_per_execution=128", ["trainer.steps_per_execution=128", "trainer.eval_batch_size=null"]),
+    ("precision=mixed_bfloat16", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null",
+                                  "trainer.precision=mixed_bfloat16"]),
+    ("threads=1", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null", "trainer.threads=1"]),
+    ("deterministic=false", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null",
+                             "trainer.deterministic=false"]),
+]
+
+
+def run(overrides: list[str], epochs: int, data: Path) -> dict:
+    """One `python -m mnist_hydra` run; its epoch times, test accuracy, peak RSS and the load average."""
+    run_dir = Path(tempfile.mkdtemp(prefix="bench_lever_"))
+    try:
+        argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", "trainer.verbose=0",
+                f"trainer.epochs={epochs}", *overrides]
+        child = run_child(argv, child_env(data))
+        metrics_file = run_dir / "metrics.json"
+        if child.returncode != 0 or not metrics_file.is_file():
+            raise RuntimeError(f"exit code {child.returncode}: {child.stderr[-1500:]}")
+        metrics = json.loads(metrics_file.read_text())
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    seconds = metrics["epoch_seconds"]
+    return {"epoch_seconds": seconds, "median": statistics.median(seconds[1:] or seconds),
+            "test_accuracy": metrics["test_accuracy"], "peak_rss_gb": child.peak_rss_bytes / 1e9,
+            "others": child.other_cpu or 0.0}
+
+
+def main() -> int:
+    default_data = os.environ.get("MNIST_HYDRA_DATA") or str(REPO.parent / "shared" / "data" / "mnist")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default %(default)s)")
+    parser.add_argument("--data", type=Path, default=Path(default_data), help="MNIST folder (default %(default)s)")
+    parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
+                        help="before each run, wait up to this long for other processes to go quiet (default %(default)s)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=OVERRIDES",
+                        help='a row of its own, e.g. --set "bf16=trainer.precision=mixed_bfloat16"; repeatable')
+    args = parser.parse_args()
+    rows = [(s.split("=", 1)[0], s.split("=", 1)[1].split()) for s in args.set] or LEVERS
+    print(f"{args.epochs} epochs per run; s/epoch = median of epochs 2..{args.epochs}", flush=True)
+    print(f"{'lever':<44}{'s/epoch':>8}{'change':>8}{'test acc':>9}{'RSS GB':>8}{'others':>7}  epochs (s)")
+    base = None
+    for name, overrides in rows:
+        wait_for_quiet(args.wait_quiet)
+        try:
+            r = run(overrides, args.epochs, args.data.expanduser().absolute())
+        except RuntimeError as e:
+            print(f"{name:<44} failed: {e}", flush=True)
+            continue
+        base = base or r["median"]
+        change = f"{(r['median'] / base - 1) * 100:+.0f}%"
+        print(f"{name:<44}{r['median']:>8.2f}{change:>8}{r['test_accuracy']:>9.4f}{r['peak_rss_gb']:>8.2f}"
+              f"{r['others'] * 100:>6.0f}%  {', '.join(f'{s:.2f}' for s in r['epoch_seconds'])}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Checkpoints and resume: runs and sweeps stopped by SIGINT, SIGTERM and SIGKILL mid-epoch, then resumed.
+
+A resumed run must end with exactly the figures of a run that was never stopped: same seed, same
+batches in the same order, same optimizer state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_app
+
+# Three epochs of 5,000 images: each epoch lasts about a second, so a signal sent just after the first
+# epoch's checkpoint lands in the second epoch.
+RUN = ["trainer=fast", "trainer.epochs=3"]
+SIGNAL_DELAY = 0.3  # seconds after epoch 1's checkpoint
+
+
+def _env(mnist_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "MNIST_HYDRA_DATA": str(mnist_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def _stop_after_first_epoch(args: list[str], checkpoint_dir: Path, sig: int, cwd: Path,
+                            mnist_dir: Path) -> subprocess.CompletedProcess:
+    """Start the app, send `sig` once `checkpoint_dir` holds epoch 1's checkpoint, and wait for it to end."""
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(mnist_dir),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pointer = checkpoint_dir / "checkpoints" / "checkpoint.json"
+    deadline = time.monotonic() + 240
+    try:
+        while not (pointer.is_file() and json.loads(pointer.read_text())["epoch"] >= 1):
+            assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no checkpoint after 240 s"
+            time.sleep(0.05)
+        time.sleep(SIGNAL_DELAY)
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def _assert_same_run(resumed: dict, reference: dict) -> None:
+    assert resumed["status"] == "completed"
+    for key in ("test_accuracy", "test_loss", "val_accuracy", "epochs_run", "confusion_matrix"):
+        assert resumed[key] == reference[key], key
+    assert resumed["history"] == reference["history"]  # every epoch's figures, bit for bit
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, mnist_dir) -> dict:
+    """The same run, never stopped."""
+    cwd = tmp_path_factory.mktemp("reference")
+    result = run_app(*RUN, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr
+    return _metrics(cwd / "run")
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_run_stopped_mid_epoch_resumes_to_the_same_figures(sig, code, reference, tmp_path, mnist_dir):
+    run = tmp_path / "run"
+    stopped = _stop_after_first_epoch([*RUN, f"hydra.run.dir={run}"], run, sig, tmp_path, mnist_dir)
+    assert stopped.returncode == code, stopped.stderr
+    pointer = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
+    assert pointer["epoch"] == 1 and (run / "checkpoints" / pointer["file"]).is_file()
+    assert not (run / "model.keras").exists()
+    if sig == signal.SIGINT:  # a clean stop: recorded, and the way on is printed
+        assert _metrics(run)["status"] == "interrupted" and _metrics(run)["epochs_run"] == 1
+        assert f"Resume with: python -m mnist_hydra resume={run}" in stopped.stderr
+        assert "Traceback" not in stopped.stderr
+    else:  # killed outright: no record beyond the checkpoint
+        assert not (run / "metrics.json").exists()
+
+    resumed = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_run(_metrics(run), reference)
+    assert "resuming after epoch 1 of 3" in (run / "train.log").read_text()
+    assert not (run / "checkpoints").exists()  # model.keras holds the final model
+    # The first start's config stays where Hydra put it; the resume's goes beside it.
+    assert (run / ".hydra" / "config.yaml").is_file()
+    assert len(list((run / ".hydra").glob("resumed-*/config.yaml"))) == 1
+
+
+def test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs(reference, tmp_path, mnist_dir):
+    sweep = tmp_path / "sweep"
+    # Job 0 completes, job 1 diverges (a failed job: the sweep goes on), job 2 is stopped, job 3 never starts.
+    args = ["-m", *RUN, "seed=0,1", "optimizer.lr=1e-3,1e6", f"hydra.sweep.dir={sweep}"]
+    stopped = _stop_after_first_epoch(args, sweep / "2", signal.SIGTERM, tmp_path, mnist_dir)
+    assert stopped.returncode == 143, stopped.stderr
+    assert f"Resume with: python -m mnist_hydra resume={sweep}" in stopped.stderr
+    assert [_metrics(sweep / job)["status"] for job in "012"] == ["completed", "failed", "interrupted"]
+    assert not (sweep / "3").exists()
+    first_job = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+
+    resumed = run_app(f"resume={sweep}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first_job  # complete: skipped
+    assert _metrics(sweep / "0")["history"] == reference["history"]
+    assert [_metrics(sweep / job)["status"] for job in "0123"] == ["completed", "failed", "completed", "failed"]
+    assert "resuming after epoch 1 of 3" in (sweep / "2" / "train.log").read_text()
+    table = (sweep / "sweep_results.csv").read_text().splitlines()
+    assert len(table) == 1 + 4 and "resume" not in table[0]
+
+
+def test_diverging_loss_ends_the_run_with_one_line_and_a_record(tmp_path, mnist_dir):
+    result = run_app("trainer=fast", "optimizer.lr=1e6", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
+                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
+    assert len(errors) == 1 and "training diverged at epoch 1" in errors[0] and "optimizer.lr" in errors[0]
+    assert "Traceback" not in result.stderr
+    record = _metrics(tmp_path / "run")
+    assert record["status"] == "failed" and "diverged" in record["error"]
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+def test_resuming_a_complete_run_trains_nothing(reference, tmp_path, mnist_dir):
+    run = tmp_path / "run"
+    first = run_app(*RUN, "trainer.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path,
+                    env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert first.returncode == 0, first.stderr
+    before = (run / "metrics.json").read_bytes()
+    again = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert again.returncode == 0, again.stderr
+    assert (run / "metrics.json").read_bytes() == before
+    assert f"run directory: {run}" in again.stdout
+
+
+@pytest.mark.parametrize("target, extra, expected", [
+    ("nowhere", [], "resume=nowhere is not a run directory"),
+    ("run", ["trainer.epochs=5"], "resume=run continues with the config saved there: drop trainer.epochs=5"),
+])
+def test_resume_mistakes_are_one_line_and_create_nothing(target, extra, expected, tmp_path):
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = run_app(f"resume={target}", *extra, cwd=tmp_path)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
+    assert len(errors) == 1 and expected in errors[0], result.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_checkpoints_keep_the_newest_epoch_and_drop_leftovers(tmp_path):
+    import keras
+
+    from mnist_hydra.checkpoints import Checkpoints, TrainingState
+
+    model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    checkpoints = Checkpoints(tmp_path)
+    assert checkpoints.latest() is None
+    checkpoints.save(model, TrainingState(1, {"loss": [0.5]}, [1.0]))
+    (checkpoints.folder / ".epoch-0002.keras.tmp-dead.keras").write_bytes(b"half")  # a killed writer's file
+    checkpoints.save(model, TrainingState(2, {"loss": [0.5, 0.4]}, [1.0, 1.1]))
+    assert sorted(p.name for p in checkpoints.folder.iterdir()) == ["checkpoint.json", "epoch-0002.keras"]
+    model_file, state = checkpoints.latest()
+    assert (model_file.name, state.epoch, state.history, state.epoch_seconds) == (
+        "epoch-0002.keras", 2, {"loss": [0.5, 0.4]}, [1.0, 1.1])
+    restored = keras.models.load_model(model_file)
+    assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
+    checkpoints.remove()
+    assert not checkpoints.folder.exists()
+
+
+def test_a_broken_pointer_says_how_to_start_over(tmp_path):
+    from mnist_hydra.checkpoints import Checkpoints
+    from mnist_hydra.errors import UserError
+
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.folder.mkdir()
+    (checkpoints.folder / "checkpoint.json").write_text('{"file": "epoch-0003.keras", "epoch": 3, '
+                                                        '"history": {}, "epoch_seconds": []}')
+    with pytest.raises(UserError, match="epoch-0003.keras, which is missing; delete"):
+        checkpoints.latest()
+
+
+def test_each_epochs_order_depends_on_the_seed_and_epoch_alone():
+    from mnist_hydra.pipeline import make_training_dataset
+
+    images = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28)
+    labels = np.arange(10, dtype=np.uint8)
+
+    def epochs(seed, first, last):
+        batches = [y.numpy().tolist() for _, y in make_training_dataset(images, labels, 4, seed, first, last)]
+        return [sum(batches[i:i + 3], []) for i in range(0, len(batches), 3)]  # 3 batches an epoch
+
+    whole = epochs(0, 0, 3)
+    assert epochs(0, 1, 3) == whole[1:]  # a resumed run sees the epochs it missed, as they were
+    assert all(sorted(order) == list(range(10)) for order in whole)  # every image once an epoch
+    assert whole[0] != whole[1] and epochs(1, 0, 1)[0] != whole[0]
