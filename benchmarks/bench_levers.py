@@ -27,21 +27,21 @@ from bench_train import REPO, child_env, run_child, wait_for_quiet  # noqa: E402
 
 # name -> overrides; the first row is the baseline the others are compared with.
 LEVERS: list[tuple[str, list[str]]] = [
-    ("reference: spe 1, eval batch 64, float32", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null"]),
+    ("before: spe 1, float32, batch 64", ["trainer.steps_per_execution=1"]),
+    ("steps_per_execution=32 (default now)", []),
     ("eval_batch_size=1000", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=1000"]),
-    ("steps_per_execution=8", ["trainer.steps_per_execution=8", "trainer.eval_batch_size=null"]),
-    ("steps_per_execution=32", ["trainer.steps_per_execution=32", "trainer.eval_batch_size=null"]),
-    ("steps_per_execution=128", ["trainer.steps_per_execution=128", "trainer.eval_batch_size=null"]),
-    ("precision=mixed_bfloat16", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null",
-                                  "trainer.precision=mixed_bfloat16"]),
-    ("threads=1", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null", "trainer.threads=1"]),
-    ("deterministic=false", ["trainer.steps_per_execution=1", "trainer.eval_batch_size=null",
-                             "trainer.deterministic=false"]),
+    ("precision=mixed_bfloat16", ["trainer.steps_per_execution=1", "trainer.precision=mixed_bfloat16"]),
+    ("threads=1", ["trainer.steps_per_execution=1", "trainer.threads=1"]),
+    ("deterministic=false", ["trainer.steps_per_execution=1", "trainer.deterministic=false"]),
+    ("spe 32 + mixed_bfloat16", ["trainer.precision=mixed_bfloat16"]),
+    ("spe 1000 + batch 256, float32", ["trainer.steps_per_execution=1000", "trainer.batch_size=256",
+                                       "trainer.eval_batch_size=2000"]),
+    ("trainer=fastest (bf16, batch 256, spe 1000)", ["trainer=fastest"]),
 ]
 
 
 def run(overrides: list[str], epochs: int, data: Path) -> dict:
-    """One `python -m mnist_hydra` run; its epoch times, test accuracy, peak RSS and the load average."""
+    """One `python -m mnist_hydra` run: its epoch times, test accuracy, peak RSS, and what other processes used."""
     run_dir = Path(tempfile.mkdtemp(prefix="bench_lever_"))
     try:
         argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", "trainer.verbose=0",

@@ -149,6 +149,7 @@ class Child:
     wall_seconds: float
     peak_rss_bytes: int
     other_cpu: Optional[float] = None  # share of the machine's CPU time that other processes used meanwhile
+    io_stall_seconds: Optional[float] = None  # time every task of the machine waited on I/O meanwhile (PSI "full")
 
     def result(self) -> dict[str, Any]:
         """The helper script's JSON line."""
@@ -194,7 +195,7 @@ class TrainCase:
 def run_child(argv: list[str], env: Optional[dict[str, str]] = None, timeout: float = 3600.0) -> Child:
     """Run `argv` from the repo root; its own peak RSS and CPU time come from wait4 on its pid."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        busy_before = busy_cpu_seconds()
+        busy_before, stall_before = busy_cpu_seconds(), io_stall_seconds()
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=out, stderr=err, text=True)
         deadline = start + timeout
@@ -208,7 +209,8 @@ def run_child(argv: list[str], env: Optional[dict[str, str]] = None, timeout: fl
                 break
             time.sleep(0.02)
         wall = time.perf_counter() - start
-        busy_after = busy_cpu_seconds()
+        busy_after, stall_after = busy_cpu_seconds(), io_stall_seconds()
+        stall = None if stall_before is None or stall_after is None else stall_after - stall_before
         other = None
         if busy_before is not None and busy_after is not None:
             others = busy_after - busy_before - usage.ru_utime - usage.ru_stime
@@ -216,7 +218,8 @@ def run_child(argv: list[str], env: Optional[dict[str, str]] = None, timeout: fl
         proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for a reaped child
         out.seek(0)
         err.seek(0)
-        return Child(proc.returncode, out.read(), err.read(), wall, usage.ru_maxrss * 1024, other)  # ru_maxrss: KiB
+        return Child(proc.returncode, out.read(), err.read(), wall, usage.ru_maxrss * 1024, other,  # ru_maxrss: KiB
+                     stall)
 
 
 def wait_for_quiet(limit_seconds: float, threshold: float = 0.1, window: float = 5.0) -> Optional[float]:
@@ -225,6 +228,8 @@ def wait_for_quiet(limit_seconds: float, threshold: float = 0.1, window: float =
     Returns the share measured last (None without /proc/stat). Two cores leave no room for a test suite
     running beside the benchmark: its figures would say more about the neighbour than about the code.
     """
+    if limit_seconds <= 0:
+        return None
     deadline = time.perf_counter() + limit_seconds
     while True:
         before, start = busy_cpu_seconds(), time.perf_counter()
@@ -236,6 +241,15 @@ def wait_for_quiet(limit_seconds: float, threshold: float = 0.1, window: float =
             return share
         print(f"  other processes use {share * 100:.0f}% of the CPUs; waiting for them "
               f"(up to {max(0.0, deadline - time.perf_counter()):.0f} s more)", flush=True)
+
+
+def io_stall_seconds() -> Optional[float]:
+    """Seconds since boot in which all non-idle tasks stalled on I/O (Linux PSI, /proc/pressure/io), or None."""
+    try:
+        full = Path("/proc/pressure/io").read_text().splitlines()[-1]
+    except OSError:
+        return None
+    return int(full.rsplit("total=", 1)[1]) / 1e6
 
 
 def busy_cpu_seconds() -> Optional[float]:
@@ -281,31 +295,29 @@ FLOPS_FORMULA = (
 
 
 def train_case_mnist_hydra(case: TrainCase, args: argparse.Namespace, overrides: list[str]) -> None:
-    """Cases (a) and (c): the app in a subprocess, figures read from the run's metrics.json."""
-    for _ in range(args.repeats):
-        run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{case.key}_"))
-        try:
-            epochs = [f"trainer.epochs={args.epochs}"] if args.epochs != DEFAULT_EPOCHS else []
-            argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", *overrides, *epochs]
-            case.command = shlex.join(["python", *argv[1:3], "hydra.run.dir=<tmp>", *argv[4:]])
-            child = run_child(argv, child_env(args.data))
-            metrics_path = run_dir / "metrics.json"
-            if child.returncode != 0 or not metrics_path.is_file():
-                raise RuntimeError(f"exit code {child.returncode}; stderr ends:\n{child.stderr[-2000:]}")
-            metrics = json.loads(metrics_path.read_text())
-        finally:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        record(case, metrics, child)
+    """Cases (a) and (c), one repeat: the app in a subprocess, figures read from the run's metrics.json."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{case.key}_"))
+    try:
+        epochs = [f"trainer.epochs={args.epochs}"] if args.epochs != DEFAULT_EPOCHS else []
+        argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", *overrides, *epochs]
+        case.command = shlex.join(["python", *argv[1:3], "hydra.run.dir=<tmp>", *argv[4:]])
+        child = run_child(argv, child_env(args.data))
+        metrics_path = run_dir / "metrics.json"
+        if child.returncode != 0 or not metrics_path.is_file():
+            raise RuntimeError(f"exit code {child.returncode}; stderr ends:\n{child.stderr[-2000:]}")
+        metrics = json.loads(metrics_path.read_text())
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    record(case, metrics, child)
 
 
 def train_case_plain(case: TrainCase, args: argparse.Namespace) -> None:
-    """Case (b): the plain Keras script in a subprocess, figures from its JSON line."""
+    """Case (b), one repeat: the plain Keras script in a subprocess, figures from its JSON line."""
     with tempfile.NamedTemporaryFile("w", prefix="bench_plain_", suffix=".py", delete=False) as f:
         f.write(PLAIN_SCRIPT)
     try:
-        for _ in range(args.repeats):
-            child = run_child([sys.executable, f.name, str(args.data), str(args.epochs)], child_env(args.data))
-            record(case, child.result(), child)
+        child = run_child([sys.executable, f.name, str(args.data), str(args.epochs)], child_env(args.data))
+        record(case, child.result(), child)
     finally:
         os.unlink(f.name)
 
@@ -320,7 +332,7 @@ def record(case: TrainCase, metrics: dict[str, Any], child: Child) -> None:
     print(f"  {case.key}: epochs {', '.join(f'{s:.1f}' for s in case.epoch_seconds[-1])} s; "
           f"test accuracy {case.test_accuracy[-1]:.4f}; peak RSS {child.peak_rss_bytes / 1e9:.2f} GB; "
           f"wall {child.wall_seconds:.1f} s; other processes used {(child.other_cpu or 0) * 100:.0f}% of the CPUs "
-          f"meanwhile", flush=True)
+          f"meanwhile; I/O stalls {child.io_stall_seconds or 0:.1f} s", flush=True)
 
 
 def time_commands(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -473,10 +485,8 @@ def report(args, cases: dict[str, TrainCase], cli: Optional[list], load: Optiona
                     None if rss_a is None else rss_a < TARGET_A_PEAK_BYTES))
     print("\n== Targets ==")
     for label, value, ok in targets:
-        print(f"{label:<58}{value:>20}  {verdict(ok)}")
+        print(f"{label:<58}{value:>32}  {verdict(ok)}")
     figures["targets"] = [{"target": t, "value": v, "met": ok} for t, v, ok in targets]
-    if "c" in args.only and not args.fast_overrides:
-        print("(c) skipped: no fast overrides (FAST_OVERRIDES is empty and --fast-overrides not given)")
     print(f"load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs "
           "(timings are noisy when other work runs)")
     return figures
@@ -490,9 +500,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
                         help="folder with the four MNIST .gz files (default: $MNIST_HYDRA_DATA, else ../shared/data/mnist "
                              "beside the repo; now %(default)s)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per training case (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=1, help="runs of each training case (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="runs of each training case, taken in turn: a b c a b c (default %(default)s)")
     parser.add_argument("--fast-overrides", default=None,
-                        help='overrides for case (c), e.g. "trainer.batch_size=128 k=v" (default: FAST_OVERRIDES)')
+                        help=f'overrides for case (c), e.g. "trainer.batch_size=128 k=v" (default: {" ".join(FAST_OVERRIDES)})')
     parser.add_argument("--only", default=",".join(CASES),
                         help=f"comma-separated subset of {','.join(CASES)} (default: all)")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
@@ -501,6 +512,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--load-runs", type=int, default=5, help="runs of load_splits (default %(default)s)")
     parser.add_argument("--matmul-n", type=int, default=4096, help="matrix side for the peak (default %(default)s)")
     parser.add_argument("--matmul-runs", type=int, default=5, help="timed matmuls (default %(default)s)")
+    parser.add_argument("--wait-quiet", type=float, default=60, metavar="SECONDS",
+                        help="before each training case, wait up to this long for other processes to use under "
+                             "10%% of the CPUs (default %(default)s; 0 = do not wait)")
     args = parser.parse_args(argv)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(args.only) - set(CASES))
@@ -535,23 +549,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     plan = [
         ("a", "mnist_hydra, default config", lambda case: train_case_mnist_hydra(case, args, [])),
         ("b", "plain Keras script, numpy arrays", lambda case: train_case_plain(case, args)),
-        ("c", "mnist_hydra, fast overrides", lambda case: train_case_mnist_hydra(case, args, args.fast_overrides)),
+        ("c", "mnist_hydra, fastest setting", lambda case: train_case_mnist_hydra(case, args, args.fast_overrides)),
     ]
-    for key, title, run in plan:
-        if key not in args.only:
-            continue
-        if key == "c" and not args.fast_overrides:
-            print("(c) skipped: FAST_OVERRIDES is empty (the lead sets it) and --fast-overrides was not given",
-                  flush=True)
-            continue
-        print(f"({key}) {title}:", flush=True)
+    if "c" in args.only and not args.fast_overrides:
+        print("(c) skipped: FAST_OVERRIDES is empty and --fast-overrides was not given", flush=True)
+        args.only.remove("c")
+    plan = [row for row in plan if row[0] in args.only]
+    for key, title, _ in plan:
         command = f"python <plain Keras script> {args.data} {args.epochs}" if key == "b" else ""
-        case = cases[key] = TrainCase(key, title, command)
-        try:
-            run(case)
-        except Exception as e:  # one failed case should not lose the others' figures
-            case.error = str(e)
-            print(f"  ({key}) failed: {e}", flush=True)
+        cases[key] = TrainCase(key, title, command)
+    # Repeats go round the cases (a b c a b c), so a drift in the machine's load touches each alike.
+    for repeat in range(args.repeats):
+        for key, title, run in plan:
+            case = cases[key]
+            if case.error:
+                continue
+            share = wait_for_quiet(args.wait_quiet)
+            print(f"({key}) {title}, run {repeat + 1} of {args.repeats}"
+                  + ("" if share is None else f" (other processes at {share * 100:.0f}% of the CPUs)") + ":",
+                  flush=True)
+            try:
+                run(case)
+            except Exception as e:  # one failed case should not lose the others' figures
+                case.error = str(e)
+                print(f"  ({key}) failed: {e}", flush=True)
 
     figures = report(args, cases, cli, load, peak)
     figures["fast_overrides"] = args.fast_overrides

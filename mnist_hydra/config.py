@@ -36,7 +36,8 @@ class TrainerConfig:
     threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
     strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
     precision: str = "float32"  # float32, or mixed_bfloat16: bf16 compute, float32 weights and output layer
-    steps_per_execution: int = 1  # training/validation steps per call into TensorFlow (fewer Python round trips)
+    # Steps per call into TensorFlow, fewer Python round trips; the largest divisor of an epoch's steps up to this.
+    steps_per_execution: int = 32
     eval_batch_size: Optional[int] = None  # images per validation/test batch (no gradients); null = batch_size
 
     def check(self) -> None:

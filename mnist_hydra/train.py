@@ -107,7 +107,9 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
                                                             total_steps=steps * config.trainer.epochs),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
-            steps_per_execution=config.trainer.steps_per_execution,
+            # Keras's multi-step loop cannot ask a multi-worker iterator whether a batch is left: one step a call.
+            steps_per_execution=(1 if config.trainer.strategy == "multi_worker"
+                                 else steps_per_execution(config.trainer.steps_per_execution, steps)),
         )
     log.info("model: %s, %d parameters; optimizer: %s lr=%g", config.model.name,
              model.count_params(), config.optimizer.name, config.optimizer.lr)
@@ -185,6 +187,20 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
         "confusion_matrix": matrix.tolist(),
         "probabilities": probabilities,  # for the plots; not written to metrics.json
     }
+
+
+def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
+    """The largest divisor of `steps_per_epoch` not above `limit`: executions never straddle two epochs.
+
+    Keras runs whole executions, so with 844 steps an epoch and 16 per execution each epoch would take
+    848 batches, shifting every later epoch's batches and breaking the (seed, epoch) order a resumed run
+    relies on (mnist_hydra.pipeline.make_training_dataset).
+    """
+    chosen = max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    if chosen != limit:
+        log.info("steps per execution: %d (trainer.steps_per_execution=%d; a divisor of the %d steps an epoch)",
+                 chosen, limit, steps_per_epoch)
+    return chosen
 
 
 def with_precision(model: keras.Model, precision: str) -> keras.Model:

@@ -15,7 +15,7 @@ OPTIONS = {
     "data": {"mnist": DataConfig, "fashion_mnist": DataConfig},
     "model": {"cnn": CNNConfig, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
-    "trainer": {"default": TrainerConfig, "fast": TrainerConfig},
+    "trainer": {"default": TrainerConfig, "fast": TrainerConfig, "fastest": TrainerConfig},
 }
 ALL_OPTIONS = [(group, option) for group, options in OPTIONS.items() for option in options]
 

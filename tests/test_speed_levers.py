@@ -1,0 +1,109 @@
+"""The speed levers: trainer.precision, steps_per_execution and eval_batch_size; the benchmark's cheap parts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnist_hydra.config import validate
+from mnist_hydra.errors import ConfigError
+from tests.conftest import SMALL_RUN, run_app
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("override,key", [
+    ("trainer.precision=float16", "trainer.precision"),
+    ("trainer.precision=bf16", "trainer.precision"),
+    ("trainer.steps_per_execution=0", "trainer.steps_per_execution"),
+    ("trainer.eval_batch_size=0", "trainer.eval_batch_size"),
+])
+def test_bad_lever_values_name_their_key(compose_config, override, key):
+    with pytest.raises(ConfigError) as caught:
+        validate(compose_config(override))
+    message = str(caught.value)
+    assert key in message and "\n" not in message
+    assert override.split("=", 1)[1] in message  # the bad value is repeated
+
+
+def test_levers_reach_the_typed_config(compose_config):
+    trainer = validate(compose_config("trainer.precision=mixed_bfloat16", "trainer.steps_per_execution=32",
+                                      "trainer.eval_batch_size=1000")).trainer
+    assert (trainer.precision, trainer.steps_per_execution, trainer.eval_batch_size) == ("mixed_bfloat16", 32, 1000)
+
+
+def test_default_trainer_is_float32(compose_config):
+    assert validate(compose_config()).trainer.precision == "float32"
+
+
+def test_fastest_trainer_keeps_the_reference_network(compose_config):
+    config = validate(compose_config("trainer=fastest"))
+    assert config.model == validate(compose_config()).model  # the reference CNN
+    assert config.trainer.epochs == 10 and config.trainer.precision == "mixed_bfloat16"
+
+
+def test_bad_precision_on_the_command_line_fails_in_one_line(tmp_path):
+    result = run_app("trainer.precision=float16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "trainer.precision" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_mixed_bfloat16_run_saves_a_model_that_predicts_float32(tmp_path, mnist_dir):
+    run_dir = tmp_path / "run"
+    result = run_app(*SMALL_RUN, "trainer.precision=mixed_bfloat16", "trainer.steps_per_execution=8",
+                     "trainer.eval_batch_size=500", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test_accuracy"] > 0.5
+    # A fresh process: no global policy set there, the saved layers carry their own.
+    check = (
+        "import keras, numpy as np\n"
+        f"model = keras.models.load_model({str(run_dir / 'model.keras')!r})\n"
+        "p = model.predict(np.zeros((3, 28, 28, 1), 'float32'), verbose=0)\n"
+        "print(p.dtype, model.layers[-1].dtype_policy.name, model.layers[0].dtype_policy.name,"
+        " keras.config.dtype_policy().name, abs(p.sum(axis=1) - 1).max() < 1e-5)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert out.stdout.split() == ["float32", "float32", "mixed_bfloat16", "float32", "True"], out.stderr[-2000:]
+
+
+def test_with_precision_leaves_the_global_policy_alone():
+    import keras
+
+    from mnist_hydra.models import CNNConfig, build_cnn
+    from mnist_hydra.train import with_precision
+
+    reference = build_cnn(CNNConfig(), (28, 28, 1), 10)
+    mixed = with_precision(reference, "mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"
+    assert [layer.dtype_policy.name for layer in mixed.layers][-2:] == ["mixed_bfloat16", "float32"]
+    assert mixed.count_params() == reference.count_params() == 607394
+    assert all((a == b).all() for a, b in zip(mixed.get_weights(), reference.get_weights()))
+    assert with_precision(reference, "float32") is reference
+
+
+def test_benchmark_help_runs():
+    result = subprocess.run([sys.executable, "benchmarks/bench_train.py", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "--only" in result.stdout
+
+
+def test_benchmark_cheap_parts_print_their_figures(mnist_dir, tmp_path):
+    figures = tmp_path / "figures.json"
+    result = subprocess.run(
+        [sys.executable, "benchmarks/bench_train.py", "--only", "cli,load", "--cli-runs", "1", "--tf-runs", "1",
+         "--load-runs", "1", "--data", str(mnist_dir), "--json", str(figures)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "mnist_hydra --help" in result.stdout and "load_splits" in result.stdout
+    saved = json.loads(figures.read_text())
+    assert {row["command"] for row in saved["cli"]} >= {"python -m mnist_hydra --help",
+                                                        "python -m mnist_hydra --cfg job"}
+    assert saved["load"]["train_images"] == 54000
