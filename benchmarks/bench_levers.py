@@ -14,16 +14,13 @@ come from bench_train.py.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import REPO, child_env, run_child, wait_for_quiet  # noqa: E402
+from bench_train import REPO, run_mnist_hydra, wait_for_quiet  # noqa: E402
 
 # name -> overrides; the first row is the baseline the others are compared with.
 LEVERS: list[tuple[str, list[str]]] = [
@@ -42,17 +39,7 @@ LEVERS: list[tuple[str, list[str]]] = [
 
 def run(overrides: list[str], epochs: int, data: Path) -> dict:
     """One `python -m mnist_hydra` run: its epoch times, test accuracy, peak RSS, and what other processes used."""
-    run_dir = Path(tempfile.mkdtemp(prefix="bench_lever_"))
-    try:
-        argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", "trainer.verbose=0",
-                f"trainer.epochs={epochs}", *overrides]
-        child = run_child(argv, child_env(data))
-        metrics_file = run_dir / "metrics.json"
-        if child.returncode != 0 or not metrics_file.is_file():
-            raise RuntimeError(f"exit code {child.returncode}: {child.stderr[-1500:]}")
-        metrics = json.loads(metrics_file.read_text())
-    finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    metrics, child = run_mnist_hydra(["trainer.verbose=0", f"trainer.epochs={epochs}", *overrides], data)
     seconds = metrics["epoch_seconds"]
     return {"epoch_seconds": seconds, "median": statistics.median(seconds[1:] or seconds),
             "test_accuracy": metrics["test_accuracy"], "peak_rss_gb": child.peak_rss_bytes / 1e9,

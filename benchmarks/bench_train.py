@@ -30,7 +30,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -296,19 +295,24 @@ FLOPS_FORMULA = (
 
 def train_case_mnist_hydra(case: TrainCase, args: argparse.Namespace, overrides: list[str]) -> None:
     """Cases (a) and (c), one repeat: the app in a subprocess, figures read from the run's metrics.json."""
-    run_dir = Path(tempfile.mkdtemp(prefix=f"bench_{case.key}_"))
+    epochs = [f"trainer.epochs={args.epochs}"] if args.epochs != DEFAULT_EPOCHS else []
+    case.command = shlex.join(["python", "-m", "mnist_hydra", "hydra.run.dir=<tmp>", *overrides, *epochs])
+    metrics, child = run_mnist_hydra([*overrides, *epochs], args.data)
+    record(case, metrics, child)
+
+
+def run_mnist_hydra(overrides: list[str], data: Path) -> tuple[dict[str, Any], Child]:
+    """`python -m mnist_hydra OVERRIDES` into a scratch run directory: its metrics.json and the process's record."""
+    run_dir = Path(tempfile.mkdtemp(prefix="bench_run_"))
     try:
-        epochs = [f"trainer.epochs={args.epochs}"] if args.epochs != DEFAULT_EPOCHS else []
-        argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", *overrides, *epochs]
-        case.command = shlex.join(["python", *argv[1:3], "hydra.run.dir=<tmp>", *argv[4:]])
-        child = run_child(argv, child_env(args.data))
+        argv = [sys.executable, "-m", "mnist_hydra", f"hydra.run.dir={run_dir}", *overrides]
+        child = run_child(argv, child_env(data))
         metrics_path = run_dir / "metrics.json"
         if child.returncode != 0 or not metrics_path.is_file():
             raise RuntimeError(f"exit code {child.returncode}; stderr ends:\n{child.stderr[-2000:]}")
-        metrics = json.loads(metrics_path.read_text())
+        return json.loads(metrics_path.read_text()), child
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
-    record(case, metrics, child)
 
 
 def train_case_plain(case: TrainCase, args: argparse.Namespace) -> None:

@@ -50,6 +50,15 @@ def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
                           f"{need_bytes / 1e6:.0f} MB; free some space or choose another with hydra.run.dir=PATH")
 
 
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """A JSON object file such as metrics.json; {} when it is missing, unreadable or not an object."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write `obj` as indented JSON; numpy scalars and arrays become plain numbers and lists."""
     text = json.dumps(obj, indent=2, default=_to_builtin) + "\n"

@@ -34,8 +34,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from mnist_hydra import artifacts, plots
-from mnist_hydra.config import store_schemas
-from mnist_hydra.config import require_values
+from mnist_hydra.config import require_values, store_schemas
 from mnist_hydra.console import exit_with, run_app
 from mnist_hydra.data import DATASETS, DataConfig, load_splits
 from mnist_hydra.errors import ConfigError, FieldError, UserError, require
@@ -102,7 +101,7 @@ def evaluate_run(run_dir: Path, data: DataConfig, workdir: Path, batch_size: int
         "seconds": time.perf_counter() - start,
         "run": str(run_dir.absolute()),
         "model": str(model_path.absolute()),
-        "run_test_accuracy": _run_metrics(run_dir).get("test_accuracy"),
+        "run_test_accuracy": artifacts.read_json(run_dir / "metrics.json").get("test_accuracy"),
         "data": dataclasses.asdict(data),
         "data_source": splits.source,
         "data_checksums": splits.checksums,
@@ -128,7 +127,7 @@ def check_run_dir(run_dir: Path) -> Path:
                         "e.g. run=outputs/2026-11-24/13-20-02.850171")
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
-        status = _run_metrics(run_dir).get("status")
+        status = artifacts.read_json(run_dir / "metrics.json").get("status")
         why = f" (the run {status})" if status and status != "completed" else ""
         raise UserError(f"run={run_dir}: no model.keras in it{why}; give a run directory of python -m mnist_hydra "
                         "(a sweep's runs are its numbered sub-directories)")
@@ -208,13 +207,6 @@ def load_model(path: Path):
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # a truncated zip, a foreign file, a model from an incompatible Keras
         raise UserError(f"{path}: cannot load the model: {' '.join(str(err).split())[:300]}") from err
-
-
-def _run_metrics(run_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 # The command-line app; everything above works without Hydra.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import base64
 import html
-import json
 import math
 import os
 import sys
@@ -24,7 +23,7 @@ from urllib.parse import quote
 import pandas as pd
 import yaml
 
-from mnist_hydra.artifacts import atomic_write
+from mnist_hydra.artifacts import atomic_write, read_json
 
 REPORT = "report.html"
 # Run metrics shown first, in this order; other plain values follow.
@@ -56,8 +55,8 @@ def write_run_report(run_dir: str | os.PathLike, metrics: Optional[dict[str, Any
     """Write run_dir/report.html from the run's files; `metrics` stands in for a metrics.json not yet written."""
     run_dir = Path(run_dir)
     if metrics is None:
-        metrics = _read_json(run_dir / "metrics.json")
-    provenance = _read_json(run_dir / "provenance.json")
+        metrics = read_json(run_dir / "metrics.json")
+    provenance = read_json(run_dir / "provenance.json")
     status = str(metrics.get("status", "completed" if metrics else "incomplete"))
     title = f"Run {run_dir.name}"
     body = [
@@ -317,14 +316,6 @@ def _write_page(path: Path, title: str, body: list[str]) -> Path:
     ])
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _read_yaml(path: Path) -> Any:

@@ -12,7 +12,6 @@ new start go beside, not over, those of the first.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -90,10 +89,9 @@ def saved_config(workdir: Path) -> Optional[DictConfig]:
 
 def completed_metrics(workdir: Path) -> Optional[dict[str, Any]]:
     """metrics.json of a run that finished, or None."""
-    try:
-        metrics = json.loads((workdir / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    from mnist_hydra.artifacts import read_json  # pandas with it: not on the start-up path of --help
+
+    metrics = read_json(workdir / "metrics.json")
     return metrics if metrics.get("status") == "completed" else None
 
 

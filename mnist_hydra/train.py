@@ -76,10 +76,13 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
                                          len(splits.class_names))
         _fit(config, model, splits, checkpoints, state, workdir if chief else None)
         distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
-        metrics = _score(config, model, splits, state, strategy)
+        metrics, probabilities = _score(config, model, splits, state, strategy)
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
-        write_artifacts(savedir, model, metrics, splits)
+        if chief:
+            write_artifacts(workdir, model, metrics, splits, probabilities)
+        else:
+            model.save(savedir / "model.keras")  # the collective read above; the plots are the chief's job
         checkpoints.remove()  # model.keras holds the final model now
     log.info("test accuracy %.4f, test loss %.4f, %.1f s training; %s",
              metrics["test_accuracy"], metrics["test_loss"], metrics["train_seconds"],
@@ -154,8 +157,9 @@ def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
         artifacts.write_json(workdir / "metrics.json", record)
 
 
-def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState, strategy: Any) -> dict[str, Any]:
-    """Score the test set once; the run's metrics, history included."""
+def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState,
+           strategy: Any) -> tuple[dict[str, Any], np.ndarray]:
+    """Score the test set once: the run's metrics (history included) and the test images' probabilities."""
     test_data = make_dataset(splits.x_test, splits.y_test, config.trainer.eval_batch_size or config.trainer.batch_size)
     probabilities = model.predict(test_data, verbose=0)
     predicted = probabilities.argmax(axis=1)
@@ -185,8 +189,7 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
         "data_checksums": splits.checksums,
         "history": history,
         "confusion_matrix": matrix.tolist(),
-        "probabilities": probabilities,  # for the plots; not written to metrics.json
-    }
+    }, probabilities
 
 
 def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
@@ -252,9 +255,9 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
 
 
-def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits) -> None:
+def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits,
+                    probabilities: np.ndarray) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
-    probabilities = metrics.pop("probabilities")
     predicted = probabilities.argmax(axis=1)
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})

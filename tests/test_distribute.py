@@ -8,7 +8,6 @@ import re
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import keras
 import pytest

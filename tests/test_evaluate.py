@@ -16,18 +16,9 @@ from mnist_hydra.evaluate import per_class_scores, typed_data_config
 from tests.conftest import run_app
 
 EVALUATE = "mnist_hydra.evaluate"
-SMALL = ["trainer.epochs=1", "data.train_limit=2000", "data.test_limit=500", "trainer.verbose=0"]
 FILES = ["metrics.json", "per_class.csv", "confusion_matrix.png", "misclassified.png", "evaluate.log"]
 PRINTED = re.compile(r"^accuracy (\d\.\d{4}) \(loss \d+\.\d{4}\) on (\d+) (\w+) test images; evaluation directory: (.+)$")
 
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mnist_dir) -> Path:
-    """A run trained for one epoch on 2,000 images and scored on the first 500 test images."""
-    cwd = tmp_path_factory.mktemp("trained")
-    result = run_app(*SMALL, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
-    assert result.returncode == 0, result.stderr
-    return cwd / "run"
 
 
 def evaluate(*args: str, cwd: Path, mnist_dir: Path):

@@ -16,7 +16,6 @@ from mnist_hydra.preprocess import ImageError, preprocess_file, read_image, stro
 from tests.conftest import run_app
 
 PREDICT = "mnist_hydra.predict"
-SMALL = ["trainer.epochs=1", "data.train_limit=2000", "data.test_limit=500", "trainer.verbose=0"]
 DIGITS = 20  # test-set digits drawn per variant
 
 
@@ -133,14 +132,6 @@ def test_redrawn_mnist_digits_come_back_close_to_the_originals(test_digits):
                               d.ravel())[0, 1] for d in images]
     assert np.median(similarity) > 0.9 and min(similarity) > 0.6, similarity
 
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mnist_dir) -> Path:
-    """A run trained for one epoch on 2,000 images (test accuracy ~0.85)."""
-    cwd = tmp_path_factory.mktemp("trained")
-    result = run_app(*SMALL, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
-    assert result.returncode == 0, result.stderr
-    return cwd / "run"
 
 
 @pytest.fixture(scope="module")

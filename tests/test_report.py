@@ -9,16 +9,14 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
-import pytest
 import yaml
 from PIL import Image
 
 from mnist_hydra.report import main as report_main
 from mnist_hydra.report import write_run_report, write_sweep_report
 from mnist_hydra.sweep import summarize_sweep
-from tests.conftest import run_app
 
-SMALL = ["trainer.epochs=1", "data.train_limit=2000", "data.test_limit=500", "trainer.verbose=0"]
+
 RUN_SECTIONS = {"metrics", "config", "curves", "confusion-matrix", "misclassified", "history", "provenance"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -85,13 +83,6 @@ def parse(path: Path) -> Page:
             image.verify()
     return page
 
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory, mnist_dir) -> Path:
-    cwd = tmp_path_factory.mktemp("trained")
-    result = run_app(*SMALL, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
-    assert result.returncode == 0, result.stderr
-    return cwd / "run"
 
 
 def test_run_report_holds_config_metrics_plots_and_history(trained_run):
