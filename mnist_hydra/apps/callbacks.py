@@ -1,0 +1,53 @@
+"""Hydra callbacks of mnist_hydra (named in conf/config.yaml under hydra.callbacks)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from mnist_hydra.apps import resolvers
+from mnist_hydra.apps.boundary import exit_with, user_error
+
+log = logging.getLogger(__name__)
+
+
+class ClaimDirectories(Callback):
+    """Before Hydra creates or writes anything: claim the run directory (or check the sweep directory).
+
+    A callback, not a resolver, so that a literal `hydra.run.dir=PATH` is checked too. Hydra turns a
+    callback's exception into a warning and goes on, so a refusal ends the command here, in one line.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, resolvers.claim_run_dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._claim(config, resolvers.claim_sweep_dir)
+
+    @staticmethod
+    def _claim(config: DictConfig, claim: Any) -> None:
+        try:
+            claim(config)
+        except Exception as err:
+            if user_error(err) is None:
+                raise
+            exit_with(err, str(OmegaConf.select(config, "hydra.help.app_name", default="mnist_hydra")))
+
+
+class SummarizeSweep(Callback):
+    """At the end of a multirun: the sweep table, plot, report.html and best run, from every job's files."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mnist_hydra.runs.sweeps import report, summarize_sweep
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            summary = summarize_sweep(sweep_dir)
+        except FileNotFoundError as err:  # e.g. every job was killed before Hydra wrote its directory
+            log.error("no sweep summary: %s", err)
+            return
+        print(report(summary, sweep_dir))
