@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.conftest import run_app
 
@@ -34,24 +35,24 @@ def test_readme_error_examples_are_what_the_app_prints(tmp_path, override):
     assert result.stderr.strip() == shown
 
 
-def test_adding_a_model_as_the_readme_shows(tmp_path):
+def test_adding_a_model_as_the_readme_shows(tmp_path, mnist_dir):
+    """The README's two no-fork ways, pasted into a user's folder and run with the README's own commands."""
     python = next(b for b in _blocks("python") if "MODELS.register" in b)
-    yaml = next(b for b in _blocks("yaml") if "/schema/model/" in b)
-    option = re.search(r'MODELS.register\("(\w+)"', python).group(1)
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model" / f"{option}.yaml").write_text(yaml)
-    script = textwrap.dedent(f"""
-        import mnist_hydra.models.networks as models
-        exec({python!r}, vars(models))  # as if pasted into mnist_hydra/models.py
-        from hydra import compose, initialize_config_module
-        from mnist_hydra.config import store_schemas, validate
-        store_schemas()
-        with initialize_config_module(config_module="mnist_hydra.conf", version_base="1.3"):
-            cfg = compose("config", overrides=["model={option}", "hydra.searchpath=[file://{tmp_path}]"])
-        config = validate(cfg)
-        model = models.MODELS.get("{option}")(config.model, (28, 28, 1), 10)
-        print(type(config.model).__name__, model.output_shape)
-    """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    module = re.search(r"# (\w+)\.py", python).group(1)
+    (tmp_path / f"{module}.py").write_text(python)
+    command = re.search(rf"python -m mnist_hydra (plugins=\[{module}\] .*)", README).group(1).split()
+    result = run_app(*command, "trainer.epochs=1", "trainer.verbose=0", "data.train_limit=500", "data.test_limit=100",
+                     "hydra.run.dir=run", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[0] == "LeNetConfig" and "(None, 10)" in result.stdout
+    config = yaml.safe_load((tmp_path / "run" / ".hydra" / "config.yaml").read_text())
+    assert config["model"] == {"name": "lenet", "dense_units": 120} and config["plugins"] == [module]
+
+    variant = next(b for b in _blocks("yaml") if "/schema/model/" in b)
+    path = re.search(r"# (\S+\.yaml)", variant).group(1)
+    (tmp_path / path).parent.mkdir(parents=True)
+    (tmp_path / path).write_text(variant)
+    command = re.search(r"python -m mnist_hydra (--config-dir .*)", README).group(1).split()
+    result = run_app(*command, "--cfg", "job", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert yaml.safe_load(result.stdout)["model"] == {"name": "cnn", "filters": 8, "kernel_size": 3, "pool_size": 2,
+                                                     "dense_units": 16, "dropout": 0.0}
