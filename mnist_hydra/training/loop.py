@@ -8,7 +8,6 @@ import math
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Optional
 
