@@ -143,9 +143,11 @@ def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str
     """The objective against each swept key: one point per job, mean and std where values repeat."""
     done = table[table["status"] == "completed"]
     keys = list(swept) or ["job"]
-    fig = Figure(figsize=(4.2 * len(keys), 3.8), layout="constrained")
+    # At least 6 inches: the title of a one-key sweep must fit (constrained layout does not shrink a suptitle).
+    fig = Figure(figsize=(max(6.0, 4.2 * len(keys)), 3.8), layout="constrained")
     failed = len(table) - len(done)
-    fig.suptitle(f"{objective} of {len(done)} completed jobs" + (f" ({failed} failed, not shown)" if failed else ""))
+    fig.suptitle(f"{objective} of {len(done)} completed jobs" + (f"\n({failed} not completed, not shown)" if failed else ""),
+                 fontsize=11)
     for ax, key in zip(np.atleast_1d(fig.subplots(1, len(keys))), keys):
         ax.set_xlabel(key)
         ax.set_ylabel(objective)
