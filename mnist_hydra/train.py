@@ -8,7 +8,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import keras
 import numpy as np
@@ -23,6 +23,9 @@ from mnist_hydra.checkpoints import Checkpoints, TrainingState
 from mnist_hydra.errors import Interrupted, TrainingDiverged
 from mnist_hydra.pipeline import make_dataset, make_training_dataset
 from mnist_hydra.stopping import StopOnDivergence, StopOnRequest, stop_on_signals
+from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
+from mnist_hydra.tracking.fanout import Loggers, open_loggers
+from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, learning_rate, make_controls
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +34,7 @@ DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends trainin
 
 
 def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] = None,
-                       resume: bool = False) -> dict[str, Any]:
+                       resume: bool = False, run_info: Optional[RunInfo] = None) -> dict[str, Any]:
     """Train `config` (validated, typed), score the test set once, write artifacts; return the metrics.
 
     Args:
@@ -40,6 +43,8 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
         (see `mnist_hydra.distribute.is_chief`) writes there; the other workers train and score alike.
       splits: the data, when the caller has loaded it already; else loaded from `config.data`.
       resume: continue from the newest checkpoint in `workdir` (from the start when there is none).
+      run_info: what the loggers of `config.logger` are told about the run (launch directory, overrides,
+        sweep); by default a run launched from the current directory with no overrides.
 
     Raises:
       Interrupted: SIGINT or SIGTERM stopped training; metrics.json says "interrupted", the checkpoint
@@ -54,6 +59,27 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
     if chief:
         workdir.mkdir(parents=True, exist_ok=True)
+    # Only the chief tracks the run, as only it writes the run directory.
+    loggers = open_loggers(config.logger) if chief else Loggers([])
+    info = run_info or RunInfo(run_dir=workdir, resumed=resume)
+    loggers.start(info, run_params(config), run_tags(info))
+    try:
+        metrics = _train(config, workdir, splits, resume, strategy, chief, loggers)
+    except KeyboardInterrupt:  # Interrupted included: SIGINT or SIGTERM
+        loggers.end("interrupted")
+        raise
+    except BaseException:
+        loggers.end("failed")
+        raise
+    loggers.log_test(metrics)
+    loggers.log_artifacts(workdir)
+    loggers.end("completed")
+    return metrics
+
+
+def _train(config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool,
+           loggers: Loggers) -> dict[str, Any]:
+    """Fit, score and write the run directory (the chief's); the body of `train_and_evaluate`."""
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
@@ -74,9 +100,21 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
         checkpoints = Checkpoints(savedir)
         model, state = _build_or_restore(config, strategy, checkpoints if resume else None, len(splits.y_train),
                                          len(splits.class_names))
-        _fit(config, model, splits, checkpoints, state, workdir if chief else None)
+        controls = make_controls(config.trainer, config.optimizer)
+        for control in controls:
+            if control.key in state.controls:
+                control.restore(state.controls[control.key])
+        _fit(config, model, splits, checkpoints, state, workdir if chief else None, controls, loggers)
+        kept_epoch = state.epoch
+        keep = find(controls, KeepBest)
+        if keep is not None and keep.best_epoch:
+            with strategy.scope():
+                model.load_weights(checkpoints.best_weights(state))  # the file, in a fresh or a resumed run alike
+            kept_epoch = keep.best_epoch
+            log.info("keeping epoch %d's weights: the best %s (%.4f)", kept_epoch, keep.watch.monitor, keep.watch.best)
         distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
-        metrics, probabilities = _score(config, model, splits, state, strategy)
+        metrics, probabilities = _score(config, model, splits, state, strategy, kept_epoch,
+                                        find(controls, EarlyStopping))
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
@@ -120,26 +158,39 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
 
 
 def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkpoints, state: TrainingState,
-         workdir: Optional[Path]) -> None:
+         workdir: Optional[Path], controls: list[Control], loggers: Loggers) -> None:
     """Train from `state.epoch` to the last epoch, checkpointing each; `workdir` (chief only) gets a failure record."""
     epochs, batch = config.trainer.epochs, config.trainer.batch_size
-    if state.epoch >= epochs:
+    stopping = find(controls, EarlyStopping)
+    if state.epoch >= epochs or (stopping is not None and stopping.stopped_epoch is not None):
         return  # stopped after the last epoch's checkpoint, before its artifacts were written
     timer = EpochLog(epochs)
     # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
     diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
+    steps = math.ceil(len(splits.y_train) / batch)
     with stop_on_signals() as request:
-        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=lambda: request.signum or diverged.where)
+        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=lambda: request.signum or diverged.where,
+                                    controls=controls, loggers=loggers)
+        callbacks = [timer, diverged, StopOnRequest(request), saver]
+        every = [logger.step_every for logger in loggers.active if logger.step_every]
+        if every:
+            callbacks.insert(0, LogSteps(loggers, steps, min(every)))
         model.fit(
             make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
-            steps_per_epoch=math.ceil(len(splits.y_train) / batch),
+            steps_per_epoch=steps,
             validation_data=make_dataset(splits.x_val, splits.y_val, config.trainer.eval_batch_size or batch),
             initial_epoch=state.epoch,
             epochs=epochs,
             verbose=config.trainer.verbose,
-            callbacks=[timer, diverged, StopOnRequest(request), saver],
+            callbacks=callbacks,
             shuffle=False,  # the dataset orders each epoch itself, from the seed
         )
+    if diverged.where or request.signum is not None:
+        loggers.discard_steps()  # the cut epoch's steps: a resumed run trains it again
+    if stopping is not None and stopping.stopped_epoch is not None:
+        log.info("early stopping after epoch %d: %s has not improved on %.4f (epoch %d) for %d epoch(s)",
+                 stopping.stopped_epoch, stopping.watch.monitor, stopping.watch.best, stopping.watch.best_epoch,
+                 stopping.watch.wait)
     if diverged.where:
         error = (f"training diverged at {diverged.where}; try a lower optimizer.lr "
                  f"(this run: optimizer.lr={config.optimizer.lr:g})")
@@ -157,9 +208,12 @@ def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
         artifacts.write_json(workdir / "metrics.json", record)
 
 
-def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState,
-           strategy: Any) -> tuple[dict[str, Any], np.ndarray]:
-    """Score the test set once: the run's metrics (history included) and the test images' probabilities."""
+def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState, strategy: Any,
+           kept_epoch: int, stopping: Optional[EarlyStopping]) -> tuple[dict[str, Any], np.ndarray]:
+    """Score the test set once: the run's metrics (history included) and the test images' probabilities.
+
+    val_accuracy and val_loss are those of the kept epoch: the last one, or with keep=best the best one.
+    """
     test_data = make_dataset(splits.x_test, splits.y_test, config.trainer.eval_batch_size or config.trainer.batch_size)
     probabilities = model.predict(test_data, verbose=0)
     predicted = probabilities.argmax(axis=1)
@@ -170,11 +224,14 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
         "status": "completed",
         "test_accuracy": float(np.mean(predicted == splits.y_test)),
         "test_loss": cross_entropy(probabilities, splits.y_test),
-        "val_accuracy": val_accuracy[-1],
-        "val_loss": history["val_loss"][-1],
+        "val_accuracy": val_accuracy[kept_epoch - 1],
+        "val_loss": history["val_loss"][kept_epoch - 1],
         "best_val_accuracy": max(val_accuracy),
         "best_epoch": int(np.argmax(val_accuracy)) + 1,
         "epochs_run": len(val_accuracy),
+        "keep": config.trainer.keep,
+        "kept_epoch": kept_epoch,
+        "stopped_early": stopping is not None and stopping.stopped_epoch is not None,
         "train_seconds": float(sum(state.epoch_seconds)),
         "epoch_seconds": state.epoch_seconds,
         "params": int(model.count_params()),
@@ -289,22 +346,54 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class CheckpointEachEpoch(keras.callbacks.Callback):
-    """After each complete epoch: add its figures to the state and checkpoint the model with it.
+    """After each complete epoch: add its figures to the state, let the controls decide, checkpoint, then log.
 
     An epoch cut short by a stop request or a non-finite loss is not complete: Keras still validates
-    and ends it, but nothing of it is kept.
+    and ends it, but nothing of it is kept. The loggers hear of an epoch only once its checkpoint is on
+    disk, so a resumed run never logs an epoch twice.
     """
 
     def __init__(self, checkpoints: Checkpoints, state: TrainingState, timer: "EpochLog",
-                 stopped: Callable[[], Any]) -> None:
+                 stopped: Callable[[], Any], controls: Sequence[Control] = (), loggers: Optional[Loggers] = None) -> None:
         super().__init__()
         self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
+        self.controls, self.loggers = list(controls), loggers
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if self.stopped():
             return
-        for key, value in (logs or {}).items():
-            self.state.history.setdefault(key, []).append(float(value))
+        figures = {key: float(value) for key, value in (logs or {}).items()}
+        for key, value in figures.items():
+            self.state.history.setdefault(key, []).append(value)
         self.state.epoch_seconds.append(self.timer.seconds[-1])
         self.state.epoch = epoch + 1
-        self.checkpoints.save(self.model, self.state)
+        lr = learning_rate(self.model)  # this epoch's, before a plateau cut
+        for control in self.controls:
+            control.after_epoch(self.state.epoch, figures, self.model)
+        self.state.controls = {control.key: control.state() for control in self.controls}
+        keep = find(self.controls, KeepBest)
+        self.checkpoints.save(self.model, self.state, best=keep is not None and keep.improved)
+        if self.loggers:
+            self.loggers.log_epoch(self.state.epoch, {**figures, "learning_rate": lr})
+
+
+class LogSteps(keras.callbacks.Callback):
+    """Hands the training loss to the loggers every `every` steps (steps counted over the run, from 1).
+
+    Keras reports once per call of trainer.steps_per_execution steps, so a point falls on the first
+    report at or after each multiple of `every`.
+    """
+
+    def __init__(self, loggers: Loggers, steps_per_epoch: int, every: int) -> None:
+        super().__init__()
+        self.loggers, self.steps_per_epoch, self.every = loggers, steps_per_epoch, every
+        self._first = self._last = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._first = self._last = epoch * self.steps_per_epoch
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        step = min(self._first + batch + 1, self._first + self.steps_per_epoch)
+        if step // self.every > self._last // self.every and "loss" in (logs or {}):
+            self.loggers.log_step(step, {"loss": float(logs["loss"])})
+        self._last = step
