@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -21,6 +21,9 @@ from mnist_hydra.console import exit_with, run_app
 from mnist_hydra.errors import ConfigError, Interrupted, UserError
 from mnist_hydra.messages import describe
 from mnist_hydra.resume import register_resolvers
+
+if TYPE_CHECKING:
+    from mnist_hydra.tracking.base import RunInfo
 
 log = logging.getLogger(__name__)
 PROG = "mnist_hydra"
@@ -88,7 +91,22 @@ def _run(cfg: DictConfig, workdir: Path) -> dict:
         write_provenance(workdir, config, splits, HydraConfig.get().overrides.task)
     from mnist_hydra.train import train_and_evaluate
 
-    return train_and_evaluate(config, workdir, splits, resume=resuming)
+    return train_and_evaluate(config, workdir, splits, resume=resuming, run_info=_run_info(workdir, resuming))
+
+
+def _run_info(workdir: Path, resuming: bool) -> "RunInfo":
+    """What the loggers are told about this run: where it was launched, its overrides and commit, its sweep."""
+    from mnist_hydra.artifacts import read_json
+    from mnist_hydra.tracking.base import RunInfo
+
+    hydra_config = HydraConfig.get()
+    sweep = hydra_config.mode == RunMode.MULTIRUN
+    provenance = read_json(workdir / "provenance.json")
+    return RunInfo(run_dir=workdir, launch_dir=Path.cwd(), app=PROG,
+                   overrides=list(provenance.get("overrides") or hydra_config.overrides.task),
+                   git_commit=(provenance.get("git") or {}).get("commit"),
+                   job=str(hydra_config.job.num) if sweep else None,
+                   sweep_dir=Path(hydra_config.sweep.dir) if sweep else None, resumed=resuming)
 
 
 def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
@@ -113,6 +131,10 @@ def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
     """Say where a signal stopped training and how to go on; exit 128 + the signal's number."""
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     target = Path(HydraConfig.get().sweep.dir) if sweep else workdir
+    if sweep:
+        from mnist_hydra.tracking.sweep import interrupt_sweep
+
+        interrupt_sweep(target)
     print(f"{PROG}: {stop.signal_name} stopped training after {stop.epochs_done} of {stop.epochs} epochs; "
           f"the checkpoint is kept. Resume with: python -m mnist_hydra resume={target}", file=sys.stderr)
     sys.exit(stop.exit_code)

@@ -21,6 +21,7 @@ LOGGERS: Registry = Registry("logger")
 STATUSES = ("completed", "failed", "interrupted")
 # Where a logger keeps what it needs to continue a resumed run (e.g. the MLflow run id), in the run directory.
 RECORD = "tracking.json"
+WARNING_LIMIT = 300  # characters of a tracker's error kept in the warning line
 
 
 @dataclass
@@ -73,6 +74,18 @@ class Logger(abc.ABC):
     @abc.abstractmethod
     def end(self, status: str) -> None:
         """Close the run as `status`: completed, failed or interrupted."""
+
+    def explain(self, err: Exception) -> str:
+        """What went wrong, in a few words for the one warning line."""
+        return short_error(err)
+
+
+def short_error(err: BaseException) -> str:
+    """An exception as one short line: its type and its text, cut short."""
+    text = " ".join(str(err).split())
+    if len(text) > WARNING_LIMIT:
+        text = text[:WARNING_LIMIT] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:

@@ -10,8 +10,6 @@ from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo
 
 log = logging.getLogger(__name__)
 
-WARNING_LIMIT = 300  # characters of a tracker's error kept in the warning line
-
 
 class Loggers:
     """Calls each logger in turn; the run goes on whatever they do (a store locked, a server down, a disk full)."""
@@ -54,17 +52,10 @@ class Loggers:
             except Exception as err:  # a tracker's trouble of any kind must not cost the run
                 self.active.remove(logger)
                 log.warning("%s logger stopped: %s; training and the run directory go on without it",
-                            logger.name, one_line(err))
+                            logger.name, logger.explain(err))
 
 
 def open_loggers(configs: Mapping[str, Any]) -> Loggers:
     """The loggers chosen in the config's `logger` group (name -> typed config), in name order."""
     return Loggers([LOGGERS.get(name)(configs[name]) for name in sorted(configs)])
 
-
-def one_line(err: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its text."""
-    text = " ".join(str(err).split())
-    if len(text) > WARNING_LIMIT:
-        text = text[:WARNING_LIMIT] + "..."
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 from urllib.parse import urlparse
 
 from mnist_hydra.errors import require
-from mnist_hydra.tracking.base import LOGGERS, RECORD, Logger, RunInfo, plain_value
+from mnist_hydra.tracking.base import LOGGERS, RECORD, Logger, RunInfo, plain_value, short_error
 from mnist_hydra.tracking.project import read_json, write_json
 
 log = logging.getLogger(__name__)
@@ -128,6 +129,9 @@ class MlflowLogger(Logger):
     def end(self, status: str) -> None:
         _retry(self.client.set_terminated, self.run_id, STATUS[status])
 
+    def explain(self, err: Exception) -> str:
+        return explain(err)
+
     def _metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         from mlflow.entities import Metric
 
@@ -202,7 +206,8 @@ def close_sweep_run(sweep_dir: Path, status: str, metrics: Mapping[str, float]) 
 
     client = make_client(record["tracking_uri"])
     now = int(time.time() * 1000)
-    _retry(client.log_batch, record["run_id"], metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    if metrics:
+        _retry(client.log_batch, record["run_id"], metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     for name in SWEEP_FILES:
         if (Path(sweep_dir) / name).is_file():
             _retry(client.log_artifact, record["run_id"], str(Path(sweep_dir) / name))
@@ -213,6 +218,17 @@ def mlflow_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Our tags under MLflow's names where it has one (the git commit), else as mnist_hydra.NAME."""
     return {("mlflow.source.git.commit" if key == "git_commit" else f"mnist_hydra.{key}"): str(value)
             for key, value in tags.items()}
+
+
+def explain(err: BaseException) -> str:
+    """An MLflow failure in a few words: an unreachable server by its address, else the error's own first words."""
+    text = str(err)
+    match = re.search(r"API request to (\S+?)/api/\S+ failed", text)
+    if match and ("NewConnectionError" in text or "ConnectTimeout" in text or "Max retries exceeded" in text):
+        reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+        return (f"cannot reach the MLflow tracking server {match.group(1)}"
+                f"{f' ({reason.group(1).strip()})' if reason else ''}")
+    return short_error(err)
 
 
 def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> Optional[str]:
