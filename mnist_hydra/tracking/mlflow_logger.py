@@ -162,7 +162,7 @@ def experiment(client: Any, name: str) -> str:
     found = _retry(client.get_experiment_by_name, name)
     if found is None:
         try:
-            return _retry(client.create_experiment, name)
+            return _retry(client.create_experiment, name, artifact_location=artifact_location(client, name))
         except MlflowException as err:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
@@ -171,6 +171,18 @@ def experiment(client: Any, name: str) -> str:
         raise RuntimeError(f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) "
                            "or choose another with logger.mlflow.experiment=NAME")
     return found.experiment_id
+
+
+def artifact_location(client: Any, name: str) -> Optional[str]:
+    """For a SQLite store, the folder mlruns/NAME beside the database file; else the server's choice (None).
+
+    MLflow's own default for a database store is ./mlruns of whatever directory the process runs in.
+    """
+    uri = client.tracking_uri
+    if uri_scheme(uri) != "sqlite":
+        return None
+    database = Path(urlparse(uri).path[1:])  # sqlite:////abs/file.db or sqlite:///relative/file.db
+    return (database.resolve().parent / "mlruns" / re.sub(r"[^\w.-]+", "_", name)).as_uri()
 
 
 def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app: str, overrides: list[str],
