@@ -125,7 +125,7 @@ print("BENCH_JSON " + json.dumps({"n": n, "seconds": times, "gflops": [2 * n**3 
 LOAD_SCRIPT = r'''
 import json, sys, time
 start = time.perf_counter()
-from mnist_hydra.data import DataConfig, load_splits
+from mnist_hydra.data.datasets import DataConfig, load_splits
 import_seconds = time.perf_counter() - start
 root, reps = sys.argv[1], int(sys.argv[2])
 times = []
@@ -366,7 +366,7 @@ def time_load(args: argparse.Namespace) -> dict[str, Any]:
     result = child.result()
     result["median_seconds"] = statistics.median(result["seconds"])
     print(f"  load_splits: {', '.join(f'{t:.2f}' for t in result['seconds'])} s "
-          f"(first import of mnist_hydra.data {result['import_seconds']:.2f} s)", flush=True)
+          f"(first import of mnist_hydra.data.datasets {result['import_seconds']:.2f} s)", flush=True)
     return result
 
 

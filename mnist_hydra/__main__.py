@@ -1,6 +1,6 @@
-"""`python -m mnist_hydra [overrides]`: see mnist_hydra.cli."""
+"""`python -m mnist_hydra [overrides]`: the train app (mnist_hydra/apps/train.py)."""
 
-from mnist_hydra.cli import main
+from mnist_hydra.apps import main_train
 
 if __name__ == "__main__":
-    main()
+    main_train()

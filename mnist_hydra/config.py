@@ -2,27 +2,31 @@
 
 Each data set, model and optimizer declares its own schema where its builder lives and
 registers both under one name; `store_schemas` files every schema under `schema/<group>/<name>`,
-which the YAML options in conf/ name in their defaults lists.
+which the YAML options in conf/ name in their defaults lists. This is the one library module that
+knows OmegaConf (and Hydra's ConfigStore): everything after `validate` takes plain dataclasses.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException, ValidationError
 
-from mnist_hydra.data import DATASETS
+from mnist_hydra.data.datasets import DATASETS
 from mnist_hydra.errors import ConfigError, FieldError, require
-from mnist_hydra.models import MODELS
-from mnist_hydra.optimizers import OPTIMIZERS
+from mnist_hydra.models.networks import MODELS
+from mnist_hydra.models.optimizers import OPTIMIZERS
+from mnist_hydra.plugins import load_plugins
 from mnist_hydra.registry import Registry
 from mnist_hydra.tracking.catalog import LOGGERS
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_bfloat16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 KEEPS = ("last", "best")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # the per-epoch figures Keras reports
 MODES = ("auto", "min", "max")
@@ -59,11 +63,12 @@ class TrainerConfig:
     name: str = "default"  # preset name, kept for the record
     epochs: int = 10  # passes over the training set
     batch_size: int = 64  # images per gradient step
-    verbose: int = 1  # Keras's output: 0 silent, 1 progress bar, 2 one line per epoch
+    verbose: Optional[int] = None  # Keras's output: 0 silent, 1 progress bar, 2 one line per epoch; null = 1 on a terminal, else 2
     deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
     threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
     strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
-    precision: str = "float32"  # float32, or mixed_bfloat16: bf16 compute, float32 weights and output layer
+    # float32; mixed_bfloat16 (CPUs with bf16, recent GPUs) or mixed_float16 (GPUs): float32 weights and output layer
+    precision: str = "float32"
     # Steps per call into TensorFlow, fewer Python round trips; the largest divisor of an epoch's steps up to this.
     steps_per_execution: int = 32
     eval_batch_size: Optional[int] = None  # images per validation/test batch (no gradients); null = batch_size
@@ -78,7 +83,7 @@ class TrainerConfig:
     def check(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
-        require(self.verbose in (0, 1, 2), "verbose", self.verbose, "0, 1 or 2")
+        require(self.verbose in (None, 0, 1, 2), "verbose", self.verbose, "null (auto), 0, 1 or 2")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
         require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
@@ -111,7 +116,8 @@ class Config:
     """The composed config: one option from each group plus the run's seed."""
 
     seed: int = 0  # seeds Python, NumPy, TensorFlow and the validation split
-    resume: Optional[str] = None  # a run or sweep directory to continue (mnist_hydra/resume.py)
+    resume: Optional[str] = None  # a run or sweep directory to continue (mnist_hydra/runs/resume.py)
+    plugins: List[str] = field(default_factory=list)  # modules imported before validation: your own builders
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
@@ -146,12 +152,14 @@ def require_values(cfg: DictConfig, examples: Optional[dict[str, str]] = None) -
 def validate(cfg: DictConfig) -> Config:
     """Check a composed config against its schemas and ranges; return it as typed dataclasses."""
     require_values(cfg)
+    load_plugins(cfg.get("plugins") or [])  # before the groups: a plugin registers the builders they name
     known = {f.name for f in dataclasses.fields(Config)} | {"hydra"}
     _reject_unknown_keys("", cfg, known)
     require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
-    groups = {group: _typed_group(group, cfg[group], registry) for group, registry in REGISTRIES.items()}
+    groups = {group: typed_group(group, cfg[group]) for group in REGISTRIES}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
-    return Config(seed=cfg.seed, resume=cfg.get("resume"), logger=validate_loggers(cfg.get("logger")), **groups)
+    return Config(seed=cfg.seed, resume=cfg.get("resume"), plugins=list(cfg.get("plugins") or []),
+                  logger=validate_loggers(cfg.get("logger")), **groups)
 
 
 def validate_loggers(node: Optional[DictConfig]) -> dict[str, Any]:
@@ -167,17 +175,17 @@ def validate_loggers(node: Optional[DictConfig]) -> dict[str, Any]:
     return loggers
 
 
-def _typed_group(group: str, node: DictConfig, registry: Registry) -> Any:
+def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:
+    """A data/model/optimizer node (composed, or a dict read back from a run) as its registered schema, checked."""
+    registry = REGISTRIES[group]
     name = node.get("name")
     if name not in registry:
         raise ConfigError(
             f"{group}.name={name} is not a registered {registry.kind}; registered: {', '.join(registry.names())}"
         )
     schema = registry.schema(name)
-    actual = OmegaConf.get_type(node)
-    if actual is dict:  # a config read back from a run's .hydra/config.yaml: type it by its name
-        node = OmegaConf.merge(OmegaConf.structured(schema), node)
-    elif actual is not schema:
+    actual = OmegaConf.get_type(node) if isinstance(node, DictConfig) else dict
+    if actual is not dict and actual is not schema:
         # `model.name=mlp` on top of the cnn option would hand cnn's fields to the mlp builder.
         raise ConfigError(
             f"{group}.name={name} does not match the fields of the chosen {group} option "
@@ -186,9 +194,12 @@ def _typed_group(group: str, node: DictConfig, registry: Registry) -> Any:
     return _typed(node, schema, group)
 
 
-def _typed(node: DictConfig, schema: type, group: str) -> Any:
+def _typed(node: DictConfig | Mapping[str, Any], schema: type, group: str) -> Any:
     _reject_unknown_keys(f"{group}.", node, {f.name for f in dataclasses.fields(schema)})
-    typed = schema(**OmegaConf.to_container(node, resolve=True))
+    try:
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except ValidationError as err:  # a value read back from a file, or a plain-YAML option, of the wrong type
+        raise ConfigError(describe_field(err, prefix=f"{group}.")) from None
     try:
         typed.check()
     except FieldError as err:
@@ -197,7 +208,7 @@ def _typed(node: DictConfig, schema: type, group: str) -> Any:
     return typed
 
 
-def _reject_unknown_keys(prefix: str, node: DictConfig, known: set[str]) -> None:
+def _reject_unknown_keys(prefix: str, node: DictConfig | Mapping[str, Any], known: set[str]) -> None:
     # `+group.key=...` can add keys a structured config does not declare; nothing would read them.
     unknown = sorted(set(node.keys()) - known)
     if unknown:
@@ -205,3 +216,31 @@ def _reject_unknown_keys(prefix: str, node: DictConfig, known: set[str]) -> None
             f"{prefix}{unknown[0]} is not a config key; {prefix.rstrip('.') or 'the top level'} accepts: "
             f"{', '.join(sorted(known - {'hydra'}))}"
         )
+
+
+def describe_field(cause: OmegaConfBaseException, prefix: str = "") -> str:
+    """One line for OmegaConf's error about one key: an unknown key, or a value of the wrong type."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    key = prefix + str(cause.full_key)
+    schema = cause.object_type
+    fields = typing.get_type_hints(schema) if dataclasses.is_dataclass(schema) else {}
+    parent, _, leaf = key.rpartition(".")
+    if isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        return f"{key} is not a config key; {parent or 'the top level'} accepts: {', '.join(sorted(fields))}"
+    if isinstance(cause, ValidationError) and leaf in fields:
+        value = "null" if cause.value is None else cause.value
+        return f"{key}={value} has the wrong type: expected {type_words(fields[leaf])}"
+    return f"{key}: {' '.join(str(cause).splitlines()[0].split())}"
+
+
+def type_words(annotation: Any) -> str:
+    """'an integer', 'a number or null', 'a list of integers' for a field's annotation."""
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        inner = [a for a in args if a is not type(None)]
+        return f"{type_words(inner[0])} or null"
+    if origin in (list, typing.List) and args:
+        return f"a list of {type_words(args[0]).split(' ', 1)[1]}s, e.g. [1,2]"
+    return words.get(annotation, "a value of the schema's type")

@@ -1,12 +1,14 @@
 """Errors a user can cause, and a training stopped by a signal: shown as one line, without a traceback."""
 
+from __future__ import annotations
+
 import signal
 
 
 class UserError(Exception):
     """A mistake in what the user gave us (config, data, paths), not a bug in mnist_hydra."""
 
-    exit_code = 1
+    exit_code = 2
 
 
 class ConfigError(UserError):
@@ -66,3 +68,9 @@ class TrainingDiverged(UserError):
     """The loss became NaN, infinite or absurdly large: usually too high a learning rate."""
 
     exit_code = 1
+
+
+def one_line(error: BaseException | str) -> str:
+    """An error (or text) folded onto one line, for messages that must stay one line."""
+    text = error if isinstance(error, str) else (str(error) or type(error).__name__)
+    return " ".join(text.split())

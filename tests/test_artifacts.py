@@ -6,13 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnist_hydra.artifacts import (
-    atomic_write,
-    confusion_matrix,
-    per_class_accuracy,
-    write_history_csv,
-    write_json,
-)
+from mnist_hydra.runs.artifacts import atomic_write, write_history_csv, write_json
+from mnist_hydra.runs.metrics import confusion_matrix, per_class_accuracy
 
 
 def test_atomic_write_replaces_and_leaves_no_temp_file(tmp_path):

@@ -36,7 +36,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"], 2),
     ("+model.depth=3", ["model.depth is not a config key", "filters"], 2),
     ("data.train_limit=-5", ["data.train_limit=-5 is not allowed"], 2),
-    ("model.filters=[1", ["cannot parse an override"], 2),
+    ("model.filters=[1", ["cannot parse the override model.filters=[1", "must be quoted"], 2),
 ])
 def test_bad_config_stops_before_any_run_directory_with_one_line(tmp_path, override, fragments, code):
     result = run_app(override, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)

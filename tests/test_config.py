@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from mnist_hydra.config import TrainerConfig, validate
-from mnist_hydra.data import DataConfig
+from mnist_hydra.data.datasets import DataConfig
 from mnist_hydra.errors import ConfigError, FieldError
-from mnist_hydra.models import MODELS, CNNConfig, DeepCNNConfig, MLPConfig
-from mnist_hydra.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
+from mnist_hydra.models.networks import MODELS, CNNConfig, DeepCNNConfig, MLPConfig
+from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
 from tests.conftest import CONF_DIR
 
 OPTIONS = {

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_hydra import data
-from mnist_hydra.data import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
+from mnist_hydra.data import datasets as data
+from mnist_hydra.data.datasets import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
 from mnist_hydra.errors import DataError, FieldError
-from mnist_hydra.idx import write_idx
+from mnist_hydra.data.idx import write_idx
 
 # Read once at import: the isolation fixture below clears the variable for every test.
 REAL_MNIST = os.environ.get("MNIST_HYDRA_DATA")
@@ -96,7 +96,7 @@ def test_registry_holds_both_data_sets_as_partials_of_one_loader():
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, mnist_hydra.data; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    code = "import sys, mnist_hydra.data.datasets; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -213,7 +213,7 @@ def test_search_skips_bad_candidate_with_warning(tmp_path, monkeypatch, caplog):
     bad = make_fake(tmp_path / "bad", y_train=np.full(50, 12, dtype=np.uint8))
     good = make_fake(tmp_path / "keras" / "datasets", n_train=7)
     monkeypatch.setenv("MNIST_HYDRA_DATA", str(bad))
-    with caplog.at_level(logging.INFO, logger="mnist_hydra.data"):
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.datasets"):
         raw = load_dataset(MNIST, fake_cfg(None))
     assert raw.source == str(good) and len(raw.y_train) == 7
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -366,7 +366,7 @@ def test_real_fashion_mnist_found_past_mnist(monkeypatch, caplog):
     if REAL_MNIST:
         # MNIST where Fashion-MNIST was asked for: skipped with a warning, then the system folder.
         monkeypatch.setenv("MNIST_HYDRA_DATA", REAL_MNIST)
-    with caplog.at_level(logging.WARNING, logger="mnist_hydra.data"):
+    with caplog.at_level(logging.WARNING, logger="mnist_hydra.data.datasets"):
         s = load_splits(DataConfig(name="fashion_mnist", val_split=0.0), seed=0)
     assert s.source == str(REAL_FASHION)
     assert (s.x_train.shape, s.x_test.shape) == ((60000, 28, 28), (10000, 28, 28))

@@ -12,7 +12,7 @@ import sys
 import keras
 import pytest
 
-from mnist_hydra.distribute import is_chief, read_tf_config, weights_digest
+from mnist_hydra.training.distribute import is_chief, read_tf_config, weights_digest
 from mnist_hydra.errors import ConfigError
 from tests.conftest import SMALL_RUN, run_app
 

@@ -12,7 +12,8 @@ import pytest
 from PIL import Image
 
 from mnist_hydra.errors import ConfigError
-from mnist_hydra.evaluate import per_class_scores, typed_data_config
+from mnist_hydra.config import typed_group
+from mnist_hydra.runs.metrics import per_class_scores
 from tests.conftest import run_app
 
 EVALUATE = "mnist_hydra.evaluate"
@@ -109,10 +110,10 @@ def test_per_class_scores_handle_classes_never_predicted_or_absent():
 
 
 def test_data_config_from_a_run_is_checked_like_the_apps():
-    assert typed_data_config({"name": "mnist", "test_limit": 5}).test_limit == 5
+    assert typed_group("data", {"name": "mnist", "test_limit": 5}).test_limit == 5
     with pytest.raises(ConfigError, match=r"data\.test_limit=0 is not allowed"):
-        typed_data_config({"name": "mnist", "test_limit": 0})
+        typed_group("data", {"name": "mnist", "test_limit": 0})
     with pytest.raises(ConfigError, match=r"data\.colour is not a config key; data accepts: download, fold"):
-        typed_data_config({"name": "mnist", "colour": True})
+        typed_group("data", {"name": "mnist", "colour": True})
     with pytest.raises(ConfigError, match=r"data\.name=svhn is not a registered dataset"):
-        typed_data_config({"name": "svhn"})
+        typed_group("data", {"name": "svhn"})

@@ -7,8 +7,8 @@ import pytest
 
 from mnist_hydra.config import validate
 from mnist_hydra.errors import ConfigError, FieldError
-from mnist_hydra.models import MODELS, DeepCNNConfig
-from mnist_hydra.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, build_schedule
+from mnist_hydra.models.networks import MODELS, DeepCNNConfig
+from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, build_schedule
 from tests.conftest import CONF_DIR
 
 EXPERIMENTS = ("best", "fashion", "seed_reference")

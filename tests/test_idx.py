@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mnist_hydra.errors import DataError
-from mnist_hydra.idx import idx_digest, read_idx, read_idx_with_digest, write_idx
+from mnist_hydra.data.idx import idx_digest, read_idx, read_idx_with_digest, write_idx
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_hydra import plots
-from mnist_hydra.artifacts import confusion_matrix
+from mnist_hydra.runs import plots
+from mnist_hydra.runs.metrics import confusion_matrix
 
 DIGITS = [str(i) for i in range(10)]
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_hydra import preprocess
-from mnist_hydra.preprocess import ImageError, preprocess_file, read_image, stroke_width, to_mnist
+from mnist_hydra.data import preprocess
+from mnist_hydra.data.preprocess import ImageError, preprocess_file, read_image, stroke_width, to_mnist
 from tests.conftest import run_app
 
 PREDICT = "mnist_hydra.predict"

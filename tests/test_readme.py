@@ -41,7 +41,7 @@ def test_adding_a_model_as_the_readme_shows(tmp_path):
     (tmp_path / "model").mkdir()
     (tmp_path / "model" / f"{option}.yaml").write_text(yaml)
     script = textwrap.dedent(f"""
-        import mnist_hydra.models as models
+        import mnist_hydra.models.networks as models
         exec({python!r}, vars(models))  # as if pasted into mnist_hydra/models.py
         from hydra import compose, initialize_config_module
         from mnist_hydra.config import store_schemas, validate

@@ -9,12 +9,13 @@ import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 import yaml
 from PIL import Image
 
-from mnist_hydra.report import main as report_main
-from mnist_hydra.report import write_run_report, write_sweep_report
-from mnist_hydra.sweep import summarize_sweep
+from mnist_hydra.apps.report import main as report_main
+from mnist_hydra.runs.report import write_run_report, write_sweep_report
+from mnist_hydra.runs.sweeps import summarize_sweep
 
 
 RUN_SECTIONS = {"metrics", "config", "curves", "confusion-matrix", "misclassified", "history", "provenance"}
@@ -173,5 +174,7 @@ def test_report_command_rewrites_a_sweeps_or_a_runs_page(trained_run, tmp_path, 
     (sweep / "0" / "report.html").unlink()
     assert report_main([str(sweep / "0")]) == 0 and (sweep / "0" / "report.html").is_file()
     assert capsys.readouterr().out.split() == [str(sweep / "report.html"), str(sweep / "0" / "report.html")]
-    assert report_main([str(tmp_path / "nowhere")]) == 2
+    with pytest.raises(SystemExit) as stop:
+        report_main([str(tmp_path / "nowhere")])
+    assert stop.value.code == 2
     assert "is not a directory" in capsys.readouterr().err

@@ -162,7 +162,7 @@ def test_resume_mistakes_are_one_line_and_create_nothing(target, extra, expected
 def test_checkpoints_keep_the_newest_epoch_and_drop_leftovers(tmp_path):
     import keras
 
-    from mnist_hydra.checkpoints import Checkpoints, TrainingState
+    from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
 
     model = keras.Sequential([keras.Input(shape=(2,)), keras.layers.Dense(1)])
     model.compile(optimizer="adam", loss="mse")
@@ -182,7 +182,7 @@ def test_checkpoints_keep_the_newest_epoch_and_drop_leftovers(tmp_path):
 
 
 def test_a_broken_pointer_says_how_to_start_over(tmp_path):
-    from mnist_hydra.checkpoints import Checkpoints
+    from mnist_hydra.training.checkpoints import Checkpoints
     from mnist_hydra.errors import UserError
 
     checkpoints = Checkpoints(tmp_path)
@@ -194,7 +194,7 @@ def test_a_broken_pointer_says_how_to_start_over(tmp_path):
 
 
 def test_each_epochs_order_depends_on_the_seed_and_epoch_alone():
-    from mnist_hydra.pipeline import make_training_dataset
+    from mnist_hydra.data.pipeline import make_training_dataset
 
     images = np.arange(10 * 28 * 28, dtype=np.uint8).reshape(10, 28, 28)
     labels = np.arange(10, dtype=np.uint8)

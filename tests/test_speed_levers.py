@@ -77,8 +77,8 @@ def test_mixed_bfloat16_run_saves_a_model_that_predicts_float32(tmp_path, mnist_
 def test_with_precision_leaves_the_global_policy_alone():
     import keras
 
-    from mnist_hydra.models import CNNConfig, build_cnn
-    from mnist_hydra.train import with_precision
+    from mnist_hydra.models.networks import CNNConfig, build_cnn
+    from mnist_hydra.training.loop import with_precision
 
     reference = build_cnn(CNNConfig(), (28, 28, 1), 10)
     mixed = with_precision(reference, "mixed_bfloat16")

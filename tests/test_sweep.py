@@ -11,8 +11,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from mnist_hydra.summarize import list_runs, main as summarize_main
-from mnist_hydra.sweep import report, summarize_sweep
+from mnist_hydra.apps.summarize import main as summarize_main
+from mnist_hydra.runs.rundir import list_runs
+from mnist_hydra.runs.sweeps import report, summarize_sweep
 from tests.conftest import run_app
 
 SMALL = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=600", "data.test_limit=300"]
@@ -105,8 +106,10 @@ def test_summarize_cli_treats_a_folder_of_jobs_as_a_sweep(fake_sweep, capsys):
 
 
 def test_summarize_cli_errors_are_one_line(tmp_path, capsys):
-    assert summarize_main([str(tmp_path / "nope")]) == 2
-    assert summarize_main([str(tmp_path)]) == 2
+    for args in ([str(tmp_path / "nope")], [str(tmp_path)]):
+        with pytest.raises(SystemExit) as stop:
+            summarize_main(args)
+        assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("mnist_hydra.summarize: error: ") for line in err)
 

@@ -21,14 +21,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util import tensor_util
 
-from mnist_hydra.checkpoints import Checkpoints
+from mnist_hydra.apps.boundary import describe
 from mnist_hydra.config import Config, store_schemas, validate
-from mnist_hydra.data import load_splits
+from mnist_hydra.data.datasets import load_splits
+from mnist_hydra.data.pipeline import make_dataset
 from mnist_hydra.errors import ConfigError, Interrupted
-from mnist_hydra.messages import describe
-from mnist_hydra.pipeline import make_dataset
 from mnist_hydra.tracking.base import RunInfo, flatten
-from mnist_hydra.train import train_and_evaluate
+from mnist_hydra.training.checkpoints import Checkpoints
+from mnist_hydra.training.run import train_and_evaluate
 
 # Three epochs of 1,000 images, validated on 1,200 and scored on 300: about a second an epoch.
 TINY = ["trainer.epochs=3", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300", "data.val_split=0.02"]

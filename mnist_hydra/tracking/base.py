@@ -123,3 +123,17 @@ def run_tags(info: RunInfo) -> dict[str, str]:
     if info.job is not None:
         tags["job"] = str(info.job)
     return tags
+
+
+def read_record(folder: Path) -> dict[str, Any]:
+    """FOLDER/tracking.json: what the trackers keep to continue a run or a sweep ({} when there is none)."""
+    from mnist_hydra.runs.artifacts import read_json  # pandas with it: not on the config's start-up path
+
+    return read_json(Path(folder) / RECORD)
+
+
+def write_record(folder: Path, tracker: str, entry: Mapping[str, Any]) -> None:
+    """Set `tracker`'s entry of FOLDER/tracking.json, written atomically."""
+    from mnist_hydra.runs.artifacts import write_json
+
+    write_json(Path(folder) / RECORD, {**read_record(folder), tracker: dict(entry)})

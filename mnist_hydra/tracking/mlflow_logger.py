@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 from urllib.parse import urlparse
 
 from mnist_hydra.errors import require
-from mnist_hydra.tracking.base import LOGGERS, RECORD, Logger, RunInfo, plain_value, short_error
-from mnist_hydra.tracking.project import read_json, write_json
+from mnist_hydra.tracking.base import (LOGGERS, Logger, RunInfo, plain_value, read_record, short_error,
+                                       write_record)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -87,8 +87,7 @@ class MlflowLogger(Logger):
 
         uri = tracking_uri(self.config, info.launch_dir)
         self.client = make_client(uri)
-        record_file = Path(info.run_dir) / RECORD
-        previous = read_json(record_file).get("mlflow") or {}
+        previous = read_record(info.run_dir).get("mlflow") or {}
         if info.resumed and previous.get("run_id") and previous.get("tracking_uri") == uri:
             self.run_id = previous["run_id"]
             _retry(self.client.update_run, self.run_id, status="RUNNING")
@@ -103,9 +102,8 @@ class MlflowLogger(Logger):
         run = _retry(self.client.create_run, experiment_id, tags=run_tags, run_name=name[:250])
         self.run_id = run.info.run_id
         # Kept before anything else is logged: a run stopped from here on is continued, not duplicated.
-        record = read_json(record_file)
-        record["mlflow"] = {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": self.run_id}
-        write_json(record_file, record)
+        write_record(info.run_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id,
+                                              "run_id": self.run_id})
         items = [Param(key, str(plain_value(value))) for key, value in params.items()]
         for first in range(0, len(items), PARAMS_PER_CALL):
             _retry(self.client.log_batch, self.run_id, params=items[first:first + PARAMS_PER_CALL])
@@ -190,8 +188,7 @@ def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app:
     """Create (or, for a resumed sweep, reopen) the sweep's parent run; its id goes to SWEEP_DIR/tracking.json."""
     uri = tracking_uri(config, launch_dir)
     client = make_client(uri)
-    record_file = Path(sweep_dir) / RECORD
-    previous = read_json(record_file).get("mlflow") or {}
+    previous = read_record(sweep_dir).get("mlflow") or {}
     if previous.get("run_id") and previous.get("tracking_uri") == uri:
         _retry(client.update_run, previous["run_id"], status="RUNNING")
         return previous["run_id"]
@@ -202,16 +199,16 @@ def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app:
         tags["git_commit"] = git_commit
     run = _retry(client.create_run, experiment_id, tags=mlflow_tags(tags),
                  run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}")
-    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    write_json(record_file, {"mlflow": {"tracking_uri": uri, "experiment_id": experiment_id,
-                                        "run_id": run.info.run_id}})
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    write_record(sweep_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id,
+                                       "run_id": run.info.run_id})
     log.info("mlflow: sweep run %s at %s", run.info.run_id, uri)
     return run.info.run_id
 
 
 def close_sweep_run(sweep_dir: Path, status: str, metrics: Mapping[str, float]) -> None:
     """End the sweep's parent run as `status`, with its summary figures and files; nothing when it has none."""
-    record = read_json(Path(sweep_dir) / RECORD).get("mlflow") or {}
+    record = read_record(sweep_dir).get("mlflow") or {}
     if not record.get("run_id"):
         return
     from mlflow.entities import Metric
@@ -247,7 +244,7 @@ def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> Optional[str]:
     """The parent run of a sweep's job, when the sweep opened one in the same store and experiment."""
     if info.sweep_dir is None:
         return None
-    parent = read_json(Path(info.sweep_dir) / RECORD).get("mlflow") or {}
+    parent = read_record(info.sweep_dir).get("mlflow") or {}
     if parent.get("tracking_uri") == uri and parent.get("experiment_id") == experiment_id:
         return parent.get("run_id")
     return None

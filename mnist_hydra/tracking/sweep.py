@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
+from mnist_hydra.tracking.base import RECORD
+
 log = logging.getLogger(__name__)
 
 
@@ -31,7 +33,7 @@ def open_sweep(loggers: Mapping[str, Any], sweep_dir: Path, launch_dir: Path, ap
 
 def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: Optional[float]) -> None:
     """End the sweep's parent run with the job counts, the best validation accuracy and the sweep's files."""
-    if not (Path(sweep_dir) / "tracking.json").is_file():
+    if not (Path(sweep_dir) / RECORD).is_file():
         return
     from mnist_hydra.tracking.mlflow_logger import close_sweep_run, explain
 
@@ -47,7 +49,7 @@ def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: Opt
 
 def interrupt_sweep(sweep_dir: Path) -> None:
     """Mark the sweep's parent run KILLED: the user stopped the sweep (resume=SWEEP_DIR reopens it)."""
-    if not (Path(sweep_dir) / "tracking.json").is_file():
+    if not (Path(sweep_dir) / RECORD).is_file():
         return
     from mnist_hydra.tracking.mlflow_logger import close_sweep_run, explain
 

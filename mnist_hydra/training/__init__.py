@@ -1,0 +1,1 @@
+"""Training: train_and_evaluate (run.py), the fit loop, its callbacks, checkpoints, signals, strategies."""

@@ -12,9 +12,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from mnist_hydra import artifacts
+from mnist_hydra.runs import artifacts
 from mnist_hydra.config import Config
-from mnist_hydra.data import Splits
+from mnist_hydra.data.datasets import Splits
 
 PACKAGES = ("mnist-hydra", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas", "matplotlib")
 PROJECT_DIR = Path(__file__).resolve().parent

@@ -32,8 +32,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from mnist_hydra.errors import DataError, require
-from mnist_hydra.idx import idx_digest, read_idx_with_digest
+from mnist_hydra.errors import DataError, one_line, require
+from mnist_hydra.data.idx import idx_digest, read_idx_with_digest
 from mnist_hydra.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -179,7 +179,7 @@ def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
         try:
             download_with_keras(spec)
         except Exception as e:  # whatever the downloader raises offline, the user needs the same advice
-            tried.append(f"download with keras.datasets.{spec.keras_loader}.load_data(): {_one_line(e)}")
+            tried.append(f"download with keras.datasets.{spec.keras_loader}.load_data(): {one_line(f'{type(e).__name__}: {e}')}")
         else:
             for folder in _keras_caches(spec, after_download=True):
                 raw = _try_folder(spec, folder, cfg.verify, tried)
@@ -292,7 +292,7 @@ def _load_npz(spec: DatasetSpec, path: Path, verify: bool) -> Raw:
         with np.load(path, allow_pickle=False) as npz:
             arrays = [npz[key] for key in _NPZ_KEYS]
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"{path}: unreadable npz: {_one_line(e)}") from e
+        raise DataError(f"{path}: unreadable npz: {one_line(f'{type(e).__name__}: {e}')}") from e
     names = [f"{path}[{key}]" for key in _NPZ_KEYS]
     _check_arrays(names, arrays)  # first, as idx_digest needs IDX-storable dtypes
     return _verified(spec, names, arrays, [idx_digest(a) for a in arrays], str(path), verify)
@@ -340,10 +340,13 @@ def _log_source(raw: Raw, verify: bool) -> None:
     log.info("data: %d train + %d test images from %s (%s)", len(raw.y_train), len(raw.y_test), raw.source, checked)
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(f"{type(error).__name__}: {error}".split())
-
-
 DATASETS: Registry[Callable[[DataConfig], Raw]] = Registry("dataset")
 DATASETS.register("mnist", schema=DataConfig)(functools.partial(load_dataset, MNIST))
 DATASETS.register("fashion_mnist", schema=DataConfig)(functools.partial(load_dataset, FASHION_MNIST))
+
+
+def class_names_of(name: str) -> tuple[str, ...]:
+    """The class names of registered data set `name`; () for one registered without a DatasetSpec (a plugin's)."""
+    loader = DATASETS.get(name)
+    spec = loader.args[0] if isinstance(loader, functools.partial) and loader.args else None
+    return tuple(spec.class_names) if isinstance(spec, DatasetSpec) else ()

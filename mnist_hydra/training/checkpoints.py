@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
-from mnist_hydra import artifacts
+from mnist_hydra.runs import artifacts
 from mnist_hydra.errors import UserError
 
 if TYPE_CHECKING:

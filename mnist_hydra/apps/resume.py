@@ -5,14 +5,12 @@ checkpoint. A sweep directory (it holds Hydra's multirun.yaml) is launched again
 saved there: its complete jobs are skipped, the others continue from their checkpoints, and the
 sweep's table is rebuilt at the end.
 
-The resolvers below are registered before Hydra composes the config; conf/config.yaml uses them so
-that `resume=DIR` becomes hydra.run.dir (or hydra.sweep.dir) and so that Hydra's own files of the
-new start go beside, not over, those of the first.
+`resume=DIR` becomes hydra.run.dir (or hydra.sweep.dir) through the resolvers in apps/resolvers.py,
+which also keep Hydra's own files of the new start beside, not over, those of the first.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -20,41 +18,10 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.errors import ConfigError
+from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD
 
-SAVED_CONFIG = Path(".hydra") / "config.yaml"
-SWEEP_RECORD = "multirun.yaml"
 # Launch settings of the first start that the new one must not take over: it sets its own.
 OWN_HYDRA_OVERRIDES = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
-
-
-def register_resolvers() -> None:
-    """Register the resolvers conf/config.yaml uses; safe to call more than once."""
-    if not OmegaConf.has_resolver("mnist_hydra.resume_dir"):
-        OmegaConf.register_new_resolver("mnist_hydra.resume_dir", resume_dir)
-    if not OmegaConf.has_resolver("mnist_hydra.config_subdir"):
-        # Cached per directory: Hydra reads the subdir more than once, and it must stay the same.
-        OmegaConf.register_new_resolver("mnist_hydra.config_subdir", config_subdir, use_cache=True)
-
-
-def resume_dir(resume: Optional[str], default: str) -> str:
-    """hydra.run.dir / hydra.sweep.dir: the directory to resume, checked before Hydra creates anything."""
-    if resume is None:
-        return default
-    folder = Path(str(resume))
-    if not ((folder / SAVED_CONFIG).is_file() or (folder / SWEEP_RECORD).is_file()):
-        raise ConfigError(
-            f"resume={resume} is not a run directory (no {SAVED_CONFIG}) nor a sweep directory "
-            f"(no {SWEEP_RECORD}); expected a directory a run or a --multirun sweep wrote, "
-            "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search cannot be resumed)"
-        )
-    return str(folder)
-
-
-def config_subdir(output_dir: str) -> str:
-    """hydra.output_subdir: .hydra, or .hydra/resumed-TIME when the directory has a saved config to keep."""
-    if (Path(output_dir) / SAVED_CONFIG).is_file():
-        return str(Path(".hydra") / f"resumed-{datetime.now():%Y-%m-%d_%H-%M-%S}")
-    return ".hydra"
 
 
 def resume_argv(argv: Sequence[str]) -> Optional[list[str]]:
@@ -64,11 +31,11 @@ def resume_argv(argv: Sequence[str]) -> Optional[list[str]]:
     writes a file. Hydra's sweepers need the swept values when they start, so a sweep's overrides are
     read back from its multirun.yaml. Returns None when `argv` needs no change.
     """
-    given = [arg for arg in argv if arg.startswith("resume=")]
+    given = [o for o in parse_overrides(argv) if o.key_or_group == "resume"]
     if not given:
         return None
-    folder = Path(given[-1].split("=", 1)[1])
-    extra = [arg for arg in argv if not arg.startswith("resume=")]
+    folder = Path(str(given[-1].value()))
+    extra = [arg for arg in argv if arg != given[-1].input_line and arg not in ("-m", "--multirun")]
     if extra:
         raise ConfigError(f"resume={folder} continues with the config saved there: drop {' '.join(extra)}")
     record_file = folder / SWEEP_RECORD
@@ -81,27 +48,14 @@ def resume_argv(argv: Sequence[str]) -> Optional[list[str]]:
     return ["--multirun", *launch, *task, f"resume={folder}"]
 
 
-def saved_config(workdir: Path) -> Optional[DictConfig]:
-    """The config a run directory was started with, or None when it has none."""
-    path = workdir / SAVED_CONFIG
-    return OmegaConf.load(path) if path.is_file() else None
-
-
-def completed_metrics(workdir: Path) -> Optional[dict[str, Any]]:
-    """metrics.json of a run that finished, or None."""
-    from mnist_hydra.artifacts import read_json  # pandas with it: not on the start-up path of --help
-
-    metrics = read_json(workdir / "metrics.json")
-    return metrics if metrics.get("status") == "completed" else None
-
-
 def run_config(cfg: DictConfig, workdir: Path, sweep: bool) -> DictConfig:
     """The config to resume `workdir` with: the one saved there when the run or sweep job had started.
 
     A sweep job's composed config must equal its saved one: otherwise the sweep was launched again with
     other values, and job N is no longer job N.
     """
-    saved = saved_config(workdir)
+    path = workdir / SAVED_CONFIG
+    saved = OmegaConf.load(path) if path.is_file() else None
     if saved is None:  # a sweep job that had not started: it starts now, as composed
         return cfg
     if sweep and _without_resume(cfg) != _without_resume(saved):
@@ -115,3 +69,12 @@ def _without_resume(cfg: DictConfig) -> dict[str, Any]:
     container.pop("hydra", None)
     container.pop("resume", None)
     return container
+
+
+def parse_overrides(argv: Sequence[str]) -> list[Any]:
+    """The command line's overrides (flags such as --cfg job left out), parsed by Hydra's own parsers."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = get_args_parser().parse_known_args(list(argv))[0].overrides
+    return OverridesParser.create().parse_overrides(overrides)

@@ -1,31 +1,36 @@
-"""Fit and score one config, and leave its artifacts in the run directory."""
+"""The fit loop: build or restore the model, fit it with checkpoints each epoch, score the test set, write artifacts."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import math
+import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from mnist_hydra import artifacts, distribute, plots, report
 from mnist_hydra.config import Config
-from mnist_hydra.data import Splits, load_splits
-from mnist_hydra.models import MODELS
-from mnist_hydra.optimizers import OPTIMIZERS
-from mnist_hydra.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.data.datasets import Splits
+from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
 from mnist_hydra.errors import Interrupted, TrainingDiverged
-from mnist_hydra.pipeline import make_dataset, make_training_dataset
-from mnist_hydra.stopping import StopOnDivergence, StopOnRequest, stop_on_signals
+from mnist_hydra.models.networks import MODELS
+from mnist_hydra.models.optimizers import OPTIMIZERS
+from mnist_hydra.runs import artifacts, plots, report
+from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
+from mnist_hydra.training import distribute
 from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
 from mnist_hydra.tracking.fanout import Loggers, open_loggers
-from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, learning_rate, make_controls
+from mnist_hydra.training.callbacks import CheckpointEachEpoch, EpochLog, LogSteps, StopOnDivergence, StopOnRequest
+from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
+from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -33,38 +38,24 @@ INPUT_SHAPE = (28, 28, 1)
 DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends training as diverged
 
 
-def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] = None,
-                       resume: bool = False, run_info: Optional[RunInfo] = None) -> dict[str, Any]:
-    """Train `config` (validated, typed), score the test set once, write artifacts; return the metrics.
+def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = False,
+                  run_info: Optional[RunInfo] = None) -> dict[str, Any]:
+    """Train `config` on `splits`, score the test set once, write the artifacts; return the metrics.
 
-    Args:
-      config: the run's config, as `mnist_hydra.config.validate` returns it.
-      workdir: the run directory; created if missing. Under trainer.strategy=multi_worker only the chief
-        (see `mnist_hydra.distribute.is_chief`) writes there; the other workers train and score alike.
-      splits: the data, when the caller has loaded it already; else loaded from `config.data`.
-      resume: continue from the newest checkpoint in `workdir` (from the start when there is none).
-      run_info: what the loggers of `config.logger` are told about the run (launch directory, overrides,
-        sweep); by default a run launched from the current directory with no overrides.
-
-    Raises:
-      Interrupted: SIGINT or SIGTERM stopped training; metrics.json says "interrupted", the checkpoint
-        of the last complete epoch stays.
-      TrainingDiverged: the loss became NaN, infinite or absurdly large; metrics.json records the failure.
+    mnist_hydra.training.run.train_and_evaluate prepares what this needs (data, output checks, provenance);
+    see there for the arguments and what is raised. The loggers of `config.logger` (the chief's only, as
+    only it writes the run directory) mirror the run after the run directory has it, and end it as
+    completed, failed or interrupted.
     """
     workdir = Path(workdir)
-    if splits is None:
-        splits = load_splits(config.data, seed=config.seed)
     set_threads(config.trainer.threads)
     # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
-    if chief:
-        workdir.mkdir(parents=True, exist_ok=True)
-    # Only the chief tracks the run, as only it writes the run directory.
     loggers = open_loggers(config.logger) if chief else Loggers([])
     info = run_info or RunInfo(run_dir=workdir, resumed=resume)
     loggers.start(info, run_params(config), run_tags(info))
     try:
-        metrics = _train(config, workdir, splits, resume, strategy, chief, loggers)
+        metrics = _fit_and_score(config, workdir, splits, resume, strategy, chief, loggers)
     except KeyboardInterrupt:  # Interrupted included: SIGINT or SIGTERM
         loggers.end("interrupted")
         raise
@@ -77,9 +68,9 @@ def train_and_evaluate(config: Config, workdir: Path, splits: Optional[Splits] =
     return metrics
 
 
-def _train(config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool,
-           loggers: Loggers) -> dict[str, Any]:
-    """Fit, score and write the run directory (the chief's); the body of `train_and_evaluate`."""
+def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool,
+                   loggers: Loggers) -> dict[str, Any]:
+    """The body of `fit_and_score`, between the loggers' start and end."""
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
@@ -159,32 +150,38 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
 
 def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkpoints, state: TrainingState,
          workdir: Optional[Path], controls: list[Control], loggers: Loggers) -> None:
-    """Train from `state.epoch` to the last epoch, checkpointing each; `workdir` (chief only) gets a failure record."""
+    """Train from `state.epoch` to the last epoch (or an early stop), checkpointing each; `workdir` (chief only)
+    gets a failure record."""
     epochs, batch = config.trainer.epochs, config.trainer.batch_size
     stopping = find(controls, EarlyStopping)
     if state.epoch >= epochs or (stopping is not None and stopping.stopped_epoch is not None):
         return  # stopped after the last epoch's checkpoint, before its artifacts were written
-    timer = EpochLog(epochs)
     # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
     diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
     steps = math.ceil(len(splits.y_train) / batch)
     with stop_on_signals() as request:
-        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=lambda: request.signum or diverged.where,
-                                    controls=controls, loggers=loggers)
+        stopped = lambda: request.signum or diverged.where  # noqa: E731
+        timer = EpochLog(epochs, stopped)
+        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped, controls=controls, loggers=loggers)
         callbacks = [timer, diverged, StopOnRequest(request), saver]
         every = [logger.step_every for logger in loggers.active if logger.step_every]
         if every:
             callbacks.insert(0, LogSteps(loggers, steps, min(every)))
-        model.fit(
-            make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
-            steps_per_epoch=steps,
-            validation_data=make_dataset(splits.x_val, splits.y_val, config.trainer.eval_batch_size or batch),
-            initial_epoch=state.epoch,
-            epochs=epochs,
-            verbose=config.trainer.verbose,
-            callbacks=callbacks,
-            shuffle=False,  # the dataset orders each epoch itself, from the seed
-        )
+        try:
+            model.fit(
+                make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
+                steps_per_epoch=steps,
+                validation_data=make_dataset(splits.x_val, splits.y_val, config.trainer.eval_batch_size or batch),
+                initial_epoch=state.epoch,
+                epochs=epochs,
+                verbose=verbosity(config.trainer.verbose),
+                callbacks=callbacks,
+                shuffle=False,  # the dataset orders each epoch itself, from the seed
+            )
+        except KeyboardInterrupt:
+            # A second Ctrl-C: no clean point to stop at, but the last complete epoch's checkpoint stands.
+            request.signum = signal.SIGINT
+            log.warning("stopped at once by a second Ctrl-C; the checkpoint of epoch %d is kept", state.epoch)
     if diverged.where or request.signum is not None:
         loggers.discard_steps()  # the cut epoch's steps: a resumed run trains it again
     if stopping is not None and stopping.stopped_epoch is not None:
@@ -197,10 +194,10 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
         _record_stop(workdir, {"status": "failed", "error": error, "epochs_run": state.epoch})
         raise TrainingDiverged(error)
     if request.signum is not None:
-        stopped = Interrupted(request.signum, state.epoch, epochs)
-        _record_stop(workdir, {"status": "interrupted", "signal": stopped.signal_name, "epochs_run": state.epoch,
+        stop = Interrupted(request.signum, state.epoch, epochs)
+        _record_stop(workdir, {"status": "interrupted", "signal": stop.signal_name, "epochs_run": state.epoch,
                                "epochs": epochs, "history": state.history})
-        raise stopped
+        raise stop
 
 
 def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
@@ -217,7 +214,7 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
     test_data = make_dataset(splits.x_test, splits.y_test, config.trainer.eval_batch_size or config.trainer.batch_size)
     probabilities = model.predict(test_data, verbose=0)
     predicted = probabilities.argmax(axis=1)
-    matrix = artifacts.confusion_matrix(splits.y_test, predicted, len(splits.class_names))
+    matrix = confusion_matrix(splits.y_test, predicted, len(splits.class_names))
     history = state.history
     val_accuracy = history["val_accuracy"]
     return {
@@ -247,6 +244,14 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
         "history": history,
         "confusion_matrix": matrix.tolist(),
     }, probabilities
+
+
+def verbosity(verbose: Optional[int]) -> int:
+    """Keras's verbose: as set, or (null) a progress bar on a terminal and one line per epoch elsewhere,
+    so a log file or CI output is not flooded with progress-bar redraws."""
+    if verbose is not None:
+        return verbose
+    return 1 if sys.stdout.isatty() else 2
 
 
 def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
@@ -306,12 +311,6 @@ def set_threads(threads: Optional[int]) -> None:
                         threads, current or "all cores")
 
 
-def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean sparse categorical cross-entropy, clipped as Keras clips it."""
-    picked = probabilities[np.arange(len(labels)), labels.astype(np.int64)]
-    return float(-np.mean(np.log(np.clip(picked, 1e-7, 1.0))))
-
-
 def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits,
                     probabilities: np.ndarray) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
@@ -326,74 +325,3 @@ def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], 
     report.write_run_report(workdir, metrics)
     # Last: a complete metrics.json marks a complete run directory.
     artifacts.write_json(workdir / "metrics.json", metrics)
-
-
-class EpochLog(keras.callbacks.Callback):
-    """Logs each epoch's figures to the job log and keeps its wall time."""
-
-    def __init__(self, epochs: int) -> None:
-        super().__init__()
-        self.epochs = epochs
-        self.seconds: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
-        figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1])
-
-
-class CheckpointEachEpoch(keras.callbacks.Callback):
-    """After each complete epoch: add its figures to the state, let the controls decide, checkpoint, then log.
-
-    An epoch cut short by a stop request or a non-finite loss is not complete: Keras still validates
-    and ends it, but nothing of it is kept. The loggers hear of an epoch only once its checkpoint is on
-    disk, so a resumed run never logs an epoch twice.
-    """
-
-    def __init__(self, checkpoints: Checkpoints, state: TrainingState, timer: "EpochLog",
-                 stopped: Callable[[], Any], controls: Sequence[Control] = (), loggers: Optional[Loggers] = None) -> None:
-        super().__init__()
-        self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
-        self.controls, self.loggers = list(controls), loggers
-
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
-        if self.stopped():
-            return
-        figures = {key: float(value) for key, value in (logs or {}).items()}
-        for key, value in figures.items():
-            self.state.history.setdefault(key, []).append(value)
-        self.state.epoch_seconds.append(self.timer.seconds[-1])
-        self.state.epoch = epoch + 1
-        lr = learning_rate(self.model)  # this epoch's, before a plateau cut
-        for control in self.controls:
-            control.after_epoch(self.state.epoch, figures, self.model)
-        self.state.controls = {control.key: control.state() for control in self.controls}
-        keep = find(self.controls, KeepBest)
-        self.checkpoints.save(self.model, self.state, best=keep is not None and keep.improved)
-        if self.loggers:
-            self.loggers.log_epoch(self.state.epoch, {**figures, "learning_rate": lr})
-
-
-class LogSteps(keras.callbacks.Callback):
-    """Hands the training loss to the loggers every `every` steps (steps counted over the run, from 1).
-
-    Keras reports once per call of trainer.steps_per_execution steps, so a point falls on the first
-    report at or after each multiple of `every`.
-    """
-
-    def __init__(self, loggers: Loggers, steps_per_epoch: int, every: int) -> None:
-        super().__init__()
-        self.loggers, self.steps_per_epoch, self.every = loggers, steps_per_epoch, every
-        self._first = self._last = 0
-
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
-        self._first = self._last = epoch * self.steps_per_epoch
-
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
-        step = min(self._first + batch + 1, self._first + self.steps_per_epoch)
-        if step // self.every > self._last // self.every and "loss" in (logs or {}):
-            self.loggers.log_step(step, {"loss": float(logs["loss"])})
-        self._last = step

@@ -1,4 +1,4 @@
-"""A run's files (JSON, CSV, anything a writer callback produces), each written atomically."""
+"""Atomic file I/O for a run's files: JSON, CSV, and anything a writer callback produces."""
 
 from __future__ import annotations
 
@@ -75,30 +75,6 @@ def write_history_csv(path: str | os.PathLike, history: dict[str, list[float]]) 
     frame = pd.DataFrame({key: list(values) for key, values in history.items()})
     frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
     write_csv(path, frame)
-
-
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """Count (true, predicted) pairs: rows are true classes, columns predicted ones."""
-    y_true = np.asarray(y_true).ravel().astype(np.int64)
-    y_pred = np.asarray(y_pred).ravel().astype(np.int64)
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {y_true.size} labels but y_pred has {y_pred.size}")
-    for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise ValueError(
-                f"{name} holds labels in [{labels.min()}, {labels.max()}]; "
-                f"expected 0 to {num_classes - 1}"
-            )
-    counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
-    return counts.reshape(num_classes, num_classes).astype(np.int64)
-
-
-def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
-    """Fraction of each true class predicted correctly; NaN for a class with no samples."""
-    matrix = np.asarray(matrix)
-    totals = matrix.sum(axis=1)
-    correct = np.diag(matrix).astype(np.float64)
-    return np.divide(correct, totals, out=np.full(correct.shape, np.nan), where=totals > 0)
 
 
 def _to_builtin(value: Any) -> Any:

@@ -38,6 +38,7 @@ MIN_STROKE = 1.2  # strokes thinner than this in the 20x20 box get widened (thin
 class ImageError(UserError):
     """A file that is not a readable image, or an image without a digit in it."""
 
+    exit_code = 1
 
 def preprocess_file(path: str | os.PathLike) -> np.ndarray:
     """The image in `path` as the model's input: float32 (28, 28) in [0, 1], white digit on black."""

@@ -2,20 +2,18 @@
 
 A sweep directory holds one sub-directory per job, each with Hydra's `.hydra/overrides.yaml`
 and our `metrics.json`. Everything here is rebuilt from those files, so a summary can be made
-again at any time (`python -m mnist_hydra.summarize SWEEP_DIR`).
+again at any time (`python -m mnist_hydra.apps.summarize SWEEP_DIR`).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
-import yaml
 
-from mnist_hydra import artifacts, plots
+from mnist_hydra.runs import artifacts, plots, rundir
 
 OBJECTIVE = "val_accuracy"
 METRICS = ["val_accuracy", "test_accuracy", "best_val_accuracy", "val_loss", "test_loss", "epochs_run",
@@ -43,9 +41,12 @@ class SweepSummary:
 
 
 def summarize_sweep(sweep_dir: Path) -> SweepSummary:
-    """Build sweep_results.csv (and sweep_groups.csv, sweep_summary.png) in `sweep_dir`."""
+    """Write sweep_results.csv (and sweep_groups.csv), sweep_summary.png and report.html in `sweep_dir`.
+
+    FileNotFoundError when `sweep_dir` holds no job directory.
+    """
     sweep_dir = Path(sweep_dir)
-    rows = [_job_row(job) for job in _job_dirs(sweep_dir)]
+    rows = [_job_row(job) for job in rundir.job_dirs(sweep_dir)]
     if not rows:
         raise FileNotFoundError(f"{sweep_dir}: no job directories (with .hydra/overrides.yaml) found")
     table = pd.DataFrame(rows)
@@ -59,7 +60,11 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
     if groups is not None:
         artifacts.write_csv(sweep_dir / "sweep_groups.csv", groups)
     plots.plot_sweep_summary(table, swept, OBJECTIVE, sweep_dir / "sweep_summary.png")
-    return SweepSummary(table, swept, groups)
+    summary = SweepSummary(table, swept, groups)
+    from mnist_hydra.runs.report import write_sweep_report
+
+    write_sweep_report(sweep_dir, summary)
+    return summary
 
 
 def report(summary: SweepSummary, sweep_dir: Path) -> str:
@@ -85,20 +90,13 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _job_dirs(sweep_dir: Path) -> list[Path]:
-    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
-    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
-
-
 def _job_row(job: Path) -> dict:
-    overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()) or []
     row: dict = {"job": job.name}
-    for override in overrides:
+    for override in rundir.read_overrides(job):
         key, _, value = override.partition("=")
         row[key.lstrip("+~")] = _number_or_text(value)
-    metrics_file = job / "metrics.json"
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text())
+    metrics = rundir.read_metrics(job)
+    if metrics:
         row["status"] = metrics.get("status", "completed")
         row["error"] = metrics.get("error", "")
         row.update({m: metrics[m] for m in METRICS if m in metrics})

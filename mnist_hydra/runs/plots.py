@@ -10,7 +10,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mnist_hydra.artifacts import atomic_write
+from mnist_hydra.runs.artifacts import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,0 +1,73 @@
+"""`python -m mnist_hydra.predict run=RUN_DIR images=PATH [output=json]`: classify your own pictures.
+
+PATH is one image file or a folder of them (mnist_hydra.serving.predict says which files a folder gives).
+Prints one line per picture: the file, the predicted class, its probability and the top-3
+(`top_k=N` for more); `output=json` prints one JSON list instead. A file that cannot be read, or
+holds no digit, is reported on stderr, one line each, and the others are still predicted; the exit
+code is non-zero only when no picture could be predicted. Nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from mnist_hydra.apps import prepare_hydra
+from mnist_hydra.apps.boundary import guard, run_app
+from mnist_hydra.config import require_values
+from mnist_hydra.errors import DataError, require
+from mnist_hydra.runs import rundir
+
+PROG = "mnist_hydra.predict"
+OUTPUTS = ("text", "json")
+# What the error for a key without a value suggests.
+EXAMPLES = {"run": rundir.RUN_EXAMPLE, "images": "images=my_digits/ (an image file or a folder of them)"}
+
+
+@dataclass
+class PredictConfig:
+    """Which model, which pictures, how to print."""
+
+    run: str = MISSING  # the training run's directory: holds model.keras
+    images: str = MISSING  # an image file, or a folder of image files
+    output: str = "text"  # text: one line per image; json: one JSON list on stdout
+    top_k: int = 3  # classes listed per image, most probable first
+
+    def check(self) -> None:
+        require(self.output in OUTPUTS, "output", self.output, f"one of {', '.join(OUTPUTS)}")
+        require(self.top_k >= 1, "top_k", self.top_k, "an integer >= 1")
+
+
+prepare_hydra()
+ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="predict")
+@guard(PROG)
+def predict(cfg: DictConfig) -> None:
+    """Print the predictions for `cfg.images`; exit 1 when not one image could be predicted."""
+    require_values(cfg, EXAMPLES)
+    settings = PredictConfig(**OmegaConf.to_container(cfg, resolve=True))
+    settings.check()
+    from mnist_hydra.serving.predict import format_line, predict_images
+
+    records, failures = predict_images(settings.run, settings.images, settings.top_k)
+    for message in failures:
+        print(f"{PROG}: skipped {message}", file=sys.stderr)
+    if not records:
+        raise DataError("no image could be predicted")
+    if settings.output == "json":
+        print(json.dumps(records, indent=2))
+    else:
+        for record in records:
+            print(format_line(record))
+
+
+def main() -> None:
+    """Run the predict app inside the error boundary."""
+    run_app(predict, PROG)

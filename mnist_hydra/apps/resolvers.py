@@ -1,0 +1,166 @@
+"""Hydra's directories for the apps: resolvers the YAML uses, and the claim on a run directory.
+
+- `claim_run_dir` (called by the ClaimDirectories callback before Hydra creates or writes anything,
+  whether hydra.run.dir comes from our default or is given literally): a new run never goes into a
+  directory that holds a run (complete, stopped or failed): that is `resume=DIR`'s job. The directory
+  is created and locked with flock for the life of the process, so of two processes started on it at
+  once one runs and the other refuses (a lock, not a check-then-write race).
+- `claim_sweep_dir`: a new sweep never goes into another sweep's directory.
+- `mnist_hydra.run_dir` / `mnist_hydra.sweep_dir`: `resume=DIR` becomes hydra.run.dir / hydra.sweep.dir.
+- `mnist_hydra.config_subdir`: a resumed directory keeps its first .hydra/.
+- `discard_created` (called by the error boundary) removes the directories created here that hold no
+  result, so a command that fails or is interrupted leaves no stub.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import OmegaConf
+
+from mnist_hydra.errors import ConfigError, OutputError
+from mnist_hydra.runs import rundir
+
+RESUME_EXAMPLE = "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search cannot be resumed)"
+
+_locks: dict[str, int] = {}  # claimed directory -> the open descriptor holding its lock
+_created: list[tuple[Path, bool]] = []  # (directory this process made, claimed as a run's), deepest last
+
+
+def register() -> None:
+    """Register the resolvers the apps' YAML uses; safe to call more than once."""
+    for name, function, cached in (("mnist_hydra.run_dir", resume_or_default, False),
+                                   ("mnist_hydra.sweep_dir", resume_or_default, False),
+                                   # Cached: Hydra reads the subdir more than once, and it must stay the same.
+                                   ("mnist_hydra.config_subdir", config_subdir, True),
+                                   ("mnist_hydra.evaluation_dir", evaluation_dir, False)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function, use_cache=cached)
+
+
+def resume_or_default(resume: Optional[str], default: str) -> str:
+    """hydra.run.dir / hydra.sweep.dir: the directory `resume` names (checked), else the new default."""
+    return default if resume is None else str(_resumable(resume))
+
+
+def claim_run_dir(config: Any) -> None:
+    """Claim hydra.run.dir for this process before Hydra writes there (see the module docstring)."""
+    _check_job_name(config)
+    resume = OmegaConf.select(config, "resume", default=None)
+    folder = Path(str(config.hydra.run.dir))
+    claim(folder, "resume" if resume is not None else "hydra.run.dir", fresh=resume is None)
+
+
+def claim_sweep_dir(config: Any) -> None:
+    """Check hydra.sweep.dir before a sweep starts: a new sweep never writes into another sweep's directory."""
+    _check_job_name(config)
+    folder = Path(str(config.hydra.sweep.dir))
+    if OmegaConf.select(config, "resume", default=None) is None and (
+            (folder / rundir.SWEEP_RECORD).is_file() or rundir.job_dirs(folder)):
+        raise ConfigError(f"hydra.sweep.dir={folder} already holds a sweep; continue it with resume={folder}, "
+                          "or choose a new directory")
+    _make(folder, "hydra.sweep.dir")
+
+
+def evaluation_dir(stamp: str, *, _root_: Any) -> str:
+    """hydra.run.dir of the evaluate app: RUN/evaluate/STAMP, after checking RUN, so a mistyped path
+    leaves no directories."""
+    if OmegaConf.is_missing(_root_, "run"):  # not require_values: that would resolve hydra.run.dir, i.e. this
+        raise ConfigError(f"run has no value: set it on the command line, e.g. {rundir.RUN_EXAMPLE}")
+    run = Path(str(_root_.run))
+    rundir.require_run(run)
+    return str(run / "evaluate" / stamp)
+
+
+def config_subdir(output_dir: str, resume: Optional[str] = None) -> str:
+    """hydra.output_subdir: .hydra, or .hydra/resumed-TIME when a resumed directory has a saved config to keep."""
+    if resume is not None and (Path(output_dir) / rundir.SAVED_CONFIG).is_file():
+        return str(Path(".hydra") / f"resumed-{datetime.now():%Y-%m-%d_%H-%M-%S}")
+    return ".hydra"
+
+
+def claim(folder: Path, key: str, fresh: bool) -> None:
+    """Create `folder` if needed and hold an exclusive lock on it; ConfigError if another process holds it,
+    or, when `fresh`, if it already holds a run."""
+    name = str(folder.absolute())
+    if name in _locks:
+        return  # Hydra resolves its directories more than once
+    if fresh and rundir.holds_run(folder):
+        raise _holds_run(folder, key)
+    made = _make(folder, key, claimed=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        for entry in made:  # the other process's directory now, whoever created it
+            _created.remove(entry)
+        raise ConfigError(f"{key}={folder} is in use by another mnist_hydra process; wait for it to end, "
+                          "or choose another directory") from None
+    if fresh and rundir.holds_run(folder):  # a run that ended between the first check and the lock
+        os.close(fd)
+        raise _holds_run(folder, key)
+    _locks[name] = fd
+
+
+def discard_created() -> None:
+    """Remove what this process created and that holds no result: the run or evaluation directory it
+    claimed when it has no metrics.json, model or checkpoints (the command failed or was interrupted before
+    making anything), then the folders made above it if that leaves them empty."""
+    for path, claimed in reversed(_created):
+        if not path.is_dir():
+            continue
+        if claimed and not rundir.holds_run(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif not claimed and not any(path.iterdir()):
+            path.rmdir()  # only when empty: another process may have started a run beside ours
+    _created.clear()
+
+
+def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, bool]]:
+    """mkdir -p `folder`, remembering what was created; OutputError naming the path on any failure."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"cannot write {folder}: it is a file, not a directory; choose a directory with "
+                          "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+    missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        for path in missing:
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise OutputError(f"cannot write {folder}: {err.strerror or err}; choose another directory with "
+                          "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)") from None
+    made = [(path, claimed and path == folder.absolute()) for path in reversed(missing)]  # outermost first
+    _created.extend(made)
+    return made
+
+
+def _resumable(resume: str) -> Path:
+    folder = Path(str(resume))
+    if not (rundir.is_run(folder) or rundir.is_sweep(folder)):
+        raise ConfigError(f"resume={resume} is not a run directory (no {rundir.SAVED_CONFIG}) nor a sweep "
+                          f"directory (no {rundir.SWEEP_RECORD}); expected a directory a run or a --multirun "
+                          f"sweep wrote, {RESUME_EXAMPLE}")
+    return folder
+
+
+def _holds_run(folder: Path, key: str) -> ConfigError:
+    status = rundir.read_metrics(folder).get("status", "stopped")
+    return ConfigError(f"{key}={folder} already holds a run ({status}); a new run never overwrites one: "
+                       f"continue it with resume={folder}, or choose a new directory")
+
+
+def _check_job_name(config: Any) -> None:
+    name = str(OmegaConf.select(config, "hydra.job.name", default="") or "")
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise ConfigError(f"hydra.job.name={name} cannot name the job's log file; expected a plain name "
+                          "without '/', e.g. hydra.job.name=train")

@@ -1,0 +1,114 @@
+"""The train app, `python -m mnist_hydra [overrides]`: Hydra composes the config, the library trains it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import NoReturn, Optional
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from mnist_hydra.apps import prepare_hydra
+from mnist_hydra.apps.boundary import describe, guard, run_app
+from mnist_hydra.apps.resume import parse_overrides, resume_argv, run_config
+from mnist_hydra.config import store_schemas, validate
+from mnist_hydra.errors import Interrupted
+from mnist_hydra.plugins import load_plugins
+from mnist_hydra.runs import rundir
+from mnist_hydra.runs.artifacts import write_json
+from mnist_hydra.tracking.base import RunInfo
+
+log = logging.getLogger(__name__)
+PROG = "mnist_hydra"
+
+prepare_hydra()
+
+
+@hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="config")
+@guard(PROG)
+def train(cfg: DictConfig) -> Optional[float]:
+    """Train and evaluate one config in Hydra's run directory; return its validation accuracy."""
+    workdir = Path(HydraConfig.get().runtime.output_dir)
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg, workdir)
+    try:
+        metrics = _run(cfg, workdir)
+    except Interrupted as stop:
+        _stopped(stop, workdir)
+    print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}); run directory: {workdir}")
+    return metrics["val_accuracy"]
+
+
+def _run(cfg: DictConfig, workdir: Path) -> dict:
+    """Validate and train; with resume=DIR, the config saved there, and a finished run is not run again."""
+    resuming = cfg.get("resume") is not None
+    if resuming:
+        done = rundir.completed_metrics(workdir)
+        if done is not None:
+            log.info("%s is complete already: nothing to resume", workdir)
+            return done
+        cfg = run_config(cfg, workdir, sweep=HydraConfig.get().mode == RunMode.MULTIRUN)
+    config = validate(cfg)
+    from mnist_hydra.training.run import train_and_evaluate
+
+    return train_and_evaluate(config, workdir, resume=resuming, overrides=HydraConfig.get().overrides.task,
+                              run_info=_run_info(workdir, resuming))
+
+
+def _run_info(workdir: Path, resuming: bool) -> RunInfo:
+    """What the loggers are told about this run: where it was launched, its overrides, its sweep and job."""
+    hydra_config = HydraConfig.get()
+    sweep = hydra_config.mode == RunMode.MULTIRUN
+    return RunInfo(run_dir=workdir, launch_dir=Path.cwd(), app=PROG, overrides=list(hydra_config.overrides.task),
+                   job=str(hydra_config.job.num) if sweep else None,
+                   sweep_dir=Path(hydra_config.sweep.dir) if sweep else None, resumed=resuming)
+
+
+def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
+    """One job of a sweep: a failure is recorded in its directory, and the sweep goes on."""
+    try:
+        metrics = _run(cfg, workdir)
+    except Interrupted as stop:  # the user stopped the sweep: it ends here, resumable
+        _stopped(stop, workdir)
+    except Exception as err:  # bugs included: one job must not end the sweep or vanish from its table
+        message = describe(err) or f"{type(err).__name__}: {err}"
+        log.error("job failed: %s", message, exc_info=describe(err) is None)
+        write_json(workdir / rundir.METRICS, {"status": "failed", "error": message})
+        # Not a float: Optuna marks the trial failed; a NaN would crash its sweeper (hydra #2237).
+        return None
+    log.info("test accuracy %.4f; run directory: %s", metrics["test_accuracy"], workdir)
+    return metrics["val_accuracy"]
+
+
+def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
+    """Say where a signal stopped training and how to go on; exit 128 + the signal's number."""
+    sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    target = Path(HydraConfig.get().sweep.dir) if sweep else workdir
+    if sweep:
+        from mnist_hydra.tracking.sweep import interrupt_sweep
+
+        interrupt_sweep(target)
+    print(f"{PROG}: {stop.signal_name} stopped training after {stop.epochs_done} of {stop.epochs} epochs; "
+          f"the checkpoint is kept. Resume with: python -m mnist_hydra resume={target}", file=sys.stderr)
+    sys.exit(stop.exit_code)
+
+
+def _main() -> None:
+    argv = resume_argv(sys.argv[1:])  # `resume=SWEEP_DIR`: launch that sweep again with its own overrides
+    if argv is not None:
+        sys.argv[1:] = argv
+    # Plugins named on the command line register their builders, and so their schemas, before Hydra composes.
+    for override in parse_overrides(sys.argv[1:]):
+        if override.key_or_group == "plugins" and isinstance(override.value(), list):
+            load_plugins(override.value())
+            store_schemas()
+    train()
+
+
+def main() -> None:
+    """Run the train app inside the error boundary."""
+    run_app(_main, PROG)

@@ -1,0 +1,1 @@
+"""Networks and optimizers, each a registered builder with its typed schema."""

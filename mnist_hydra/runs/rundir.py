@@ -1,0 +1,164 @@
+"""What a run directory is: find and check one, read its config, metrics and model; list runs; tell a sweep.
+
+A run directory holds Hydra's `.hydra/` (config.yaml, overrides.yaml), our provenance.json,
+metrics.json (written last: it marks a finished run, or records why it stopped), model.keras and
+the plots. A sweep directory holds one numbered job directory per job (each a run directory) and,
+for the basic sweeper, Hydra's multirun.yaml. Every app asks this module rather than the files.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from mnist_hydra.errors import UserError, one_line
+from mnist_hydra.runs.artifacts import read_json
+
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+OVERRIDES = Path(".hydra") / "overrides.yaml"
+SWEEP_RECORD = "multirun.yaml"
+MODEL = "model.keras"
+METRICS = "metrics.json"
+CHECKPOINTS = "checkpoints"
+RUN_EXAMPLE = "run=outputs/2026-11-24/13-20-02.850171 (a run directory of python -m mnist_hydra)"
+# outputs/2026-11-24/13-20-02.850171 and multirun/DATE/TIME/N: Hydra's run and sweep directory names.
+STAMP = re.compile(r"(\d{4}-\d{2}-\d{2})/(\d{2}-\d{2}-\d{2})(\.\d+)?")
+
+
+def holds_run(folder: Path) -> bool:
+    """True when `folder` holds what a run made: metrics (complete, stopped or failed), a model or checkpoints.
+
+    A directory with only Hydra's start-up files (.hydra/, the log) holds no run: a start that failed.
+    """
+    folder = Path(folder)
+    return any((folder / name).exists() for name in (METRICS, MODEL, CHECKPOINTS))
+
+
+def require_run(run_dir: Path) -> Path:
+    """The run's model.keras; UserError naming the path when `run_dir` is not a finished run."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        what = "is a file, not a directory" if run_dir.exists() else "no such directory"
+        raise UserError(f"run={run_dir}: {what}; give a run directory of python -m mnist_hydra, "
+                        "e.g. run=outputs/2026-11-24/13-20-02.850171")
+    model_path = run_dir / MODEL
+    if not model_path.is_file():
+        status = read_metrics(run_dir).get("status")
+        why = f" (the run {status})" if status and status != "completed" else ""
+        hint = " (a sweep's runs are its numbered sub-directories)" if is_sweep(run_dir) else ""
+        raise UserError(f"run={run_dir}: no {MODEL} in it{why}; give the directory of a finished run of "
+                        f"python -m mnist_hydra{hint}")
+    return model_path
+
+
+def load_model(path: Path) -> Any:
+    """A saved Keras model, for inference (no optimizer); UserError naming the file if it cannot be read."""
+    from mnist_hydra.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    import keras
+
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as err:  # a truncated zip, a foreign file, a model from an incompatible Keras
+        raise UserError(f"{path}: cannot load the model: {one_line(err)[:300]}") from err
+
+
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's composed config: .hydra/config.yaml, else the validated config in provenance.json."""
+    run_dir = Path(run_dir)
+    hydra_config, provenance = run_dir / SAVED_CONFIG, run_dir / "provenance.json"
+    try:
+        if hydra_config.is_file():
+            config = yaml.safe_load(hydra_config.read_text(encoding="utf-8"))
+        elif provenance.is_file():
+            config = read_json(provenance)["config"]
+        else:
+            raise UserError(f"run={run_dir}: has neither {SAVED_CONFIG} nor provenance.json, "
+                            "so its data config is unknown; pick the data with data=OPTION")
+    except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
+        raise UserError(f"run={run_dir}: cannot read its config: {one_line(err)}") from err
+    if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
+        raise UserError(f"run={run_dir}: its config has no data section; pick the data with data=OPTION")
+    return config
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """The run's metrics.json; {} when it has none (not finished, or killed)."""
+    return read_json(Path(run_dir) / METRICS)
+
+
+def completed_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
+    """metrics.json of a run that finished, or None."""
+    metrics = read_metrics(run_dir)
+    return metrics if metrics.get("status") == "completed" else None
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides the run was started with ([] when Hydra's record is missing)."""
+    try:
+        overrides = yaml.safe_load((Path(run_dir) / OVERRIDES).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return []
+    return [str(o) for o in overrides] if isinstance(overrides, list) else []
+
+
+def class_names(run_dir: Path, num_classes: int) -> tuple[str, ...]:
+    """The class names of the data the run trained on; "0".."n-1" when they cannot be told."""
+    from mnist_hydra.data.datasets import class_names_of
+
+    try:
+        names = class_names_of(read_config(run_dir)["data"]["name"])
+    except (UserError, KeyError, TypeError):
+        names = ()
+    return names if len(names) == num_classes else tuple(str(i) for i in range(num_classes))
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The job directories right below a sweep directory, in job order."""
+    jobs = [p.parent.parent for p in Path(sweep_dir).glob(f"*/{OVERRIDES.as_posix()}")]
+    return sorted(jobs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
+
+
+def is_sweep(folder: Path) -> bool:
+    """A sweep directory: Hydra's multirun.yaml (basic sweeper), or job directories right below (Optuna writes
+    no multirun.yaml)."""
+    folder = Path(folder)
+    return (folder / SWEEP_RECORD).is_file() or bool(job_dirs(folder))
+
+
+def is_run(folder: Path) -> bool:
+    """A run directory: Hydra's saved config or a metrics.json."""
+    folder = Path(folder)
+    return (folder / SAVED_CONFIG).is_file() or (folder / METRICS).is_file()
+
+
+def started(run_dir: Path) -> datetime:
+    """When a run started: from Hydra's directory name, else from its .hydra/ folder's time."""
+    match = STAMP.search(Path(run_dir).as_posix())
+    if match:
+        return datetime.strptime(match.group(1) + match.group(2) + (match.group(3) or ".0"), "%Y-%m-%d%H-%M-%S.%f")
+    return datetime.fromtimestamp((Path(run_dir) / ".hydra").stat().st_mtime)  # a custom hydra.run.dir
+
+
+def list_runs(folder: Path) -> Any:
+    """One row per run directory below `folder` (one that holds .hydra/), newest first, as a DataFrame."""
+    import pandas as pd
+
+    rows = []
+    for hydra_dir in Path(folder).rglob(".hydra"):
+        run = hydra_dir.parent
+        metrics = read_metrics(run)
+        rows.append({
+            "started": started(run),
+            "overrides": " ".join(read_overrides(run)) or "(defaults)",
+            "status": metrics.get("status", "completed" if metrics else "incomplete"),
+            "test_accuracy": metrics.get("test_accuracy"),
+            "dir": str(run),
+        })
+    frame = pd.DataFrame(rows, columns=["started", "overrides", "status", "test_accuracy", "dir"])
+    return frame.sort_values("started", ascending=False, kind="stable").reset_index(drop=True)

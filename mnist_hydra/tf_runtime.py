@@ -1,0 +1,53 @@
+"""Importing TensorFlow without its start-up chatter: the one place that loads it for the apps."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+# TensorFlow's C++ start-up lines (absl's INFO/WARNING before its logging is set up: oneDNN, cudart stubs).
+NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+                   r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )")
+_user_level = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # read once, before we set it: the user's setting wins
+
+
+def import_tensorflow() -> Any:
+    """`import tensorflow` with its INFO/WARNING start-up lines hidden (and its CUDA errors on a machine without
+    an NVIDIA driver); a TF_CPP_MIN_LOG_LEVEL the user set is left alone and hides nothing more."""
+    if "tensorflow" in sys.modules or _user_level:
+        import tensorflow
+
+        return tensorflow
+    # Without a driver, "failed call to cuInit" is an ERROR line that means nothing but "no GPU" on a CPU machine.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if Path("/proc/driver/nvidia/version").exists() else "3"
+    with _native_stderr_filtered():
+        import tensorflow
+    return tensorflow
+
+
+@contextlib.contextmanager
+def _native_stderr_filtered() -> Iterator[None]:
+    """Catch what C++ code writes to file descriptor 2 meanwhile, and pass on all but NOISE."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines() if not NOISE.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)

@@ -1,0 +1,47 @@
+"""Ending a fit early and cleanly on Ctrl-C or SIGTERM (the callbacks that act on it: training/callbacks.py).
+
+Both only ask Keras to stop after the current step; the epoch in progress is dropped and the
+last complete epoch's checkpoint is what remains, so a resumed run continues exactly from it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from typing import Iterator, Optional
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequest:
+    """Set by the signal handler; read by `StopOnRequest` after each step."""
+
+    def __init__(self) -> None:
+        self.signum: Optional[int] = None
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[StopRequest]:
+    """While training: SIGINT and SIGTERM ask for a clean stop; a second Ctrl-C stops at once."""
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request  # Python lets only the main thread set handlers; Keras's own behaviour stays
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        if request.signum is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # the user insists: no clean point, the last checkpoint stays
+        request.signum = signum
+        log.warning("%s: stopping after this step; the last complete epoch's checkpoint is kept "
+                    "(Ctrl-C again to stop at once)", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in SIGNALS}
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
