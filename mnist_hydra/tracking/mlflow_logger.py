@@ -10,6 +10,7 @@ tracking.json, so a resumed run continues the same MLflow run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -17,7 +18,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
 from urllib.parse import urlparse
 
 from mnist_hydra.errors import require
@@ -80,6 +81,7 @@ class MlflowLogger(Logger):
         self.config = config
         self.client: Any = None
         self.run_id: Optional[str] = None
+        self.run_dir: Optional[Path] = None
 
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         from mlflow.entities import Param, RunTag
@@ -91,14 +93,18 @@ class MlflowLogger(Logger):
         if info.resumed and previous.get("run_id") and previous.get("tracking_uri") == uri:
             self.run_id = previous["run_id"]
             _retry(self.client.update_run, self.run_id, status="RUNNING")
+            self.run_dir = Path(info.run_dir)
             log.info("mlflow: continuing run %s in %s", self.run_id, uri)
             return
         experiment_id = experiment(self.client, self.config.experiment or info.app)
         run_tags = mlflow_tags(tags)
         parent = _sweep_parent(info, uri, experiment_id)
+        name = info.name
         if parent:
-            run_tags[MLFLOW_PARENT_RUN_ID] = parent
-        name = f"{info.name}: {' '.join(info.overrides)}" if info.job is not None and info.overrides else info.name
+            run_tags[MLFLOW_PARENT_RUN_ID] = parent["run_id"]
+            # The job's own settings: its overrides that the sweep's command line does not hold as they are.
+            own = [o for o in info.overrides if o not in parent.get("overrides", [])]
+            name = f"{info.name}: {' '.join(own)}" if own else info.name
         run = _retry(self.client.create_run, experiment_id, tags=run_tags, run_name=name[:250])
         self.run_id = run.info.run_id
         # Kept before anything else is logged: a run stopped from here on is continued, not duplicated.
@@ -107,6 +113,7 @@ class MlflowLogger(Logger):
         items = [Param(key, str(plain_value(value))) for key, value in params.items()]
         for first in range(0, len(items), PARAMS_PER_CALL):
             _retry(self.client.log_batch, self.run_id, params=items[first:first + PARAMS_PER_CALL])
+        self.run_dir = Path(info.run_dir)
         log.info("mlflow: run %s in experiment %s at %s", self.run_id, self.config.experiment or info.app, uri)
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -125,6 +132,9 @@ class MlflowLogger(Logger):
             _retry(self.client.log_artifact, self.run_id, str(Path(run_dir) / "model.keras"), "model")
 
     def end(self, status: str) -> None:
+        failure = self.run_dir / "metrics.json" if self.run_dir else None
+        if status != "completed" and failure is not None and failure.is_file():
+            _retry(self.client.log_artifact, self.run_id, str(failure))  # says why, or where it stopped
         _retry(self.client.set_terminated, self.run_id, STATUS[status])
 
     def explain(self, err: Exception) -> str:
@@ -148,9 +158,27 @@ def make_client(uri: str) -> Any:
         logging.getLogger(name).setLevel(level)
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=uri)
-    _retry(client.search_experiments, max_results=1)  # opening a SQLite store creates or upgrades its tables
+    # Opening a SQLite store creates or upgrades its tables; two processes doing it at once corrupt the
+    # migration ("duplicate column", "table already exists": mlflow #4123), so one at a time, by a lock file.
+    with _store_lock(uri):
+        client = _retry(MlflowClient, tracking_uri=uri)
+        _retry(client.search_experiments, max_results=1)
     return client
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """An exclusive lock on DATABASE.lock beside a SQLite store while it is opened; nothing for other stores."""
+    if uri_scheme(uri) != "sqlite":
+        yield
+        return
+    import fcntl
+
+    database = Path(urlparse(uri).path[1:])  # sqlite:////abs/file.db or sqlite:///relative/file.db
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def experiment(client: Any, name: str) -> str:
@@ -179,7 +207,7 @@ def artifact_location(client: Any, name: str) -> Optional[str]:
     uri = client.tracking_uri
     if uri_scheme(uri) != "sqlite":
         return None
-    database = Path(urlparse(uri).path[1:])  # sqlite:////abs/file.db or sqlite:///relative/file.db
+    database = Path(urlparse(uri).path[1:])
     return (database.resolve().parent / "mlruns" / re.sub(r"[^\w.-]+", "_", name)).as_uri()
 
 
@@ -193,15 +221,15 @@ def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app:
         _retry(client.update_run, previous["run_id"], status="RUNNING")
         return previous["run_id"]
     experiment_id = experiment(client, config.experiment or app)
-    sweep_dir = Path(sweep_dir)
-    tags = {"overrides": " ".join(overrides), "run_dir": str(sweep_dir.resolve()), "kind": "sweep"}
+    sweep_dir = Path(sweep_dir).resolve()
+    tags = {"overrides": " ".join(overrides), "run_dir": str(sweep_dir), "kind": "sweep"}
     if git_commit:
         tags["git_commit"] = git_commit
     run = _retry(client.create_run, experiment_id, tags=mlflow_tags(tags),
                  run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_record(sweep_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id,
-                                       "run_id": run.info.run_id})
+                                       "run_id": run.info.run_id, "overrides": list(overrides)})
     log.info("mlflow: sweep run %s at %s", run.info.run_id, uri)
     return run.info.run_id
 
@@ -240,13 +268,14 @@ def explain(err: BaseException) -> str:
     return short_error(err)
 
 
-def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> Optional[str]:
-    """The parent run of a sweep's job, when the sweep opened one in the same store and experiment."""
+def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> Optional[dict[str, Any]]:
+    """The record of a sweep job's parent run (run_id, the sweep's overrides), when the sweep opened one in the
+    same store and experiment."""
     if info.sweep_dir is None:
         return None
     parent = read_record(info.sweep_dir).get("mlflow") or {}
-    if parent.get("tracking_uri") == uri and parent.get("experiment_id") == experiment_id:
-        return parent.get("run_id")
+    if parent.get("run_id") and parent.get("tracking_uri") == uri and parent.get("experiment_id") == experiment_id:
+        return parent
     return None
 
 
