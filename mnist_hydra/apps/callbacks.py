@@ -65,6 +65,7 @@ class TrackSweep(Callback):
         except Exception as err:
             if user_error(err) is None:
                 raise
+            resolvers.discard_created()  # the sweep directory just claimed, still empty
             exit_with(err, str(OmegaConf.select(config, "hydra.help.app_name", default="mnist_hydra")))
         if not loggers:
             return
