@@ -20,8 +20,6 @@ from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value
 
 FOLDER = "tensorboard"
 IMAGES = ("confusion_matrix.png", "misclassified.png")
-# The final figures shown as the HParams table's metric columns (all logged by log_test).
-FINAL_METRICS = ("test/accuracy", "test/loss", "final/best_val_accuracy", "final/kept_epoch", "final/epochs_run")
 
 
 @dataclass
@@ -56,11 +54,8 @@ class TensorBoardLogger(Logger):
             return  # the first start wrote the HParams record; a second would make two sessions of one run
         hparams = {key: plain_value(value) for key, value in params.items()}
         with self._writers["run"].as_default():
-            hp.hparams_config(
-                hparams=[hp.HParam(key) for key in hparams],
-                metrics=[hp.Metric(tag) for tag in FINAL_METRICS]
-                + [hp.Metric(f"epoch_{m}", group=group) for group in ("validation", "train") for m in ("accuracy", "loss")],
-            )
+            # No hparams_config: without one, TensorBoard works out the table from every run's record, so it
+            # knows which hyperparameters differ between a sweep's jobs, and takes every scalar as a metric.
             hp.hparams(hparams, trial_id=info.name, start_time_secs=time.time())
         self._writers["run"].flush()
 
