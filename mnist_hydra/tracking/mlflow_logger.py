@@ -102,8 +102,9 @@ class MlflowLogger(Logger):
         name = info.name
         if parent:
             run_tags[MLFLOW_PARENT_RUN_ID] = parent["run_id"]
-            # The job's own settings: its overrides that the sweep's command line does not hold as they are.
-            own = [o for o in info.overrides if o not in parent.get("overrides", [])]
+            # The job's own settings: its overrides that the sweep's command line does not hold as they are
+            # (nor resume=SWEEP_DIR, which a resumed sweep adds to the jobs that start only then).
+            own = [o for o in info.overrides if o not in parent.get("overrides", []) and not o.startswith("resume=")]
             name = f"{info.name}: {' '.join(own)}" if own else info.name
         run = _retry(self.client.create_run, experiment_id, tags=run_tags, run_name=name[:250])
         self.run_id = run.info.run_id
