@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 from pathlib import Path
-from typing import Callable
 
 import keras
 import numpy as np
@@ -113,7 +112,6 @@ def keep_every_checkpoint(monkeypatch, folder: Path) -> None:
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
     """Three epochs with both loggers, the plateau schedule cutting the lr after epoch 2."""
-    os.environ["MNIST_HYDRA_DATA"] = str(mnist_dir)
     tmp = tmp_path_factory.mktemp("logged")
     metrics = train(tmp, "logger=[tensorboard,mlflow]", "logger.tensorboard.update_freq=8",
                     "optimizer.schedule=plateau", "optimizer.plateau_patience=1", "optimizer.plateau_min_delta=10",
@@ -230,7 +228,6 @@ def test_an_unreachable_tracking_server_costs_one_warning_line_and_nothing_else(
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    os.environ["MNIST_HYDRA_DATA"] = str(mnist_dir)
     with caplog.at_level(logging.WARNING):
         metrics = train(tmp_path, "trainer.epochs=1", "logger=[mlflow,tensorboard]",
                         f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}")
@@ -254,7 +251,6 @@ def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, capl
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(TensorBoardLogger, "log_epoch", disk_full)
-    os.environ["MNIST_HYDRA_DATA"] = str(mnist_dir)
     with caplog.at_level(logging.WARNING):
         metrics = train(tmp_path, "logger=[tensorboard,mlflow]")
     warnings = tracker_warnings(caplog)
@@ -268,7 +264,6 @@ def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, capl
 
 
 def test_early_stopping_stops_at_the_predicted_epoch(tmp_path, mnist_dir):
-    os.environ["MNIST_HYDRA_DATA"] = str(mnist_dir)
     # Nothing improves by 100: epoch 1 sets the best, epoch 2 is one epoch without improvement = patience.
     metrics = train(tmp_path, "trainer.epochs=5", "trainer.early_stopping.patience=1",
                     "trainer.early_stopping.min_delta=100")
@@ -278,7 +273,6 @@ def test_early_stopping_stops_at_the_predicted_epoch(tmp_path, mnist_dir):
 
 
 def test_keep_best_scores_the_best_epochs_weights(tmp_path, mnist_dir, monkeypatch):
-    os.environ["MNIST_HYDRA_DATA"] = str(mnist_dir)
     saved = tmp_path / "every_epoch"
     keep_every_checkpoint(monkeypatch, saved)
     # The best *training loss* by max is epoch 1's (the loss falls every epoch): a best that is not the last.
@@ -309,7 +303,6 @@ CONTROLLED = ["trainer.epochs=6", "trainer.early_stopping.patience=2", "trainer.
 
 
 def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(tmp_path, mnist_dir, monkeypatch):
-    os.environ["MNIST_HYDRA_DATA"] = str(mnist_dir)
     (tmp_path / "reference").mkdir()
     reference = train(tmp_path / "reference", *CONTROLLED)
     assert reference["epochs_run"] == 3 and reference["stopped_early"] is True

@@ -5,7 +5,12 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -85,6 +90,34 @@ def test_parallel_joblib_jobs_on_the_sqlite_store_lose_no_run(tmp_path, mnist_di
         assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
         assert "test_accuracy" in run.data.metrics
     assert _integrity(tmp_path / "mlruns.db") == "ok"
+
+
+@pytest.mark.slow
+def test_a_resumed_sweep_continues_its_parent_and_stopped_child_runs(tmp_path, mnist_dir):
+    env = {**os.environ, "MNIST_HYDRA_DATA": str(mnist_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    args = ["--multirun", *TINY_JOB, "trainer.epochs=3", "data.train_limit=3000", "seed=1,2", "hydra.sweep.dir=sweep"]
+    sweep = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *args], cwd=tmp_path, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pointer = tmp_path / "sweep" / "0" / "checkpoints" / "checkpoint.json"
+    deadline = time.monotonic() + 300
+    while not (pointer.is_file() and json.loads(pointer.read_text())["epoch"] >= 1):
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
+        time.sleep(0.05)
+    sweep.send_signal(signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 143
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
+    stopped = runs_by_name(client)
+    assert {name: run.info.status for name, run in stopped.items()} == {
+        f"sweep {tmp_path.name}/sweep": "KILLED", "job 0: seed=1": "KILLED"}
+
+    result = run_app("resume=sweep", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    resumed = runs_by_name(client)
+    assert sorted(resumed) == ["job 0: seed=1", "job 1: seed=2", f"sweep {tmp_path.name}/sweep"]
+    for name, run in stopped.items():
+        assert resumed[name].info.run_id == run.info.run_id and resumed[name].info.status == "FINISHED"
+    for name in ("job 0: seed=1", "job 1: seed=2"):
+        assert [m.step for m in client.get_metric_history(resumed[name].info.run_id, "val_loss")] == [1, 2, 3]
 
 
 def _log_a_run(root: str, index: int, barrier) -> None:

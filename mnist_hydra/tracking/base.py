@@ -17,8 +17,6 @@ from mnist_hydra.registry import Registry
 
 LOGGERS: Registry = Registry("logger")
 
-# How a run ended, as the loggers are told it.
-STATUSES = ("completed", "failed", "interrupted")
 # Where a logger keeps what it needs to continue a resumed run (e.g. the MLflow run id), in the run directory.
 RECORD = "tracking.json"
 WARNING_LIMIT = 300  # characters of a tracker's error kept in the warning line

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo
+from mnist_hydra.tracking.base import Logger, RunInfo
+from mnist_hydra.tracking.catalog import LOGGERS
 
 log = logging.getLogger(__name__)
 
@@ -19,10 +20,6 @@ class Loggers:
 
     def __bool__(self) -> bool:
         return bool(self.active)
-
-    @property
-    def names(self) -> list[str]:
-        return [logger.name for logger in self.active]
 
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         self._each("start", info, params, tags)

@@ -35,7 +35,7 @@ SERVER_SCHEMES = ("http", "https", "databricks")
 EXPECTED_URI = ("null (sqlite:///mlruns.db in the launch directory), a tracking server (http://HOST:PORT, "
                 "https://...) or a database (sqlite:///PATH, postgresql://..., mysql://..., mssql://...)")
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
-EPOCH_FILES = ("training_curves.png", "confusion_matrix.png", "misclassified.png", "report.html", "metrics.json",
+RUN_FILES = ("training_curves.png", "confusion_matrix.png", "misclassified.png", "report.html", "metrics.json",
                "history.csv", "provenance.json")
 SWEEP_FILES = ("sweep_results.csv", "sweep_groups.csv", "sweep_summary.png", "report.html")
 QUIET_LOGS = {"alembic": logging.WARNING, "mlflow.store.db.utils": logging.WARNING,
@@ -84,16 +84,16 @@ class MlflowLogger(Logger):
         self.run_dir: Optional[Path] = None
 
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import Param
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         uri = tracking_uri(self.config, info.launch_dir)
         self.client = make_client(uri)
+        self.run_dir = Path(info.run_dir)
         previous = read_record(info.run_dir).get("mlflow") or {}
         if info.resumed and previous.get("run_id") and previous.get("tracking_uri") == uri:
             self.run_id = previous["run_id"]
             _retry(self.client.update_run, self.run_id, status="RUNNING")
-            self.run_dir = Path(info.run_dir)
             log.info("mlflow: continuing run %s in %s", self.run_id, uri)
             return
         experiment_id = experiment(self.client, self.config.experiment or info.app)
@@ -114,7 +114,6 @@ class MlflowLogger(Logger):
         items = [Param(key, str(plain_value(value))) for key, value in params.items()]
         for first in range(0, len(items), PARAMS_PER_CALL):
             _retry(self.client.log_batch, self.run_id, params=items[first:first + PARAMS_PER_CALL])
-        self.run_dir = Path(info.run_dir)
         log.info("mlflow: run %s in experiment %s at %s", self.run_id, self.config.experiment or info.app, uri)
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
@@ -126,7 +125,7 @@ class MlflowLogger(Logger):
         self._metrics(final, step=int(metrics.get("epochs_run", 0)))
 
     def log_artifacts(self, run_dir: Path) -> None:
-        for name in EPOCH_FILES:
+        for name in RUN_FILES:
             if (Path(run_dir) / name).is_file():
                 _retry(self.client.log_artifact, self.run_id, str(Path(run_dir) / name))
         if self.config.log_model and (Path(run_dir) / "model.keras").is_file():

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 from mnist_hydra.errors import require
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value
