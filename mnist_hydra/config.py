@@ -17,7 +17,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from mnist_hydra.data.datasets import DATASETS
-from mnist_hydra.errors import ConfigError, FieldError, require
+from mnist_hydra.errors import ConfigError, FieldError, one_line, require
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.plugins import load_plugins
@@ -130,15 +130,29 @@ REGISTRIES: dict[str, Registry] = {"data": DATASETS, "model": MODELS, "optimizer
 
 
 def store_schemas() -> None:
-    """File every schema in Hydra's ConfigStore (imported here: validation needs no Hydra)."""
+    """File every schema in Hydra's ConfigStore (imported here: validation needs no Hydra).
+
+    A builder that a plugin registered without a YAML option in the package's conf/ is also filed as the
+    option itself, so `model=NAME` picks it with its schema's defaults and no YAML file anywhere.
+    """
+    from importlib import resources
+
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     store.store(name="config_schema", node=Config)
     store.store(group="schema/trainer", name="default", node=TrainerConfig)
-    for group, registry in {**REGISTRIES, "logger": LOGGERS}.items():
+    conf = resources.files("mnist_hydra.conf")
+    for group, registry in REGISTRIES.items():
         for name in registry.names():
             store.store(group=f"schema/{group}", name=name, node=registry.schema(name))
+            if not conf.joinpath(group, f"{name}.yaml").is_file():
+                store.store(group=group, name=name, node=registry.schema(name))
+    for name in LOGGERS.names():
+        store.store(group="schema/logger", name=name, node=LOGGERS.schema(name))
+        if not conf.joinpath("logger", f"{name}.yaml").is_file():
+            # A list-valued group: each option sits under its own name, logger.NAME.
+            store.store(group="logger", name=name, node={name: LOGGERS.schema(name)})
 
 
 def require_values(cfg: DictConfig, examples: Optional[dict[str, str]] = None) -> None:
@@ -231,7 +245,7 @@ def describe_field(cause: OmegaConfBaseException, prefix: str = "") -> str:
     if isinstance(cause, ValidationError) and leaf in fields:
         value = "null" if cause.value is None else cause.value
         return f"{key}={value} has the wrong type: expected {type_words(fields[leaf])}"
-    return f"{key}: {' '.join(str(cause).splitlines()[0].split())}"
+    return f"{key}: {one_line(str(cause).splitlines()[0])}"
 
 
 def type_words(annotation: Any) -> str:

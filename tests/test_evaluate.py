@@ -78,8 +78,8 @@ def test_a_data_option_replaces_the_runs_data_config(trained_run, mnist_dir, tmp
 
 @pytest.mark.parametrize("args,fragment,code", [
     ([], "run has no value", 2),
-    (["run={tmp}/no-such-run"], "run={tmp}/no-such-run: no such directory", 1),
-    (["run={tmp}"], "run={tmp}: no model.keras in it", 1),
+    (["run={tmp}/no-such-run"], "run={tmp}/no-such-run: no such directory", 2),
+    (["run={tmp}"], "run={tmp}: no model.keras in it", 2),
     (["run={run}", "batch_size=0"], "batch_size=0 is not allowed", 2),
     (["run={run}", "data.test_limit=ten"], "data.test_limit=ten has the wrong type", 2),
     (["run={run}", "data=svhn"], "data=svhn is not a data option; choose one of: fashion_mnist, mnist", 2),

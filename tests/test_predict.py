@@ -199,8 +199,8 @@ def test_exit_code_is_non_zero_only_when_nothing_could_be_predicted(trained_run,
 @pytest.mark.parametrize("args,fragment,code", [
     (["images={pictures}"], "run has no value", 2),
     (["run={run}"], "images has no value", 2),
-    (["run={run}", "images={pictures}/nothing-here"], "images={pictures}/nothing-here: no such file or folder", 1),
-    (["run={pictures}", "images={pictures}"], "run={pictures}: no model.keras", 1),
+    (["run={run}", "images={pictures}/nothing-here"], "images={pictures}/nothing-here: no such file or folder", 2),
+    (["run={pictures}", "images={pictures}"], "run={pictures}: no model.keras", 2),
     (["run={run}", "images={pictures}", "output=xml"], "output=xml is not allowed", 2),
 ])
 def test_bad_arguments_fail_with_one_line(trained_run, picture_folder, tmp_path, args, fragment, code):

@@ -25,7 +25,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-from mnist_hydra.errors import UserError
+from mnist_hydra.errors import UserError, one_line
 
 FIELD = 28  # side of an MNIST image, in pixels
 BOX = 20  # side of the box the digit is fitted into
@@ -58,7 +58,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     except FileNotFoundError:
         raise ImageError(f"{path}: no such file") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors... for broken files
-        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = one_line(err)
         raise ImageError(f"{path}: not a readable image ({reason})") from None
 
 

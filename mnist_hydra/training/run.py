@@ -75,9 +75,10 @@ def check_sizes(config: Config, splits: Splits) -> None:
     if n == 0:
         raise DataError(f"no training images are left: data.val_split={config.data.val_split} holds out all "
                         f"{len(splits.y_val)} of them; lower data.val_split")
+    images = f"{n} image" + ("s" if n != 1 else "")
     if n < FEW_IMAGES:
-        log.warning("training on only %d images (data.train_limit=%s, data.val_split=%s): expect low accuracy",
-                    n, config.data.train_limit, config.data.val_split)
+        log.warning("training on only %s (data.train_limit=%s, data.val_split=%s): expect low accuracy",
+                    images, config.data.train_limit, config.data.val_split)
     if config.trainer.batch_size > n:
-        log.warning("trainer.batch_size=%d is larger than the %d training images: each epoch is one batch of %d",
-                    config.trainer.batch_size, n, n)
+        log.warning("trainer.batch_size=%d is larger than the %d training %s: each epoch is one batch of %d",
+                    config.trainer.batch_size, n, "images" if n != 1 else "image", n)
