@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
@@ -22,10 +22,38 @@ from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.registry import Registry
+from mnist_hydra.tracking.catalog import LOGGERS
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+KEEPS = ("last", "best")
+MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # the per-epoch figures Keras reports
+MODES = ("auto", "min", "max")
+
+
+@dataclass
+class EarlyStoppingConfig:
+    """Stop when a per-epoch figure has not improved for `patience` epochs in a row."""
+
+    patience: Optional[int] = None  # epochs in a row without improvement that end training; null = never stop early
+    monitor: str = "val_accuracy"  # the figure watched (also the one trainer.keep=best goes by): val_accuracy, val_loss, accuracy, loss
+    min_delta: float = 0.0  # the least change of the monitored figure that counts as an improvement
+    mode: str = "auto"  # min, max, or auto: max for an accuracy, min for a loss
+
+    def check(self) -> None:
+        require(self.patience is None or self.patience >= 0, "patience", self.patience,
+                "null (off) or a number of epochs >= 0")
+        require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {', '.join(MONITORS)}")
+        require(self.min_delta >= 0, "min_delta", self.min_delta, "a number >= 0")
+        require(self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}")
+
+    @property
+    def direction(self) -> str:
+        """min or max: `mode`, or for auto, max for an accuracy and min for a loss (as Keras decides)."""
+        if self.mode != "auto":
+            return self.mode
+        return "max" if "acc" in self.monitor else "min"
 
 
 @dataclass
@@ -44,6 +72,13 @@ class TrainerConfig:
     # Steps per call into TensorFlow, fewer Python round trips; the largest divisor of an epoch's steps up to this.
     steps_per_execution: int = 32
     eval_batch_size: Optional[int] = None  # images per validation/test batch (no gradients); null = batch_size
+    # Off until early_stopping.patience is set (trainer.early_stopping.patience=2); null = off as well.
+    early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
+    keep: str = "last"  # the weights scored and saved: last (the last epoch's), or best (the best early_stopping.monitor)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.early_stopping, dict):  # from a config file or OmegaConf.to_container
+            self.early_stopping = EarlyStoppingConfig(**self.early_stopping)
 
     def check(self) -> None:
         require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
@@ -55,6 +90,25 @@ class TrainerConfig:
         require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution, "an integer >= 1")
         require(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
                 "null (= batch_size) or an integer >= 1")
+        require(self.keep in KEEPS, "keep", self.keep, f"one of {', '.join(KEEPS)}")
+        if self.early_stopping is not None:
+            try:
+                self.early_stopping.check()
+            except FieldError as err:
+                err.key = f"early_stopping.{err.key}"
+                raise
+
+    @property
+    def stopping(self) -> Optional[EarlyStoppingConfig]:
+        """The early-stopping settings when early stopping is on, else None."""
+        on = self.early_stopping is not None and self.early_stopping.patience is not None
+        return self.early_stopping if on else None
+
+    @property
+    def best_monitor(self) -> tuple[str, str]:
+        """(figure, min|max) by which keep=best picks its epoch: early_stopping's monitor, val_accuracy by default."""
+        watch = self.early_stopping or EarlyStoppingConfig()
+        return watch.monitor, watch.direction
 
 
 @dataclass
@@ -68,6 +122,7 @@ class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
     trainer: Any = MISSING
+    logger: Dict[str, Any] = field(default_factory=dict)  # chosen loggers by name: logger=[tensorboard,mlflow]
 
 
 # Groups whose `name` picks a registered builder; trainer has a single schema.
@@ -93,6 +148,11 @@ def store_schemas() -> None:
             store.store(group=f"schema/{group}", name=name, node=registry.schema(name))
             if not conf.joinpath(group, f"{name}.yaml").is_file():
                 store.store(group=group, name=name, node=registry.schema(name))
+    for name in LOGGERS.names():
+        store.store(group="schema/logger", name=name, node=LOGGERS.schema(name))
+        if not conf.joinpath("logger", f"{name}.yaml").is_file():
+            # A list-valued group: each option sits under its own name, logger.NAME.
+            store.store(group="logger", name=name, node={name: LOGGERS.schema(name)})
 
 
 def require_values(cfg: DictConfig, examples: Optional[dict[str, str]] = None) -> None:
@@ -112,7 +172,21 @@ def validate(cfg: DictConfig) -> Config:
     require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
     groups = {group: typed_group(group, cfg[group]) for group in REGISTRIES}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
-    return Config(seed=cfg.seed, resume=cfg.get("resume"), plugins=list(cfg.get("plugins") or []), **groups)
+    return Config(seed=cfg.seed, resume=cfg.get("resume"), plugins=list(cfg.get("plugins") or []),
+                  logger=validate_loggers(cfg.get("logger")), **groups)
+
+
+def validate_loggers(node: Optional[DictConfig]) -> dict[str, Any]:
+    """The `logger` group (name -> settings) as typed configs; an unknown name or a bad setting is a ConfigError."""
+    if node is None:
+        return {}
+    loggers = {}
+    for name in node:
+        if name not in LOGGERS:
+            raise ConfigError(f"logger={name} is not a logger option; choose any of: {', '.join(LOGGERS.names())}, "
+                              "e.g. logger=[tensorboard,mlflow]")
+        loggers[name] = _typed(node[name], LOGGERS.schema(name), f"logger.{name}")
+    return loggers
 
 
 def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:

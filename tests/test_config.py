@@ -83,7 +83,7 @@ def test_out_of_range_values_name_their_key(compose_config, override, key):
 def test_keys_added_with_plus_are_rejected(compose_config):
     with pytest.raises(ConfigError, match=r"model.depth is not a config key; model accepts: .*filters"):
         validate(compose_config("+model.depth=3"))
-    with pytest.raises(ConfigError, match=r"lr is not a config key; the top level accepts: data, model"):
+    with pytest.raises(ConfigError, match=r"lr is not a config key; the top level accepts: data, logger, model"):
         validate(compose_config("+lr=3"))
 
 

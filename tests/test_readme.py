@@ -25,7 +25,7 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert commands[0] in ci_lines
 
 
-@pytest.mark.parametrize("override", ["trainer.epochs=0", "model=resnet9000"])
+@pytest.mark.parametrize("override", ["trainer.epochs=0", "model=resnet9000", "logger=[tensorboard,wandb]"])
 def test_readme_error_examples_are_what_the_app_prints(tmp_path, override):
     shown = re.search(rf"\$ python -m mnist_hydra {re.escape(override)}\n(.*)\n", README).group(1)
     result = run_app(override, cwd=tmp_path)

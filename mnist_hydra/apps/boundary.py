@@ -132,10 +132,12 @@ def describe(err: BaseException) -> Optional[str]:
         # Optuna's sweeper asks for the best trial after a search in which every trial failed.
         return ("no trial of the search completed, so there is no best one; each job's metrics.json "
                 "in the sweep directory says why it failed")
-    if isinstance(err, MissingConfigException) and err.options is not None:
+    if isinstance(err, MissingConfigException):
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
-        if group:
-            return f"{group}={option} is not a {group} option; choose one of: {', '.join(err.options)}"
+        # Hydra lists the options only for a single choice; for one item of a list (logger=[a,b]) we look.
+        options = err.options if err.options is not None else _packaged_options(group)
+        if group and options:
+            return f"{group}={option} is not a {group} option; choose one of: {', '.join(options)}"
     if isinstance(err, OverrideParseException):
         reason = "; ".join(line for line in str(err).splitlines() if line.strip() and not line.startswith("See "))
         return (f"cannot parse the override {getattr(err, 'override', '') or ''!s}: {one_line(reason)}; a value with "
@@ -166,3 +168,14 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{message}; usage: {' '.join(self.format_usage().split()[1:])}")
+
+
+def _packaged_options(group: str) -> list[str]:
+    """The YAML options of config group `group` in mnist_hydra's own conf/ folder."""
+    from importlib import resources
+
+    try:
+        folder = resources.files("mnist_hydra.conf").joinpath(*group.split("/"))
+        return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+    except (OSError, ValueError):
+        return []

@@ -51,3 +51,36 @@ class SummarizeSweep(Callback):
             log.error("no sweep summary: %s", err)
             return
         print(report(summary, sweep_dir))
+
+
+class TrackSweep(Callback):
+    """With logger=[...,mlflow]: the sweep's parent MLflow run, opened here once before any job starts (so that
+    parallel jobs never race to create the store), and closed after the sweep summary with its figures."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from mnist_hydra.config import validate_loggers
+
+        try:
+            loggers = validate_loggers(config.get("logger"))  # a bad setting stops the sweep before any job
+        except Exception as err:
+            if user_error(err) is None:
+                raise
+            resolvers.discard_created()  # the sweep directory just claimed, still empty
+            exit_with(err, str(OmegaConf.select(config, "hydra.help.app_name", default="mnist_hydra")))
+        if not loggers:
+            return
+        from mnist_hydra.runs.provenance import PROJECT_DIR, git_state
+        from mnist_hydra.tracking.sweep import open_sweep
+
+        commit = (git_state(PROJECT_DIR) or {}).get("commit")
+        open_sweep(loggers, Path(config.hydra.sweep.dir), Path.cwd(), str(config.hydra.help.app_name),
+                   list(config.hydra.overrides.task), commit)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from mnist_hydra.runs import rundir
+        from mnist_hydra.tracking.sweep import close_sweep
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        metrics = [rundir.read_metrics(job) for job in rundir.job_dirs(sweep_dir)]
+        accuracies = [m["val_accuracy"] for m in metrics if m.get("status") == "completed" and "val_accuracy" in m]
+        close_sweep(sweep_dir, [m.get("status", "incomplete") for m in metrics], max(accuracies, default=None))

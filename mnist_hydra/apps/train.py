@@ -20,6 +20,7 @@ from mnist_hydra.errors import Interrupted
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.runs import rundir
 from mnist_hydra.runs.artifacts import write_json
+from mnist_hydra.tracking.base import RunInfo
 
 log = logging.getLogger(__name__)
 PROG = "mnist_hydra"
@@ -54,7 +55,17 @@ def _run(cfg: DictConfig, workdir: Path) -> dict:
     config = validate(cfg)
     from mnist_hydra.training.run import train_and_evaluate
 
-    return train_and_evaluate(config, workdir, resume=resuming, overrides=HydraConfig.get().overrides.task)
+    return train_and_evaluate(config, workdir, resume=resuming, overrides=HydraConfig.get().overrides.task,
+                              run_info=_run_info(workdir, resuming))
+
+
+def _run_info(workdir: Path, resuming: bool) -> RunInfo:
+    """What the loggers are told about this run: where it was launched, its overrides, its sweep and job."""
+    hydra_config = HydraConfig.get()
+    sweep = hydra_config.mode == RunMode.MULTIRUN
+    return RunInfo(run_dir=workdir, launch_dir=Path.cwd(), app=PROG, overrides=list(hydra_config.overrides.task),
+                   job=str(hydra_config.job.num) if sweep else None,
+                   sweep_dir=Path(hydra_config.sweep.dir) if sweep else None, resumed=resuming)
 
 
 def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
@@ -77,6 +88,10 @@ def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
     """Say where a signal stopped training and how to go on; exit 128 + the signal's number."""
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     target = Path(HydraConfig.get().sweep.dir) if sweep else workdir
+    if sweep:
+        from mnist_hydra.tracking.sweep import interrupt_sweep
+
+        interrupt_sweep(target)
     print(f"{PROG}: {stop.signal_name} stopped training after {stop.epochs_done} of {stop.epochs} epochs; "
           f"the checkpoint is kept. Resume with: python -m mnist_hydra resume={target}", file=sys.stderr)
     sys.exit(stop.exit_code)

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 OPTIMIZERS: Registry = Registry("optimizer")
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "plateau")
 
 
 @dataclass
@@ -24,9 +24,15 @@ class OptimizerConfig:
 
     name: str = "adam"
     lr: float = 1e-3  # learning rate (with a schedule: its peak, reached after the warmup)
-    schedule: str = "constant"  # learning rate over the run: constant, or cosine decay to final_lr_fraction * lr
+    # Learning rate over the run: constant; cosine decay to final_lr_fraction * lr; or plateau: cut by
+    # plateau_factor whenever val_loss has not improved for plateau_patience epochs (Keras's ReduceLROnPlateau).
+    schedule: str = "constant"
     final_lr_fraction: float = 0.0  # cosine: the lr at the run's last step, as a fraction of lr
     warmup_fraction: float = 0.0  # cosine: share of the run's steps spent rising linearly from 0 to lr
+    plateau_factor: float = 0.5  # plateau: the lr is multiplied by this at each cut
+    plateau_patience: int = 2  # plateau: epochs in a row without a better val_loss before a cut
+    plateau_min_delta: float = 1e-4  # plateau: the least fall of val_loss that counts as better
+    min_lr: float = 0.0  # plateau: the lr is never cut below this
 
     def check(self) -> None:
         require(self.lr > 0, "lr", self.lr, "a learning rate > 0")
@@ -35,6 +41,10 @@ class OptimizerConfig:
         require(0 <= self.warmup_fraction < 1, "warmup_fraction", self.warmup_fraction, "a share in [0, 1)")
         require(self.warmup_fraction == 0 or self.schedule == "cosine", "warmup_fraction", self.warmup_fraction,
                 "0 unless optimizer.schedule=cosine")
+        require(0 < self.plateau_factor < 1, "plateau_factor", self.plateau_factor, "a factor in (0, 1)")
+        require(self.plateau_patience >= 0, "plateau_patience", self.plateau_patience, "a number of epochs >= 0")
+        require(self.plateau_min_delta >= 0, "plateau_min_delta", self.plateau_min_delta, "a number >= 0")
+        require(0 <= self.min_lr <= self.lr, "min_lr", self.min_lr, f"a learning rate in [0, optimizer.lr={self.lr:g}]")
 
 
 @dataclass
@@ -98,8 +108,10 @@ def build_optimizer(keras_class: str, cfg: OptimizerConfig, total_steps: int = 0
 
 def build_schedule(cfg: OptimizerConfig, total_steps: int = 0) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """cfg.lr as a float (constant), or a Keras schedule that ends at step `total_steps` (0 = unknown)."""
-    if cfg.schedule == "constant":
-        return cfg.lr  # a plain float, as before schedules existed: the reference run is unchanged
+    if cfg.schedule in ("constant", "plateau"):
+        # A plain float, as before schedules existed: the reference run is unchanged. Keras keeps it in a
+        # variable, which the plateau callback (mnist_hydra.training.control) lowers between epochs.
+        return cfg.lr
     if total_steps < 1:
         raise ConfigError(
             f"optimizer.schedule={cfg.schedule} needs the run's total step count, and the caller gave none; "

@@ -27,8 +27,8 @@ from mnist_hydra.runs.artifacts import atomic_write, read_json
 REPORT = "report.html"
 # Run metrics shown first, in this order; other plain values follow.
 HEADLINE = ["status", "error", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "best_val_accuracy",
-            "best_epoch", "epochs_run", "train_seconds", "params", "train_images", "val_images", "test_images",
-            "val_is_test", "seed", "strategy", "replicas", "data_source"]
+            "best_epoch", "epochs_run", "stopped_early", "keep", "kept_epoch", "train_seconds", "params", "train_images",
+            "val_images", "test_images", "val_is_test", "seed", "strategy", "replicas", "data_source"]
 PLOTS = [("training_curves.png", "curves", "Training curves", "Loss and accuracy per epoch, train and validation"),
          ("confusion_matrix.png", "confusion-matrix", "Confusion matrix", "The test set: rows true, columns predicted"),
          ("misclassified.png", "misclassified", "Misclassified digits", "The most confident mistakes on the test set")]

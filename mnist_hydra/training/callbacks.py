@@ -1,4 +1,5 @@
-"""The Keras callbacks of the fit loop: epoch log, per-epoch checkpoint, stop on request, stop on divergence.
+"""The Keras callbacks of the fit loop: epoch log, per-epoch checkpoint (with the between-epoch controls and
+the loggers), step figures for the loggers, stop on request, stop on divergence.
 
 A stop (a signal, or a loss that is no longer a number or has blown up) only asks Keras to end fit after
 the current step; the epoch in progress is dropped and the last complete epoch's checkpoint is what
@@ -10,11 +11,13 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import keras
 
+from mnist_hydra.tracking.fanout import Loggers
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.training.control import Control, KeepBest, find, learning_rate
 from mnist_hydra.training.stopping import StopRequest
 
 log = logging.getLogger(__name__)
@@ -43,25 +46,59 @@ class EpochLog(keras.callbacks.Callback):
 
 
 class CheckpointEachEpoch(keras.callbacks.Callback):
-    """After each complete epoch: add its figures to the state and checkpoint the model with it.
+    """After each complete epoch: add its figures to the state, let the controls decide, checkpoint, then log.
 
     An epoch cut short by a stop request or a non-finite loss is not complete: Keras still validates
-    and ends it, but nothing of it is kept.
+    and ends it, but nothing of it is kept. The controls (early stopping, keep=best, the plateau schedule)
+    see complete epochs only, and their state goes into the checkpoint. The loggers hear of an epoch once
+    its checkpoint is on disk, so a resumed run never logs an epoch twice.
     """
 
     def __init__(self, checkpoints: Checkpoints, state: TrainingState, timer: "EpochLog",
-                 stopped: Callable[[], Any]) -> None:
+                 stopped: Callable[[], Any], controls: Sequence[Control] = (),
+                 loggers: Optional[Loggers] = None) -> None:
         super().__init__()
         self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
+        self.controls, self.loggers = list(controls), loggers
 
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if self.stopped():
             return
-        for key, value in (logs or {}).items():
-            self.state.history.setdefault(key, []).append(float(value))
+        figures = {key: float(value) for key, value in (logs or {}).items()}
+        for key, value in figures.items():
+            self.state.history.setdefault(key, []).append(value)
         self.state.epoch_seconds.append(self.timer.seconds[-1])
         self.state.epoch = epoch + 1
-        self.checkpoints.save(self.model, self.state)
+        lr = learning_rate(self.model)  # the epoch's own, before a plateau cut
+        for control in self.controls:
+            control.after_epoch(self.state.epoch, figures, self.model)
+        self.state.controls = {control.key: control.state() for control in self.controls}
+        keep = find(self.controls, KeepBest)
+        self.checkpoints.save(self.model, self.state, best=keep is not None and keep.improved)
+        if self.loggers:
+            self.loggers.log_epoch(self.state.epoch, {**figures, "learning_rate": lr})
+
+
+class LogSteps(keras.callbacks.Callback):
+    """Hands the training loss to the loggers every `every` steps (steps counted over the run, from 1).
+
+    Keras reports once per call of trainer.steps_per_execution steps, so a point falls on the first
+    report at or after each multiple of `every`.
+    """
+
+    def __init__(self, loggers: Loggers, steps_per_epoch: int, every: int) -> None:
+        super().__init__()
+        self.loggers, self.steps_per_epoch, self.every = loggers, steps_per_epoch, every
+        self._first = self._last = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+        self._first = self._last = epoch * self.steps_per_epoch
+
+    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+        step = min(self._first + batch + 1, self._first + self.steps_per_epoch)
+        if step // self.every > self._last // self.every and "loss" in (logs or {}):
+            self.loggers.log_step(step, {"loss": float(logs["loss"])})
+        self._last = step
 
 
 class StopOnRequest(keras.callbacks.Callback):

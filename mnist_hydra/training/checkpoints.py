@@ -1,15 +1,19 @@
 """Per-epoch checkpoints in a run directory, so an interrupted run continues from its last complete epoch.
 
 checkpoints/epoch-NNNN.keras holds the model with its optimizer state (Keras saves both);
-checkpoints/checkpoint.json names the newest complete one and carries the history so far. Both are
-written atomically and the pointer last, so a crash at any moment leaves the previous checkpoint
-readable: a SIGKILL loses at most the epoch in progress.
+checkpoints/checkpoint.json names the newest complete one and carries the history so far, the state of
+the between-epoch controls (early stopping, keep=best, the plateau schedule: mnist_hydra.training.control)
+and, with keep=best, the file holding the best epoch's weights (best-epoch-NNNN.weights.h5, named by its
+epoch so that the pointer and the file always agree). All are written atomically and the pointer last,
+so a crash at any moment leaves the previous checkpoint readable: a SIGKILL loses at most the epoch in
+progress.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -33,6 +37,8 @@ class TrainingState:
     epoch: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)  # Keras's per-epoch logs
     epoch_seconds: list[float] = field(default_factory=list)
+    controls: dict[str, dict] = field(default_factory=dict)  # each control's state, by its key
+    best_weights: Optional[str] = None  # keep=best: the file in checkpoints/ with the best epoch's weights
 
 
 class Checkpoints:
@@ -41,17 +47,30 @@ class Checkpoints:
     def __init__(self, workdir: Path) -> None:
         self.folder = Path(workdir) / FOLDER
 
-    def save(self, model: keras.Model, state: TrainingState) -> None:
-        """Write the model after `state.epoch` epochs, point at it, then drop older checkpoints."""
+    def save(self, model: keras.Model, state: TrainingState, best: bool = False) -> None:
+        """Write the model after `state.epoch` epochs (and its weights as the best, if `best`), point at it,
+        then drop older checkpoints."""
         self.folder.mkdir(exist_ok=True)
+        if best:
+            state.best_weights = f"best-epoch-{state.epoch:04d}.weights.h5"
+            artifacts.atomic_write(self.folder / state.best_weights, lambda tmp: _save_weights(model, tmp))
         name = f"epoch-{state.epoch:04d}.keras"
         artifacts.atomic_write(self.folder / name, model.save)
         artifacts.write_json(self.folder / POINTER, {"file": name, "epoch": state.epoch,
                                                      "history": state.history,
-                                                     "epoch_seconds": state.epoch_seconds})
+                                                     "epoch_seconds": state.epoch_seconds,
+                                                     "controls": state.controls,
+                                                     "best_weights": state.best_weights})
         for old in self.folder.iterdir():  # older epochs, and temp files a killed writer left
-            if old.name not in (name, POINTER):
+            if old.name not in (name, POINTER, state.best_weights):
                 old.unlink(missing_ok=True)
+
+    def best_weights(self, state: TrainingState) -> Path:
+        """The file with the best epoch's weights that `state` names (keep=best)."""
+        if state.best_weights is None or not (self.folder / state.best_weights).is_file():
+            raise UserError(f"{self.folder}: no best-epoch weights file for trainer.keep=best "
+                            f"(the checkpoint names {state.best_weights}); delete the folder to start the run over")
+        return self.folder / state.best_weights
 
     def latest(self) -> Optional[tuple[Path, TrainingState]]:
         """The newest complete checkpoint's model file and state, or None when there is none."""
@@ -61,12 +80,14 @@ class Checkpoints:
         try:
             record = json.loads(pointer.read_text(encoding="utf-8"))
             model_file = self.folder / record["file"]
-            state = TrainingState(int(record["epoch"]), record["history"], record["epoch_seconds"])
+            state = TrainingState(int(record["epoch"]), record["history"], record["epoch_seconds"],
+                                  record.get("controls") or {}, record.get("best_weights"))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UserError(f"cannot resume from {pointer}: it is unreadable ({err}); "
                             f"delete the {self.folder} folder to start the run over") from err
-        if not model_file.is_file():
-            raise UserError(f"cannot resume from {pointer}: it names {model_file.name}, which is missing; "
+        missing = [name for name in (model_file.name, state.best_weights) if name and not (self.folder / name).is_file()]
+        if missing:
+            raise UserError(f"cannot resume from {pointer}: it names {missing[0]}, which is missing; "
                             f"delete the {self.folder} folder to start the run over")
         return model_file, state
 
@@ -76,3 +97,13 @@ class Checkpoints:
             for path in self.folder.iterdir():
                 path.unlink(missing_ok=True)
             self.folder.rmdir()
+
+
+def _save_weights(model: keras.Model, tmp: Path) -> None:
+    # Keras insists on a name ending in .weights.h5, which the temporary name does not have.
+    named = tmp.with_name(f"{tmp.name}.weights.h5")
+    try:
+        model.save_weights(named)
+        os.replace(named, tmp)
+    finally:
+        named.unlink(missing_ok=True)

@@ -24,8 +24,11 @@ from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.runs import artifacts, plots, report
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.training import distribute
-from mnist_hydra.training.callbacks import CheckpointEachEpoch, EpochLog, StopOnDivergence, StopOnRequest
+from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
+from mnist_hydra.tracking.fanout import Loggers, open_loggers
+from mnist_hydra.training.callbacks import CheckpointEachEpoch, EpochLog, LogSteps, StopOnDivergence, StopOnRequest
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
 from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -34,16 +37,39 @@ INPUT_SHAPE = (28, 28, 1)
 DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends training as diverged
 
 
-def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = False) -> dict[str, Any]:
+def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = False,
+                  run_info: Optional[RunInfo] = None) -> dict[str, Any]:
     """Train `config` on `splits`, score the test set once, write the artifacts; return the metrics.
 
     mnist_hydra.training.run.train_and_evaluate prepares what this needs (data, output checks, provenance);
-    see there for the arguments and what is raised.
+    see there for the arguments and what is raised. The loggers of `config.logger` (the chief's only, as
+    only it writes the run directory) mirror the run after the run directory has it, and end it as
+    completed, failed or interrupted.
     """
     workdir = Path(workdir)
     set_threads(config.trainer.threads)
     # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
+    loggers = open_loggers(config.logger) if chief else Loggers([])
+    info = run_info or RunInfo(run_dir=workdir, resumed=resume)
+    loggers.start(info, run_params(config), run_tags(info))
+    try:
+        metrics = _fit_and_score(config, workdir, splits, resume, strategy, chief, loggers)
+    except KeyboardInterrupt:  # Interrupted included: SIGINT or SIGTERM
+        loggers.end("interrupted")
+        raise
+    except BaseException:
+        loggers.end("failed")
+        raise
+    loggers.log_test(metrics)
+    loggers.log_artifacts(workdir)
+    loggers.end("completed")
+    return metrics
+
+
+def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool,
+                   loggers: Loggers) -> dict[str, Any]:
+    """The body of `fit_and_score`, between the loggers' start and end."""
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
@@ -64,9 +90,21 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
         checkpoints = Checkpoints(savedir)
         model, state = _build_or_restore(config, strategy, checkpoints if resume else None, len(splits.y_train),
                                          len(splits.class_names))
-        _fit(config, model, splits, checkpoints, state, workdir if chief else None)
+        controls = make_controls(config.trainer, config.optimizer)
+        for control in controls:
+            if control.key in state.controls:
+                control.restore(state.controls[control.key])
+        _fit(config, model, splits, checkpoints, state, workdir if chief else None, controls, loggers)
+        kept_epoch = state.epoch
+        keep = find(controls, KeepBest)
+        if keep is not None and keep.best_epoch:
+            with strategy.scope():
+                model.load_weights(checkpoints.best_weights(state))  # the file, in a fresh or a resumed run alike
+            kept_epoch = keep.best_epoch
+            log.info("keeping epoch %d's weights: the best %s (%.4f)", kept_epoch, keep.watch.monitor, keep.watch.best)
         distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
-        metrics, probabilities = _score(config, model, splits, state, strategy)
+        metrics, probabilities = _score(config, model, splits, state, strategy, kept_epoch,
+                                        find(controls, EarlyStopping))
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
@@ -110,32 +148,45 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
 
 
 def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkpoints, state: TrainingState,
-         workdir: Optional[Path]) -> None:
-    """Train from `state.epoch` to the last epoch, checkpointing each; `workdir` (chief only) gets a failure record."""
+         workdir: Optional[Path], controls: list[Control], loggers: Loggers) -> None:
+    """Train from `state.epoch` to the last epoch (or an early stop), checkpointing each; `workdir` (chief only)
+    gets a failure record."""
     epochs, batch = config.trainer.epochs, config.trainer.batch_size
-    if state.epoch >= epochs:
+    stopping = find(controls, EarlyStopping)
+    if state.epoch >= epochs or (stopping is not None and stopping.stopped_epoch is not None):
         return  # stopped after the last epoch's checkpoint, before its artifacts were written
     # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
     diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
+    steps = math.ceil(len(splits.y_train) / batch)
     with stop_on_signals() as request:
         stopped = lambda: request.signum or diverged.where  # noqa: E731
         timer = EpochLog(epochs, stopped)
-        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped)
+        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped, controls=controls, loggers=loggers)
+        callbacks = [timer, diverged, StopOnRequest(request), saver]
+        every = [logger.step_every for logger in loggers.active if logger.step_every]
+        if every:
+            callbacks.insert(0, LogSteps(loggers, steps, min(every)))
         try:
             model.fit(
                 make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
-                steps_per_epoch=math.ceil(len(splits.y_train) / batch),
+                steps_per_epoch=steps,
                 validation_data=make_dataset(splits.x_val, splits.y_val, config.trainer.eval_batch_size or batch),
                 initial_epoch=state.epoch,
                 epochs=epochs,
                 verbose=verbosity(config.trainer.verbose),
-                callbacks=[timer, diverged, StopOnRequest(request), saver],
+                callbacks=callbacks,
                 shuffle=False,  # the dataset orders each epoch itself, from the seed
             )
         except KeyboardInterrupt:
             # A second Ctrl-C: no clean point to stop at, but the last complete epoch's checkpoint stands.
             request.signum = signal.SIGINT
             log.warning("stopped at once by a second Ctrl-C; the checkpoint of epoch %d is kept", state.epoch)
+    if diverged.where or request.signum is not None:
+        loggers.discard_steps()  # the cut epoch's steps: a resumed run trains it again
+    if stopping is not None and stopping.stopped_epoch is not None:
+        log.info("early stopping after epoch %d: %s has not improved on %.4f (epoch %d) for %d epoch(s)",
+                 stopping.stopped_epoch, stopping.watch.monitor, stopping.watch.best, stopping.watch.best_epoch,
+                 stopping.watch.wait)
     if diverged.where:
         error = (f"training diverged at {diverged.where}; try a lower optimizer.lr "
                  f"(this run: optimizer.lr={config.optimizer.lr:g})")
@@ -153,9 +204,12 @@ def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
         artifacts.write_json(workdir / "metrics.json", record)
 
 
-def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState,
-           strategy: Any) -> tuple[dict[str, Any], np.ndarray]:
-    """Score the test set once: the run's metrics (history included) and the test images' probabilities."""
+def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState, strategy: Any,
+           kept_epoch: int, stopping: Optional[EarlyStopping]) -> tuple[dict[str, Any], np.ndarray]:
+    """Score the test set once: the run's metrics (history included) and the test images' probabilities.
+
+    val_accuracy and val_loss are those of the kept epoch: the last one, or with keep=best the best one.
+    """
     test_data = make_dataset(splits.x_test, splits.y_test, config.trainer.eval_batch_size or config.trainer.batch_size)
     probabilities = model.predict(test_data, verbose=0)
     predicted = probabilities.argmax(axis=1)
@@ -166,11 +220,14 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
         "status": "completed",
         "test_accuracy": float(np.mean(predicted == splits.y_test)),
         "test_loss": cross_entropy(probabilities, splits.y_test),
-        "val_accuracy": val_accuracy[-1],
-        "val_loss": history["val_loss"][-1],
+        "val_accuracy": val_accuracy[kept_epoch - 1],
+        "val_loss": history["val_loss"][kept_epoch - 1],
         "best_val_accuracy": max(val_accuracy),
         "best_epoch": int(np.argmax(val_accuracy)) + 1,
         "epochs_run": len(val_accuracy),
+        "keep": config.trainer.keep,
+        "kept_epoch": kept_epoch,
+        "stopped_early": stopping is not None and stopping.stopped_epoch is not None,
         "train_seconds": float(sum(state.epoch_seconds)),
         "epoch_seconds": state.epoch_seconds,
         "params": int(model.count_params()),

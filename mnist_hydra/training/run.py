@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits, load_splits
 from mnist_hydra.errors import ConfigError, DataError
-from mnist_hydra.runs.artifacts import check_writable
+from mnist_hydra.runs.artifacts import check_writable, read_json
 from mnist_hydra.runs.provenance import write_provenance
+from mnist_hydra.tracking.base import RunInfo
 from mnist_hydra.training.distribute import is_chief
 
 log = logging.getLogger(__name__)
@@ -22,7 +24,7 @@ FEW_IMAGES = 1000
 
 
 def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
-                       overrides: Sequence[str] = ()) -> dict[str, Any]:
+                       overrides: Sequence[str] = (), run_info: Optional[RunInfo] = None) -> dict[str, Any]:
     """Train `config`, score its test set once, and leave every artifact in `workdir`; return the metrics.
 
     Checks the output directory, loads and verifies the data (both before TensorFlow is imported, so a
@@ -34,6 +36,8 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
         writes there; the other workers train and score alike.
       resume: continue from the newest checkpoint in `workdir` (from the start when there is none).
       overrides: the command line's overrides, for provenance.json.
+      run_info: what the loggers of `config.logger` are told (launch directory, sweep, ...); by default a run
+        launched from the current directory with `overrides`. The git commit is filled in from provenance.json.
 
     Raises:
       UserError: a bad output directory, missing or corrupt data, an impossible setting (one line each).
@@ -59,7 +63,10 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
     import_tensorflow()
     from mnist_hydra.training.loop import fit_and_score
 
-    return fit_and_score(config, workdir, splits, resume=resume)
+    info = run_info or RunInfo(run_dir=workdir, overrides=list(overrides), resumed=resume)
+    if info.git_commit is None:
+        info = dataclasses.replace(info, git_commit=(read_json(workdir / "provenance.json").get("git") or {}).get("commit"))
+    return fit_and_score(config, workdir, splits, resume=resume, run_info=info)
 
 
 def check_sizes(config: Config, splits: Splits) -> None:

@@ -1,0 +1,349 @@
+"""Loggers and training control, in process on tiny runs: TensorBoard's and MLflow's stores read back with their
+own readers; early stopping, keep=best and the plateau schedule, across a resume too."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from mlflow.tracking import MlflowClient
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util import tensor_util
+
+from mnist_hydra.apps.boundary import describe
+from mnist_hydra.config import Config, store_schemas, validate
+from mnist_hydra.data.datasets import load_splits
+from mnist_hydra.data.pipeline import make_dataset
+from mnist_hydra.errors import ConfigError, Interrupted
+from mnist_hydra.tracking.base import RunInfo, flatten
+from mnist_hydra.training.checkpoints import Checkpoints
+from mnist_hydra.training.run import train_and_evaluate
+
+# Three epochs of 1,000 images, validated on 1,200 and scored on 300: about a second an epoch.
+TINY = ["trainer.epochs=3", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300", "data.val_split=0.02"]
+EPOCH_FIGURES = ["accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
+
+
+def make_config(*overrides: str) -> Config:
+    """The app's config composed with `overrides` on top of TINY, validated."""
+    store_schemas()
+    with initialize_config_module(config_module="mnist_hydra.conf", version_base="1.3"):
+        return validate(compose(config_name="config", overrides=[*TINY, *overrides]))
+
+
+def train(tmp: Path, *overrides: str, run: str = "run", resume: bool = False, **info) -> dict:
+    """train_and_evaluate in `tmp/run`, launched from `tmp` (where the default MLflow store goes)."""
+    config = make_config(*overrides)
+    return train_and_evaluate(config, tmp / run, resume=resume,
+                              run_info=RunInfo(run_dir=tmp / run, launch_dir=tmp, resumed=resume, **info))
+
+
+def store(tmp: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{tmp / 'mlruns.db'}")
+
+
+def only_run(client: MlflowClient, name: str = "run"):
+    """The one MLflow run named `name` (a run directory's name) in the store."""
+    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+            if r.info.run_name == name]
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return runs[0]
+
+
+def steps(client: MlflowClient, run_id: str, key: str) -> list[int]:
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar tag of one TensorBoard run folder: [(step, value)], read with TensorBoard's own reader."""
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    events.Reload()
+    return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+            for tag in events.Tags()["tensors"] if events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
+
+
+def hparams_session(folder: Path) -> dict[str, object]:
+    """The HParams plugin's session record of a run folder: hyperparameter name -> value."""
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    return {key: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+            for key, value in info.hparams.items()}
+
+
+def tracker_warnings(caplog) -> list[str]:
+    """Warnings logged by anyone but TensorFlow (whose retracing notice several runs in one process earn)."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and not r.name.startswith("tensorflow")]
+
+
+def stop_after_epoch(monkeypatch, epoch: int) -> None:
+    """Send this process SIGINT once epoch `epoch`'s checkpoint is written: the next epoch is cut short."""
+    save = Checkpoints.save
+
+    def save_then_stop(self, model, state, best=False):
+        save(self, model, state, best)
+        if state.epoch == epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(Checkpoints, "save", save_then_stop)
+
+
+def keep_every_checkpoint(monkeypatch, folder: Path) -> None:
+    """Copy each epoch's checkpoint to `folder` before the next epoch drops it."""
+    save = Checkpoints.save
+    folder.mkdir()
+
+    def save_and_copy(self, model, state, best=False):
+        save(self, model, state, best)
+        shutil.copy(self.folder / f"epoch-{state.epoch:04d}.keras", folder)
+
+    monkeypatch.setattr(Checkpoints, "save", save_and_copy)
+
+
+@pytest.fixture(scope="module")
+def logged_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
+    """Three epochs with both loggers, the plateau schedule cutting the lr after epoch 2."""
+    tmp = tmp_path_factory.mktemp("logged")
+    metrics = train(tmp, "logger=[tensorboard,mlflow]", "logger.tensorboard.update_freq=8",
+                    "optimizer.schedule=plateau", "optimizer.plateau_patience=1", "optimizer.plateau_min_delta=10",
+                    overrides=["logger=[tensorboard,mlflow]"], git_commit="abc123")
+    return tmp, metrics
+
+
+# --- config -------------------------------------------------------------------------------------------------
+
+
+def test_logger_group_takes_one_name_or_a_list_and_defaults_to_none():
+    assert make_config().logger == {}
+    assert list(make_config("logger=tensorboard").logger) == ["tensorboard"]
+    both = make_config("logger=[tensorboard,mlflow]", "logger.mlflow.experiment=mine").logger
+    assert sorted(both) == ["mlflow", "tensorboard"] and both["mlflow"].experiment == "mine"
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("logger=[tensorboard,wandb]", "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
+    ("logger.mlflow.tracking_uri=ftp://host/x", "logger.mlflow.tracking_uri=ftp://host/x is not allowed: expected null"),
+    ("logger.mlflow.tracking_uri=/some/folder", "logger.mlflow.tracking_uri=/some/folder is not allowed"),
+])
+def test_a_misconfigured_logger_is_a_one_line_config_error(override, expected):
+    extra = [] if override.startswith("logger=[") else ["logger=mlflow"]
+    with pytest.raises(Exception) as caught:
+        make_config(*extra, override)
+    message = describe(caught.value)
+    assert message is not None and message.startswith(expected) and "\n" not in message
+
+
+def test_trainer_keys_check_their_values():
+    config = make_config("trainer.early_stopping.patience=2", "trainer.keep=best")
+    assert config.trainer.stopping.patience == 2 and config.trainer.best_monitor == ("val_accuracy", "max")
+    assert make_config("trainer.early_stopping=null").trainer.stopping is None
+    assert make_config("trainer.early_stopping.monitor=val_loss").trainer.best_monitor == ("val_loss", "min")
+    for override, key in [("trainer.keep=worst", "trainer.keep"),
+                          ("trainer.early_stopping.monitor=val_f1", "trainer.early_stopping.monitor"),
+                          ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience"),
+                          ("optimizer.plateau_factor=1.5", "optimizer.plateau_factor"),
+                          ("optimizer.min_lr=1", "optimizer.min_lr")]:
+        with pytest.raises(ConfigError, match=f"^{key}="):
+            make_config(override)
+
+
+def test_flatten_gives_dotted_keys_and_keeps_empty_groups():
+    assert flatten({"a": {"b": 1, "c": {"d": None}}, "e": {}}) == {"a.b": 1, "a.c.d": None, "e": None}
+
+
+# --- TensorBoard --------------------------------------------------------------------------------------------
+
+
+def test_tensorboard_has_one_point_per_epoch_of_every_scalar(logged_run):
+    tmp, metrics = logged_run
+    board = tmp / "run" / "tensorboard"
+    train_figures, val_figures = scalars(board / "train"), scalars(board / "validation")
+    for tag in ("epoch_loss", "epoch_accuracy", "epoch_learning_rate"):
+        assert [step for step, _ in train_figures[tag]] == [1, 2, 3], tag
+    for tag in ("epoch_loss", "epoch_accuracy"):
+        assert [step for step, _ in val_figures[tag]] == [1, 2, 3], tag
+    assert [v for _, v in val_figures["epoch_accuracy"]] == pytest.approx(metrics["history"]["val_accuracy"])
+    # The plateau cut (val_loss never falls by 10) halves the lr after epochs 2 and 3; epoch 3 trained at half.
+    assert [v for _, v in train_figures["epoch_learning_rate"]] == pytest.approx([1e-3, 1e-3, 5e-4])
+    # 16 steps an epoch reported every 16 (steps_per_execution), one point on each multiple of 8 passed.
+    assert [step for step, _ in train_figures["batch_loss"]] == [16, 32, 48]
+    final = scalars(board)
+    assert final["test/accuracy"] == [(3, pytest.approx(metrics["test_accuracy"]))]
+    assert {"test/loss", "final/kept_epoch", "final/best_val_accuracy"} <= set(final)
+
+
+def test_tensorboard_hparams_record_holds_the_config_and_the_images_are_there(logged_run):
+    tmp, _ = logged_run
+    board = tmp / "run" / "tensorboard"
+    session = hparams_session(board)
+    assert session["optimizer.lr"] == pytest.approx(1e-3) and session["optimizer.schedule"] == "plateau"
+    assert session["trainer.epochs"] == 3 and session["data.name"] == "mnist"
+    assert not any(key.startswith("logger.") for key in session)
+    events = EventAccumulator(str(board), size_guidance={"tensors": 0})
+    events.Reload()
+    images = [tag for tag in events.Tags()["tensors"] if events.SummaryMetadata(tag).plugin_data.plugin_name == "images"]
+    assert sorted(images) == ["confusion_matrix", "misclassified"]
+
+
+# --- MLflow -------------------------------------------------------------------------------------------------
+
+
+def test_mlflow_run_has_params_epoch_metrics_artifacts_tags_and_status(logged_run):
+    tmp, metrics = logged_run
+    client = store(tmp)
+    run = only_run(client)
+    assert run.info.status == "FINISHED" and run.info.run_name == "run"
+    assert client.get_experiment(run.info.experiment_id).name == "mnist_hydra"
+    params = run.data.params
+    assert params["optimizer.lr"] == "0.001" and params["trainer.epochs"] == "3" and params["data.root"] == "null"
+    assert params["trainer.early_stopping.patience"] == "null" and not any(k.startswith("logger") for k in params)
+    for key in EPOCH_FIGURES:
+        assert steps(client, run.info.run_id, key) == [1, 2, 3], key
+    history = [m.value for m in client.get_metric_history(run.info.run_id, "val_accuracy")]
+    assert history == pytest.approx(metrics["history"]["val_accuracy"])
+    assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+    assert run.data.metrics["kept_epoch"] == 3
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"training_curves.png", "confusion_matrix.png", "misclassified.png", "report.html", "metrics.json",
+            "model"} <= artifacts
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.keras"]
+    tags = run.data.tags
+    assert tags["mnist_hydra.overrides"] == "logger=[tensorboard,mlflow]"
+    assert tags["mlflow.source.git.commit"] == "abc123"
+    assert tags["mnist_hydra.run_dir"] == str((tmp / "run").resolve())
+    record = json.loads((tmp / "run" / "tracking.json").read_text())
+    assert record["mlflow"]["run_id"] == run.info.run_id
+
+
+def test_an_unreachable_tracking_server_costs_one_warning_line_and_nothing_else(tmp_path, mnist_dir, caplog):
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with caplog.at_level(logging.WARNING):
+        metrics = train(tmp_path, "trainer.epochs=1", "logger=[mlflow,tensorboard]",
+                        f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}")
+    warnings = tracker_warnings(caplog)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith(f"mlflow logger stopped: cannot reach the MLflow tracking server "
+                                  f"http://127.0.0.1:{port}") and "\n" not in warnings[0]
+    run = tmp_path / "run"
+    assert metrics["status"] == "completed"
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    for name in ("model.keras", "history.csv", "report.html", "confusion_matrix.png", "misclassified.png"):
+        assert (run / name).is_file(), name
+    assert scalars(run / "tensorboard" / "validation")["epoch_accuracy"][0][0] == 1  # the other logger went on
+    assert not (tmp_path / "mlruns.db").exists()
+
+
+def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, caplog, monkeypatch):
+    from mnist_hydra.tracking.tensorboard_logger import TensorBoardLogger
+
+    calls = []
+
+    def disk_full(self, epoch, metrics):
+        calls.append(epoch)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(TensorBoardLogger, "log_epoch", disk_full)
+    with caplog.at_level(logging.WARNING):
+        metrics = train(tmp_path, "logger=tensorboard")
+    warnings = tracker_warnings(caplog)
+    assert warnings == ["tensorboard logger stopped: OSError: [Errno 28] No space left on device; "
+                        "training and the run directory go on without it"]
+    assert calls == [1]  # dropped: not asked again for epochs 2 and 3, the test figures or the images
+    assert metrics["epochs_run"] == 3 and json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+
+
+# --- early stopping, keep=best, plateau, resume -------------------------------------------------------------
+
+
+def test_early_stopping_stops_at_the_predicted_epoch(tmp_path, mnist_dir):
+    # Nothing improves by 100: epoch 1 sets the best, epoch 2 is one epoch without improvement = patience.
+    metrics = train(tmp_path, "trainer.epochs=5", "trainer.early_stopping.patience=1",
+                    "trainer.early_stopping.min_delta=100")
+    assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True
+    assert metrics["kept_epoch"] == 2 and metrics["keep"] == "last"
+    assert len(metrics["history"]["val_loss"]) == 2
+
+
+def test_keep_best_scores_the_best_epochs_weights(tmp_path, mnist_dir, monkeypatch):
+    saved = tmp_path / "every_epoch"
+    keep_every_checkpoint(monkeypatch, saved)
+    # The best *training loss* by max is epoch 1's (the loss falls every epoch): a best that is not the last.
+    metrics = train(tmp_path, "trainer.keep=best", "trainer.early_stopping.monitor=loss",
+                    "trainer.early_stopping.mode=max")
+    assert metrics["kept_epoch"] == 1 and metrics["epochs_run"] == 3
+    assert metrics["val_accuracy"] == metrics["history"]["val_accuracy"][0]
+    config = make_config()
+    splits = load_splits(config.data, seed=config.seed)
+    test_data = make_dataset(splits.x_test, splits.y_test, 64)
+
+    def accuracy(epoch: int) -> float:
+        model = keras.models.load_model(saved / f"epoch-{epoch:04d}.keras")
+        return float(np.mean(model.predict(test_data, verbose=0).argmax(axis=1) == splits.y_test))
+
+    assert metrics["test_accuracy"] == accuracy(1)
+    assert accuracy(3) != accuracy(1)  # so the check above tells the kept epoch from the last
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["kept_epoch"] == 1
+
+
+# Early stopping on val_loss that never falls by 10: epoch 1 best, stop after epoch 3 (patience 2). keep=best on
+# val_loss; the plateau cuts the lr after epochs 2 and 3. A run stopped after epoch 2 must resume with the patience
+# counter at 1 and the lr already cut, or it would train longer or differently.
+CONTROLLED = ["trainer.epochs=6", "trainer.early_stopping.patience=2", "trainer.early_stopping.min_delta=10",
+              "trainer.early_stopping.monitor=val_loss", "trainer.keep=best", "optimizer.schedule=plateau",
+              "optimizer.plateau_patience=1", "optimizer.plateau_min_delta=10", "logger=[tensorboard,mlflow]",
+              "logger.tensorboard.update_freq=8"]
+
+
+def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(tmp_path, mnist_dir, monkeypatch):
+    reference = train(tmp_path, *CONTROLLED, run="reference")  # the same store, another run directory
+    assert reference["epochs_run"] == 3 and reference["stopped_early"] is True
+
+    stop_after_epoch(monkeypatch, 2)
+    with pytest.raises(Interrupted):
+        train(tmp_path, *CONTROLLED)
+    client = store(tmp_path)
+    stopped = only_run(client)
+    assert stopped.info.status == "KILLED"
+    pointer = json.loads((tmp_path / "run" / "checkpoints" / "checkpoint.json").read_text())
+    assert pointer["epoch"] == 2 and pointer["controls"]["early_stopping"]["watch"]["wait"] == 1
+    assert pointer["best_weights"].startswith("best-epoch-")
+
+    monkeypatch.undo()
+    resumed = train(tmp_path, *CONTROLLED, resume=True)
+    for key in ("epochs_run", "kept_epoch", "stopped_early", "test_accuracy", "test_loss", "val_loss", "history",
+                "confusion_matrix"):
+        assert resumed[key] == reference[key], key
+
+    # The same MLflow run, continued: every epoch once, the lr as the uninterrupted run had it.
+    run = only_run(client)
+    assert run.info.run_id == stopped.info.run_id and run.info.status == "FINISHED"
+    assert steps(client, run.info.run_id, "val_loss") == [1, 2, 3]
+    lrs = [m.value for m in client.get_metric_history(run.info.run_id, "learning_rate")]
+    reference_run = only_run(client, "reference")
+    assert lrs == [m.value for m in client.get_metric_history(reference_run.info.run_id, "learning_rate")]
+    assert lrs == pytest.approx([1e-3, 1e-3, 5e-4])
+    # TensorBoard: one point per epoch after the resume too, the cut epoch's steps dropped.
+    board = scalars(tmp_path / "run" / "tensorboard" / "train")
+    assert [step for step, _ in board["epoch_loss"]] == [1, 2, 3]
+    assert [step for step, _ in board["batch_loss"]] == [16, 32, 48]
+    assert len(hparams_sessions(tmp_path / "run" / "tensorboard")) == 1
+
+
+def hparams_sessions(folder: Path) -> list[bytes]:
+    """Every HParams session record written in a run folder (one per run, resumed or not)."""
+    events = EventAccumulator(str(folder), size_guidance={"tensors": 0})
+    events.Reload()
+    return [e.tensor_proto.SerializeToString() for e in events.Tensors("_hparams_/session_start_info")]
