@@ -1,7 +1,8 @@
 """`python -m mnist_hydra.predict run=RUN_DIR images=PATH [output=json]`: classify your own pictures.
 
-PATH is one image file or a folder; from a folder every .png, .jpg and .jpeg file (not its
-sub-folders) is read, in name order. Each picture is made MNIST-like first (mnist_hydra.preprocess):
+PATH is one image file or a folder; from a folder every file Pillow reads as an image (PNG, JPEG,
+GIF, WebP, TIFF, BMP...: known by its name ending, else by its first bytes) is read, in name order;
+every other entry (a text file, a sub-folder) is reported as skipped. Each picture is made MNIST-like first (mnist_hydra.preprocess):
 any size, colour or grayscale, dark ink on light paper or light on dark.
 
 Prints one line per picture: the file, the predicted class, its probability and the top-3
@@ -29,10 +30,9 @@ from mnist_hydra.console import exit_with, run_app
 from mnist_hydra.data import DATASETS
 from mnist_hydra.errors import UserError, require
 from mnist_hydra.evaluate import EXAMPLES as RUN_EXAMPLE, check_run_dir, load_model, read_run_config
-from mnist_hydra.preprocess import ImageError, preprocess_file
+from mnist_hydra.preprocess import ImageError, is_image_file, preprocess_file
 
 PROG = "mnist_hydra.predict"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder is searched for; a file named alone may be any format
 OUTPUTS = ("text", "json")
 # What the error for a key without a value suggests.
 EXAMPLES = {**RUN_EXAMPLE, "images": "images=my_digits/ (an image file or a folder of them)"}
@@ -43,7 +43,7 @@ class PredictConfig:
     """Which model, which pictures, how to print."""
 
     run: str = MISSING  # the training run's directory: holds model.keras
-    images: str = MISSING  # an image file, or a folder of .png/.jpg/.jpeg files
+    images: str = MISSING  # an image file, or a folder of them (any format Pillow reads)
     output: str = "text"  # text: one line per image; json: one JSON list on stdout
     top_k: int = 3  # classes listed per image, most probable first
 
@@ -52,16 +52,27 @@ class PredictConfig:
         require(self.top_k >= 1, "top_k", self.top_k, "an integer >= 1")
 
 
-def find_images(path: Path) -> list[Path]:
-    """`path` itself when it is a file; the image files in it, by name, when it is a folder."""
+def find_images(path: Path) -> tuple[list[Path], list[str]]:
+    """`path` itself when it is a file; the images in it, by name, when it is a folder: (images, a message per other entry)."""
     if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise UserError(f"images={path}: no {', '.join(IMAGE_SUFFIXES)} files in this folder")
-        return found
-    raise UserError(f"images={path}: no such file or folder")
+        return [path], []
+    if not path.is_dir():
+        raise UserError(f"images={path}: no such file or folder")
+    images, skipped = [], []
+    for entry in sorted(path.iterdir()):
+        if is_image_file(entry):
+            images.append(entry)
+        elif entry.is_dir():
+            skipped.append(f"{entry}: a folder (sub-folders are not searched)")
+        elif entry.is_file():
+            skipped.append(f"{entry}: not an image (no format Pillow reads)")
+        else:
+            skipped.append(f"{entry}: not a regular file")
+    if not images:
+        found = f"{len(skipped)} entries, none an image" if skipped else "it is empty"
+        raise UserError(f"images={path}: no image in this folder ({found}); "
+                        "give PNG, JPEG or any other format Pillow reads")
+    return images, skipped
 
 
 def read_images(paths: Sequence[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -107,7 +118,9 @@ def class_names_of(run_dir: Path, num_classes: int) -> tuple[str, ...]:
 def predict_images(run_dir: Path, images: Path, top_k: int = 3) -> tuple[list[dict], list[str]]:
     """Classify the picture(s) at `images` with `run_dir`'s model: (one record per image, one message per failure)."""
     model_path = check_run_dir(Path(run_dir))
-    files, batch, failures = read_images(find_images(Path(images)))
+    paths, skipped = find_images(Path(images))
+    files, batch, failures = read_images(paths)
+    failures = skipped + failures
     if not files:
         return [], failures
     model = load_model(model_path)  # TensorFlow loads only once there is something to predict

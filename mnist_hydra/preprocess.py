@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from mnist_hydra.errors import UserError
 
@@ -59,6 +60,30 @@ def preprocess_file(path: str | os.PathLike) -> np.ndarray:
         return to_mnist(gray)
     except ImageError as err:
         raise ImageError(f"{path}: {err}") from None
+
+
+def image_suffixes() -> frozenset[str]:
+    """The file name endings of every format Pillow can decode (.png, .jpg, .gif, .webp, .tif, .bmp...)."""
+    return frozenset(suffix for suffix, name in Image.registered_extensions().items()
+                     if name in Image.OPEN and not _is_stub(Image.OPEN[name][0]))
+
+
+def _is_stub(factory: object) -> bool:
+    """A plugin that recognises a format but needs a handler to decode it (HDF5, GRIB, BUFR, WMF)."""
+    return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether `path` is a regular file that Pillow recognises as an image, by its name or else its first bytes."""
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in image_suffixes():
+        return True
+    try:
+        with Image.open(path):  # reads the header only
+            return True
+    except Exception:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... for what it cannot read
+        return False
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
