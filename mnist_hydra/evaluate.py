@@ -21,6 +21,8 @@ import logging
 import os
 import shutil
 import time
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -200,13 +202,43 @@ def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 
 def load_model(path: Path):
     """A saved Keras model, for inference (no optimizer); UserError naming the file if it cannot be read."""
+    path = Path(path)
+    check_keras_archive(path)  # before TensorFlow's import, which takes seconds
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
     try:
         return keras.models.load_model(path, compile=False)
-    except Exception as err:  # a truncated zip, a foreign file, a model from an incompatible Keras
-        raise UserError(f"{path}: cannot load the model: {' '.join(str(err).split())[:300]}") from err
+    except Exception as err:  # a model from an incompatible Keras, weights that do not fit the config
+        raise UserError(f"{path}: damaged or not a Keras model, it cannot be loaded: "
+                        f"{' '.join(str(err).split())[:300]}") from err
+
+
+# What Keras 3 writes into a .keras file (a zip archive).
+KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+
+
+def check_keras_archive(path: Path) -> None:
+    """UserError naming `path` unless it is a readable zip archive holding what Keras saves, each member intact."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if not zipfile.is_zipfile(file):
+                what = "an empty file" if size == 0 else f"{size} bytes that are not a zip archive"
+                raise UserError(f"{path}: damaged or not a Keras archive: {what} (a .keras file is a zip archive); "
+                                "train the run again or restore the file")
+            with zipfile.ZipFile(file) as archive:
+                missing = [name for name in KERAS_ARCHIVE_MEMBERS if name not in archive.namelist()]
+                if missing:
+                    raise UserError(f"{path}: damaged or not a Keras archive: the zip archive lacks {', '.join(missing)}")
+                broken = archive.testzip()  # reads every member against its CRC: a few MB, milliseconds
+                if broken is not None:
+                    raise UserError(f"{path}: damaged Keras archive: {broken} fails its CRC check; "
+                                    "train the run again or restore the file")
+    except OSError as err:
+        raise UserError(f"{path}: cannot read the model: {err.strerror or err}") from err
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as err:  # cut short, garbled
+        raise UserError(f"{path}: damaged Keras archive: {' '.join(str(err).split()) or type(err).__name__}") from err
 
 
 # The command-line app; everything above works without Hydra.

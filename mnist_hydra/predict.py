@@ -29,7 +29,7 @@ from mnist_hydra.config import require_values
 from mnist_hydra.console import exit_with, run_app
 from mnist_hydra.data import DATASETS
 from mnist_hydra.errors import UserError, require
-from mnist_hydra.evaluate import EXAMPLES as RUN_EXAMPLE, check_run_dir, load_model, read_run_config
+from mnist_hydra.evaluate import EXAMPLES as RUN_EXAMPLE, check_keras_archive, check_run_dir, load_model, read_run_config
 from mnist_hydra.preprocess import ImageError, is_image_file, preprocess_file
 
 PROG = "mnist_hydra.predict"
@@ -118,6 +118,7 @@ def class_names_of(run_dir: Path, num_classes: int) -> tuple[str, ...]:
 def predict_images(run_dir: Path, images: Path, top_k: int = 3) -> tuple[list[dict], list[str]]:
     """Classify the picture(s) at `images` with `run_dir`'s model: (one record per image, one message per failure)."""
     model_path = check_run_dir(Path(run_dir))
+    check_keras_archive(model_path)  # a damaged model shows before the pictures are read
     paths, skipped = find_images(Path(images))
     files, batch, failures = read_images(paths)
     failures = skipped + failures
