@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +15,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mnist_hydra.errors import ConfigError
 from mnist_hydra.config import typed_group
+from mnist_hydra.errors import ConfigError, DataError
 from mnist_hydra.runs.metrics import per_class_scores
+from mnist_hydra.runs.rundir import check_model_file, load_model
 from tests.conftest import run_app
 
 EVALUATE = "mnist_hydra.evaluate"
@@ -117,3 +122,74 @@ def test_data_config_from_a_run_is_checked_like_the_apps():
         typed_group("data", {"name": "mnist", "colour": True})
     with pytest.raises(ConfigError, match=r"data\.name=svhn is not a registered dataset"):
         typed_group("data", {"name": "svhn"})
+
+
+# A damaged model.keras: named, and called damaged, not "File not found".
+
+def damage(model: Path, how: str) -> None:
+    """Spoil a copy of a real model.keras the way `how` says."""
+    data = model.read_bytes()
+    if how == "garbage":
+        model.write_bytes(b"this is not a model\n")
+    elif how == "empty":
+        model.write_bytes(b"")
+    elif how == "truncated":  # a copy cut short: the zip's directory at the end is gone
+        model.write_bytes(data[: len(data) // 2])
+    elif how == "flipped":  # one byte of the weights changed: the archive's CRC no longer matches
+        offset = data.index(b"HDF") + 4096
+        model.write_bytes(data[:offset] + bytes([data[offset] ^ 0xFF]) + data[offset + 1 :])
+    elif how == "foreign_zip":  # a zip, but not what Keras writes
+        with zipfile.ZipFile(model, "w") as archive:
+            archive.writestr("readme.txt", "hello")
+    else:
+        raise ValueError(how)
+
+
+DAMAGES = {
+    "garbage": "damaged or not a Keras archive: 20 bytes that are not a zip archive (a .keras file is a zip archive)",
+    "empty": "damaged or not a Keras archive: an empty file",
+    "truncated": "bytes that are not a zip archive",
+    "flipped": "damaged Keras archive: model.weights.h5 fails its CRC check",
+    "foreign_zip": "damaged or not a Keras archive: the zip archive lacks metadata.json, config.json, model.weights.h5",
+}
+
+
+@pytest.mark.parametrize("how", DAMAGES)
+def test_a_damaged_model_is_called_damaged_and_named(trained_run, tmp_path, how):
+    model = tmp_path / "model.keras"
+    shutil.copyfile(trained_run / "model.keras", model)
+    check_model_file(model)  # the intact copy passes
+    damage(model, how)
+    with pytest.raises(DataError) as info:
+        load_model(model)
+    message = str(info.value)
+    assert message.startswith(f"{model}: ") and DAMAGES[how] in message and "\n" not in message, message
+    assert "not found" not in message.lower()
+
+
+def test_load_model_checks_the_archive_before_importing_tensorflow(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"junk")
+    code = ("import sys\nfrom mnist_hydra.runs.rundir import load_model\n"
+            f"try:\n    load_model({str(tmp_path / 'model.keras')!r})\nexcept Exception as e:\n    print(type(e).__name__)\n"
+            "print('tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
+    assert out == ["DataError", "False"]
+
+
+@pytest.mark.parametrize("module", [EVALUATE, "mnist_hydra.predict"])
+def test_apps_report_a_damaged_model_in_one_line(trained_run, mnist_dir, tmp_path, module):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("evaluate"))
+    damage(run / "model.keras", "truncated")
+    digit = np.zeros((28, 28), np.uint8)
+    digit[4:24, 13:16] = 255  # a 1
+    Image.fromarray(digit).save(tmp_path / "digit.png")
+    args = [f"run={run}"] + ([f"images={tmp_path / 'digit.png'}"] if module != EVALUATE else [])
+    result = run_app(*args, cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, module=module)
+    assert result.returncode == 1, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith(f"{module}:")]
+    assert lines == [f"{module}: error: {run / 'model.keras'}: damaged or not a Keras archive: "
+                     f"{(run / 'model.keras').stat().st_size} bytes that are not a zip archive "
+                     "(a .keras file is a zip archive); train the run again or restore the file"], result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (run / "evaluate").exists()  # no evaluation directory left behind

@@ -12,7 +12,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_hydra.data import preprocess
-from mnist_hydra.data.preprocess import ImageError, preprocess_file, read_image, stroke_width, to_mnist
+from mnist_hydra.data.preprocess import ImageError, image_suffixes, preprocess_file, read_image, stroke_width, to_mnist
+from mnist_hydra.errors import UserError
+from mnist_hydra.serving.predict import find_images
 from tests.conftest import run_app
 
 PREDICT = "mnist_hydra.predict"
@@ -157,7 +159,9 @@ def test_predicts_a_folder_reporting_the_corrupt_file_and_going_on(trained_run, 
     result = run_app(f"run={trained_run}", f"images={picture_folder}", cwd=picture_folder, module=PREDICT)
     assert result.returncode == 0, result.stderr
     errors = our_stderr_lines(result.stderr)
-    assert len(errors) == 1 and "corrupt.png" in errors[0] and "not a readable image" in errors[0], errors
+    assert len(errors) == 2, errors
+    assert "corrupt.png" in errors[1] and "not a readable image" in errors[1], errors
+    assert errors[0] == f"{PREDICT}: skipped {picture_folder / 'notes.txt'}: not an image (no format Pillow reads)"
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 2 * DIGITS and not any("notes.txt" in line for line in lines)
     line = re.compile(r"^(\S+)  (\d)  (0\.\d{4}|1\.0000)  top-3: (\d) \d\.\d{4}, \d \d\.\d{4}, \d \d\.\d{4}$")
@@ -194,6 +198,60 @@ def test_exit_code_is_non_zero_only_when_nothing_could_be_predicted(trained_run,
     errors = our_stderr_lines(result.stderr)
     assert len(errors) == 2 and "corrupt.png" in errors[0] and "no image could be predicted" in errors[1], errors
     assert list(tmp_path.iterdir()) == []  # predict writes nothing
+
+
+# Which files of a folder are pictures.
+
+FORMATS = {"gif": "GIF", "webp": "WEBP", "tif": "TIFF", "bmp": "BMP", "png": "PNG", "jpg": "JPEG"}
+
+
+@pytest.fixture(scope="module")
+def formats_folder(tmp_path_factory, test_digits) -> Path:
+    """One test digit per format Pillow writes, a PNG without a name ending, a text file and a sub-folder."""
+    folder = tmp_path_factory.mktemp("formats")
+    images, labels = test_digits
+    for (suffix, name), digit, label in zip(FORMATS.items(), images, labels):
+        Image.fromarray(255 - digit).resize((84, 84)).save(folder / f"{suffix}_{label}.{suffix}", name)
+    Image.fromarray(images[6]).save(folder / f"scan_{labels[6]}", "PNG")  # no suffix: known by its first bytes
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / "more").mkdir()
+    Image.fromarray(images[7]).save(folder / "more" / "deeper.png")  # sub-folders are not searched
+    return folder
+
+
+def test_a_folder_takes_every_format_pillow_reads_and_names_what_it_skips(formats_folder):
+    found, skipped = find_images(formats_folder)
+    assert sorted(p.name for p in found) == sorted(p.name for p in formats_folder.iterdir()
+                                                   if p.name not in ("notes.txt", "more"))
+    assert len(found) == len(FORMATS) + 1
+    assert skipped == [f"{formats_folder / 'more'}: a folder (sub-folders are not searched)",
+                       f"{formats_folder / 'notes.txt'}: not an image (no format Pillow reads)"]
+    assert {".gif", ".webp", ".tif", ".tiff", ".bmp", ".png", ".jpg", ".jpeg"} <= image_suffixes()
+    assert ".txt" not in image_suffixes() and ".h5" not in image_suffixes()  # HDF5 is a stub: Pillow cannot decode it
+
+
+def test_a_folder_without_images_is_one_line_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("no picture")
+    with pytest.raises(UserError, match=r"^images=.*: no image in this folder \(1 entries, none an image\); give PNG"):
+        find_images(tmp_path)
+    (tmp_path / "notes.txt").unlink()
+    with pytest.raises(UserError, match=r"no image in this folder \(it is empty\)"):
+        find_images(tmp_path)
+
+
+def test_predicts_gif_webp_tiff_bmp_in_a_folder_and_reports_the_rest(trained_run, formats_folder):
+    result = run_app(f"run={trained_run}", f"images={formats_folder}", "output=json", cwd=formats_folder,
+                     module=PREDICT)
+    assert result.returncode == 0, result.stderr
+    records = json.loads(result.stdout)
+    names = [Path(r["file"]).name for r in records]
+    assert names == sorted(names) and len(names) == len(FORMATS) + 1
+    assert {name.split("_")[0] for name in names} == {*FORMATS, "scan"}
+    right = sum(int(Path(r["file"]).stem.split("_")[1]) == r["label"] for r in records)
+    assert right >= len(records) - 2, records  # the session's model reads about 85% of MNIST right
+    errors = our_stderr_lines(result.stderr)
+    assert errors == [f"{PREDICT}: skipped {formats_folder / 'more'}: a folder (sub-folders are not searched)",
+                      f"{PREDICT}: skipped {formats_folder / 'notes.txt'}: not an image (no format Pillow reads)"]
 
 
 @pytest.mark.parametrize("args,fragment,code", [

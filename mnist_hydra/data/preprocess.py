@@ -6,12 +6,21 @@ field so that its centre of mass sits in the middle.
 
 `to_mnist` does that to any grayscale array:
 
-1. Light background (the median of the border pixels is light): invert, so the ink is bright.
-2. Subtract the background level (paper is rarely pure white), stretch the brightest ink to 1
-   and drop what is fainter than `NOISE` of it (paper grain, JPEG ringing).
-3. Crop to the ink's bounding box. A stroke that would come out thinner than MNIST's after
+1. Tell the ink from the paper: the marks are the minority, so dark ink is what lies further
+   below the median brightness than anything lies above it (and chalk the other way round).
+2. Estimate the paper's brightness at every pixel, as photos are unevenly lit (a gradient, a
+   vignette, a shadow): on a small copy of the image, a grey-level closing (for light ink an
+   opening) with a window of 30% of the image's side wipes out the strokes, which are thinner
+   than that, and keeps the shading, which is broader; smoothed and scaled back up.
+3. Subtract it, stretch the strongest ink to 1, and drop what falls below Otsu's threshold
+   (at least `NOISE`): paper grain, JPEG blocks, what is left of a shadow's edge.
+   On a synthetic set of 2,000 MNIST test digits photographed on shaded paper (tests/photos.py),
+   a model that reads the original 28x28 digits 95.7% right read the photos 52.3% right with the
+   fixed threshold this replaced (the border's median as background, `NOISE` as threshold) and
+   95.0% with this; without Otsu (the fixed threshold on the flattened paper) 65.7%.
+4. Crop to the ink's bounding box. A stroke that would come out thinner than MNIST's after
    scaling (a fine pen on a large canvas) is first thickened.
-4. Fit into 20x20 keeping the aspect ratio; centre by centre of mass in 28x28.
+5. Fit into 20x20 keeping the aspect ratio; centre by centre of mass in 28x28.
 
 `read_image` gives that grayscale array for a file of any size and colour mode; transparent
 pixels become the background.
@@ -21,17 +30,22 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageFile, ImageOps
 
 from mnist_hydra.errors import UserError, one_line
 
 FIELD = 28  # side of an MNIST image, in pixels
 BOX = 20  # side of the box the digit is fitted into
-NOISE = 0.2  # ink fainter than this share of the strongest ink is background
+NOISE = 0.2  # ink fainter than this share of the strongest ink is background, whatever Otsu says
 MIN_CONTRAST = 0.1  # an image whose ink differs from its background by less than this is blank
 STROKE = 2.5  # stroke width, in pixels of the 20x20 box, that a too-thin stroke is widened to
+PAPER_SIZE = 64  # the paper's brightness is estimated on a copy at most this many pixels on a side
+PAPER_REACH = 0.3  # the closing that wipes the marks off the paper spans this share of the image's longer side
+TAILS = (0.5, 0.05)  # percent of pixels at each extreme compared with the median to tell dark ink from light
+DARKEST_PAPER = 0.1  # a darker background (a black canvas, a blackboard) counts as this bright, of 1
 MIN_STROKE = 1.2  # strokes thinner than this in the 20x20 box get widened (thinner than 99% of MNIST's)
 
 
@@ -47,6 +61,30 @@ def preprocess_file(path: str | os.PathLike) -> np.ndarray:
         return to_mnist(gray)
     except ImageError as err:
         raise ImageError(f"{path}: {err}") from None
+
+
+def image_suffixes() -> frozenset[str]:
+    """The file name endings of every format Pillow can decode (.png, .jpg, .gif, .webp, .tif, .bmp...)."""
+    return frozenset(suffix for suffix, name in Image.registered_extensions().items()
+                     if name in Image.OPEN and not _is_stub(Image.OPEN[name][0]))
+
+
+def _is_stub(factory: object) -> bool:
+    """A plugin that recognises a format but needs a handler to decode it (HDF5, GRIB, BUFR, WMF)."""
+    return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether `path` is a regular file that Pillow recognises as an image, by its name or else its first bytes."""
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in image_suffixes():
+        return True
+    try:
+        with Image.open(path):  # reads the header only
+            return True
+    except Exception:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... for what it cannot read
+        return False
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -81,7 +119,7 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """A grayscale image (h, w) in [0, 255] holding one digit -> float32 (28, 28) in [0, 1], MNIST-style."""
-    ink = _ink(np.asarray(gray, dtype=np.float64))
+    ink = _ink(gray)
     crop = _crop(ink)
     crop = _thicken(crop)
     small = _fit(crop, BOX)
@@ -89,21 +127,84 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 1] on a zero background, from the border's brightness."""
+    """Ink strength in [0, 1] on a zero background, against the paper's own (possibly uneven) brightness."""
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise ImageError(f"expected a 2-D grayscale image, got shape {gray.shape}")
-    g = gray / 255.0
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    if np.median(border) > 0.5:  # dark ink on light paper
-        g, border = 1.0 - g, 1.0 - border
-    background = float(np.median(border))
-    ink = np.clip(g - background, 0.0, None) / max(1.0 - background, 1e-6)
-    peak = float(ink.max())
-    if peak < MIN_CONTRAST:
+    g = np.asarray(gray, dtype=np.float32) / np.float32(255)  # float32: a phone photo has 12 million pixels
+    dark = _dark_ink(g)
+    paper = _paper(g, dark)
+    ink = np.subtract(paper, g, out=g) if dark else np.subtract(g, paper, out=g)
+    if float(ink.max()) < MIN_CONTRAST:
         raise ImageError("no digit found: the image is blank or has no contrast")
-    ink /= peak
-    ink[ink < NOISE] = 0.0
+    # Light falls on ink and paper alike, so the ink's contrast relative to its paper's brightness is
+    # the same in the shade as in the light.
+    np.clip(ink, 0.0, None, out=ink)
+    ink /= np.maximum(paper, np.float32(DARKEST_PAPER), out=paper)
+    ink /= ink.max()
+    ink[ink < max(NOISE, _otsu(_sample(ink)))] = 0.0
     return ink
+
+
+def _sample(image: np.ndarray, pixels: int = 1_000_000) -> np.ndarray:
+    """Every n-th pixel of each n-th row, about `pixels` of them: enough for a histogram's shape."""
+    step = max(1, math.ceil(math.sqrt(image.size / pixels)))
+    return image[::step, ::step]
+
+
+def _dark_ink(g: np.ndarray) -> bool:
+    """Whether the marks are darker than the paper: the darkest pixels lie further below the median than
+    the brightest lie above it. Looked at from the 0.5% at each end down to the single darkest and
+    brightest pixel, for a digit that covers less than 0.5% of the picture."""
+    sample = _sample(g)
+    median = float(np.median(sample))
+    lows = [*np.percentile(sample, TAILS), g.min()]
+    highs = [*np.percentile(sample, [100 - t for t in TAILS]), g.max()]
+    for low, high in zip(lows, highs):
+        below, above = median - low, high - median
+        if max(below, above) >= MIN_CONTRAST and max(below, above) > 1.25 * min(below, above):
+            return bool(below > above)
+    return median > 0.5  # no clear tail: light paper means dark ink
+
+
+def _paper(g: np.ndarray, dark: bool) -> np.ndarray:
+    """The paper's brightness at every pixel: the image with its marks closed over, at a coarse scale."""
+    h, w = g.shape
+    scale = min(1.0, PAPER_SIZE / max(h, w))
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    small = np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX), np.float64)
+    k = max(3, round(PAPER_REACH * max(small.shape)) | 1)
+    if dark:  # a closing: the brightest within reach, then the darkest of those
+        paper = -_max_filter_edge(-_max_filter_edge(small, k), k)
+    else:
+        paper = _max_filter_edge(-_max_filter_edge(-small, k), k)
+    m = max(3, (k // 2) | 1)
+    paper = _box(paper, m) / _box(np.ones_like(paper), m)
+    return np.array(Image.fromarray(paper.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
+
+
+def _max_filter_edge(a: np.ndarray, k: int) -> np.ndarray:
+    """The k x k max filter with its window cut at the image's edges (a stroke that runs off the edge is no wider)."""
+    padded = np.pad(a, k, constant_values=-np.inf)
+    return _max_filter(padded, k)[k:-k, k:-k]
+
+
+def _box(a: np.ndarray, k: int) -> np.ndarray:
+    """Sum over a k x k window (k odd), the window cut at the edges."""
+    for axis in (0, 1):
+        c = np.cumsum(np.pad(a, [(k // 2 + 1, k // 2) if ax == axis else (0, 0) for ax in (0, 1)]), axis=axis)
+        a = np.take(c, np.arange(k, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - k), axis=axis)
+    return a
+
+
+def _otsu(ink: np.ndarray) -> float:
+    """Otsu's threshold on `ink` (in [0, 1], 256 levels): the split with most between-class variance."""
+    hist = np.bincount((ink * 255).astype(np.uint8).ravel(), minlength=256)
+    p = hist / hist.sum()
+    levels = np.arange(256) / 255
+    omega, mu = np.cumsum(p), np.cumsum(p * levels)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = np.nan_to_num((mu[-1] * omega - mu) ** 2 / (omega * (1 - omega)))
+    return (int(np.argmax(between)) + 1) / 255  # the darker class is the levels up to argmax, both ends included
 
 
 def _crop(ink: np.ndarray) -> np.ndarray:

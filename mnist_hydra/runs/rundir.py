@@ -8,14 +8,17 @@ for the basic sweeper, Hydra's multirun.yaml. Every app asks this module rather 
 
 from __future__ import annotations
 
+import os
 import re
+import zipfile
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from mnist_hydra.errors import UserError, one_line
+from mnist_hydra.errors import DataError, UserError, one_line
 from mnist_hydra.runs.artifacts import read_json
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
@@ -56,16 +59,45 @@ def require_run(run_dir: Path) -> Path:
 
 
 def load_model(path: Path) -> Any:
-    """A saved Keras model, for inference (no optimizer); UserError naming the file if it cannot be read."""
-    from mnist_hydra.tf_runtime import import_tensorflow
+    """A saved Keras model, for inference (no optimizer); DataError naming the file if it cannot be read."""
+    path = Path(path)
+    check_model_file(path)  # before TensorFlow's import, which takes seconds; Keras says "File not found" for any
+    from mnist_hydra.tf_runtime import import_tensorflow  # non-zip file
 
     import_tensorflow()
     import keras
 
     try:
         return keras.models.load_model(path, compile=False)
-    except Exception as err:  # a truncated zip, a foreign file, a model from an incompatible Keras
-        raise UserError(f"{path}: cannot load the model: {one_line(err)[:300]}") from err
+    except Exception as err:  # a model from an incompatible Keras, weights that do not fit the config
+        raise DataError(f"{path}: damaged or not a Keras model, it cannot be loaded: {one_line(err)[:300]}") from err
+
+
+# What Keras 3 writes into a .keras file (a zip archive).
+KERAS_ARCHIVE_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+
+
+def check_model_file(path: Path) -> None:
+    """DataError naming `path` unless it is a readable zip archive holding what Keras saves, each member intact."""
+    try:
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            if not zipfile.is_zipfile(file):
+                what = "an empty file" if size == 0 else f"{size} bytes that are not a zip archive"
+                raise DataError(f"{path}: damaged or not a Keras archive: {what} (a .keras file is a zip archive); "
+                                "train the run again or restore the file")
+            with zipfile.ZipFile(file) as archive:
+                missing = [name for name in KERAS_ARCHIVE_MEMBERS if name not in archive.namelist()]
+                if missing:
+                    raise DataError(f"{path}: damaged or not a Keras archive: the zip archive lacks {', '.join(missing)}")
+                broken = archive.testzip()  # reads every member against its CRC: a few MB, milliseconds
+                if broken is not None:
+                    raise DataError(f"{path}: damaged Keras archive: {broken} fails its CRC check; "
+                                    "train the run again or restore the file")
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the model: {err.strerror or err}") from err
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as err:  # cut short, garbled
+        raise DataError(f"{path}: damaged Keras archive: {one_line(err)}") from err
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:

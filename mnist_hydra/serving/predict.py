@@ -1,6 +1,8 @@
 """Classify picture files with a trained run: find them, make each MNIST-like, predict, rank the classes.
 
-A folder is read for its image files (not its sub-folders), in name order. Each picture is made MNIST-like
+A folder gives every file Pillow reads as an image (PNG, JPEG, GIF, WebP, TIFF, BMP...: known by its name
+ending, else by its first bytes), in name order; every other entry (a text file, a sub-folder) is reported
+as skipped. Each picture is made MNIST-like
 first (mnist_hydra.data.preprocess): any size, colour or grayscale, dark ink on light paper or light on dark.
 """
 
@@ -11,23 +13,32 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mnist_hydra.data.preprocess import ImageError, preprocess_file
+from mnist_hydra.data.preprocess import ImageError, is_image_file, preprocess_file
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what a folder is searched for; a file named alone may be any format
-
-
-def find_images(path: Path) -> list[Path]:
-    """`path` itself when it is a file; the image files in it, by name, when it is a folder."""
+def find_images(path: Path) -> tuple[list[Path], list[str]]:
+    """`path` itself when it is a file; the images in it, by name, when it is a folder: (images, a message per
+    other entry)."""
     if path.is_file():
-        return [path]
-    if path.is_dir():
-        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-        if not found:
-            raise UserError(f"images={path}: no {', '.join(IMAGE_SUFFIXES)} files in this folder")
-        return found
-    raise UserError(f"images={path}: no such file or folder")
+        return [path], []
+    if not path.is_dir():
+        raise UserError(f"images={path}: no such file or folder")
+    images, skipped = [], []
+    for entry in sorted(path.iterdir()):
+        if is_image_file(entry):
+            images.append(entry)
+        elif entry.is_dir():
+            skipped.append(f"{entry}: a folder (sub-folders are not searched)")
+        elif entry.is_file():
+            skipped.append(f"{entry}: not an image (no format Pillow reads)")
+        else:
+            skipped.append(f"{entry}: not a regular file")
+    if not images:
+        found = f"{len(skipped)} entries, none an image" if skipped else "it is empty"
+        raise UserError(f"images={path}: no image in this folder ({found}); "
+                        "give PNG, JPEG or any other format Pillow reads")
+    return images, skipped
 
 
 def read_images(paths: Sequence[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
@@ -63,7 +74,10 @@ def format_line(record: dict[str, Any]) -> str:
 def predict_images(run_dir: Path, images: Path, top_k: int = 3) -> tuple[list[dict], list[str]]:
     """Classify the picture(s) at `images` with `run_dir`'s model: (one record per image, one message per failure)."""
     model_path = rundir.require_run(Path(run_dir))
-    files, batch, failures = read_images(find_images(Path(images)))
+    rundir.check_model_file(model_path)  # a damaged model shows before the pictures are read
+    paths, skipped = find_images(Path(images))
+    files, batch, failures = read_images(paths)
+    failures = skipped + failures
     if not files:
         return [], failures
     model = rundir.load_model(model_path)  # TensorFlow loads only once there is something to predict
