@@ -13,17 +13,23 @@ field so that its centre of mass sits in the middle.
    scaling (a fine pen on a large canvas) is first thickened.
 4. Fit into 20x20 keeping the aspect ratio; centre by centre of mass in 28x28.
 
-`read_image` gives that grayscale array for a file of any size and colour mode; transparent
-pixels become the background.
+`read_image` gives that grayscale array for a file (a path or a binary stream) of any size and
+colour mode; transparent pixels become the background. `preprocess_file` (the predict command)
+and `preprocess_bytes` (the HTTP API's uploads) are the same steps from a path and from bytes.
+An image of more than `max_pixels` pixels (by default Pillow's decompression-bomb limit) is refused
+before it is decoded.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
+from typing import BinaryIO, Optional
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_hydra.errors import UserError
 
@@ -39,26 +45,60 @@ class ImageError(UserError):
     """A file that is not a readable image, or an image without a digit in it."""
 
 
-def preprocess_file(path: str | os.PathLike) -> np.ndarray:
+def preprocess_file(path: str | os.PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
     """The image in `path` as the model's input: float32 (28, 28) in [0, 1], white digit on black."""
-    gray = read_image(path)
+    return _preprocess(path, str(path), max_pixels)
+
+
+def preprocess_bytes(data: bytes, name: str = "upload", max_pixels: Optional[int] = None) -> np.ndarray:
+    """The same as `preprocess_file`, for an image file's content; errors start with `name`."""
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes), no image in it")
+    return _preprocess(io.BytesIO(data), name, max_pixels)
+
+
+def _preprocess(source: str | os.PathLike | BinaryIO, name: str, max_pixels: Optional[int]) -> np.ndarray:
+    gray = read_image(source, name, max_pixels)
     try:
         return to_mnist(gray)
     except ImageError as err:
-        raise ImageError(f"{path}: {err}") from None
+        raise ImageError(f"{name}: {err}") from None
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """A PNG, JPEG (any format Pillow reads) as grayscale float32 (h, w) in [0, 255]."""
+def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
+               max_pixels: Optional[int] = None) -> np.ndarray:
+    """A PNG, JPEG (any format Pillow reads) as grayscale float32 (h, w) in [0, 255].
+
+    `source` is a path or a binary stream; `name` is what errors call it (default: the path).
+    More than `max_pixels` pixels (default and at most Pillow's MAX_IMAGE_PIXELS) is an ImageError.
+    """
+    name = str(source) if name is None else name
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            width, height = image.size
+            if limit and width * height > limit:
+                raise _too_large(name, width, height, limit)
             image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
             return to_grayscale(image)
+    except ImageError:
+        raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as err:  # over twice Pillow's limit: refused inside Image.open
+        size = re.search(r"(\d+) pixels", str(err))
+        raise ImageError(f"{name}: refused, {size.group(1) if size else 'too many'} pixels is over the limit of "
+                         f"{limit} (a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (not in any image format Pillow knows)") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors... for broken files
         reason = " ".join(str(err).split()) or type(err).__name__
-        raise ImageError(f"{path}: not a readable image ({reason})") from None
+        raise ImageError(f"{name}: not a readable image ({reason})") from None
+
+
+def _too_large(name: str, width: int, height: int, limit: int) -> ImageError:
+    return ImageError(f"{name}: refused, {width}x{height} = {width * height} pixels is over the limit of {limit} "
+                      "(a decompression bomb?); send a smaller picture")
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -80,7 +120,7 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """A grayscale image (h, w) in [0, 255] holding one digit -> float32 (28, 28) in [0, 1], MNIST-style."""
-    ink = _ink(np.asarray(gray, dtype=np.float64))
+    ink = _ink(np.asarray(gray))
     crop = _crop(ink)
     crop = _thicken(crop)
     small = _fit(crop, BOX)
@@ -88,21 +128,43 @@ def to_mnist(gray: np.ndarray) -> np.ndarray:
 
 
 def _ink(gray: np.ndarray) -> np.ndarray:
-    """Ink strength in [0, 1] on a zero background, from the border's brightness."""
+    """Ink strength in [0, 1] on a zero background, from the border's brightness, over a part of the
+    image that holds all the ink (float64, whatever the input's type)."""
     if gray.ndim != 2 or min(gray.shape) < 1:
         raise ImageError(f"expected a 2-D grayscale image, got shape {gray.shape}")
-    g = gray / 255.0
-    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
-    if np.median(border) > 0.5:  # dark ink on light paper
-        g, border = 1.0 - g, 1.0 - border
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]]).astype(np.float64) / 255.0
+    dark_on_light = bool(np.median(border) > 0.5)
+    if dark_on_light:
+        border = 1.0 - border
     background = float(np.median(border))
-    ink = np.clip(g - background, 0.0, None) / max(1.0 - background, 1e-6)
-    peak = float(ink.max())
+    scale = max(1.0 - background, 1e-6)
+    # The strongest ink, from the extreme gray value: the steps below are monotonic, so this is the
+    # maximum they would give over the whole image, without computing them over the whole image.
+    extreme = float(gray.min() if dark_on_light else gray.max()) / 255.0
+    peak = max((1.0 - extreme if dark_on_light else extreme) - background, 0.0) / scale
     if peak < MIN_CONTRAST:
         raise ImageError("no digit found: the image is blank or has no contrast")
+    region = _inked_region(gray, dark_on_light, background + NOISE * peak * scale)
+    g = np.asarray(region, dtype=np.float64) / 255.0
+    if dark_on_light:
+        g = 1.0 - g
+    ink = np.clip(g - background, 0.0, None) / scale
     ink /= peak
     ink[ink < NOISE] = 0.0
     return ink
+
+
+def _inked_region(gray: np.ndarray, dark_on_light: bool, cutoff: float) -> np.ndarray:
+    """The bounding box of the pixels whose ink level (0 at the paper, 1 at full ink) reaches about
+    `cutoff`, with a little slack so that rounding never leaves one out: one comparison per pixel
+    instead of the float64 arithmetic, which then runs on the box only."""
+    slack = 1e-6
+    if dark_on_light:
+        mask = gray <= (1.0 - cutoff + slack) * 255.0
+    else:
+        mask = gray >= (cutoff - slack) * 255.0
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return gray[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
 def _crop(ink: np.ndarray) -> np.ndarray:
@@ -137,7 +199,14 @@ def _thicken(crop: np.ndarray) -> np.ndarray:
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     h, w = (-(-n // factor) * factor for n in image.shape)
     padded = np.pad(image, ((0, h - image.shape[0]), (0, w - image.shape[1])))
-    return padded.reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3))
+    # A running maximum over the factor x factor strided views: the same result as
+    # reshape(...).max(axis=(1, 3)), several times faster.
+    pooled = padded[::factor, ::factor].copy()
+    for dy in range(factor):
+        for dx in range(factor):
+            if dy or dx:
+                np.maximum(pooled, padded[dy::factor, dx::factor], out=pooled)
+    return pooled
 
 
 def _max_filter(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""The command-line apps: each composes its config with Hydra and makes one library call."""
