@@ -205,6 +205,8 @@ def load_average() -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if not (args.data / "t10k-images-idx3-ubyte.gz").is_file():
+        raise SystemExit(f"bench_serve: --data {args.data}: no t10k-images-idx3-ubyte.gz there; give the MNIST folder")
     images, labels = read_test_set(args.data, 1000)
     with tempfile.TemporaryDirectory(prefix="bench_serve-") as tmp:
         run_dir = args.run or train_throwaway(args.data, Path(tmp))

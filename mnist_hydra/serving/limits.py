@@ -1,4 +1,9 @@
-"""A cap on request bodies, enforced while they arrive: nothing unbounded is read or buffered."""
+"""A cap on request bodies, enforced while they arrive: nothing unbounded is read or buffered.
+
+FastAPI's own `max_body_size` counts the same way, but answers a declared Content-Length over the
+limit with a text/plain "Content Too Large", whatever the app's error handlers say; this API
+promises a JSON body naming the limit for every error.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ class BodyTooLarge(Exception):
 
     @property
     def detail(self) -> str:
-        return f"the request body is over the limit of {self.limit} bytes (serve.max_bytes); send a smaller image"
+        return f"the request body is over the limit of {self.limit} bytes (serve.max_bytes); send a smaller image or fewer images"
 
 
 class BodyLimit:

@@ -32,8 +32,8 @@ class Predictor:
 
         self.num_classes = int(model.output_shape[-1])
         self.class_names: tuple[str, ...] = tuple(class_names(self.run_dir, self.num_classes))
-        self.info: dict[str, Any] = read_run_info(self.run_dir, self.model_path, self.class_names,
-                                                  int(model.count_params()))
+        self.info: dict[str, Any] = {**read_run_info(self.run_dir, self.model_path),
+                                     "params": int(model.count_params()), "class_names": list(self.class_names)}
         spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="images")
         self._call = tf.function(lambda images: model(images, training=False),
                                  input_signature=[spec]).get_concrete_function()

@@ -8,8 +8,9 @@ from typing import Any
 
 from mnist_hydra.serving.project import UserError, read_json, read_run_config
 
-def read_run_info(run_dir: Path, model_path: Path, class_names: tuple[str, ...], params: int) -> dict[str, Any]:
-    """The run's identity and record, for GET /model and the page's header."""
+
+def read_run_info(run_dir: Path, model_path: Path) -> dict[str, Any]:
+    """The run's identity and record from its files (no TensorFlow), for GET /model and the page's header."""
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json")
     provenance = read_json(run_dir / "provenance.json")
@@ -17,22 +18,25 @@ def read_run_info(run_dir: Path, model_path: Path, class_names: tuple[str, ...],
         config = read_run_config(run_dir)
     except UserError:
         config = {}
-    model = config.get("model", {}) if isinstance(config.get("model"), dict) else {}
-    data = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
-    trainer = config.get("trainer", {}) if isinstance(config.get("trainer"), dict) else {}
+    model, data, trainer = (config.get(key) if isinstance(config.get(key), dict) else {}
+                            for key in ("model", "data", "trainer"))
     return {
         "run": run_dir.resolve().name,
         "run_dir": str(run_dir.resolve()),
         "model": model.get("name", "unknown"),
         "data": data.get("name", "unknown"),
         "precision": trainer.get("precision", "float32"),
-        "params": params,
         "test_accuracy": metrics.get("test_accuracy"),
         "trained": provenance.get("started") or _modified(model_path),
-        "class_names": list(class_names),
         "config": config,
         "metrics": metrics,
     }
+
+
+def headline(info: dict[str, Any]) -> str:
+    """'run 13-20-02.850171 (cnn on mnist, test accuracy 0.9865)'."""
+    accuracy = "" if info.get("test_accuracy") is None else f", test accuracy {info['test_accuracy']:.4f}"
+    return f"run {info['run']} ({info['model']} on {info['data']}{accuracy})"
 
 
 def _modified(path: Path) -> str:
