@@ -21,7 +21,7 @@ def read_run_info(run_dir: Path, model_path: Path) -> dict[str, Any]:
     model, data, trainer = (config.get(key) if isinstance(config.get(key), dict) else {}
                             for key in ("model", "data", "trainer"))
     return {
-        "run": run_dir.resolve().name,
+        "run": "/".join(run_dir.resolve().parts[-2:]),  # outputs/DATE/TIME -> DATE/TIME
         "run_dir": str(run_dir.resolve()),
         "model": model.get("name", "unknown"),
         "data": data.get("name", "unknown"),

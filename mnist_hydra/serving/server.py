@@ -45,6 +45,8 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
     state = {"serving": False}
     try:
         model_path = require_run(Path(run_dir))  # a wrong path fails here, before TensorFlow loads
+        sock = listen(settings.host, settings.port)  # so does a port in use; connections wait in the backlog
+        address = url(settings.host, sock.getsockname()[1])
         if settings.workers == 1:
             from mnist_hydra.serving.predictor import Predictor
 
@@ -52,8 +54,6 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
             what = headline(predictor.info)
         else:
             what = headline(read_run_info(Path(run_dir), model_path))
-        sock = listen(settings.host, settings.port)
-        address = url(settings.host, sock.getsockname()[1])
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
         say(f"{prog}: serving {what} at {address}{workers} ; Ctrl-C stops it")
         sys.stdout.flush()
