@@ -77,6 +77,8 @@ def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
     try:
         with Image.open(source) as image:
             width, height = image.size
+            if width == 0 or height == 0:
+                raise ImageError(f"{name}: the image is empty ({width}x{height} pixels)")
             if limit and width * height > limit:
                 raise _too_large(name, width, height, limit)
             image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
@@ -90,7 +92,7 @@ def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
         raise ImageError(f"{name}: refused, {size.group(1) if size else 'too many'} pixels is over the limit of "
                          f"{limit} (a decompression bomb?)") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a readable image (not in any image format Pillow knows)") from None
+        raise ImageError(f"{name}: not a readable image (no format Pillow knows, or a broken or zero-size image)") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors... for broken files
         reason = " ".join(str(err).split()) or type(err).__name__
         raise ImageError(f"{name}: not a readable image ({reason})") from None
