@@ -152,6 +152,26 @@ def test_health_and_model(client, predictor, trained_run):
     assert re.match(r"\d{4}-\d\d-\d\dT", info["trained"])
 
 
+def test_a_fashion_mnist_run_answers_with_its_class_names(trained_run, tmp_path, digits):
+    import shutil
+
+    import yaml
+
+    from mnist_hydra.serving.predictor import Predictor
+
+    run = tmp_path / "fashion"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export"))
+    config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    config["data"]["name"] = "fashion_mnist"  # the names come from the run's data config
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    with TestClient(create_app(predictor=Predictor(run))) as fashion:
+        names = fashion.get("/model").json()["class_names"]
+        assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and len(names) == 10
+        answer = fashion.post("/predict", json={"pixels": digits[0][0].tolist()}).json()
+        assert answer["class_name"] == names[answer["label"]]
+        assert [t["class_name"] for t in answer["top_k"]] == [names[t["label"]] for t in answer["top_k"]]
+
+
 def test_the_page_is_one_self_contained_html_file(client):
     response = client.get("/")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
