@@ -12,8 +12,10 @@ URL it prints, then from this process (aiohttp, `--concurrency` clients, keep-al
   batch:         M requests of {"images": [B x 28x28]}.
 Each phase starts with a short warm-up that is not counted, and ends after its bounded number of
 requests. Then SIGTERM stops the server, whose clean exit is checked. It prints throughput, p50 and
-p99 latency, errors (must be 0), the accuracy of the answers, the server's peak RSS and the CPU.
+p99 latency, errors (must be 0), the accuracy of the answers, the server's CPU time per request,
+the share of the CPUs other processes took meanwhile, the server's peak RSS and the CPU model.
 Without --run it first trains a throwaway reference-network run (1 epoch on 10,000 images).
+It waits (up to --quiet-wait seconds) for other processes to go quiet first, as bench_train.py does.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from typing import Any, Optional
 
 import numpy as np
 
+from bench_train import busy_cpu_seconds, wait_for_quiet
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SINGLE_PER_SECOND = 500  # single-image predictions/s at 32 concurrent clients
 TARGET_SINGLE_P99_MS = 50.0
@@ -51,6 +55,7 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=300, help="batch requests")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch request")
+    parser.add_argument("--quiet-wait", type=float, default=120, help="seconds to wait for other processes to go quiet")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("overrides", nargs="*", help="extra `python -m mnist_hydra.serve` overrides, after --")
     return parser.parse_args(argv)
@@ -107,19 +112,47 @@ class Server:
         self.start_seconds = time.perf_counter() - self.started
 
     def peak_rss_bytes(self) -> Optional[int]:
-        """VmHWM of the server process (Linux)."""
-        try:
-            text = Path(f"/proc/{self.process.pid}/status").read_text()
-        except OSError:
-            return None
-        found = re.search(r"VmHWM:\s+(\d+) kB", text)
-        return int(found.group(1)) * 1024 if found else None
+        """The largest VmHWM among the server's processes (Linux): one model's process."""
+        peaks = []
+        for pid in _tree(self.process.pid):
+            try:
+                found = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text())
+            except OSError:
+                continue
+            if found:
+                peaks.append(int(found.group(1)) * 1024)
+        return max(peaks) if peaks else None
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the server and its worker processes so far (Linux /proc)."""
+        total, tick = 0.0, os.sysconf("SC_CLK_TCK")
+        for pid in _tree(self.process.pid):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick
+        return total
 
     def stop(self) -> tuple[int, str, str]:
         """SIGTERM; the exit code and what the server printed after its first line."""
         self.process.send_signal(signal.SIGTERM)
         out, err = self.process.communicate(timeout=30)
         return self.process.returncode, out, err
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux /proc)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        try:
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except OSError:
+            children = []
+        queue.extend(int(child) for child in children)
+    return found
 
 
 async def load(url: str, requests: list[tuple[str, Any]], concurrency: int) -> dict[str, Any]:
@@ -163,11 +196,16 @@ async def load(url: str, requests: list[tuple[str, Any]], concurrency: int) -> d
     return {"seconds": seconds, "latencies": latencies, "answers": answers, "errors": errors}
 
 
-def phase(name: str, url: str, requests: list[tuple[str, Any]], labels: list[np.ndarray], concurrency: int,
+def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: list[np.ndarray], concurrency: int,
           images_per_request: int) -> dict[str, Any]:
-    """Warm up, then time `requests`; summarise throughput, latency, errors and accuracy."""
-    asyncio.run(load(url, requests[:min(WARMUP_REQUESTS, max(len(requests) // 10, 10))], concurrency))
-    result = asyncio.run(load(url, requests, concurrency))
+    """Warm up, then time `requests`; throughput, latency, errors, accuracy, CPU time and neighbours' share."""
+    asyncio.run(load(server.url, requests[:min(WARMUP_REQUESTS, max(len(requests) // 10, 10))], concurrency))
+    busy, server_cpu, client_cpu = busy_cpu_seconds(), server.cpu_seconds(), time.process_time()
+    result = asyncio.run(load(server.url, requests, concurrency))
+    server_cpu, client_cpu = server.cpu_seconds() - server_cpu, time.process_time() - client_cpu
+    others = None
+    if busy is not None:
+        others = max(0.0, busy_cpu_seconds() - busy - server_cpu - client_cpu) / (result["seconds"] * (os.cpu_count() or 1))
     latencies = np.array(result["latencies"]) * 1000
     right = total = 0
     for answer, truth in zip(result["answers"], labels):
@@ -183,6 +221,9 @@ def phase(name: str, url: str, requests: list[tuple[str, Any]], labels: list[np.
         "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
         "errors": len(result["errors"]), "first_error": result["errors"][0] if result["errors"] else None,
         "accuracy": right / total if total else None,
+        "server_cpu_ms_per_request": server_cpu / len(requests) * 1000,
+        "client_cpu_share": client_cpu / (result["seconds"] * (os.cpu_count() or 1)),
+        "others_cpu_share": others,
     }
 
 
@@ -216,33 +257,39 @@ def main(argv: Optional[list[str]] = None) -> int:
         batches = [json.dumps({"images": images[(i * b) % 1000:][:b].tolist()}).encode() for i in range(1000 // b)]
         batch_labels = [labels[(i * b) % 1000:][:b] for i in range(1000 // b)]
 
-        print(f"CPU: {cpu_model()}; load average before: {load_average()}", flush=True)
+        quiet = wait_for_quiet(args.quiet_wait)
+        print(f"CPU: {cpu_model()}; load average {load_average()}"
+              + (f", other processes {quiet * 100:.0f}% of the CPUs" if quiet is not None else ""), flush=True)
         server = Server(run_dir, args.data, ["serve.max_batch=" + str(max(b, 256)), *args.overrides])
         print(f"server: {server.url} (ready in {server.start_seconds:.1f} s), run {run_dir}", flush=True)
         results = []
         try:
-            results.append(phase("single-png", server.url, [("png", pngs[i % 1000]) for i in range(n)],
+            results.append(phase("single-png", server, [("png", pngs[i % 1000]) for i in range(n)],
                                  [labels[i % 1000:][:1] for i in range(n)], args.concurrency, 1))
-            results.append(phase("single-pixels", server.url, [("json", pixels[i % 1000]) for i in range(n)],
+            results.append(phase("single-pixels", server, [("json", pixels[i % 1000]) for i in range(n)],
                                  [labels[i % 1000:][:1] for i in range(n)], args.concurrency, 1))
-            results.append(phase("batch", server.url, [("json", batches[i % len(batches)]) for i in range(args.batches)],
+            results.append(phase("batch", server, [("json", batches[i % len(batches)]) for i in range(args.batches)],
                                  [batch_labels[i % len(batches)] for i in range(args.batches)], args.concurrency, b))
         finally:
             peak = server.peak_rss_bytes()
             code, out, err = server.stop()
-    stop_line = (out + err).strip().splitlines()[-1:] or [""]
-    report = {"cpu": cpu_model(), "run": str(run_dir), "results": results, "server_peak_rss_bytes": peak,
+    stop_line = out.strip().splitlines()[-1:] or [""]
+    report = {"cpu": cpu_model(), "run": str(run_dir), "overrides": args.overrides, "results": results,
+              "server_peak_rss_bytes": peak,
               "server_exit_code": code, "server_stop_line": stop_line[0], "server_start_seconds": server.start_seconds}
     return print_report(report, args)
 
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
-    print(f"\n{'phase':<14} {'requests':>8} {'images/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-          f"{'accuracy':>8}")
+    print(f"\nserver: python -m mnist_hydra.serve {' '.join(report['overrides']) or '(defaults)'}")
+    print(f"{'phase':<14} {'requests':>8} {'images/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+          f"{'accuracy':>8} {'server CPU ms/req':>17} {'client':>6} {'others':>6}")
     for r in report["results"]:
         accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        others = "?" if r["others_cpu_share"] is None else f"{r['others_cpu_share'] * 100:.0f}%"
         print(f"{r['phase']:<14} {r['requests']:>8} {r['images_per_second']:>9,.0f} {r['requests_per_second']:>8,.0f} "
-              f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} {accuracy:>8}")
+              f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} {accuracy:>8} "
+              f"{r['server_cpu_ms_per_request']:>17.2f} {r['client_cpu_share'] * 100:>5.0f}% {others:>6}")
         if r["first_error"]:
             print(f"  first error: {r['first_error']}")
     peak = report["server_peak_rss_bytes"]
