@@ -106,6 +106,13 @@ def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, co
     assert time.monotonic() - started < 20  # each is caught before TensorFlow loads
 
 
+def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command, shown = re.search(r"\$ python -m mnist_hydra\.serve (run=\S+)\n(.*)\n", readme).groups()
+    result = run_app(command, cwd=tmp_path, module=SERVE, timeout=60)
+    assert result.returncode == 1 and shown in result.stderr.splitlines(), result.stderr
+
+
 @pytest.mark.slow
 def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tmp_path):
     import httpx2
