@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import socket
 import sys
+import tempfile
+import threading
+import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -38,11 +42,18 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
       settings: host, port, worker processes and request limits.
       top_k: classes listed per prediction by default.
       prog: the name the printed lines start with.
-      say: where the start and stop lines go (stdout).
+      say: where the start and stop lines go (stdout); the start line comes once requests are answered.
     """
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
     sock = None
-    state = {"serving": False}
+    announced = threading.Event()
+
+    def announce(what: str) -> None:
+        workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
+        say(f"{prog}: serving {what} at {address}{workers} ; Ctrl-C stops it")
+        sys.stdout.flush()
+        announced.set()
+
     try:
         model_path = require_run(Path(run_dir))  # a wrong path fails here, before TensorFlow loads
         sock = listen(settings.host, settings.port)  # so does a port in use; connections wait in the backlog
@@ -51,17 +62,11 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
             from mnist_hydra.serving.predictor import Predictor
 
             predictor = Predictor(Path(run_dir))
-            what = headline(predictor.info)
-        else:
-            what = headline(read_run_info(Path(run_dir), model_path))
-        workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
-        say(f"{prog}: serving {what} at {address}{workers} ; Ctrl-C stops it")
-        sys.stdout.flush()
-        state["serving"] = True
-        if settings.workers == 1:
+            announce(headline(predictor.info))
             stopped_by = _run_one(predictor, settings, top_k, sock)
         else:
-            stopped_by = _run_workers(run_dir, settings, top_k, prog, sock)
+            what = headline(read_run_info(Path(run_dir), model_path))
+            stopped_by = _run_workers(run_dir, settings, top_k, prog, sock, lambda: announce(what))
     except Stopped as stop:
         stopped_by = stop.name
     finally:
@@ -69,7 +74,7 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
             sock.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if not state["serving"]:
+    if not announced.is_set():
         say(f"{prog}: {stopped_by} received while loading the model; stopped before serving")
     else:
         say(f"{prog}: {stopped_by + ' received, ' if stopped_by else ''}server stopped")
@@ -101,11 +106,16 @@ def _run_one(predictor, settings: ServeSettings, top_k: int, sock: socket.socket
     return None
 
 
-def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: socket.socket) -> Optional[str]:
-    """Several processes sharing the socket, each with its own model (uvicorn's supervisor)."""
+def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: socket.socket,
+                 announce: Callable[[], None]) -> Optional[str]:
+    """Several processes sharing the socket, each with its own model (uvicorn's supervisor).
+
+    The start line waits until a worker answers GET /health; a worker that cannot load the model
+    leaves its reason in a file, and the parent says it once.
+    """
     from uvicorn.supervisors import Multiprocess
 
-    from mnist_hydra.serving.worker import ENV_VAR, STARTUP_FAILURE, worker_spec
+    from mnist_hydra.serving import worker
 
     class Supervisor(Multiprocess):
         stopped_by: Optional[str] = None
@@ -118,14 +128,41 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
             self.stopped_by = "SIGTERM"
             super().handle_term()
 
-    os.environ[ENV_VAR] = worker_spec(str(run_dir), settings, top_k, prog)
-    config = _config("mnist_hydra.serving.worker:create_worker_app", settings, factory=True,
-                     workers=settings.workers)
-    supervisor = Supervisor(config, sockets=[sock])
-    supervisor.run()
-    if supervisor.stopped_by is None and any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
-        raise UserError("a worker process could not start; see the line above")
+    with tempfile.TemporaryDirectory(prefix="mnist_hydra-serve-") as tmp:
+        error_file = Path(tmp) / "worker-error.txt"
+        os.environ[worker.ENV_VAR] = worker.worker_spec(str(run_dir), settings, top_k, error_file)
+        config = _config("mnist_hydra.serving.worker:create_worker_app", settings, factory=True,
+                         workers=settings.workers)
+        # The supervisor logs a worker's failed start as an ERROR; the parent words it itself below.
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+        supervisor = Supervisor(config, sockets=[sock])
+        done = threading.Event()
+        watcher = threading.Thread(target=_when_answering, args=(sock, done, announce), daemon=True)
+        watcher.start()
+        try:
+            supervisor.run()
+        finally:
+            done.set()
+        if supervisor.stopped_by is None and error_file.exists():
+            raise UserError(error_file.read_text(encoding="utf-8").strip())
+        if supervisor.stopped_by is None and any(p.exitcode == worker.STARTUP_FAILURE for p in supervisor.processes):
+            raise UserError("a worker process could not start; see the lines above")
     return supervisor.stopped_by
+
+
+def _when_answering(sock: socket.socket, done: threading.Event, then: Callable[[], None]) -> None:
+    """Call `then` once GET /health on `sock`'s port answers 200 (unless `done` is set first)."""
+    host, port = sock.getsockname()[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    while not done.wait(0.2):
+        try:
+            with urllib.request.urlopen(url(host, port) + "health", timeout=2) as response:
+                if response.status == 200:
+                    if not done.is_set():
+                        then()
+                    return
+        except OSError:
+            continue
 
 
 def listen(host: str, port: int) -> socket.socket:

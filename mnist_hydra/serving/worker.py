@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,9 +19,10 @@ ENV_VAR = "MNIST_HYDRA_SERVE_WORKER"  # the parent's settings, as JSON: spawned 
 STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that cannot start: its supervisor then stops
 
 
-def worker_spec(run_dir: str, settings: ServeSettings, top_k: int, prog: str) -> str:
-    """What a worker needs to build its app, as the JSON value of ENV_VAR."""
-    return json.dumps({"run": str(run_dir), "settings": vars(settings), "top_k": top_k, "prog": prog})
+def worker_spec(run_dir: str, settings: ServeSettings, top_k: int, error_file: Path) -> str:
+    """What a worker needs to build its app, and where it says why it could not: the JSON value of ENV_VAR."""
+    return json.dumps({"run": str(run_dir), "settings": vars(settings), "top_k": top_k,
+                       "error_file": str(error_file)})
 
 
 def create_worker_app() -> FastAPI:
@@ -28,7 +30,7 @@ def create_worker_app() -> FastAPI:
     spec: dict[str, Any] = json.loads(os.environ[ENV_VAR])
     try:
         predictor = Predictor(spec["run"])
-    except UserError as err:
-        print(f"{spec['prog']}: error: {err}", file=sys.stderr, flush=True)
+    except UserError as err:  # the parent prints it once, for all its workers
+        Path(spec["error_file"]).write_text(str(err), encoding="utf-8")
         sys.exit(STARTUP_FAILURE)
     return create_app(predictor=predictor, settings=ServeSettings(**spec["settings"]), top_k=spec["top_k"])
