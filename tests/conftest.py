@@ -66,3 +66,11 @@ def run_app(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: f
     full_env.pop("HYDRA_FULL_ERROR", None)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def predictor(trained_run):
+    """The trained run's model loaded for serving, once per session (the API and browser tests share it)."""
+    from mnist_hydra.serving.predictor import Predictor
+
+    return Predictor(trained_run)

@@ -19,6 +19,7 @@ def test_wheel_ships_every_config_and_runs_from_another_directory(tmp_path):
     shipped = set(zipfile.ZipFile(wheel).namelist())
     configs = {p.relative_to(ROOT).as_posix() for p in (ROOT / "mnist_hydra" / "conf").rglob("*.yaml")}
     assert configs and configs <= shipped, configs - shipped
+    assert "mnist_hydra/serving/page.html" in shipped  # the page GET / serves
 
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

@@ -49,3 +49,13 @@ def main_evaluate() -> None:
 def main_predict() -> None:
     """Console script `mnist-hydra-predict`."""
     launch("predict", "mnist_hydra.predict")
+
+
+def main_serve() -> None:
+    """Console script `mnist-hydra-serve`."""
+    launch("serve", "mnist_hydra.serve")
+
+
+def main_export() -> None:
+    """Console script `mnist-hydra-export`."""
+    launch("export", "mnist_hydra.export")

@@ -22,18 +22,24 @@ field so that its centre of mass sits in the middle.
    scaling (a fine pen on a large canvas) is first thickened.
 5. Fit into 20x20 keeping the aspect ratio; centre by centre of mass in 28x28.
 
-`read_image` gives that grayscale array for a file of any size and colour mode; transparent
-pixels become the background.
+`read_image` gives that grayscale array for a file (a path or a binary stream) of any size and
+colour mode; transparent pixels become the background. `preprocess_file` (the predict command)
+and `preprocess_bytes` (the HTTP API's uploads) are the same steps from a path and from bytes.
+An image of more than `max_pixels` pixels (by default Pillow's decompression-bomb limit) is refused
+before it is decoded.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
 from pathlib import Path
+from typing import BinaryIO, Optional
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mnist_hydra.errors import UserError, one_line
 
@@ -54,13 +60,25 @@ class ImageError(UserError):
 
     exit_code = 1
 
-def preprocess_file(path: str | os.PathLike) -> np.ndarray:
+
+def preprocess_file(path: str | os.PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
     """The image in `path` as the model's input: float32 (28, 28) in [0, 1], white digit on black."""
-    gray = read_image(path)
+    return _preprocess(path, str(path), max_pixels)
+
+
+def preprocess_bytes(data: bytes, name: str = "upload", max_pixels: Optional[int] = None) -> np.ndarray:
+    """The same as `preprocess_file`, for an image file's content; errors start with `name`."""
+    if not data:
+        raise ImageError(f"{name}: the file is empty (0 bytes), no image in it")
+    return _preprocess(io.BytesIO(data), name, max_pixels)
+
+
+def _preprocess(source: str | os.PathLike | BinaryIO, name: str, max_pixels: Optional[int]) -> np.ndarray:
+    gray = read_image(source, name, max_pixels)
     try:
         return to_mnist(gray)
     except ImageError as err:
-        raise ImageError(f"{path}: {err}") from None
+        raise ImageError(f"{name}: {err}") from None
 
 
 def image_suffixes() -> frozenset[str]:
@@ -87,17 +105,41 @@ def is_image_file(path: Path) -> bool:
         return False
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """A PNG, JPEG (any format Pillow reads) as grayscale float32 (h, w) in [0, 255]."""
+def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
+               max_pixels: Optional[int] = None) -> np.ndarray:
+    """A PNG, JPEG (any format Pillow reads) as grayscale float32 (h, w) in [0, 255].
+
+    `source` is a path or a binary stream; `name` is what errors call it (default: the path).
+    More than `max_pixels` pixels (default and at most Pillow's MAX_IMAGE_PIXELS) is an ImageError.
+    """
+    name = str(source) if name is None else name
+    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     try:
-        with Image.open(path) as image:
+        with Image.open(source) as image:
+            width, height = image.size
+            if width == 0 or height == 0:
+                raise ImageError(f"{name}: the image is empty ({width}x{height} pixels)")
+            if limit and width * height > limit:
+                raise _too_large(name, width, height, limit)
             image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
             return to_grayscale(image)
+    except ImageError:
+        raise
     except FileNotFoundError:
-        raise ImageError(f"{path}: no such file") from None
+        raise ImageError(f"{name}: no such file") from None
+    except Image.DecompressionBombError as err:  # over twice Pillow's limit: refused inside Image.open
+        size = re.search(r"(\d+) pixels", str(err))
+        raise ImageError(f"{name}: refused, {size.group(1) if size else 'too many'} pixels is over the limit of "
+                         f"{limit} (a decompression bomb?)") from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not a readable image (no format Pillow knows, or a broken or zero-size image)") from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors... for broken files
-        reason = one_line(err)
-        raise ImageError(f"{path}: not a readable image ({reason})") from None
+        raise ImageError(f"{name}: not a readable image ({one_line(err)})") from None
+
+
+def _too_large(name: str, width: int, height: int, limit: int) -> ImageError:
+    return ImageError(f"{name}: refused, {width}x{height} = {width * height} pixels is over the limit of {limit} "
+                      "(a decompression bomb?); send a smaller picture")
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -119,7 +161,7 @@ def to_grayscale(image: Image.Image) -> np.ndarray:
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
     """A grayscale image (h, w) in [0, 255] holding one digit -> float32 (28, 28) in [0, 1], MNIST-style."""
-    ink = _ink(gray)
+    ink = _ink(np.asarray(gray))
     crop = _crop(ink)
     crop = _thicken(crop)
     small = _fit(crop, BOX)
@@ -239,7 +281,14 @@ def _thicken(crop: np.ndarray) -> np.ndarray:
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     h, w = (-(-n // factor) * factor for n in image.shape)
     padded = np.pad(image, ((0, h - image.shape[0]), (0, w - image.shape[1])))
-    return padded.reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3))
+    # A running maximum over the factor x factor strided views: the same result as
+    # reshape(...).max(axis=(1, 3)), several times faster.
+    pooled = padded[::factor, ::factor].copy()
+    for dy in range(factor):
+        for dx in range(factor):
+            if dy or dx:
+                np.maximum(pooled, padded[dy::factor, dx::factor], out=pooled)
+    return pooled
 
 
 def _max_filter(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,0 +1,239 @@
+"""The HTTP API and the draw-a-digit page: `create_app(...)` returns the FastAPI application.
+
+GET / (the page), GET /health, GET /model, POST /predict (an image upload, {"pixels": ...} or
+{"images": [...]}). Every bad request gets a 4xx JSON body {"detail": "..."} naming the problem.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator, Optional, Union
+
+import anyio
+import numpy as np
+import PIL.Image
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mnist_hydra.serving import schemas
+from mnist_hydra.serving.batcher import MicroBatcher
+from mnist_hydra.serving.inputs import JSON_FORMS, InputError, parse_json
+from mnist_hydra.serving.limits import BodyLimit, BodyTooLarge
+from mnist_hydra.serving.predictor import Predictor, describe
+from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
+from mnist_hydra.serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+# Uploads up to this many pixels are preprocessed on the event loop (about a millisecond for a
+# 280x280 drawing); larger ones in a worker thread.
+INLINE_PIXELS = 640 * 640
+
+ACCEPTED = ("multipart/form-data with the image in the field 'file', "
+            f"or application/json with {JSON_FORMS}")
+ERRORS = {status: {"model": schemas.ErrorResponse, "description": words} for status, words in (
+    (400, "An empty or malformed body"),
+    (413, "A body over serve.max_bytes"),
+    (415, "A content type other than multipart/form-data or application/json"),
+    (422, "Not an image, no digit in it, too many pixels, a wrong pixel shape, NaN or out-of-range values, "
+          "a batch over serve.max_batch"),
+)}
+
+
+def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Optional[Predictor] = None,
+               settings: Optional[ServeSettings] = None, top_k: int = 3) -> FastAPI:
+    """The API for `run_dir`'s model (loaded at start-up), or for an already loaded `predictor`.
+
+    Args:
+      run_dir: a training run's directory; loaded in the app's lifespan unless `predictor` is given.
+      predictor: a loaded model to serve instead (tests, or a server that loads before it listens).
+      settings: request limits and batching (ServeSettings' defaults if None).
+      top_k: classes listed per prediction unless the request asks for another count.
+    """
+    if (run_dir is None) == (predictor is None):
+        raise ValueError("give exactly one of run_dir and predictor")
+    settings = settings or ServeSettings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir))
+        batcher = MicroBatcher(served.predict, max_images=max(settings.max_batch, 64),
+                               wait_s=settings.batch_wait_ms / 1000)
+        await batcher.start()
+        app.state.predictor, app.state.batcher, app.state.started = served, batcher, time.monotonic()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(title="mnist_hydra", version="1", lifespan=lifespan,
+                  summary="Predict handwritten digits (or Fashion-MNIST articles) with a trained run's model.")
+    app.state.settings, app.state.top_k = settings, top_k
+    # Decoding a big image is CPU-bound and takes memory: at most one per core at a time.
+    app.state.decoders = anyio.CapacityLimiter(max(os.cpu_count() or 1, 1))
+    app.include_router(page_router)
+    app.include_router(api_router)
+    _install_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    return app
+
+
+page_router = APIRouter(tags=["page"])
+api_router = APIRouter(tags=["api"], responses={500: {"model": schemas.ErrorResponse, "description": "A bug"}})
+
+
+@page_router.get("/", response_class=HTMLResponse, summary="The draw-a-digit page")
+async def page() -> HTMLResponse:
+    return HTMLResponse(_page_html(), headers={"Cache-Control": "no-cache"})
+
+
+def _page_html() -> str:
+    if _PAGE["html"] is None:
+        _PAGE["html"] = resources.files("mnist_hydra.serving").joinpath("page.html").read_text(encoding="utf-8")
+    return _PAGE["html"]
+
+
+_PAGE: dict[str, Optional[str]] = {"html": None}
+
+
+@api_router.get("/health", response_model=schemas.Health, summary="Is the server up")
+async def health(request: Request) -> dict[str, Any]:
+    state = request.app.state
+    return {"status": "ok", "run": state.predictor.info["run"],
+            "uptime_seconds": round(time.monotonic() - state.started, 3),
+            "images_predicted": state.batcher.images, "model_calls": state.batcher.calls}
+
+
+@api_router.get("/model", response_model=schemas.ModelInfo, summary="The run being served")
+async def model_info(request: Request) -> dict[str, Any]:
+    return request.app.state.predictor.info
+
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": schemas.UploadRequest.model_json_schema()},
+        "application/json": {"schema": {"oneOf": [schemas.PixelsRequest.model_json_schema(),
+                                                   schemas.BatchRequest.model_json_schema()]}},
+    },
+}
+
+
+@api_router.post(
+    "/predict",
+    response_model=Union[schemas.Prediction, schemas.BatchPrediction],
+    response_model_exclude_none=True,
+    responses=ERRORS,
+    openapi_extra={"requestBody": PREDICT_BODY},
+    summary="Predict one image file, one image as pixels, or a batch",
+)
+async def predict(
+    request: Request,
+    top_k: Optional[int] = Query(None, ge=1, description="Classes in top_k (default: the server's top_k)"),
+    include_image: bool = Query(False, description="Also return the 28x28 image the model saw"),
+) -> dict[str, Any]:
+    """An image file (multipart field `file`): preprocessed exactly as `mnist_hydra.predict` does.
+    `{"pixels": 28x28}` or `{"images": [28x28, ...]}`: taken as MNIST-style images, not preprocessed."""
+    state = request.app.state
+    predictor: Predictor = state.predictor
+    k = min(top_k or state.top_k, predictor.num_classes)
+    images, batch = await _read_images(request, state)
+    probabilities = await state.batcher.predict(images)
+    predictions = [describe(p, predictor.class_names, k) for p in probabilities]
+    if include_image:
+        for prediction, image in zip(predictions, images):
+            prediction["image"] = np.round(image, 3).tolist()
+    return {"predictions": predictions} if batch else predictions[0]
+
+
+async def _read_images(request: Request, state: Any) -> tuple[np.ndarray, bool]:
+    """The request's images (n, 28, 28) in [0, 1] and whether it was a batch; InputError if unusable."""
+    settings: ServeSettings = state.settings
+    if request.headers.get("content-length") == "0":
+        raise InputError(400, f"the request body is empty; send {ACCEPTED}")
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "multipart/form-data":
+        data, name = await _upload(request)
+        if _pixel_count(data) <= INLINE_PIXELS:  # a drawing or a small photo: cheaper than a thread hop
+            image = _preprocess(data, name, settings.max_pixels)
+        else:  # a big picture would hold up every other request on the event loop
+            image = await anyio.to_thread.run_sync(_preprocess, data, name, settings.max_pixels,
+                                                   limiter=state.decoders)
+        return image[np.newaxis], False
+    if media == "application/json" or media.endswith("+json"):
+        body = await request.body()
+        if not body.strip():
+            raise InputError(400, f"the request body is empty; send {JSON_FORMS}")
+        return parse_json(body, settings.max_batch)
+    raise InputError(415, f"content type {media or '(none)'} is not accepted; send {ACCEPTED}")
+
+
+async def _upload(request: Request) -> tuple[bytes, str]:
+    form = await request.form(max_files=1, max_fields=8)
+    upload = form.get("file")
+    if upload is None:
+        fields = ", ".join(sorted(form.keys())) or "none"
+        raise InputError(422, f"the multipart body has no field 'file' (its fields: {fields}); "
+                              "send the image as file=@digit.png")
+    if not isinstance(upload, UploadFile):
+        raise InputError(422, "the multipart field 'file' holds text, not a file; send the image as file=@digit.png")
+    data = await upload.read()
+    name = os.path.basename(upload.filename or "") or "file"
+    if not data:
+        raise InputError(422, f"{name}: the uploaded file is empty (0 bytes)")
+    return data, name
+
+
+def _pixel_count(data: bytes) -> float:
+    """Width x height from the image's header (no decoding); infinity when Pillow cannot tell."""
+    try:
+        with PIL.Image.open(io.BytesIO(data)) as image:
+            return image.width * image.height
+    except Exception:  # not an image, or a decompression bomb: _preprocess words the error
+        return math.inf
+
+
+def _preprocess(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    try:
+        return preprocess_bytes(data, name, max_pixels)
+    except ImageError as err:
+        raise InputError(422, str(err)) from None
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Every error is JSON {"detail": one line}: 4xx for the client's mistakes, 500 only for bugs."""
+
+    @app.exception_handler(InputError)
+    async def input_error(request: Request, err: InputError) -> JSONResponse:
+        return JSONResponse({"detail": err.detail}, status_code=err.status)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, err: BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": err.detail}, status_code=413, headers={"Connection": "close"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{' '.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')}"
+                             for e in err.errors())
+        return JSONResponse({"detail": problems or "invalid request"}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        detail = err.detail if isinstance(err.detail, str) else str(err.detail)
+        return JSONResponse({"detail": detail}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, err: Exception) -> JSONResponse:
+        log.exception("%s %s failed", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error ({type(err).__name__}); this is a bug in mnist_hydra, "
+                                       "the server goes on serving"}, status_code=500)

@@ -1,0 +1,103 @@
+"""Request bodies to model inputs: JSON pixels and batches checked, with errors that name the problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pydantic_core
+
+from mnist_hydra.data.preprocess import FIELD
+
+JSON_FORMS = '{"pixels": [[...28 numbers...] x 28]} or {"images": [pixels, ...]}'
+
+
+class InputError(Exception):
+    """A request the API cannot use: its HTTP status and a one-line reason."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+def parse_json(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
+    """A JSON body as float32 images (n, 28, 28) in [0, 1], and whether it was a batch."""
+    try:
+        value = pydantic_core.from_json(body, allow_inf_nan=True)
+    except ValueError as err:
+        raise InputError(400, f"the body is not valid JSON ({err}); send {JSON_FORMS}") from None
+    if not isinstance(value, dict) or not ({"pixels", "images"} & set(value)):
+        got = f"an object with keys {sorted(value)[:5]}" if isinstance(value, dict) else f"a JSON {_kind(value)}"
+        raise InputError(422, f"expected {JSON_FORMS}; got {got}")
+    if "pixels" in value and "images" in value:
+        raise InputError(422, 'send either "pixels" (one image) or "images" (a batch), not both')
+    if "pixels" in value:
+        return pixels_array(value["pixels"], "pixels")[np.newaxis], False
+    images = value["images"]
+    if not isinstance(images, list) or not images:
+        raise InputError(422, f'"images" must be a non-empty list of 28x28 images; got {_describe(images)}')
+    if len(images) > max_batch:
+        raise InputError(422, f'"images" holds {len(images)} images, over the limit of {max_batch} a request '
+                              "(serve.max_batch); split the batch")
+    try:
+        batch = np.asarray(images, dtype=np.float32)
+    except (ValueError, TypeError):
+        batch = None
+    if batch is None or batch.shape[1:] != (FIELD, FIELD):
+        for i, image in enumerate(images):  # find and name the first bad one
+            pixels_array(image, f"images[{i}]")
+        raise InputError(422, f'"images" must be a list of 28x28 images; got shape {batch.shape}')
+    return np.stack([_scaled(image, f"images[{i}]") for i, image in enumerate(batch)]), True
+
+
+def pixels_array(value: Any, where: str) -> np.ndarray:
+    """One image's numbers as float32 (28, 28) in [0, 1]; InputError naming `where` otherwise."""
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (ValueError, TypeError):
+        raise InputError(422, f"{where} must be 28 rows of 28 numbers; got {_describe(value)}") from None
+    if array.shape != (FIELD, FIELD):
+        raise InputError(422, f"{where} must be 28 rows of 28 numbers; got {_describe(value)}")
+    return _scaled(array, where)
+
+
+def _scaled(array: np.ndarray, where: str) -> np.ndarray:
+    finite = np.isfinite(array)
+    if not finite.all():
+        row, col = np.argwhere(~finite)[0]
+        raise InputError(422, f"{where} holds NaN, infinite or null values (first at row {row}, column {col}); "
+                              "send numbers in [0, 1] or 0..255")
+    low, high = float(array.min()), float(array.max())
+    if low >= 0 and high <= 1:
+        return array
+    if low >= 0 and high <= 255:
+        return array / np.float32(255)
+    raise InputError(422, f"{where} values must lie in [0, 1] or in 0..255; got min {low:g}, max {high:g}")
+
+
+def _describe(value: Any) -> str:
+    """'a list of 27 rows', 'rows of lengths 28 to 30', 'a JSON string' for an error message."""
+    if not isinstance(value, list):
+        return f"a JSON {_kind(value)}"
+    if not value:
+        return "an empty list"
+    lengths = {len(row) if isinstance(row, list) else -1 for row in value}
+    if -1 in lengths:
+        bad = next(row for row in value if not isinstance(row, list))
+        return f"{_rows(len(value))}, one of them a JSON {_kind(bad)} instead of a list of numbers"
+    if len(lengths) > 1:
+        return f"{_rows(len(value))} of lengths {min(lengths)} to {max(lengths)}"
+    width = lengths.pop()
+    inner = [x for row in value for x in row if not isinstance(x, (int, float)) or isinstance(x, bool)]
+    if inner and width == FIELD and len(value) == FIELD:
+        return f"a JSON {_kind(inner[0])} among the numbers"
+    return f"{_rows(len(value))} of {width}"
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    return names.get(type(value), "number")

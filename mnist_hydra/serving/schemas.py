@@ -1,0 +1,80 @@
+"""The HTTP API's request and response bodies, as pydantic models (they are the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+Image28 = list[list[float]]
+
+
+class PixelsRequest(BaseModel):
+    """One image as numbers: 28 rows of 28, white digit on black."""
+
+    pixels: Image28 = Field(description="28 rows of 28 numbers, white digit on black, as MNIST. All in [0, 1] "
+                                        "are taken as they are; otherwise they must lie in 0..255 and are divided "
+                                        "by 255. Not preprocessed: centre and scale the digit as MNIST does.")
+
+
+class BatchRequest(BaseModel):
+    """Several images as numbers, predicted in one call."""
+
+    images: list[Image28] = Field(description="Images as in `pixels`, each 28x28; at most serve.max_batch.")
+
+
+class UploadRequest(BaseModel):
+    """One image file (PNG, JPEG or any format Pillow reads), preprocessed as `mnist_hydra.predict` does."""
+
+    file: bytes = Field(json_schema_extra={"format": "binary"},
+                        description="The picture: any size, colour or grayscale, dark on light or light on dark.")
+
+
+class ClassProbability(BaseModel):
+    label: int = Field(description="Class index")
+    class_name: str = Field(description="The class's name: the digit, or the Fashion-MNIST article")
+    probability: float
+
+
+class Prediction(BaseModel):
+    """What the model reads in one image."""
+
+    label: int = Field(description="The most probable class")
+    class_name: str
+    probability: float = Field(description="Its probability")
+    probabilities: list[float] = Field(description="Every class's probability, by label")
+    top_k: list[ClassProbability] = Field(description="The top_k classes, most probable first")
+    image: Optional[Image28] = Field(None, description="With ?include_image=true: the 28x28 image the model saw, "
+                                                        "in [0, 1] (after preprocessing, for uploads)")
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction] = Field(description="One per image, in the request's order")
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What was wrong with the request, and what would be accepted")
+
+
+class Health(BaseModel):
+    status: str = "ok"
+    run: str
+    uptime_seconds: float
+    images_predicted: int
+    model_calls: int
+
+
+class ModelInfo(BaseModel):
+    """The run being served."""
+
+    run: str = Field(description="The run directory's name")
+    run_dir: str
+    model: str = Field(description="model.name of the run's config")
+    data: str = Field(description="data.name: mnist or fashion_mnist")
+    precision: str
+    params: int
+    test_accuracy: Optional[float] = None
+    trained: Optional[str] = Field(None, description="When the run started (ISO 8601)")
+    class_names: list[str]
+    config: dict[str, Any] = Field(description="The run's composed config")
+    metrics: dict[str, Any] = Field(description="The run's metrics.json")

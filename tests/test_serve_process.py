@@ -1,0 +1,129 @@
+"""`python -m mnist_hydra.serve` as users run it: a real server process on a free port, stopped by a signal."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_app
+
+SERVE = "mnist_hydra.serve"
+
+
+def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
+    """The server started with ARGS; its URL from the one line it prints once it listens."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    process = subprocess.Popen([sys.executable, "-m", SERVE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    found = re.search(r" at (http://127\.0\.0\.1:\d+/)", line)
+    if not found:
+        process.kill()
+        pytest.fail(f"no URL in the first line {line!r}; stderr: {process.stderr.read()[-2000:]}")
+    return process, found.group(1)
+
+
+def stop(process: subprocess.Popen, signum: int) -> tuple[int, str, str]:
+    process.send_signal(signum)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+def mnist_test_digit(mnist_dir: Path, index: int) -> tuple[bytes, int]:
+    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as f:
+        image = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[index]
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
+        label = int(np.frombuffer(f.read(), np.uint8, offset=8)[index])
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "PNG")  # the 28x28 test image itself, white on black
+    return buffer.getvalue(), label
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_serves_a_real_digit_then_stops_cleanly_on_a_signal(trained_run, mnist_dir, tmp_path, signum):
+    import httpx2
+
+    process, url = start_server(f"run={trained_run}", "serve.port=0", cwd=tmp_path)
+    try:
+        digit, label = mnist_test_digit(mnist_dir, 0)
+        with httpx2.Client(base_url=url, timeout=60) as http:
+            deadline = time.monotonic() + 120
+            while True:  # the URL is printed once the model is loaded; allow for a slow machine anyway
+                try:
+                    health = http.get("health")
+                    break
+                except httpx2.TransportError:
+                    assert time.monotonic() < deadline, "the server never answered"
+                    time.sleep(0.2)
+            assert health.json()["status"] == "ok"
+            answer = http.post("predict", files={"file": ("seven.png", digit, "image/png")})
+            assert answer.status_code == 200 and answer.json()["label"] == label == 7
+            assert http.post("predict", content=b"7", headers={"content-type": "text/plain"}).status_code == 415
+            assert http.get("health").json()["images_predicted"] == 1
+    finally:
+        code, out, err = stop(process, signum)
+    name = signal.Signals(signum).name
+    assert code == 0, err
+    assert out.strip().splitlines() == [f"{SERVE}: {name} received, server stopped"], out  # after the URL line
+    assert "Traceback" not in err and not re.search(r"^(ERROR|WARNING):  ", err, re.M)  # nothing from uvicorn
+    assert list(tmp_path.iterdir()) == []  # the server writes nothing
+
+
+@pytest.mark.parametrize("args, code, words", [
+    ([], 2, "run has no value: set it on the command line, e.g. run="),
+    (["run={tmp}/no-such-run"], 1, "run={tmp}/no-such-run: no such directory"),
+    (["run={tmp}"], 1, "run={tmp}: no model.keras in it"),
+    (["run={run}", "serve.port=70000"], 2, "serve.port=70000 is not allowed: expected a TCP port"),
+    (["run={run}", "serve.workers=0"], 2, "serve.workers=0 is not allowed"),
+    (["run={run}", "serve.prot=1"], 2, "serve.prot is not a config key"),
+    (["run={run}", "serve.port={busy}"], 1, "serve.port={busy}: already in use on 127.0.0.1"),
+], ids=["no run", "missing run", "not a run", "bad port", "no workers", "typo", "port in use"])
+def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, code, words):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        values = {"run": trained_run, "tmp": tmp_path, "busy": busy.getsockname()[1]}
+        started = time.monotonic()
+        result = run_app(*(a.format(**values) for a in args), cwd=tmp_path, module=SERVE, timeout=60)
+    assert result.returncode == code, result.stderr
+    ours = [line for line in result.stderr.splitlines() if line.startswith(f"{SERVE}:")]
+    assert len(ours) == 1 and ours[0].startswith(f"{SERVE}: error: ") and words.format(**values) in ours[0], ours
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert time.monotonic() - started < 20  # each is caught before TensorFlow loads
+
+
+def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    command, shown = re.search(r"\$ python -m mnist_hydra\.serve (run=\S+)\n(.*)\n", readme).groups()
+    result = run_app(command, cwd=tmp_path, module=SERVE, timeout=60)
+    assert result.returncode == 1 and shown in result.stderr.splitlines(), result.stderr
+
+
+@pytest.mark.slow
+def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tmp_path):
+    import httpx2
+
+    process, url = start_server(f"run={trained_run}", "serve.port=0", "serve.workers=2", cwd=tmp_path)
+    try:
+        digit, label = mnist_test_digit(mnist_dir, 0)
+        with httpx2.Client(base_url=url, timeout=120) as http:
+            answers = [http.post("predict", files={"file": ("d.png", digit, "image/png")}).json() for _ in range(8)]
+        assert all(a["label"] == label for a in answers)
+    finally:
+        code, out, err = stop(process, signal.SIGTERM)
+    assert code == 0 and out.strip().splitlines()[-1] == f"{SERVE}: SIGTERM received, server stopped", err
+    assert "Traceback" not in err
