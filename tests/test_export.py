@@ -124,7 +124,7 @@ def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tam
 @pytest.mark.parametrize("args, code, words", [
     (["run={run}"], 2, "format has no value: set it on the command line, e.g. format=onnx"),
     (["run={run}", "format=pickle"], 2, "format=pickle is not allowed: expected one of saved_model, litert, onnx"),
-    (["run={tmp}/nothing", "format=onnx"], 1, "run={tmp}/nothing: no such directory"),
+    (["run={tmp}/nothing", "format=onnx"], 2, "run={tmp}/nothing: no such directory"),
     (["run={run}", "format=litert", "verify=true"], 1, "format=litert: {run}/export/litert does not exist"),
 ], ids=["no format", "bad format", "missing run", "nothing to verify"])
 def test_bad_arguments_fail_in_one_line(run_copy, tmp_path, args, code, words):

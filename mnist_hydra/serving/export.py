@@ -52,7 +52,10 @@ BATCH = 256  # images per call when comparing
 
 
 class ExportError(UserError):
-    """An export that cannot be produced or does not match model.keras."""
+    """An export that cannot be produced or does not match model.keras: the run's files, not the command, are at
+    fault (exit 1, like damaged data)."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
