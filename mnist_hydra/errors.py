@@ -42,7 +42,8 @@ def require(ok: bool, key: str, value: object, expected: str) -> None:
 
 
 class OutputError(UserError):
-    """A run directory that cannot take the run's files (read-only, full, not a directory)."""
+    """Where the command must write or listen cannot be had: a run directory that is read-only, full or not a
+    directory; a port in use. The machine's state, not the command's words (exit 1)."""
 
     exit_code = 1
 

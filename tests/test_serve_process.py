@@ -85,8 +85,8 @@ def test_serves_a_real_digit_then_stops_cleanly_on_a_signal(trained_run, mnist_d
 
 @pytest.mark.parametrize("args, code, words", [
     ([], 2, "run has no value: set it on the command line, e.g. run="),
-    (["run={tmp}/no-such-run"], 1, "run={tmp}/no-such-run: no such directory"),
-    (["run={tmp}"], 1, "run={tmp}: no model.keras in it"),
+    (["run={tmp}/no-such-run"], 2, "run={tmp}/no-such-run: no such directory"),
+    (["run={tmp}"], 2, "run={tmp}: no model.keras in it"),
     (["run={run}", "serve.port=70000"], 2, "serve.port=70000 is not allowed: expected a TCP port"),
     (["run={run}", "serve.workers=0"], 2, "serve.workers=0 is not allowed"),
     (["run={run}", "serve.prot=1"], 2, "serve.prot is not a config key"),

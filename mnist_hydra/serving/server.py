@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Optional
 
-from mnist_hydra.errors import UserError
+from mnist_hydra.errors import OutputError, UserError
 from mnist_hydra.runs.rundir import require_run
 from mnist_hydra.serving.runinfo import headline, read_run_info
 from mnist_hydra.serving.settings import ServeSettings
@@ -103,7 +103,7 @@ def _run_one(predictor, settings: ServeSettings, top_k: int, sock: socket.socket
     except Stopped as stop:
         return stop.name
     if not server.started:
-        raise UserError("the server could not start; see the lines above")
+        raise OutputError("the server could not start; see the lines above")
     return None
 
 
@@ -147,7 +147,7 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
         if supervisor.stopped_by is None and error_file.exists():
             raise UserError(error_file.read_text(encoding="utf-8").strip())
         if supervisor.stopped_by is None and any(p.exitcode == worker.STARTUP_FAILURE for p in supervisor.processes):
-            raise UserError("a worker process could not start; see the lines above")
+            raise OutputError("a worker process could not start; see the lines above")
     return supervisor.stopped_by
 
 
@@ -171,7 +171,7 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise UserError(f"serve.host={host}: not an address of this machine ({err.strerror}); "
+        raise OutputError(f"serve.host={host}: not an address of this machine ({err.strerror}); "
                         "e.g. serve.host=127.0.0.1, or 0.0.0.0 for every interface") from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
@@ -182,12 +182,12 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
-            raise UserError(f"serve.port={port}: already in use on {host}; pick another port, "
+            raise OutputError(f"serve.port={port}: already in use on {host}; pick another port, "
                             "or serve.port=0 for a free one") from None
         if err.errno in (errno.EACCES, errno.EPERM):
-            raise UserError(f"serve.port={port}: not allowed ({err.strerror}); ports below 1024 need root, "
+            raise OutputError(f"serve.port={port}: not allowed ({err.strerror}); ports below 1024 need root, "
                             "pick one above") from None
-        raise UserError(f"serve.host={host} serve.port={port}: cannot listen ({err.strerror})") from None
+        raise OutputError(f"serve.host={host} serve.port={port}: cannot listen ({err.strerror})") from None
     return sock
 
 
