@@ -2,8 +2,9 @@
 
 PATH is one image file or a folder; from a folder every file Pillow reads as an image (PNG, JPEG,
 GIF, WebP, TIFF, BMP...: known by its name ending, else by its first bytes) is read, in name order;
-every other entry (a text file, a sub-folder) is reported as skipped. Each picture is made MNIST-like first (mnist_hydra.preprocess):
-any size, colour or grayscale, dark ink on light paper or light on dark.
+every other entry (a text file, a sub-folder) is reported as skipped. Each picture is made
+MNIST-like first (mnist_hydra.preprocess): any size, colour or grayscale, dark ink on light paper
+or light on dark, evenly lit or not.
 
 Prints one line per picture: the file, the predicted class, its probability and the top-3
 (`top_k=N` for more); `output=json` prints one JSON list instead. A file that cannot be read, or
@@ -69,7 +70,7 @@ def find_images(path: Path) -> tuple[list[Path], list[str]]:
         else:
             skipped.append(f"{entry}: not a regular file")
     if not images:
-        found = f"{len(skipped)} entries, none an image" if skipped else "it is empty"
+        found = f"{len(skipped)} {'entry' if len(skipped) == 1 else 'entries'}, none an image" if skipped else "it is empty"
         raise UserError(f"images={path}: no image in this folder ({found}); "
                         "give PNG, JPEG or any other format Pillow reads")
     return images, skipped

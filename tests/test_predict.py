@@ -232,7 +232,7 @@ def test_a_folder_takes_every_format_pillow_reads_and_names_what_it_skips(format
 
 def test_a_folder_without_images_is_one_line_error(tmp_path):
     (tmp_path / "notes.txt").write_text("no picture")
-    with pytest.raises(UserError, match=r"^images=.*: no image in this folder \(1 entries, none an image\); give PNG"):
+    with pytest.raises(UserError, match=r"^images=.*: no image in this folder \(1 entry, none an image\); give PNG"):
         find_images(tmp_path)
     (tmp_path / "notes.txt").unlink()
     with pytest.raises(UserError, match=r"no image in this folder \(it is empty\)"):
