@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -114,14 +115,40 @@ def test_fake_folder_loads_without_verify(tmp_path, suffix):
     assert set(raw.checksums) == set(FILES)
 
 
-def test_verify_rejects_fake_file_by_name(tmp_path):
+def test_verify_rejects_fake_files_naming_each(tmp_path):
     folder = make_fake(tmp_path / "fake")
     with pytest.raises(DataError) as info:
         load_dataset(MNIST, fake_cfg(folder, verify=True))
     message = str(info.value)
-    assert f"{folder / 'train-images-idx3-ubyte.gz'}: SHA-256" in message
-    assert MNIST.sha256[0] in message
+    assert message.startswith(f"data.root={folder}: 4 bad MNIST files: ")
+    for name, digest in zip(FILES, MNIST.sha256):
+        assert f"{folder / name}.gz: SHA-256 of the decompressed content is " in message
+        assert f"expected {digest[:12]}..." in message
     assert "\n" not in message
+
+
+def test_one_file_failing_its_checksum_shows_both_digests_in_full(tmp_path, real_mnist):
+    folder = tmp_path / "mnist"
+    shutil.copytree(real_mnist, folder)
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", np.zeros(10000, np.uint8))
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, DataConfig(root=str(folder)))
+    message = str(info.value)
+    assert message.startswith(f"data.root={folder}: {folder / 't10k-labels-idx1-ubyte.gz'}: SHA-256 of the decompressed "
+                              "content is ")
+    assert message.endswith(f", expected {MNIST.sha256[3]} for MNIST; is it another data set or damaged? "
+                            "(data.verify=false skips this check)")
+
+
+def test_every_bad_file_is_named_in_one_line(tmp_path):
+    folder = make_fake(tmp_path / "fake", y_train=np.full(50, 12, dtype=np.uint8))
+    (folder / "t10k-images-idx3-ubyte.gz").write_bytes(b"garbage")
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, fake_cfg(folder))
+    message = str(info.value)
+    assert message == (f"data.root={folder}: 2 bad MNIST files: "
+                       f"{folder / 'train-labels-idx1-ubyte.gz'}: label 12 out of range 0..9; "
+                       f"{folder / 't10k-images-idx3-ubyte.gz'}: corrupt gzip: Not a gzipped file (b'ga')")
 
 
 def test_mismatched_counts(tmp_path):
@@ -361,16 +388,104 @@ def test_real_mnist_as_keras_npz_passes_the_same_checksums(real_mnist, tmp_path,
     assert found.checksums == raw.checksums
 
 
-@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-def test_real_fashion_mnist_found_past_mnist(monkeypatch, caplog):
-    if REAL_MNIST:
-        # MNIST where Fashion-MNIST was asked for: skipped with a warning, then the system folder.
-        monkeypatch.setenv("MNIST_HYDRA_DATA", REAL_MNIST)
-    with caplog.at_level(logging.WARNING, logger="mnist_hydra.data.datasets"):
-        s = load_splits(DataConfig(name="fashion_mnist", val_split=0.0), seed=0)
-    assert s.source == str(REAL_FASHION)
-    assert (s.x_train.shape, s.x_test.shape) == ((60000, 28, 28), (10000, 28, 28))
-    assert s.checksums == dict(zip(FASHION_MNIST.files, FASHION_MNIST.sha256))
-    assert s.class_names[0] == "T-shirt/top" and s.class_names[9] == "Ankle boot"
-    if REAL_MNIST:
-        assert "expected c59f468a" in caplog.text
+needs_fashion = pytest.mark.skipif(not REAL_FASHION.is_dir(),
+                                   reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+def load_quietly(caplog, name: str, **fields):
+    """load_dataset for `name`, and every warning it logged."""
+    spec = {"mnist": MNIST, "fashion_mnist": FASHION_MNIST}[name]
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data"):
+        raw = load_dataset(spec, DataConfig(name=name, **fields))
+    return raw, [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@needs_fashion
+def test_mnist_in_the_environment_variable_does_not_disturb_fashion_mnist(real_mnist, monkeypatch, caplog):
+    # The README's `export MNIST_HYDRA_DATA=/path/to/mnist`: each data set still finds its own files.
+    monkeypatch.setenv("MNIST_HYDRA_DATA", str(real_mnist))
+    fashion, warnings = load_quietly(caplog, "fashion_mnist")
+    assert warnings == []
+    assert fashion.source == str(REAL_FASHION)
+    assert fashion.checksums == dict(zip(FASHION_MNIST.files, FASHION_MNIST.sha256))
+    assert fashion.class_names[0] == "T-shirt/top" and fashion.class_names[9] == "Ankle boot"
+    caplog.clear()
+    mnist, warnings = load_quietly(caplog, "mnist")
+    assert warnings == [] and mnist.source == str(real_mnist)
+    assert mnist.checksums == dict(zip(MNIST.files, MNIST.sha256))
+
+
+@needs_fashion
+@pytest.mark.parametrize("fashion_name", ["fashion_mnist", "fashion-mnist"])
+def test_one_folder_with_a_subfolder_per_data_set(real_mnist, tmp_path, monkeypatch, caplog, fashion_name):
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "mnist").symlink_to(real_mnist)
+    (tmp_path / "datasets" / fashion_name).symlink_to(REAL_FASHION)
+    for how in ("environment", "root"):
+        fields = {"root": str(tmp_path / "datasets")} if how == "root" else {}
+        if how == "environment":
+            monkeypatch.setenv("MNIST_HYDRA_DATA", str(tmp_path / "datasets"))
+        for name, folder, spec in (("mnist", "mnist", MNIST), ("fashion_mnist", fashion_name, FASHION_MNIST)):
+            caplog.clear()
+            raw, warnings = load_quietly(caplog, name, **fields)
+            assert warnings == [] and raw.source == str(tmp_path / "datasets" / folder), (how, name)
+            assert raw.checksums == dict(zip(spec.files, spec.sha256))
+
+
+@needs_fashion
+def test_keras_cache_layout_mnist_beside_a_fashion_subfolder(real_mnist, tmp_path, monkeypatch, caplog):
+    # As ~/.keras/datasets holds them: MNIST's files in the folder, Fashion-MNIST in fashion-mnist/.
+    both = tmp_path / "both"
+    both.mkdir()
+    for name in MNIST.files:
+        (both / f"{name}.gz").symlink_to(real_mnist / f"{name}.gz")
+    (both / "fashion-mnist").symlink_to(REAL_FASHION)
+    monkeypatch.setenv("MNIST_HYDRA_DATA", str(both))
+    fashion, warnings = load_quietly(caplog, "fashion_mnist")
+    assert warnings == [] and fashion.source == str(both / "fashion-mnist")
+    caplog.clear()
+    mnist, warnings = load_quietly(caplog, "mnist")
+    assert warnings == [] and mnist.source == str(both)
+
+
+@needs_fashion
+def test_a_root_holding_the_other_data_set_says_which_it_holds(real_mnist):
+    with pytest.raises(DataError) as info:
+        load_dataset(FASHION_MNIST, DataConfig(name="fashion_mnist", root=str(real_mnist)))
+    assert str(info.value).startswith(f"data.root={real_mnist}: {real_mnist}: holds MNIST (data=mnist), not Fashion-MNIST")
+    with pytest.raises(DataError, match=r"holds Fashion-MNIST \(data=fashion_mnist\), not MNIST"):
+        load_dataset(MNIST, DataConfig(root=str(REAL_FASHION), verify=False))  # recognised even unverified
+
+
+def test_a_root_that_is_a_file_is_called_a_file(tmp_path):
+    note = tmp_path / "passwd"
+    note.write_text("root:x:0:0")
+    with pytest.raises(DataError) as info:
+        load_dataset(MNIST, fake_cfg(note))
+    assert str(info.value) == (f"data.root={note}: {note} is a file, not a folder; accepts a folder holding the four "
+                               "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+                               "t10k-labels-idx1-ubyte), each .gz or plain, or mnist.npz")
+    folder = make_fake(tmp_path / "fake")
+    with pytest.raises(DataError, match=rf"is a file, not a folder \(its folder: data\.root={folder}\); accepts"):
+        load_dataset(MNIST, fake_cfg(folder / "train-images-idx3-ubyte.gz"))
+
+
+def test_an_environment_variable_naming_a_file_is_skipped_with_a_warning(tmp_path, monkeypatch, caplog):
+    note = tmp_path / "passwd"
+    note.write_text("root:x:0:0")
+    good = make_fake(tmp_path / "keras" / "datasets", n_train=7)
+    monkeypatch.setenv("MNIST_HYDRA_DATA", str(note))
+    with caplog.at_level(logging.WARNING, logger="mnist_hydra.data"):
+        raw = load_dataset(MNIST, fake_cfg(None))
+    assert raw.source == str(good)
+    assert [r.getMessage() for r in caplog.records] == [f"skipping {note}: {note} is a file, not a folder"]
+
+
+def test_data_root_a_file_through_the_app(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "mnist_hydra", "data.root=/etc/passwd", f"hydra.run.dir={tmp_path}/run"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "mnist_hydra: error: data.root=/etc/passwd: /etc/passwd is a file, not a folder; accepts a folder holding "
+        f"{data._accepts(MNIST)}"]
+    assert not (tmp_path / "run").exists()

@@ -2,16 +2,22 @@
 
 Where the files are looked for:
 
-1. `data.root` set: only that folder (a relative path is taken from the directory
-   the run was launched in; Hydra does not chdir). Nothing usable there is an
-   error; there is no download.
-2. Otherwise, in order, the first usable one of: `$MNIST_HYDRA_DATA`; Keras's cache
-   `${KERAS_HOME:-~/.keras}/datasets` (Fashion-MNIST in its `fashion-mnist/`
-   subfolder, where Keras puts it); the data set's own extra folders
-   (`/usr/share/datasets/fashion-mnist` for Fashion-MNIST). A folder whose files
-   fail a check is skipped with a warning.
-3. Nothing found and `data.download`: Keras's downloader fills its cache, which is
-   then loaded through the same checks.
+1. `data.root` set: only that folder, or its subfolder named after the data set (see
+   below; a relative path is taken from the directory the run was launched in; Hydra
+   does not chdir). Nothing usable there is an error; there is no download.
+2. Otherwise, in order, the first usable one of: `$MNIST_HYDRA_DATA`, or its subfolder
+   named after the data set; Keras's cache `${KERAS_HOME:-~/.keras}/datasets`
+   (Fashion-MNIST in its `fashion-mnist/` subfolder, where Keras puts it); the data
+   set's own extra folders (`/usr/share/datasets/fashion-mnist` for Fashion-MNIST). A
+   folder whose files fail a check is skipped with a warning.
+3. Nothing found and `data.download`: Keras's downloader fetches it into its cache,
+   which is then loaded through the same checks.
+
+A data set's subfolder is named after it: `mnist/` for MNIST, `fashion_mnist/` or
+`fashion-mnist/` for Fashion-MNIST; so one folder can hold every data set. A folder whose
+label files are another known data set's (by checksum) is not a candidate: it is passed
+over without a warning, so `MNIST_HYDRA_DATA` pointing at MNIST does not disturb a
+Fashion-MNIST run.
 
 A folder holds the four IDX files, each gzip (`NAME.gz`) or plain (`NAME`), or,
 for MNIST only, Keras's `mnist.npz`. Checksums are SHA-256s of the decompressed
@@ -48,7 +54,7 @@ _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 @dataclass
 class DataConfig:
     name: str = "mnist"                # registered data set: mnist, fashion_mnist
-    root: Optional[str] = None         # folder holding the four IDX files (.gz or plain) or mnist.npz; null = search (see module docstring)
+    root: Optional[str] = None         # folder holding the four IDX files (.gz or plain) or mnist.npz, or a subfolder per data set; null = search (see module docstring)
     val_split: float = 0.1             # share of the training set held out (seeded) for validation; 0 = validate on the test set
     train_limit: Optional[int] = None  # train on only this many images (after the split); null = all
     test_limit: Optional[int] = None   # score only this many test images; null = all
@@ -159,12 +165,7 @@ FASHION_MNIST = DatasetSpec(
 def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
     """The whole data set `spec`, found and verified as the module docstring describes."""
     if cfg.root is not None:
-        try:
-            raw = load_folder(spec, Path(cfg.root).expanduser().absolute(), cfg.verify)
-        except _Missing as e:
-            raise DataError(f"data.root={cfg.root}: {e}; accepts {_accepts(spec)}") from e
-        except DataError as e:
-            raise DataError(f"data.root={cfg.root}: {e}") from e
+        raw = _load_root(spec, Path(cfg.root).expanduser().absolute(), cfg)
         _log_source(raw, cfg.verify)
         return raw
 
@@ -194,14 +195,16 @@ def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
 
 def load_folder(spec: DatasetSpec, folder: Path, verify: bool) -> Raw:
     """The data set `spec` from one folder: four IDX files, else `spec.npz`; DataError if neither is usable."""
+    if folder.exists() and not folder.is_dir():
+        raise DataError(f"{folder} is a file, not a folder")
     if not folder.is_dir():
         raise _Missing(f"{folder}: no such folder")
     found = [_find_idx(folder, name) for name in spec.files]
+    other = _other_dataset(spec, found)
+    if other is not None:
+        raise _Missing(f"{folder}: holds {other.title} (data={other.name}), not {spec.title}")
     if all(found):
-        names = [str(path) for path in found]
-        arrays, digests = zip(*(read_idx_with_digest(path) for path in found))
-        _check_arrays(names, arrays)
-        return _verified(spec, names, arrays, digests, str(folder), verify)
+        return _load_idx(spec, found, str(folder), verify)
     npz = folder / spec.npz if spec.npz else None
     if npz is not None and npz.is_file():
         return _load_npz(spec, npz, verify)
@@ -251,10 +254,60 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
 
 
 def _candidates(spec: DatasetSpec) -> list[Path]:
-    folders = [Path(os.environ[ENV_VAR]).expanduser().absolute()] if os.environ.get(ENV_VAR) else []
+    folders = _with_subfolders(spec, Path(os.environ[ENV_VAR]).expanduser().absolute()) if os.environ.get(ENV_VAR) else []
     folders += _keras_caches(spec, after_download=False)
     folders += [Path(d) for d in spec.search_dirs]
     return list(dict.fromkeys(folders))
+
+
+def _subfolder_names(spec: DatasetSpec) -> list[str]:
+    """The names a folder holding several data sets may give `spec`'s subfolder: fashion_mnist, fashion-mnist."""
+    return list(dict.fromkeys([spec.name, spec.name.replace("_", "-")]))
+
+
+def _with_subfolders(spec: DatasetSpec, root: Path) -> list[Path]:
+    """`root`, then those of its subfolders named after `spec` that exist."""
+    return [root] + [root / name for name in _subfolder_names(spec) if (root / name).is_dir()]
+
+
+def _load_root(spec: DatasetSpec, root: Path, cfg: DataConfig) -> Raw:
+    """The data set from `data.root`: the folder itself, else its subfolder named after the data set."""
+    given = f"data.root={cfg.root}"
+    if root.exists() and not root.is_dir():
+        hint = f" (its folder: data.root={root.parent})" if root.name in _file_names(spec) else ""
+        raise DataError(f"{given}: {root} is a file, not a folder{hint}; accepts a folder holding {_accepts(spec)}")
+    misses = []
+    for folder in _with_subfolders(spec, root):
+        try:
+            return load_folder(spec, folder, cfg.verify)
+        except _Missing as e:
+            misses.append(str(e))
+        except DataError as e:
+            raise DataError(f"{given}: {e}") from e
+    raise DataError(f"{given}: {'; '.join(misses)}; accepts {_accepts(spec)}")
+
+
+def _file_names(spec: DatasetSpec) -> set[str]:
+    """Every name a file of `spec` may have: the IDX files, gzipped or not, and the npz."""
+    return {*spec.files, *(f"{name}.gz" for name in spec.files), *([spec.npz] if spec.npz else [])}
+
+
+def _other_dataset(spec: DatasetSpec, found: Sequence[Optional[Path]]) -> Optional[DatasetSpec]:
+    """The other known data set whose label files these are (compared by checksum; they are small), if any."""
+    for i in (1, 3):  # train and test labels: 60 kB and 10 kB
+        path = found[i]
+        if path is None:
+            continue
+        try:
+            digest = read_idx_with_digest(path)[1]
+        except DataError:
+            continue  # unreadable: load_folder names it
+        if digest == spec.sha256[i]:
+            return None
+        for other in SPECS:
+            if other.name != spec.name and digest == other.sha256[i]:
+                return other
+    return None
 
 
 def _keras_caches(spec: DatasetSpec, after_download: bool) -> list[Path]:
@@ -287,6 +340,19 @@ def _find_idx(folder: Path, name: str) -> Optional[Path]:
     return None
 
 
+def _load_idx(spec: DatasetSpec, found: Sequence[Path], source: str, verify: bool) -> Raw:
+    names = [str(path) for path in found]
+    arrays: list[Optional[np.ndarray]] = [None] * 4
+    digests: list[Optional[str]] = [None] * 4
+    unreadable: dict[int, str] = {}
+    for i, path in enumerate(found):
+        try:
+            arrays[i], digests[i] = read_idx_with_digest(path)
+        except DataError as e:
+            unreadable[i] = str(e)
+    return _verified(spec, names, arrays, digests, source, verify, {**_array_problems(names, arrays), **unreadable})
+
+
 def _load_npz(spec: DatasetSpec, path: Path, verify: bool) -> Raw:
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -294,40 +360,47 @@ def _load_npz(spec: DatasetSpec, path: Path, verify: bool) -> Raw:
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: unreadable npz: {one_line(f'{type(e).__name__}: {e}')}") from e
     names = [f"{path}[{key}]" for key in _NPZ_KEYS]
-    _check_arrays(names, arrays)  # first, as idx_digest needs IDX-storable dtypes
-    return _verified(spec, names, arrays, [idx_digest(a) for a in arrays], str(path), verify)
+    problems = _array_problems(names, arrays)
+    # idx_digest needs IDX-storable dtypes, so only arrays that passed the checks are hashed.
+    digests = [None if i in problems else idx_digest(a) for i, a in enumerate(arrays)]
+    return _verified(spec, names, arrays, digests, str(path), verify, problems)
 
 
-def _verified(
-    spec: DatasetSpec, names: list[str], arrays: Sequence[np.ndarray], digests: Sequence[str], source: str, verify: bool
-) -> Raw:
-    if verify:
-        for name, digest, want in zip(names, digests, spec.sha256):
-            if digest != want:
-                raise DataError(
-                    f"{name}: SHA-256 of the decompressed content is {digest}, expected {want} "
-                    f"for {spec.title}; is it another data set or damaged? (data.verify=false skips this check)"
-                )
-    return Raw(
-        *arrays,
-        class_names=spec.class_names,
-        source=source,
-        checksums=dict(zip(spec.files, digests)),
-    )
+def _verified(spec: DatasetSpec, names: list[str], arrays: Sequence[Optional[np.ndarray]],
+              digests: Sequence[Optional[str]], source: str, verify: bool, problems: dict[int, str]) -> Raw:
+    """The Raw data set, or one DataError naming every file that fails a check (`problems`: file index -> why)."""
+    mismatched = [i for i in range(4) if verify and i not in problems and digests[i] != spec.sha256[i]]
+    if not problems and not mismatched:
+        return Raw(*arrays, class_names=spec.class_names, source=source, checksums=dict(zip(spec.files, digests)))
+    several = len(problems) + len(mismatched) > 1
+    for i in mismatched:
+        got, want = (digests[i][:12] + "...", spec.sha256[i][:12] + "...") if several else (digests[i], spec.sha256[i])
+        problems[i] = f"SHA-256 of the decompressed content is {got}, expected {want}"
+    parts = [text if text.startswith(f"{names[i]}: ") else f"{names[i]}: {text}" for i, text in sorted(problems.items())]
+    message = "; ".join(parts) if len(parts) == 1 else f"{len(parts)} bad {spec.title} files: " + "; ".join(parts)
+    if mismatched and len(parts) == 1:
+        message += f" for {spec.title}; is it another data set or damaged? (data.verify=false skips this check)"
+    elif mismatched:
+        message += "; another data set, or damaged? (data.verify=false skips the checksum check)"
+    raise DataError(message)
 
 
-def _check_arrays(names: list[str], arrays: Sequence[np.ndarray]) -> None:
-    """The checks that hold with or without checksums: dtypes, shapes, matching counts, labels in range."""
+def _array_problems(names: list[str], arrays: Sequence[Optional[np.ndarray]]) -> dict[int, str]:
+    """The checks that hold with or without checksums (dtypes, shapes, matching counts, labels in range), per file."""
+    problems: dict[int, str] = {}
     for i in (0, 2):
-        (x_name, y_name), (x, y) = names[i : i + 2], arrays[i : i + 2]
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-            raise DataError(f"{x_name}: expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}")
+        x_name, (x, y) = names[i], arrays[i : i + 2]
+        if x is not None and (x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE):
+            problems[i] = f"expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}"
+        if y is None:
+            continue
         if y.dtype != np.uint8 or y.ndim != 1:
-            raise DataError(f"{y_name}: expected uint8 labels of shape (n,), found {y.dtype} {y.shape}")
-        if len(x) != len(y):
-            raise DataError(f"{y_name}: {len(y)} labels for {len(x)} images in {x_name}")
-        if len(y) and y.max() >= NUM_CLASSES:
-            raise DataError(f"{y_name}: label {int(y.max())} out of range 0..{NUM_CLASSES - 1}")
+            problems[i + 1] = f"expected uint8 labels of shape (n,), found {y.dtype} {y.shape}"
+        elif x is not None and i not in problems and len(x) != len(y):
+            problems[i + 1] = f"{len(y)} labels for {len(x)} images in {x_name}"
+        elif len(y) and y.max() >= NUM_CLASSES:
+            problems[i + 1] = f"label {int(y.max())} out of range 0..{NUM_CLASSES - 1}"
+    return problems
 
 
 def _accepts(spec: DatasetSpec) -> str:
@@ -339,6 +412,8 @@ def _log_source(raw: Raw, verify: bool) -> None:
     checked = "checksums verified" if verify else "checksums not verified (data.verify=false)"
     log.info("data: %d train + %d test images from %s (%s)", len(raw.y_train), len(raw.y_test), raw.source, checked)
 
+
+SPECS = (MNIST, FASHION_MNIST)  # the data sets a folder's files are recognised as
 
 DATASETS: Registry[Callable[[DataConfig], Raw]] = Registry("dataset")
 DATASETS.register("mnist", schema=DataConfig)(functools.partial(load_dataset, MNIST))

@@ -34,6 +34,7 @@ def evaluate_run(run_dir: Path, data: DataConfig, workdir: Path, batch_size: int
     """
     run_dir, workdir = Path(run_dir), Path(workdir)
     model_path = rundir.require_run(run_dir)
+    rundir.check_model_file(model_path)  # a damaged model shows before the data is read
     workdir.mkdir(parents=True, exist_ok=True)
     artifacts.check_writable(workdir, EVALUATION_BYTES)
     # The seed only picks the validation split, which is not scored; the test set is the first test_limit images.
