@@ -110,7 +110,7 @@ def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     command, shown = re.search(r"\$ python -m mnist_hydra\.serve (run=\S+)\n(.*)\n", readme).groups()
     result = run_app(command, cwd=tmp_path, module=SERVE, timeout=60)
-    assert result.returncode == 1 and shown in result.stderr.splitlines(), result.stderr
+    assert result.returncode == 2 and shown in result.stderr.splitlines(), result.stderr
 
 
 @pytest.mark.slow

@@ -35,7 +35,8 @@ def find_images(path: Path) -> tuple[list[Path], list[str]]:
         else:
             skipped.append(f"{entry}: not a regular file")
     if not images:
-        found = f"{len(skipped)} entries, none an image" if skipped else "it is empty"
+        entries = f"{len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'}"
+        found = f"{entries}, none an image" if skipped else "it is empty"
         raise UserError(f"images={path}: no image in this folder ({found}); "
                         "give PNG, JPEG or any other format Pillow reads")
     return images, skipped
