@@ -66,7 +66,7 @@ def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Option
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir))
+        served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir), settings.threads)
         batcher = MicroBatcher(served.predict, max_images=max(settings.max_batch, 64),
                                wait_s=settings.batch_wait_ms / 1000)
         await batcher.start()
