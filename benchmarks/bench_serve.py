@@ -126,6 +126,13 @@ class Server:
                 peaks.append(int(found.group(1)) * 1024)
         return max(peaks) if peaks else None
 
+    def health(self) -> dict[str, Any]:
+        """GET /health (with several workers, whichever answers)."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "health", timeout=30) as response:
+            return json.loads(response.read())
+
     def cpu_seconds(self) -> float:
         """CPU time of the server and its worker processes so far (Linux /proc)."""
         total, tick = 0.0, os.sysconf("SC_CLK_TCK")
@@ -213,9 +220,13 @@ def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: li
           images_per_request: int, rate: Optional[float] = None) -> dict[str, Any]:
     """Warm up, then time `requests`; throughput, latency, errors, accuracy, CPU time and neighbours' share."""
     asyncio.run(load(server.url, requests[:min(WARMUP_REQUESTS, max(len(requests) // 10, 10))], concurrency))
+    before = server.health()
     busy, server_cpu, client_cpu = busy_cpu_seconds(), server.cpu_seconds(), time.process_time()
     result = asyncio.run(load(server.url, requests, concurrency, rate))
     server_cpu, client_cpu = server.cpu_seconds() - server_cpu, time.process_time() - client_cpu
+    after = server.health()
+    calls = after["model_calls"] - before["model_calls"]  # one worker's counts when there are several
+    images_per_call = (after["images_predicted"] - before["images_predicted"]) / calls if calls else None
     others = None
     if busy is not None:
         others = max(0.0, busy_cpu_seconds() - busy - server_cpu - client_cpu) / (result["seconds"] * (os.cpu_count() or 1))
@@ -237,6 +248,7 @@ def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: li
         "server_cpu_ms_per_request": server_cpu / len(requests) * 1000,
         "client_cpu_share": client_cpu / (result["seconds"] * (os.cpu_count() or 1)),
         "others_cpu_share": others,
+        "images_per_model_call": images_per_call,
     }
 
 
@@ -298,13 +310,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"\nserver: python -m mnist_hydra.serve {' '.join(report['overrides']) or '(defaults)'}")
     print(f"{'phase':<18} {'requests':>8} {'images/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-          f"{'accuracy':>8} {'server CPU ms/req':>17} {'client':>6} {'others':>6}")
+          f"{'accuracy':>8} {'server CPU ms/req':>17} {'images/call':>11} {'client':>6} {'others':>6}")
     for r in report["results"]:
         accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         others = "?" if r["others_cpu_share"] is None else f"{r['others_cpu_share'] * 100:.0f}%"
+        per_call = "?" if r["images_per_model_call"] is None else f"{r['images_per_model_call']:.1f}"
         print(f"{r['phase']:<18} {r['requests']:>8} {r['images_per_second']:>9,.0f} {r['requests_per_second']:>8,.0f} "
               f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} {accuracy:>8} "
-              f"{r['server_cpu_ms_per_request']:>17.2f} {r['client_cpu_share'] * 100:>5.0f}% {others:>6}")
+              f"{r['server_cpu_ms_per_request']:>17.2f} {per_call:>11} {r['client_cpu_share'] * 100:>5.0f}% {others:>6}")
         if r["first_error"]:
             print(f"  first error: {r['first_error']}")
     peak = report["server_peak_rss_bytes"]
