@@ -155,3 +155,25 @@ def test_a_bf16_run_exports_in_float32_and_is_checked_within_the_bf16_tolerance(
     record = export.export_run(bf16_run, "onnx", limit=LIMIT)
     assert record["precision"] == "mixed_bfloat16" and record["tolerance"] == 2e-2 and record["passed"]
     assert 1e-5 < record["max_abs_probability_difference"] <= 2e-2  # bf16 arithmetic against float32
+
+
+def test_a_format_that_cannot_be_produced_says_what_to_use_instead(run_copy, monkeypatch):
+    import tensorflow as tf
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("ConverterError: op not supported")
+
+    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", refuse)
+    with pytest.raises(export.ExportError, match=r"format=litert: TFLiteConverter cannot convert this model "
+                                                 r"\(ConverterError: op not supported\); use format=saved_model"):
+        export.export_run(run_copy, "litert", limit=LIMIT)
+    assert not [p for p in (run_copy / "export").iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_a_missing_runtime_names_the_extra_to_install(run_copy, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
+    with pytest.raises(export.ExportError, match=r"format=onnx needs onnxruntime: pip install 'mnist-hydra\[export\]'"):
+        export.export_run(run_copy, "onnx", limit=LIMIT)

@@ -7,6 +7,7 @@ GET / (the page), GET /health, GET /model, POST /predict (an image upload, {"pix
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import math
@@ -56,7 +57,7 @@ def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Option
 
     Args:
       run_dir: a training run's directory; loaded in the app's lifespan unless `predictor` is given.
-      predictor: a loaded model to serve instead (tests, or a server that loads before it listens).
+      predictor: a loaded model to serve instead (tests, or a server that loads it before it serves).
       settings: request limits and batching (ServeSettings' defaults if None).
       top_k: classes listed per prediction unless the request asks for another count.
     """
@@ -66,7 +67,7 @@ def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Option
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir))
+        served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir), settings.threads)
         batcher = MicroBatcher(served.predict, max_images=max(settings.max_batch, 64),
                                wait_s=settings.batch_wait_ms / 1000)
         await batcher.start()
@@ -97,13 +98,9 @@ async def page() -> HTMLResponse:
     return HTMLResponse(_page_html(), headers={"Cache-Control": "no-cache"})
 
 
+@functools.cache
 def _page_html() -> str:
-    if _PAGE["html"] is None:
-        _PAGE["html"] = resources.files("mnist_hydra.serving").joinpath("page.html").read_text(encoding="utf-8")
-    return _PAGE["html"]
-
-
-_PAGE: dict[str, Optional[str]] = {"html": None}
+    return resources.files("mnist_hydra.serving").joinpath("page.html").read_text(encoding="utf-8")
 
 
 @api_router.get("/health", response_model=schemas.Health, summary="Is the server up")

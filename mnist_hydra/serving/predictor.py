@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -27,9 +27,11 @@ class Predictor:
     retracing and no Keras `predict` loop per call. Batches are zero-padded to BUCKETS sizes.
     """
 
-    def __init__(self, run_dir: str | os.PathLike) -> None:
+    def __init__(self, run_dir: str | os.PathLike, threads: Optional[int] = None) -> None:
         self.run_dir = Path(run_dir)
         self.model_path = require_run(self.run_dir)  # a wrong path fails before TensorFlow loads
+        if threads is not None:
+            _limit_threads(threads)
         model = load_model(self.model_path)
         if tuple(model.input_shape[1:]) != INPUT_SHAPE or len(model.output_shape) != 2:
             raise UserError(f"run={self.run_dir}: its model maps {model.input_shape[1:]} to {model.output_shape[1:]}; "
@@ -56,6 +58,18 @@ class Predictor:
         batch = np.zeros((size, *INPUT_SHAPE), np.float32)
         batch[:n] = images
         return np.asarray(self._call(self._tf.constant(batch)), dtype=np.float32)[:n]
+
+
+def _limit_threads(threads: int) -> None:
+    """TensorFlow's intra- and inter-op pools at `threads` each: a model call of a few milliseconds gains
+    little from more, and idle pool threads spin, taking CPU the server's event loop needs."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:  # TensorFlow already ran something in this process (a test): keep its pools
+        pass
 
 
 def describe(probabilities: np.ndarray, class_names: Sequence[str], top_k: int) -> dict[str, Any]:

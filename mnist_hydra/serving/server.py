@@ -62,9 +62,9 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
         if settings.workers == 1:
             from mnist_hydra.serving.predictor import Predictor
 
-            predictor = Predictor(Path(run_dir))
-            announce(headline(predictor.info))
-            stopped_by = _run_one(predictor, settings, top_k, sock)
+            predictor = Predictor(Path(run_dir), settings.threads)
+            what = headline(predictor.info)
+            stopped_by = _run_one(predictor, settings, top_k, sock, lambda: announce(what))
         else:
             what = headline(read_run_info(Path(run_dir), model_path))
             stopped_by = _run_workers(run_dir, settings, top_k, prog, sock, lambda: announce(what))
@@ -89,19 +89,24 @@ def _config(app, settings: ServeSettings, **extra):
                           timeout_graceful_shutdown=10, server_header=False, **extra)
 
 
-def _run_one(predictor, settings: ServeSettings, top_k: int, sock: socket.socket) -> Optional[str]:
+def _run_one(predictor, settings: ServeSettings, top_k: int, sock: socket.socket,
+             announce: Callable[[], None]) -> Optional[str]:
     """One process: the model loaded here, uvicorn on this event loop."""
     import uvicorn
 
     from mnist_hydra.serving.api import create_app
 
     server = uvicorn.Server(_config(create_app(predictor=predictor, settings=settings, top_k=top_k), settings))
+    done = threading.Event()
+    threading.Thread(target=_when_answering, args=(sock, done, announce), daemon=True).start()
     try:
         # uvicorn handles SIGINT/SIGTERM itself while it runs (a graceful shutdown: requests in progress
         # finish), then raises the signal again, which _raise_stopped turns into Stopped.
         server.run(sockets=[sock])
     except Stopped as stop:
         return stop.name
+    finally:
+        done.set()
     if not server.started:
         raise OutputError("the server could not start; see the lines above")
     return None
@@ -138,8 +143,7 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         supervisor = Supervisor(config, sockets=[sock])
         done = threading.Event()
-        watcher = threading.Thread(target=_when_answering, args=(sock, done, announce), daemon=True)
-        watcher.start()
+        threading.Thread(target=_when_answering, args=(sock, done, announce), daemon=True).start()
         try:
             supervisor.run()
         finally:
@@ -152,10 +156,11 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
 
 
 def _when_answering(sock: socket.socket, done: threading.Event, then: Callable[[], None]) -> None:
-    """Call `then` once GET /health on `sock`'s port answers 200 (unless `done` is set first)."""
+    """Call `then` once GET /health on `sock`'s port answers 200 (unless `done` is set first): the start
+    line comes when the server really answers."""
     host, port = sock.getsockname()[:2]
     host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    while not done.wait(0.2):
+    while not done.wait(0.05):
         try:
             with urllib.request.urlopen(url(host, port) + "health", timeout=2) as response:
                 if response.status == 200:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 from mnist_hydra.errors import require
 
@@ -14,6 +15,7 @@ class ServeSettings:
     host: str = "127.0.0.1"  # interface to listen on; 0.0.0.0 exposes the server to the network: your choice
     port: int = 8000  # TCP port; 0 picks a free one (the URL is printed)
     workers: int = 1  # server processes, each with its own model: more serve more uploads a second, at that much memory
+    threads: Optional[int] = 1  # TensorFlow threads per process for the model; null = one per core
     max_bytes: int = 10_000_000  # largest request body (an upload or JSON), in bytes; larger gets 413
     max_pixels: int = 16_777_216  # largest image accepted, in pixels (4096 x 4096); a decompression bomb gets 422
     max_batch: int = 256  # most images in one {"images": [...]} request
@@ -23,6 +25,7 @@ class ServeSettings:
     def check(self) -> None:
         require(0 <= self.port <= 65535, "serve.port", self.port, "a TCP port 1-65535, or 0 for a free one")
         require(1 <= self.workers <= 64, "serve.workers", self.workers, "a process count from 1 to 64")
+        require(self.threads is None or self.threads >= 1, "serve.threads", self.threads, "null or a count >= 1")
         require(self.max_bytes >= 1024, "serve.max_bytes", self.max_bytes, "a size in bytes >= 1024")
         require(self.max_pixels >= 28 * 28, "serve.max_pixels", self.max_pixels, "a pixel count >= 784")
         require(self.max_batch >= 1, "serve.max_batch", self.max_batch, "an integer >= 1")

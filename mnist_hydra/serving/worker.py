@@ -29,7 +29,7 @@ def create_worker_app() -> FastAPI:
     """Load the model in this worker process and return its app (a uvicorn factory)."""
     spec: dict[str, Any] = json.loads(os.environ[ENV_VAR])
     try:
-        predictor = Predictor(spec["run"])
+        predictor = Predictor(spec["run"], spec["settings"]["threads"])
     except UserError as err:  # the parent prints it once, for all its workers
         Path(spec["error_file"]).write_text(str(err), encoding="utf-8")
         sys.exit(STARTUP_FAILURE)
