@@ -31,15 +31,22 @@ INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
 
 
-def run_app(app: Callable[[], Any], prog: str) -> None:
-    """Call a `@hydra.main` function (or any app) inside the boundary."""
+def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> None:
+    """Call a `@hydra.main` function (or any app) inside the boundary; `hydra_flags`: check the command line's
+    flags first, as Hydra's own parser will (it would print its whole usage for a mistake)."""
     global _full_error
     before = os.environ.get("HYDRA_FULL_ERROR")
     _full_error = before == "1"
     # Hydra prints its own multi-line report unless this is set; set, it raises and we word the error.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    def checked() -> Any:
+        if hydra_flags:
+            check_hydra_flags(sys.argv[1:])
+        return app()
+
     try:
-        _call(app, prog)
+        _call(checked, prog)
     finally:
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
@@ -63,9 +70,31 @@ def _call(app: Callable[[], Any], prog: str) -> None:
         exit_with(err, prog)
 
 
+def check_hydra_flags(argv: list[str]) -> None:
+    """ConfigError in one line for what Hydra's command line refuses, before Hydra sees it: an unknown flag or a
+    bad --cfg choice (Hydra's argparse would print its whole usage), an override without a key (`=3`, which
+    Hydra lets through to a ValueError); OverrideParseException for an override it cannot parse."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = get_args_parser()
+
+    def error(message: str) -> NoReturn:
+        raise ConfigError(f"{message}; see --help for the flags and overrides it takes")
+
+    parser.error = error  # type: ignore[method-assign]
+    known, unknown = parser.parse_known_args(argv)
+    if unknown:
+        error(f"unrecognized arguments: {' '.join(unknown)}")
+    for override in OverridesParser.create().parse_overrides(known.overrides):
+        if not override.key_or_group:
+            error(f"cannot parse the override {override.input_line}: it has no key before the '='; "
+                  "overrides are key=value or group=option")
+
+
 def guard(prog: str) -> Callable[[F], F]:
     """Decorator for a Hydra task function: the boundary inside the job, where Hydra would otherwise first
-    print "Error executing job with overrides" for every exception it sees."""
+    log "Error executing job with overrides" for every exception it sees, user mistakes included."""
 
     def wrap(task: F) -> F:
         @functools.wraps(task)
@@ -74,8 +103,8 @@ def guard(prog: str) -> Callable[[F], F]:
                 return task(*args, **kwargs)
             except KeyboardInterrupt:
                 interrupted(prog)
-            except UserError as err:
-                if _full_error:
+            except Exception as err:
+                if _full_error or user_error(err) is None:
                     raise
                 resolvers.discard_created()
                 exit_with(err, prog)
@@ -112,7 +141,17 @@ def exit_with(err: BaseException, prog: str) -> NoReturn:
     """Print `err` as one line (`PROG: error: ...`) and exit with its code (2 unless it says otherwise)."""
     cause = user_error(err) or err
     print(f"{prog}: error: {describe(cause) or one_line(cause)}", file=sys.stderr)
-    sys.exit(getattr(cause, "exit_code", 2))
+    sys.exit(exit_code(cause))
+
+
+def exit_code(cause: BaseException) -> int:
+    """A UserError's own code; 1 for a path that cannot be written and for memory, as for data; else 2 (usage)."""
+    if hasattr(cause, "exit_code"):
+        return int(cause.exit_code)
+    if isinstance(cause, OSError) and cause.errno in PATH_ERRNOS or isinstance(cause, MemoryError) or \
+            _out_of_memory(cause):
+        return 1
+    return 2
 
 
 # What a path the user chose can do wrong when written or created: theirs to fix, not a bug of ours.
@@ -128,6 +167,11 @@ def describe(err: BaseException) -> Optional[str]:
         # Hydra's own mkdir of a hydra.run.dir / hydra.sweep.dir given literally.
         return (f"cannot write {err.filename}: {err.strerror}; choose another output directory with "
                 "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+    if isinstance(err, MemoryError) or _out_of_memory(err):
+        # TensorFlow's message names the tensor: "OOM when allocating tensor with shape[4732,100000000] ...".
+        shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(err))
+        return (f"out of memory{': ' + shape.group(0) if shape else ''}; choose a smaller model "
+                "(model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
     if isinstance(err, ValueError) and str(err) == "No trials are completed yet.":
         # Optuna's sweeper asks for the best trial after a search in which every trial failed.
         return ("no trial of the search completed, so there is no best one; each job's metrics.json "
@@ -135,7 +179,8 @@ def describe(err: BaseException) -> Optional[str]:
     if isinstance(err, MissingConfigException) and err.options is not None:
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
         if group:
-            return f"{group}={option} is not a {group} option; choose one of: {', '.join(err.options)}"
+            article = "an" if group[:1] in "aeiou" else "a"
+            return f"{group}={option} is not {article} {group} option; choose one of: {', '.join(err.options)}"
     if isinstance(err, OverrideParseException):
         reason = "; ".join(line for line in str(err).splitlines() if line.strip() and not line.startswith("See "))
         return (f"cannot parse the override {getattr(err, 'override', '') or ''!s}: {one_line(reason)}; a value with "
@@ -149,6 +194,11 @@ def describe(err: BaseException) -> Optional[str]:
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
         return describe_field(err)
     return None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError (an allocation failed), told by name: TensorFlow is not imported here."""
+    return any(cls.__name__ == "ResourceExhaustedError" for cls in type(err).__mro__)
 
 
 def _field_error(err: BaseException) -> Optional[OmegaConfBaseException]:

@@ -96,4 +96,4 @@ def _main() -> None:
 
 def main() -> None:
     """Run the train app inside the error boundary."""
-    run_app(_main, PROG)
+    run_app(_main, PROG, hydra_flags=True)

@@ -1,4 +1,8 @@
-"""Atomic file I/O for a run's files: JSON, CSV, and anything a writer callback produces."""
+"""Atomic file I/O for a run's files: JSON, CSV, and anything a writer callback produces.
+
+numpy and pandas are imported where they are used: every app's start-up path reads run files through
+this module, and pandas alone costs a bad command line most of a second.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,10 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
@@ -72,13 +76,17 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 def write_history_csv(path: str | os.PathLike, history: dict[str, list[float]]) -> None:
     """Write a Keras history as CSV: one row per epoch, `epoch` (from 1) then the history keys."""
+    import pandas as pd
+
     frame = pd.DataFrame({key: list(values) for key, values in history.items()})
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame.insert(0, "epoch", range(1, len(frame) + 1))
     write_csv(path, frame)
 
 
 def _to_builtin(value: Any) -> Any:
     """json.dumps fallback for the numpy types a metrics dict tends to hold."""
+    import numpy as np
+
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

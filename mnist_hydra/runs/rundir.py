@@ -9,13 +9,14 @@ for the basic sweeper, Hydra's multirun.yaml. Every app asks this module rather 
 from __future__ import annotations
 
 import re
+import zipfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from mnist_hydra.errors import UserError, one_line
+from mnist_hydra.errors import DataError, UserError, one_line
 from mnist_hydra.runs.artifacts import read_json
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
@@ -56,7 +57,11 @@ def require_run(run_dir: Path) -> Path:
 
 
 def load_model(path: Path) -> Any:
-    """A saved Keras model, for inference (no optimizer); UserError naming the file if it cannot be read."""
+    """A saved Keras model, for inference (no optimizer); DataError naming the file if it cannot be read."""
+    damaged = f"{path} is damaged or not a Keras model"
+    if not zipfile.is_zipfile(path):  # checked first: Keras says "File not found" for any file that is not a zip
+        raise DataError(f"{damaged}: not a .keras (zip) archive; give the directory of a finished run, or train "
+                        "it again")
     from mnist_hydra.tf_runtime import import_tensorflow
 
     import_tensorflow()
@@ -64,8 +69,8 @@ def load_model(path: Path) -> Any:
 
     try:
         return keras.models.load_model(path, compile=False)
-    except Exception as err:  # a truncated zip, a foreign file, a model from an incompatible Keras
-        raise UserError(f"{path}: cannot load the model: {one_line(err)[:300]}") from err
+    except Exception as err:  # a truncated archive, a foreign zip, a model from an incompatible Keras
+        raise DataError(f"{damaged}: {one_line(err)[:300]}") from err
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
