@@ -147,6 +147,9 @@ CATALOGUE = [
     case("train", "data path", "data.root=empty", 1, "empty", "train-images-idx3-ubyte"),
     case("train", "data path", "data.root=/proc/self", 1, "/proc/self", "train-images-idx3-ubyte"),
     case("train", "data path", "'data.root=\"my data\"'", 1, "my data", "train-images-idx3-ubyte"),
+    # A run that fails after its directory was claimed leaves nothing, in a new folder or in one that existed.
+    case("train", "data path", "'hydra.run.dir=my data/run' data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("train", "data path", "hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
     case("train", "data path", "data.download=false", 1, "data.root=", "MNIST_HYDRA_DATA",
          env=(("MNIST_HYDRA_DATA", ""), ("KERAS_HOME", "{root}/keras-home"))),
 
@@ -170,6 +173,7 @@ CATALOGUE = [
     case("evaluate", "output path", "run=run hydra.run.dir=/proc/x", 1, "cannot write /proc/x"),
     case("evaluate", "output path", "run=run hydra.run.dir=notes.txt", 1, "cannot write notes.txt"),
     case("evaluate", "data path", "run=run data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("evaluate", "data path", "run=run hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
     case("evaluate", "damaged model", "run=damaged", 1, "damaged/model.keras is damaged or not a Keras model",
          "not a .keras (zip) archive", data=True),
 

@@ -16,7 +16,9 @@ import errno
 import functools
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Any, Callable, NoReturn, Optional, TypeVar
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
@@ -27,7 +29,6 @@ from mnist_hydra.config import describe_field
 from mnist_hydra.errors import ConfigError, UserError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
-INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
 
 
@@ -45,20 +46,36 @@ def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> 
             check_hydra_flags(sys.argv[1:])
         return app()
 
+    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C wherever training does not handle it itself,
+    # so it too leaves no stub directory and prints one line.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         _call(checked, prog)
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = before
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training: a KeyboardInterrupt, so that Hydra's launchers let it through as they do Ctrl-C."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def _call(app: Callable[[], Any], prog: str) -> None:
     try:
         app()
-    except KeyboardInterrupt:
-        interrupted(prog)
+    except KeyboardInterrupt as stop:
+        interrupted(prog, stop)
     except BrokenPipeError:
         # `... | head` closed our stdout: nothing more to say to it, and no traceback (Python's docs' recipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -101,8 +118,8 @@ def guard(prog: str) -> Callable[[F], F]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return task(*args, **kwargs)
-            except KeyboardInterrupt:
-                interrupted(prog)
+            except KeyboardInterrupt as stop:
+                interrupted(prog, stop)
             except Exception as err:
                 if _full_error or user_error(err) is None:
                     raise
@@ -114,11 +131,18 @@ def guard(prog: str) -> Callable[[F], F]:
     return wrap
 
 
-def interrupted(prog: str) -> NoReturn:
-    """Ctrl-C outside training (start-up, data loading, writing): one line, exit 130, no stub directory."""
-    resolvers.discard_created()
-    print(f"{prog}: interrupted (Ctrl-C); nothing of this command was kept", file=sys.stderr)
-    sys.exit(INTERRUPTED)
+def interrupted(prog: str, stop: Optional[BaseException] = None) -> NoReturn:
+    """Ctrl-C or SIGTERM outside a clean stop of training (start-up, data loading, writing, a sweep's launcher):
+    one line, exit 128 + the signal's number, no stub directory; what holds a checkpoint is kept and named."""
+    signum = getattr(stop, "signum", signal.SIGINT)
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    kept = resolvers.discard_created()
+    if kept is None:
+        print(f"{prog}: interrupted ({name}); nothing of this command was kept", file=sys.stderr)
+    else:
+        print(f"{prog}: interrupted ({name}); what was done is kept in {kept}. Resume with: python -m mnist_hydra "
+              f"resume={kept}", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def user_error(err: BaseException) -> Optional[BaseException]:

@@ -30,6 +30,9 @@ from mnist_hydra.runs import rundir
 
 _locks: dict[str, int] = {}  # claimed directory -> the open descriptor holding its lock
 _created: list[tuple[Path, bool]] = []  # (directory this process made, claimed as a run's), deepest last
+# Claimed directories that existed already -> the names they held then: what else is in them is this process's.
+_found: dict[Path, set[str]] = {}
+_sweep: list[Path] = []  # the sweep directory of this process, once checked
 
 
 def register() -> None:
@@ -65,6 +68,7 @@ def claim_sweep_dir(config: Any) -> None:
         raise ConfigError(f"hydra.sweep.dir={folder} already holds a sweep; continue it with resume={folder}, "
                           "or choose a new directory")
     _make(folder, "hydra.sweep.dir")
+    _sweep[:] = [folder]
 
 
 def evaluation_dir(stamp: str, *, _root_: Any) -> str:
@@ -92,6 +96,7 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         return  # Hydra resolves its directories more than once
     if fresh and _holds_run_here(folder):
         raise _holds_run(folder, key)
+    before = {entry.name for entry in folder.iterdir()} if fresh and folder.is_dir() else None
     made = _make(folder, key, claimed=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -106,12 +111,21 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         os.close(fd)
         raise _holds_run(folder, key)
     _locks[name] = fd
+    if before is not None:
+        _found[folder] = before
 
 
-def discard_created() -> None:
+def discard_created() -> Optional[Path]:
     """Remove what this process created and that holds no result: the run or evaluation directory it
     claimed when it has no metrics.json, model or checkpoints (the command failed or was interrupted before
-    making anything), then the folders made above it if that leaves them empty."""
+    making anything), or in a directory that existed, what was added to it; then the folders made above it
+    if that leaves them empty. Returns the run or sweep directory that keeps work to resume, if any."""
+    for folder, names in _found.items():
+        if folder.is_dir() and not rundir.holds_run(folder):
+            for entry in folder.iterdir():
+                if entry.name not in names:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    _found.clear()
     for path, claimed in reversed(_created):
         if not path.is_dir():
             continue
@@ -120,6 +134,9 @@ def discard_created() -> None:
         elif not claimed and not any(path.iterdir()):
             path.rmdir()  # only when empty: another process may have started a run beside ours
     _created.clear()
+    kept = [Path(name) for name in _locks if Path(name).is_dir() and rundir.holds_run(Path(name))]
+    kept += [folder for folder in _sweep if folder.is_dir() and rundir.job_dirs(folder)]
+    return kept[-1] if kept else None
 
 
 def _holds_run_here(folder: Path) -> bool:

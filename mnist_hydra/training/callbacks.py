@@ -42,6 +42,23 @@ class EpochLog(keras.callbacks.Callback):
         log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1])
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar (or line per epoch), except that an epoch a stop cut short ends in a line saying it
+    was dropped, not in figures that would look like a finished epoch's."""
+
+    def __init__(self, stopped: Callable[[], Any]) -> None:
+        super().__init__()
+        self.stopped = stopped
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if not self.stopped():
+            super().on_epoch_end(epoch, logs)
+        elif self.verbose:
+            # verbose 1 leaves the bar's line open: end it first.
+            print(f"{chr(10) if self.verbose == 1 else ''}epoch {epoch + 1}/{self.epochs} dropped: training stopped "
+                  "before it ended", flush=True)
+
+
 class CheckpointEachEpoch(keras.callbacks.Callback):
     """After each complete epoch: add its figures to the state and checkpoint the model with it.
 

@@ -25,7 +25,8 @@ from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.runs import artifacts, plots, report
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.training import distribute
-from mnist_hydra.training.callbacks import CheckpointEachEpoch, EpochLog, StopOnDivergence, StopOnRequest
+from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, ProgressBar, StopOnDivergence,
+                                            StopOnRequest)
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
 from mnist_hydra.training.stopping import stop_on_signals
 
@@ -130,7 +131,7 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
                 initial_epoch=state.epoch,
                 epochs=epochs,
                 verbose=verbosity(config.trainer.verbose),
-                callbacks=[timer, diverged, StopOnRequest(request), saver],
+                callbacks=[timer, diverged, StopOnRequest(request), saver, ProgressBar(stopped)],
                 shuffle=False,  # the dataset orders each epoch itself, from the seed
             )
         except KeyboardInterrupt:
