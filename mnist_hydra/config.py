@@ -12,7 +12,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, List, Mapping, Optional
+from typing import Any, List, Mapping, Optional, Sequence
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
@@ -114,6 +114,7 @@ def validate(cfg: DictConfig) -> Config:
 def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:
     """A data/model/optimizer node (composed, or a dict read back from a run) as its registered schema, checked."""
     registry = REGISTRIES[group]
+    _require_mapping(group, node, registry.names())
     name = node.get("name")
     if name not in registry:
         raise ConfigError(
@@ -130,7 +131,16 @@ def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:
     return _typed(node, schema, group)
 
 
+def _require_mapping(group: str, node: Any, options: Sequence[str] = ()) -> None:
+    """ConfigError when a group's node is not a mapping of its keys: a group replaced by a value (`++data=null`)."""
+    if not isinstance(node, (DictConfig, Mapping)):
+        shown = "null" if node is None else (OmegaConf.to_container(node) if OmegaConf.is_config(node) else node)
+        choose = f": {', '.join(options)}" if options else ""
+        raise ConfigError(f"{group}={shown} is not a {group} option; pick one with {group}=OPTION{choose}")
+
+
 def _typed(node: DictConfig | Mapping[str, Any], schema: type, group: str) -> Any:
+    _require_mapping(group, node)
     _reject_unknown_keys(f"{group}.", node, {f.name for f in dataclasses.fields(schema)})
     try:
         typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))

@@ -109,6 +109,9 @@ CATALOGUE = [
     case("train", "unknown option", "+experiment=nonexistent", 2, "experiment=nonexistent is not an experiment option",
          "best"),
     case("train", "unknown option", "model.name=mlp", 2, "model.name=mlp does not match", "model=mlp"),
+    case("train", "unknown option", "model=5", 2, "cannot apply the override model=5", "--help"),
+    case("train", "unknown option", "data=[1]", 2, "config groups' options", "model=cnn"),
+    case("train", "unknown key", "plugins.x=1", 2, "cannot apply the override plugins.x=1", "--cfg job"),
     case("train", "unknown option", "plugins=[no_such_module_here]", 2, "plugins=[no_such_module_here]", "no module"),
     # --- train: the command line itself ---
     case("train", "override syntax", "model.filters=[1", 2, "cannot parse the override model.filters=[1", "quoted"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import logging
 import os
 import re
 import signal
@@ -46,6 +47,9 @@ def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> 
             check_hydra_flags(sys.argv[1:])
         return app()
 
+    # A log file that cannot take a line (a full disk) must not print a traceback per line: the console
+    # handler still shows it, and the write error that matters is reported once, by the code that writes.
+    logging.raiseExceptions = False
     # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C wherever training does not handle it itself,
     # so it too leaves no stub directory and prints one line.
     main = threading.current_thread() is threading.main_thread()
@@ -196,6 +200,9 @@ def describe(err: BaseException) -> Optional[str]:
         shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(err))
         return (f"out of memory{': ' + shape.group(0) if shape else ''}; choose a smaller model "
                 "(model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
+    unwrapped = _hydra_input_error(err)
+    if unwrapped is not None:
+        return unwrapped
     if isinstance(err, ValueError) and str(err) == "No trials are completed yet.":
         # Optuna's sweeper asks for the best trial after a search in which every trial failed.
         return ("no trial of the search completed, so there is no best one; each job's metrics.json "
@@ -217,6 +224,29 @@ def describe(err: BaseException) -> Optional[str]:
         return describe_field(field) if field is not None else one_line(str(err))
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
         return describe_field(err)
+    return None
+
+
+def _hydra_input_error(err: BaseException) -> Optional[str]:
+    """One line for a ValueError or TypeError that Hydra lets through unwrapped while it reads the command line,
+    else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, Hydra's own
+    for a group given a number or a list of numbers (`model=5`, `data=[1]`) while the defaults list is built."""
+    if not isinstance(err, (ValueError, TypeError)):
+        return None
+    frames = []
+    link = err.__traceback__
+    while link is not None:
+        frames.append(link.tb_frame)
+        link = link.tb_next
+    hydra_dir = f"{os.sep}hydra{os.sep}"
+    for frame in frames:
+        override = frame.f_locals.get("override")
+        if hydra_dir in frame.f_code.co_filename and type(override).__name__ == "Override":
+            return (f"cannot apply the override {getattr(override, 'input_line', None) or override}: "
+                    f"{one_line(err)}; --help lists the groups and their options, --cfg job every key")
+    if any(frame.f_code.co_filename.endswith(f"{hydra_dir}_internal{os.sep}defaults_list.py") for frame in frames):
+        return (f"cannot pick the config groups' options from the command line: {one_line(err)}; a group takes "
+                "an option's name, e.g. model=cnn (--help lists them)")
     return None
 
 

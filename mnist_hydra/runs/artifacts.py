@@ -13,22 +13,34 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from mnist_hydra.errors import OutputError
+
 if TYPE_CHECKING:
     import pandas as pd
 
 
+TEMP_MARK = ".tmp-"  # in the name of every temporary file atomic_write makes: .NAME.tmp-XXXXXXXX.SUFFIX
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Let `write` fill a temporary file beside `path`, then move it onto `path` in one step."""
+    """Let `write` fill a temporary file beside `path`, then move it onto `path` in one step.
+
+    OutputError naming `path` when the file system refuses (full, read-only, gone): the writer's own
+    OSError (Keras's and h5py's name no file) is the cause.
+    """
     path = Path(path)
     # Same directory so os.replace stays a rename on one file system; same final suffix
     # because Keras and matplotlib choose the file format from it.
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}{path.suffix}")
     try:
         # O_EXCL: never reuse someone else's file; mode 0o666 lets the umask decide, as open() would.
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         write(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
     except BaseException:
         # BaseException too: a Ctrl-C mid-sweep must not leave temp files behind.
         tmp.unlink(missing_ok=True)
@@ -36,10 +48,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     _fsync_dir(path.parent)
 
 
+def discard_temp_files(folder: str | os.PathLike) -> None:
+    """Remove the temporary files a killed writer left in `folder` (only its owner, holding the lock, may)."""
+    for leftover in Path(folder).glob(f".*{TEMP_MARK}*"):
+        leftover.unlink(missing_ok=True)
+
+
 def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
     """Fail now, not after training, if `directory` cannot take a file or lacks `need_bytes` of space."""
-    from mnist_hydra.errors import OutputError
-
     directory = Path(directory)
     try:
         probe = directory / f".write-test-{secrets.token_hex(4)}"

@@ -74,11 +74,13 @@ class CheckpointEachEpoch(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
         if self.stopped():
             return
+        done = TrainingState(epoch + 1, {key: list(values) for key, values in self.state.history.items()},
+                             [*self.state.epoch_seconds, self.timer.seconds[-1]])
         for key, value in (logs or {}).items():
-            self.state.history.setdefault(key, []).append(float(value))
-        self.state.epoch_seconds.append(self.timer.seconds[-1])
-        self.state.epoch = epoch + 1
-        self.checkpoints.save(self.model, self.state)
+            done.history.setdefault(key, []).append(float(value))
+        self.checkpoints.save(self.model, done)
+        # Only a saved epoch counts: if the save failed (a full disk), the state stays at the last saved one.
+        self.state.epoch, self.state.history, self.state.epoch_seconds = done.epoch, done.history, done.epoch_seconds
 
 
 class StopOnRequest(keras.callbacks.Callback):

@@ -10,7 +10,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import keras
 import numpy as np
@@ -19,7 +19,7 @@ import tensorflow as tf
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
-from mnist_hydra.errors import Interrupted, TrainingDiverged
+from mnist_hydra.errors import Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.runs import artifacts, plots, report
@@ -66,13 +66,15 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
         checkpoints = Checkpoints(savedir)
         model, state = _build_or_restore(config, strategy, checkpoints if resume else None, len(splits.y_train),
                                          len(splits.class_names))
-        _fit(config, model, splits, checkpoints, state, workdir if chief else None)
+        with _resumable_if_unwritable(workdir if chief else None, state):
+            _fit(config, model, splits, checkpoints, state, workdir if chief else None)
         distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
         metrics, probabilities = _score(config, model, splits, state, strategy)
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
-            write_artifacts(workdir, model, metrics, splits, probabilities)
+            with _resumable_if_unwritable(workdir, state):
+                write_artifacts(workdir, model, metrics, splits, probabilities)
         else:
             model.save(savedir / "model.keras")  # the collective read above; the plots are the chief's job
         checkpoints.remove()  # model.keras holds the final model now
@@ -153,6 +155,22 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
 def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
     if workdir is not None:
         artifacts.write_json(workdir / "metrics.json", record)
+
+
+@contextlib.contextmanager
+def _resumable_if_unwritable(workdir: Optional[Path], state: TrainingState) -> Iterator[None]:
+    """A run file that cannot be written (a full disk, mid-run): the checkpoint of the last complete epoch
+    stands, so the one-line error says so and how to go on, and metrics.json records it if it still fits."""
+    try:
+        yield
+    except OutputError as err:
+        if workdir is None:
+            raise
+        where = f"the checkpoint of epoch {state.epoch} is kept" if state.epoch else "no epoch was complete"
+        message = f"{err}; {where}: make room, then continue with resume={workdir}"
+        with contextlib.suppress(OutputError):
+            _record_stop(workdir, {"status": "failed", "error": message, "epochs_run": state.epoch})
+        raise OutputError(message) from err
 
 
 def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState,
@@ -259,6 +277,7 @@ def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], 
                     probabilities: np.ndarray) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
     predicted = probabilities.argmax(axis=1)
+    artifacts.discard_temp_files(workdir)  # a writer killed here before: this run holds the directory's lock
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})
     plots.plot_training_curves(metrics["history"], workdir / "training_curves.png")
