@@ -16,6 +16,7 @@ same way. The README's "What can go wrong" table lists every `kind` below (test_
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 import shlex
@@ -375,13 +376,49 @@ def test_the_catalogue_covers_every_app_and_enough_cases():
 
 def test_readme_lists_every_kind():
     """The README's "What can go wrong" table has a row per kind of input, with the exit codes seen here."""
-    readme = (ROOT / "README.md").read_text()
-    table = readme.split("### What can go wrong", 1)[1].split("\n\n", 2)[1]
+    section = (ROOT / "README.md").read_text().split("### What can go wrong", 1)[1].split("\n#", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("|")][2:]
     rows = {}
-    for line in table.splitlines()[2:]:
-        cells = [c.strip() for c in line.strip("|").split("|")]
-        rows[cells[0].strip("*")] = cells
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[cells[0]] = cells
+    assert f"runs {len(CATALOGUE)} such commands" in section
     for kind in sorted({c.kind for c in CATALOGUE}):
         assert kind in rows, f"the README's table has no row {kind!r}"
         codes = {str(c.code) for c in CATALOGUE if c.kind == kind}
         assert set(re.findall(r"\d+", rows[kind][-1])) >= codes, (kind, rows[kind])
+
+
+def test_out_of_memory_is_one_line_with_exit_1():
+    """TensorFlow's ResourceExhaustedError (told by its name: the boundary does not import TensorFlow)."""
+    from mnist_hydra.apps.boundary import describe, exit_code, user_error
+
+    class ResourceExhaustedError(Exception):
+        pass
+
+    err = ResourceExhaustedError("{{function_node __wrapped__StatelessRandomUniformV2}} OOM when allocating tensor "
+                                 "with shape[4732,100000000] and type float on /job:localhost/replica:0/task:0/device:"
+                                 "CPU:0 by allocator mklcpu [Op:StatelessRandomUniformV2] name: ")
+    assert user_error(err) is err and exit_code(err) == 1
+    assert describe(err) == ("out of memory: OOM when allocating tensor with shape[4732,100000000]; choose a smaller "
+                             "model (model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
+    assert describe(MemoryError()).startswith("out of memory; choose a smaller model")
+
+
+def test_two_runs_started_at_once_on_one_fresh_directory_one_runs_the_other_refuses(tmp_path, mnist_dir):
+    """A lock on the directory, not a check-then-write race: whichever process claims it first trains."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "mnist_hydra", "trainer.epochs=1", "data.train_limit=500", "data.test_limit=200",
+               f"hydra.run.dir={run}"]
+    env = {**base_env(), "MNIST_HYDRA_DATA": str(mnist_dir)}
+    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(proc, *proc.communicate(timeout=300)) for proc in both]
+    assert sorted(proc.returncode for proc, _, _ in results) == [0, 2], [err[-2000:] for _, _, err in results]
+    [(_, _, refused)] = [r for r in results if r[0].returncode == 2]
+    assert len(refused.splitlines()) == 1, refused
+    # Claimed by the other one, or (a very slow start) already finished by it: refused either way.
+    assert re.match(rf"mnist_hydra: error: hydra.run.dir={re.escape(str(run))} (is in use by another mnist_hydra "
+                    rf"process|already holds a run \(completed\))", refused), refused
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert (run / "train.log").read_text().count("] - model: cnn") == 1  # one process trained, the other wrote nothing
