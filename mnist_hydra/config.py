@@ -9,9 +9,10 @@ knows OmegaConf (and Hydra's ConfigStore): everything after `validate` takes pla
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
@@ -26,6 +27,9 @@ from mnist_hydra.tracking.catalog import LOGGERS
 
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
+MAX_SEED = 2**32 - 1
+# TensorFlow takes sizes, counts and thread numbers as 32-bit integers; a larger one fails deep inside it.
+MAX_INT = 2**31 - 1
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 KEEPS = ("last", "best")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # the per-epoch figures Keras reports
@@ -169,7 +173,8 @@ def validate(cfg: DictConfig) -> Config:
     load_plugins(cfg.get("plugins") or [])  # before the groups: a plugin registers the builders they name
     known = {f.name for f in dataclasses.fields(Config)} | {"hydra"}
     _reject_unknown_keys("", cfg, known)
-    require(isinstance(cfg.seed, int) and cfg.seed >= 0, "seed", cfg.seed, "an integer >= 0")
+    require(isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed,
+            f"an integer from 0 to {MAX_SEED} (NumPy's seeds are 32-bit)")
     groups = {group: typed_group(group, cfg[group]) for group in REGISTRIES}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
     return Config(seed=cfg.seed, resume=cfg.get("resume"), plugins=list(cfg.get("plugins") or []),
@@ -192,6 +197,7 @@ def validate_loggers(node: Optional[DictConfig]) -> dict[str, Any]:
 def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:
     """A data/model/optimizer node (composed, or a dict read back from a run) as its registered schema, checked."""
     registry = REGISTRIES[group]
+    _require_mapping(group, node, registry.names())
     name = node.get("name")
     if name not in registry:
         raise ConfigError(
@@ -208,7 +214,16 @@ def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:
     return _typed(node, schema, group)
 
 
+def _require_mapping(group: str, node: Any, options: Sequence[str] = ()) -> None:
+    """ConfigError when a group's node is not a mapping of its keys: a group replaced by a value (`++data=null`)."""
+    if not isinstance(node, (DictConfig, Mapping)):
+        shown = "null" if node is None else (OmegaConf.to_container(node) if OmegaConf.is_config(node) else node)
+        choose = f": {', '.join(options)}" if options else ""
+        raise ConfigError(f"{group}={shown} is not a {group} option; pick one with {group}=OPTION{choose}")
+
+
 def _typed(node: DictConfig | Mapping[str, Any], schema: type, group: str) -> Any:
+    _require_mapping(group, node)
     _reject_unknown_keys(f"{group}.", node, {f.name for f in dataclasses.fields(schema)})
     try:
         typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
@@ -216,10 +231,25 @@ def _typed(node: DictConfig | Mapping[str, Any], schema: type, group: str) -> An
         raise ConfigError(describe_field(err, prefix=f"{group}.")) from None
     try:
         typed.check()
+        check_numbers(typed)
     except FieldError as err:
         err.key = f"{group}.{err.key}"
         raise
     return typed
+
+
+def check_numbers(typed: Any) -> None:
+    """FieldError for a number no schema field can mean: NaN or infinite, or an integer beyond 32 bits.
+
+    Every float and int field, lists included, whatever its own check() says: one rule for the class.
+    """
+    for spec in dataclasses.fields(typed):
+        value = getattr(typed, spec.name)
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, float):
+                require(math.isfinite(item), spec.name, value, "a finite number")
+            elif isinstance(item, int) and not isinstance(item, bool):
+                require(-MAX_INT <= item <= MAX_INT, spec.name, value, f"an integer of at most {MAX_INT}")
 
 
 def _reject_unknown_keys(prefix: str, node: DictConfig | Mapping[str, Any], known: set[str]) -> None:

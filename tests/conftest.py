@@ -74,3 +74,16 @@ def predictor(trained_run):
     from mnist_hydra.serving.predictor import Predictor
 
     return Predictor(trained_run)
+
+
+def snapshot(root: Path) -> dict[str, tuple]:
+    """Every file and folder below `root` (links not followed): relative path -> ("file", size, mtime_ns), or
+    ("dir",) for a folder (its mtime moves when a file is made and removed in it: what is left is what counts)."""
+    found: dict[str, tuple] = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs:
+            found[str(Path(folder, name).relative_to(root))] = ("dir",)
+        for name in files:
+            info = Path(folder, name).lstat()
+            found[str(Path(folder, name).relative_to(root))] = ("file", info.st_size, info.st_mtime_ns)
+    return found

@@ -14,9 +14,12 @@ from __future__ import annotations
 import argparse
 import errno
 import functools
+import logging
 import os
 import re
+import signal
 import sys
+import threading
 from typing import Any, Callable, NoReturn, Optional, TypeVar
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
@@ -27,31 +30,56 @@ from mnist_hydra.config import describe_field
 from mnist_hydra.errors import ConfigError, UserError, one_line
 
 F = TypeVar("F", bound=Callable[..., Any])
-INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
 
 
-def run_app(app: Callable[[], Any], prog: str) -> None:
-    """Call a `@hydra.main` function (or any app) inside the boundary."""
+def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> None:
+    """Call a `@hydra.main` function (or any app) inside the boundary; `hydra_flags`: check the command line's
+    flags first, as Hydra's own parser will (it would print its whole usage for a mistake)."""
     global _full_error
     before = os.environ.get("HYDRA_FULL_ERROR")
     _full_error = before == "1"
     # Hydra prints its own multi-line report unless this is set; set, it raises and we word the error.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+
+    def checked() -> Any:
+        if hydra_flags:
+            check_hydra_flags(sys.argv[1:])
+        return app()
+
+    # A log file that cannot take a line (a full disk) must not print a traceback per line: the console
+    # handler still shows it, and the write error that matters is reported once, by the code that writes.
+    logging.raiseExceptions = False
+    # SIGTERM (a scheduler's stop, `kill`) unwinds like Ctrl-C wherever training does not handle it itself,
+    # so it too leaves no stub directory and prints one line.
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
-        _call(app, prog)
+        _call(checked, prog)
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
             os.environ["HYDRA_FULL_ERROR"] = before
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside training: a KeyboardInterrupt, so that Hydra's launchers let it through as they do Ctrl-C."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def _call(app: Callable[[], Any], prog: str) -> None:
     try:
         app()
-    except KeyboardInterrupt:
-        interrupted(prog)
+    except KeyboardInterrupt as stop:
+        interrupted(prog, stop)
     except BrokenPipeError:
         # `... | head` closed our stdout: nothing more to say to it, and no traceback (Python's docs' recipe).
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -63,19 +91,41 @@ def _call(app: Callable[[], Any], prog: str) -> None:
         exit_with(err, prog)
 
 
+def check_hydra_flags(argv: list[str]) -> None:
+    """ConfigError in one line for what Hydra's command line refuses, before Hydra sees it: an unknown flag or a
+    bad --cfg choice (Hydra's argparse would print its whole usage), an override without a key (`=3`, which
+    Hydra lets through to a ValueError); OverrideParseException for an override it cannot parse."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = get_args_parser()
+
+    def error(message: str) -> NoReturn:
+        raise ConfigError(f"{message}; see --help for the flags and overrides it takes")
+
+    parser.error = error  # type: ignore[method-assign]
+    known, unknown = parser.parse_known_args(argv)
+    if unknown:
+        error(f"unrecognized arguments: {' '.join(unknown)}")
+    for override in OverridesParser.create().parse_overrides(known.overrides):
+        if not override.key_or_group:
+            error(f"cannot parse the override {override.input_line}: it has no key before the '='; "
+                  "overrides are key=value or group=option")
+
+
 def guard(prog: str) -> Callable[[F], F]:
     """Decorator for a Hydra task function: the boundary inside the job, where Hydra would otherwise first
-    print "Error executing job with overrides" for every exception it sees."""
+    log "Error executing job with overrides" for every exception it sees, user mistakes included."""
 
     def wrap(task: F) -> F:
         @functools.wraps(task)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             try:
                 return task(*args, **kwargs)
-            except KeyboardInterrupt:
-                interrupted(prog)
-            except UserError as err:
-                if _full_error:
+            except KeyboardInterrupt as stop:
+                interrupted(prog, stop)
+            except Exception as err:
+                if _full_error or user_error(err) is None:
                     raise
                 resolvers.discard_created()
                 exit_with(err, prog)
@@ -85,11 +135,18 @@ def guard(prog: str) -> Callable[[F], F]:
     return wrap
 
 
-def interrupted(prog: str) -> NoReturn:
-    """Ctrl-C outside training (start-up, data loading, writing): one line, exit 130, no stub directory."""
-    resolvers.discard_created()
-    print(f"{prog}: interrupted (Ctrl-C); nothing of this command was kept", file=sys.stderr)
-    sys.exit(INTERRUPTED)
+def interrupted(prog: str, stop: Optional[BaseException] = None) -> NoReturn:
+    """Ctrl-C or SIGTERM outside a clean stop of training (start-up, data loading, writing, a sweep's launcher):
+    one line, exit 128 + the signal's number, no stub directory; what holds a checkpoint is kept and named."""
+    signum = getattr(stop, "signum", signal.SIGINT)
+    name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    kept = resolvers.discard_created()
+    if kept is None:
+        print(f"{prog}: interrupted ({name}); nothing of this command was kept", file=sys.stderr)
+    else:
+        print(f"{prog}: interrupted ({name}); what was done is kept in {kept}. Resume with: python -m mnist_hydra "
+              f"resume={kept}", file=sys.stderr)
+    sys.exit(128 + signum)
 
 
 def user_error(err: BaseException) -> Optional[BaseException]:
@@ -112,7 +169,17 @@ def exit_with(err: BaseException, prog: str) -> NoReturn:
     """Print `err` as one line (`PROG: error: ...`) and exit with its code (2 unless it says otherwise)."""
     cause = user_error(err) or err
     print(f"{prog}: error: {describe(cause) or one_line(cause)}", file=sys.stderr)
-    sys.exit(getattr(cause, "exit_code", 2))
+    sys.exit(exit_code(cause))
+
+
+def exit_code(cause: BaseException) -> int:
+    """A UserError's own code; 1 for a path that cannot be written and for memory, as for data; else 2 (usage)."""
+    if hasattr(cause, "exit_code"):
+        return int(cause.exit_code)
+    if isinstance(cause, OSError) and cause.errno in PATH_ERRNOS or isinstance(cause, MemoryError) or \
+            _out_of_memory(cause):
+        return 1
+    return 2
 
 
 # What a path the user chose can do wrong when written or created: theirs to fix, not a bug of ours.
@@ -128,6 +195,14 @@ def describe(err: BaseException) -> Optional[str]:
         # Hydra's own mkdir of a hydra.run.dir / hydra.sweep.dir given literally.
         return (f"cannot write {err.filename}: {err.strerror}; choose another output directory with "
                 "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+    if isinstance(err, MemoryError) or _out_of_memory(err):
+        # TensorFlow's message names the tensor: "OOM when allocating tensor with shape[4732,100000000] ...".
+        shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(err))
+        return (f"out of memory{': ' + shape.group(0) if shape else ''}; choose a smaller model "
+                "(model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
+    unwrapped = _hydra_input_error(err)
+    if unwrapped is not None:
+        return unwrapped
     if isinstance(err, ValueError) and str(err) == "No trials are completed yet.":
         # Optuna's sweeper asks for the best trial after a search in which every trial failed.
         return ("no trial of the search completed, so there is no best one; each job's metrics.json "
@@ -137,7 +212,8 @@ def describe(err: BaseException) -> Optional[str]:
         # Hydra lists the options only for a single choice; for one item of a list (logger=[a,b]) we look.
         options = err.options if err.options is not None else _packaged_options(group)
         if group and options:
-            return f"{group}={option} is not a {group} option; choose one of: {', '.join(options)}"
+            article = "an" if group[:1] in "aeiou" else "a"
+            return f"{group}={option} is not {article} {group} option; choose one of: {', '.join(options)}"
     if isinstance(err, OverrideParseException):
         reason = "; ".join(line for line in str(err).splitlines() if line.strip() and not line.startswith("See "))
         return (f"cannot parse the override {getattr(err, 'override', '') or ''!s}: {one_line(reason)}; a value with "
@@ -151,6 +227,34 @@ def describe(err: BaseException) -> Optional[str]:
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
         return describe_field(err)
     return None
+
+
+def _hydra_input_error(err: BaseException) -> Optional[str]:
+    """One line for a ValueError or TypeError that Hydra lets through unwrapped while it reads the command line,
+    else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, Hydra's own
+    for a group given a number or a list of numbers (`model=5`, `data=[1]`) while the defaults list is built."""
+    if not isinstance(err, (ValueError, TypeError)):
+        return None
+    frames = []
+    link = err.__traceback__
+    while link is not None:
+        frames.append(link.tb_frame)
+        link = link.tb_next
+    hydra_dir = f"{os.sep}hydra{os.sep}"
+    for frame in frames:
+        override = frame.f_locals.get("override")
+        if hydra_dir in frame.f_code.co_filename and type(override).__name__ == "Override":
+            return (f"cannot apply the override {getattr(override, 'input_line', None) or override}: "
+                    f"{one_line(err)}; --help lists the groups and their options, --cfg job every key")
+    if any(frame.f_code.co_filename.endswith(f"{hydra_dir}_internal{os.sep}defaults_list.py") for frame in frames):
+        return (f"cannot pick the config groups' options from the command line: {one_line(err)}; a group takes "
+                "an option's name, e.g. model=cnn (--help lists them)")
+    return None
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """TensorFlow's ResourceExhaustedError (an allocation failed), told by name: TensorFlow is not imported here."""
+    return any(cls.__name__ == "ResourceExhaustedError" for cls in type(err).__mro__)
 
 
 def _field_error(err: BaseException) -> Optional[OmegaConfBaseException]:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.apps import resolvers
 from mnist_hydra.apps.boundary import exit_with, user_error
+from mnist_hydra.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class SummarizeSweep(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
             summary = summarize_sweep(sweep_dir)
-        except FileNotFoundError as err:  # e.g. every job was killed before Hydra wrote its directory
+        except UserError as err:  # e.g. every job was killed before Hydra wrote its directory
             log.error("no sweep summary: %s", err)
             return
         print(report(summary, sweep_dir))

@@ -93,4 +93,4 @@ def _chosen_data(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
 
 def main() -> None:
     """Run the evaluate app inside the error boundary."""
-    run_app(evaluate, PROG)
+    run_app(evaluate, PROG, hydra_flags=True)

@@ -57,10 +57,11 @@ def predict(cfg: DictConfig) -> None:
     from mnist_hydra.serving.predict import format_line, predict_images
 
     records, failures = predict_images(settings.run, settings.images, settings.top_k)
+    if not records:  # one error line, naming every file and why, not a line each and then the error
+        raise DataError(failures[0] if len(failures) == 1 else
+                        f"no image could be predicted: {'; '.join(failures) or settings.images}")
     for message in failures:
         print(f"{PROG}: skipped {message}", file=sys.stderr)
-    if not records:
-        raise DataError("no image could be predicted")
     if settings.output == "json":
         print(json.dumps(records, indent=2))
     else:
@@ -70,4 +71,4 @@ def predict(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Run the predict app inside the error boundary."""
-    run_app(predict, PROG)
+    run_app(predict, PROG, hydra_flags=True)

@@ -21,10 +21,7 @@ def write_report(argv: list[str] | None = None) -> None:
     if rundir.is_sweep(folder):
         from mnist_hydra.runs.sweeps import summarize_sweep
 
-        try:
-            summarize_sweep(folder)
-        except FileNotFoundError as err:
-            raise UserError(str(err)) from None
+        summarize_sweep(folder)
         path = folder / "report.html"
     elif rundir.is_run(folder):
         from mnist_hydra.runs.report import write_run_report

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -23,13 +24,15 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
+from mnist_hydra.apps.resume import RESUME_EXAMPLE
 from mnist_hydra.errors import ConfigError, OutputError
 from mnist_hydra.runs import rundir
 
-RESUME_EXAMPLE = "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search cannot be resumed)"
-
 _locks: dict[str, int] = {}  # claimed directory -> the open descriptor holding its lock
 _created: list[tuple[Path, bool]] = []  # (directory this process made, claimed as a run's), deepest last
+# Claimed directories that existed already -> the names they held then: what else is in them is this process's.
+_found: dict[Path, set[str]] = {}
+_sweep: list[Path] = []  # the sweep directory of this process, once checked
 
 
 def register() -> None:
@@ -52,19 +55,20 @@ def claim_run_dir(config: Any) -> None:
     """Claim hydra.run.dir for this process before Hydra writes there (see the module docstring)."""
     _check_job_name(config)
     resume = OmegaConf.select(config, "resume", default=None)
-    folder = Path(str(config.hydra.run.dir))
+    folder = _output_dir(config, "run")
     claim(folder, "resume" if resume is not None else "hydra.run.dir", fresh=resume is None)
 
 
 def claim_sweep_dir(config: Any) -> None:
     """Check hydra.sweep.dir before a sweep starts: a new sweep never writes into another sweep's directory."""
     _check_job_name(config)
-    folder = Path(str(config.hydra.sweep.dir))
+    folder = _output_dir(config, "sweep")
     if OmegaConf.select(config, "resume", default=None) is None and (
             (folder / rundir.SWEEP_RECORD).is_file() or rundir.job_dirs(folder)):
         raise ConfigError(f"hydra.sweep.dir={folder} already holds a sweep; continue it with resume={folder}, "
                           "or choose a new directory")
     _make(folder, "hydra.sweep.dir")
+    _sweep[:] = [folder]
 
 
 def evaluation_dir(stamp: str, *, _root_: Any) -> str:
@@ -90,8 +94,9 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
     name = str(folder.absolute())
     if name in _locks:
         return  # Hydra resolves its directories more than once
-    if fresh and rundir.holds_run(folder):
+    if fresh and _holds_run_here(folder):
         raise _holds_run(folder, key)
+    before = {entry.name for entry in folder.iterdir()} if fresh and folder.is_dir() else None
     made = _make(folder, key, claimed=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -106,12 +111,21 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         os.close(fd)
         raise _holds_run(folder, key)
     _locks[name] = fd
+    if before is not None:
+        _found[folder] = before
 
 
-def discard_created() -> None:
+def discard_created() -> Optional[Path]:
     """Remove what this process created and that holds no result: the run or evaluation directory it
     claimed when it has no metrics.json, model or checkpoints (the command failed or was interrupted before
-    making anything), then the folders made above it if that leaves them empty."""
+    making anything), or in a directory that existed, what was added to it; then the folders made above it
+    if that leaves them empty. Returns the run or sweep directory that keeps work to resume, if any."""
+    for folder, names in _found.items():
+        if folder.is_dir() and not rundir.holds_run(folder):
+            for entry in folder.iterdir():
+                if entry.name not in names:
+                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+    _found.clear()
     for path, claimed in reversed(_created):
         if not path.is_dir():
             continue
@@ -120,23 +134,35 @@ def discard_created() -> None:
         elif not claimed and not any(path.iterdir()):
             path.rmdir()  # only when empty: another process may have started a run beside ours
     _created.clear()
+    kept = [Path(name) for name in _locks if Path(name).is_dir() and rundir.holds_run(Path(name))]
+    kept += [folder for folder in _sweep if folder.is_dir() and rundir.job_dirs(folder)]
+    return kept[-1] if kept else None
+
+
+def _holds_run_here(folder: Path) -> bool:
+    try:
+        return rundir.holds_run(folder)
+    except OSError:  # a name too long, a loop of links: _make says so, naming the path
+        return False
 
 
 def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, bool]]:
-    """mkdir -p `folder`, remembering what was created; OutputError naming the path on any failure."""
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"cannot write {folder}: it is a file, not a directory; choose a directory with "
-                          "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
-    missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not p.exists()]
+    """mkdir -p `folder`, remembering what was created; OutputError naming the path on any failure, after
+    removing the folders it made on the way (any errno: a name too long fails only at the last one)."""
+    missing: list[Path] = []
     try:
+        if folder.exists() and not folder.is_dir():
+            raise OutputError(f"cannot write {folder}: it is a file, not a directory; choose a directory with "
+                              "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+        missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not _exists(p)]
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        for path in missing:
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
+        for path in missing:  # deepest first
+            with contextlib.suppress(OSError):
+                path.rmdir()  # only an empty folder goes
         raise OutputError(f"cannot write {folder}: {err.strerror or err}; choose another directory with "
                           "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)") from None
     made = [(path, claimed and path == folder.absolute()) for path in reversed(missing)]  # outermost first
@@ -144,7 +170,16 @@ def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, boo
     return made
 
 
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:  # e.g. a name too long: it cannot exist
+        return False
+
+
 def _resumable(resume: str) -> Path:
+    if not str(resume).strip():  # Path("") is the launch directory
+        raise ConfigError(f"resume= is empty; give a run or sweep directory, {RESUME_EXAMPLE}")
     folder = Path(str(resume))
     if not (rundir.is_run(folder) or rundir.is_sweep(folder)):
         raise ConfigError(f"resume={resume} is not a run directory (no {rundir.SAVED_CONFIG}) nor a sweep "
@@ -157,6 +192,16 @@ def _holds_run(folder: Path, key: str) -> ConfigError:
     status = rundir.read_metrics(folder).get("status", "stopped")
     return ConfigError(f"{key}={folder} already holds a run ({status}); a new run never overwrites one: "
                        f"continue it with resume={folder}, or choose a new directory")
+
+
+def _output_dir(config: Any, mode: str) -> Path:
+    """hydra.run.dir or hydra.sweep.dir as a path; an empty one (an unset shell variable) would mean the launch
+    directory itself."""
+    value = str(OmegaConf.select(config, f"hydra.{mode}.dir", default="") or "")
+    if not value.strip():
+        raise ConfigError(f"hydra.{mode}.dir is empty; give the directory to write to, e.g. "
+                          f"hydra.{mode}.dir=outputs/my-{mode}")
+    return Path(value)
 
 
 def _check_job_name(config: Any) -> None:

@@ -20,6 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD
 
+RESUME_EXAMPLE = "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search cannot be resumed)"
+
 # Launch settings of the first start that the new one must not take over: it sets its own.
 OWN_HYDRA_OVERRIDES = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
 
@@ -34,7 +36,10 @@ def resume_argv(argv: Sequence[str]) -> Optional[list[str]]:
     given = [o for o in parse_overrides(argv) if o.key_or_group == "resume"]
     if not given:
         return None
-    folder = Path(str(given[-1].value()))
+    value = given[-1].value()
+    if value is not None and not str(value).strip():
+        raise ConfigError(f"resume= is empty; give a run or sweep directory, {RESUME_EXAMPLE}")
+    folder = Path(str(value))
     extra = [arg for arg in argv if arg != given[-1].input_line and arg not in ("-m", "--multirun")]
     if extra:
         raise ConfigError(f"resume={folder} continues with the config saved there: drop {' '.join(extra)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -16,11 +17,12 @@ from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import describe, guard, run_app
 from mnist_hydra.apps.resume import parse_overrides, resume_argv, run_config
 from mnist_hydra.config import store_schemas, validate
-from mnist_hydra.errors import Interrupted
+from mnist_hydra.errors import Interrupted, OutputError
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.runs import rundir
 from mnist_hydra.runs.artifacts import write_json
 from mnist_hydra.tracking.base import RunInfo
+from mnist_hydra.training.checkpoints import Checkpoints
 
 log = logging.getLogger(__name__)
 PROG = "mnist_hydra"
@@ -50,6 +52,7 @@ def _run(cfg: DictConfig, workdir: Path) -> dict:
         done = rundir.completed_metrics(workdir)
         if done is not None:
             log.info("%s is complete already: nothing to resume", workdir)
+            Checkpoints(workdir).remove()  # left by a kill after metrics.json, before they were removed
             return done
         cfg = run_config(cfg, workdir, sweep=HydraConfig.get().mode == RunMode.MULTIRUN)
     config = validate(cfg)
@@ -77,7 +80,8 @@ def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
     except Exception as err:  # bugs included: one job must not end the sweep or vanish from its table
         message = describe(err) or f"{type(err).__name__}: {err}"
         log.error("job failed: %s", message, exc_info=describe(err) is None)
-        write_json(workdir / rundir.METRICS, {"status": "failed", "error": message})
+        with contextlib.suppress(OutputError):  # a full disk: the log line above is the record then
+            write_json(workdir / rundir.METRICS, {"status": "failed", "error": message})
         # Not a float: Optuna marks the trial failed; a NaN would crash its sweeper (hydra #2237).
         return None
     log.info("test accuracy %.4f; run directory: %s", metrics["test_accuracy"], workdir)
@@ -111,4 +115,4 @@ def _main() -> None:
 
 def main() -> None:
     """Run the train app inside the error boundary."""
-    run_app(_main, PROG)
+    run_app(_main, PROG, hydra_flags=True)

@@ -1,4 +1,8 @@
-"""Atomic file I/O for a run's files: JSON, CSV, and anything a writer callback produces."""
+"""Atomic file I/O for a run's files: JSON, CSV, and anything a writer callback produces.
+
+numpy and pandas are imported where they are used: every app's start-up path reads run files through
+this module, and pandas alone costs a bad command line most of a second.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +11,36 @@ import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import numpy as np
-import pandas as pd
+from mnist_hydra.errors import OutputError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+TEMP_MARK = ".tmp-"  # in the name of every temporary file atomic_write makes: .NAME.tmp-XXXXXXXX.SUFFIX
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
-    """Let `write` fill a temporary file beside `path`, then move it onto `path` in one step."""
+    """Let `write` fill a temporary file beside `path`, then move it onto `path` in one step.
+
+    OutputError naming `path` when the file system refuses (full, read-only, gone): the writer's own
+    OSError (Keras's and h5py's name no file) is the cause.
+    """
     path = Path(path)
     # Same directory so os.replace stays a rename on one file system; same final suffix
     # because Keras and matplotlib choose the file format from it.
-    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}{path.suffix}")
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{secrets.token_hex(4)}{path.suffix}")
     try:
         # O_EXCL: never reuse someone else's file; mode 0o666 lets the umask decide, as open() would.
         os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         write(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
     except BaseException:
         # BaseException too: a Ctrl-C mid-sweep must not leave temp files behind.
         tmp.unlink(missing_ok=True)
@@ -32,10 +48,14 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     _fsync_dir(path.parent)
 
 
+def discard_temp_files(folder: str | os.PathLike) -> None:
+    """Remove the temporary files a killed writer left in `folder` (only its owner, holding the lock, may)."""
+    for leftover in Path(folder).glob(f".*{TEMP_MARK}*"):
+        leftover.unlink(missing_ok=True)
+
+
 def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
     """Fail now, not after training, if `directory` cannot take a file or lacks `need_bytes` of space."""
-    from mnist_hydra.errors import OutputError
-
     directory = Path(directory)
     try:
         probe = directory / f".write-test-{secrets.token_hex(4)}"
@@ -72,13 +92,17 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
 
 def write_history_csv(path: str | os.PathLike, history: dict[str, list[float]]) -> None:
     """Write a Keras history as CSV: one row per epoch, `epoch` (from 1) then the history keys."""
+    import pandas as pd
+
     frame = pd.DataFrame({key: list(values) for key, values in history.items()})
-    frame.insert(0, "epoch", np.arange(1, len(frame) + 1))
+    frame.insert(0, "epoch", range(1, len(frame) + 1))
     write_csv(path, frame)
 
 
 def _to_builtin(value: Any) -> Any:
     """json.dumps fallback for the numpy types a metrics dict tends to hold."""
+    import numpy as np
+
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

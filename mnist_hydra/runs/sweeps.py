@@ -13,6 +13,7 @@ from typing import Optional
 
 import pandas as pd
 
+from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 
 OBJECTIVE = "val_accuracy"
@@ -43,12 +44,13 @@ class SweepSummary:
 def summarize_sweep(sweep_dir: Path) -> SweepSummary:
     """Write sweep_results.csv (and sweep_groups.csv), sweep_summary.png and report.html in `sweep_dir`.
 
-    FileNotFoundError when `sweep_dir` holds no job directory.
+    UserError when `sweep_dir` holds no job directory.
     """
     sweep_dir = Path(sweep_dir)
     rows = [_job_row(job) for job in rundir.job_dirs(sweep_dir)]
     if not rows:
-        raise FileNotFoundError(f"{sweep_dir}: no job directories (with .hydra/overrides.yaml) found")
+        raise UserError(f"{sweep_dir}: no job directories (with .hydra/overrides.yaml) found, so there is no "
+                        "sweep to summarize (were all its jobs killed before they started?)")
     table = pd.DataFrame(rows)
     override_keys = [c for c in table.columns if c not in ("job", "status", "error", "dir", *METRICS)]
     swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or override_keys

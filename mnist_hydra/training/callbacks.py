@@ -8,6 +8,7 @@ remains, so a resumed run continues exactly from it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -45,6 +46,23 @@ class EpochLog(keras.callbacks.Callback):
         log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1])
 
 
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar (or line per epoch), except that an epoch a stop cut short ends in a line saying it
+    was dropped, not in figures that would look like a finished epoch's."""
+
+    def __init__(self, stopped: Callable[[], Any]) -> None:
+        super().__init__()
+        self.stopped = stopped
+
+    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+        if not self.stopped():
+            super().on_epoch_end(epoch, logs)
+        elif self.verbose:
+            # verbose 1 leaves the bar's line open: end it first.
+            print(f"{chr(10) if self.verbose == 1 else ''}epoch {epoch + 1}/{self.epochs} dropped: training stopped "
+                  "before it ended", flush=True)
+
+
 class CheckpointEachEpoch(keras.callbacks.Callback):
     """After each complete epoch: add its figures to the state, let the controls decide, checkpoint, then log.
 
@@ -65,16 +83,20 @@ class CheckpointEachEpoch(keras.callbacks.Callback):
         if self.stopped():
             return
         figures = {key: float(value) for key, value in (logs or {}).items()}
+        # The epoch's state is built aside and kept only once its checkpoint is written: if the save fails (a full
+        # disk), the state stays at the last saved epoch, so the run says, and resumes from, the truth.
+        done = dataclasses.replace(self.state, epoch=epoch + 1,
+                                   history={key: list(values) for key, values in self.state.history.items()},
+                                   epoch_seconds=[*self.state.epoch_seconds, self.timer.seconds[-1]])
         for key, value in figures.items():
-            self.state.history.setdefault(key, []).append(value)
-        self.state.epoch_seconds.append(self.timer.seconds[-1])
-        self.state.epoch = epoch + 1
+            done.history.setdefault(key, []).append(value)
         lr = learning_rate(self.model)  # the epoch's own, before a plateau cut
         for control in self.controls:
-            control.after_epoch(self.state.epoch, figures, self.model)
-        self.state.controls = {control.key: control.state() for control in self.controls}
+            control.after_epoch(done.epoch, figures, self.model)
+        done.controls = {control.key: control.state() for control in self.controls}
         keep = find(self.controls, KeepBest)
-        self.checkpoints.save(self.model, self.state, best=keep is not None and keep.improved)
+        self.checkpoints.save(self.model, done, best=keep is not None and keep.improved)
+        vars(self.state).update(vars(done))
         if self.loggers:
             self.loggers.log_epoch(self.state.epoch, {**figures, "learning_rate": lr})
 

@@ -9,7 +9,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import keras
 import numpy as np
@@ -18,7 +18,7 @@ import tensorflow as tf
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
-from mnist_hydra.errors import Interrupted, TrainingDiverged
+from mnist_hydra.errors import Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.runs import artifacts, plots, report
@@ -26,7 +26,8 @@ from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.training import distribute
 from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
 from mnist_hydra.tracking.fanout import Loggers, open_loggers
-from mnist_hydra.training.callbacks import CheckpointEachEpoch, EpochLog, LogSteps, StopOnDivergence, StopOnRequest
+from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, LogSteps, ProgressBar, StopOnDivergence,
+                                            StopOnRequest)
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
 from mnist_hydra.training.stopping import stop_on_signals
@@ -94,7 +95,8 @@ def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, 
         for control in controls:
             if control.key in state.controls:
                 control.restore(state.controls[control.key])
-        _fit(config, model, splits, checkpoints, state, workdir if chief else None, controls, loggers)
+        with _resumable_if_unwritable(workdir if chief else None, state):
+            _fit(config, model, splits, checkpoints, state, workdir if chief else None, controls, loggers)
         kept_epoch = state.epoch
         keep = find(controls, KeepBest)
         if keep is not None and keep.best_epoch:
@@ -108,7 +110,8 @@ def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, 
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
-            write_artifacts(workdir, model, metrics, splits, probabilities)
+            with _resumable_if_unwritable(workdir, state):
+                write_artifacts(workdir, model, metrics, splits, probabilities)
         else:
             model.save(savedir / "model.keras")  # the collective read above; the plots are the chief's job
         checkpoints.remove()  # model.keras holds the final model now
@@ -162,7 +165,7 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
         stopped = lambda: request.signum or diverged.where  # noqa: E731
         timer = EpochLog(epochs, stopped)
         saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped, controls=controls, loggers=loggers)
-        callbacks = [timer, diverged, StopOnRequest(request), saver]
+        callbacks = [timer, diverged, StopOnRequest(request), saver, ProgressBar(stopped)]
         every = [logger.step_every for logger in loggers.active if logger.step_every]
         if every:
             callbacks.insert(0, LogSteps(loggers, steps, min(every)))
@@ -202,6 +205,22 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
 def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
     if workdir is not None:
         artifacts.write_json(workdir / "metrics.json", record)
+
+
+@contextlib.contextmanager
+def _resumable_if_unwritable(workdir: Optional[Path], state: TrainingState) -> Iterator[None]:
+    """A run file that cannot be written (a full disk, mid-run): the checkpoint of the last complete epoch
+    stands, so the one-line error says so and how to go on, and metrics.json records it if it still fits."""
+    try:
+        yield
+    except OutputError as err:
+        if workdir is None:
+            raise
+        where = f"the checkpoint of epoch {state.epoch} is kept" if state.epoch else "no epoch was complete"
+        message = f"{err}; {where}: make room, then continue with resume={workdir}"
+        with contextlib.suppress(OutputError):
+            _record_stop(workdir, {"status": "failed", "error": message, "epochs_run": state.epoch})
+        raise OutputError(message) from err
 
 
 def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState, strategy: Any,
@@ -314,6 +333,7 @@ def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], 
                     probabilities: np.ndarray) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
     predicted = probabilities.argmax(axis=1)
+    artifacts.discard_temp_files(workdir)  # a writer killed here before: this run holds the directory's lock
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})
     plots.plot_training_curves(metrics["history"], workdir / "training_curves.png")

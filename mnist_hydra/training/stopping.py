@@ -44,4 +44,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
         yield request
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            # Once stopping, the process only records the stop and exits: a further Ctrl-C must not cut that
+            # short with a second message.
+            signal.signal(sig, _already_stopping if request.signum is not None else handler)
+
+
+def _already_stopping(signum: int, frame: object) -> None:
+    log.info("%s: already stopping", signal.Signals(signum).name)

@@ -1,0 +1,424 @@
+"""The catalogue of bad inputs: every app, every class of mistake, one table.
+
+Each row runs one command as a user would (a subprocess, in a sandbox folder of its own that holds
+finished, stopped, failed and killed runs, a sweep, files and folders to misuse) and asserts:
+
+- the exit code (2 for config and usage, 1 for data, model, image and output trouble);
+- exactly one line on stderr, `PROG: error: ...`, holding the fragments listed (no TensorFlow line,
+  no traceback: TF_CPP_MIN_LOG_LEVEL is left unset, as a user leaves it);
+- nothing created, changed or removed in the sandbox (every folder, and every file with its size and
+  mtime, before and after), except the files a row names because the README says the app writes them.
+
+Rows are independent, so they run two at a time. Serve and export rows go in APPS and CATALOGUE the
+same way. The README's "What can go wrong" table lists every `kind` below (test_readme_lists_every_kind).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Queue
+
+import pytest
+
+from tests.conftest import snapshot
+from tests.forkserver import ForkServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# app -> (module run with python -m, the program name its errors start with)
+APPS = {
+    "train": ("mnist_hydra", "mnist_hydra"),
+    "evaluate": ("mnist_hydra.evaluate", "mnist_hydra.evaluate"),
+    "predict": ("mnist_hydra.predict", "mnist_hydra.predict"),
+    "summarize": ("mnist_hydra.summarize", "mnist_hydra.summarize"),
+    "report": ("mnist_hydra.report", "mnist_hydra.report"),
+}
+# The fork server imports these once; each row's child then starts from there (tests/forkserver.py).
+PRELOAD = [f"mnist_hydra.apps.{app}" for app in APPS]
+TIMEOUT = 90  # seconds per row; a row that loads TensorFlow takes ~10-30 s on a busy 2-core machine
+WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: the command, and what it must do."""
+
+    app: str
+    kind: str  # the class of input, as the README's table names it
+    args: str  # shell words, run in the sandbox (relative paths name its fixtures)
+    code: int  # the exit code
+    says: tuple[str, ...]  # fragments of the one error line
+    writes: tuple[str, ...] = ()  # sandbox paths (globs) the README lets this command write
+    data: bool = False  # needs the real MNIST files (MNIST_HYDRA_DATA)
+    env: tuple[tuple[str, str], ...] = ()  # variables set for this row ({root}: its sandbox)
+    slow: bool = False  # imports TensorFlow
+
+    @property
+    def id(self) -> str:
+        return f"{self.app}: {self.args or '(no arguments)'}"
+
+
+def case(app: str, kind: str, args: str, code: int, *says: str, **options) -> Case:
+    return Case(app, kind, args, code, tuple(says), **options)
+
+
+LONG_NAME = "x" * 300  # longer than a file name may be (255)
+
+CATALOGUE = [
+    # --- train: config values (validated before anything is read or written) ---
+    case("train", "unknown key", "trainer.epochz=3", 2, "trainer.epochz is not a config key", "epochs"),
+    case("train", "unknown key", "foo=1", 2, "foo is not a config key", "the top level accepts"),
+    case("train", "unknown key", "+foo=1", 2, "foo is not a config key"),
+    case("train", "unknown key", "+model.depth=3", 2, "model.depth is not a config key", "filters"),
+    case("train", "unknown key", "optimizer.momentum=0.5", 2, "optimizer.momentum is not a config key"),
+    case("train", "wrong type", "trainer.epochs=ten", 2, "trainer.epochs=ten has the wrong type", "an integer"),
+    case("train", "wrong type", "trainer.epochs=null", 2, "trainer.epochs", "an integer"),
+    case("train", "wrong type", "trainer.deterministic=maybe", 2, "trainer.deterministic=maybe", "true or false"),
+    case("train", "wrong type", "data.train_limit=[1,2]", 2, "data.train_limit"),
+    case("train", "wrong type", "seed=abc", 2, "seed=abc", "an integer"),
+    case("train", "out of range", "trainer.epochs=0", 2, "trainer.epochs=0 is not allowed", "an integer >= 1"),
+    case("train", "out of range", "trainer.batch_size=-1", 2, "trainer.batch_size=-1 is not allowed"),
+    case("train", "out of range", "optimizer.lr=-1", 2, "optimizer.lr=-1.0 is not allowed", "> 0"),
+    case("train", "out of range", "optimizer.lr=inf", 2, "optimizer.lr=inf is not allowed", "finite"),
+    case("train", "out of range", "optimizer.lr=nan", 2, "optimizer.lr=nan is not allowed"),
+    case("train", "out of range", "data.val_split=1.5", 2, "data.val_split=1.5 is not allowed", "[0, 1)"),
+    case("train", "out of range", "data.train_limit=-5", 2, "data.train_limit=-5 is not allowed"),
+    case("train", "out of range", "seed=-1", 2, "seed=-1 is not allowed"),
+    case("train", "out of range", "seed=4294967296", 2, "seed=4294967296 is not allowed", "4294967295"),
+    case("train", "out of range", "trainer.threads=100000000000", 2, "trainer.threads=100000000000 is not allowed"),
+    case("train", "out of range", "model.filters=99999999999", 2, "model.filters=99999999999 is not allowed"),
+    case("train", "out of range", "trainer.verbose=3", 2, "trainer.verbose=3 is not allowed"),
+    case("train", "out of range", "trainer.precision=float16", 2, "trainer.precision=float16", "mixed_bfloat16"),
+    case("train", "out of range", "model.dropout=1.5", 2, "model.dropout=1.5 is not allowed"),
+    case("train", "out of range", "data.folds=5 data.fold=7", 2, "data.fold=7 is not allowed", "0 to 4"),
+    # --- train: config groups and options ---
+    case("train", "unknown option", "model=resnet9000", 2, "model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"),
+    case("train", "unknown option", "optimizer=adagrad", 2, "optimizer=adagrad is not an optimizer option", "sgd"),
+    case("train", "unknown option", "data=cifar10", 2, "data=cifar10 is not a data option", "fashion_mnist"),
+    case("train", "unknown option", "trainer=slowest", 2, "trainer=slowest is not a trainer option", "fastest"),
+    case("train", "unknown option", "+experiment=nonexistent", 2, "experiment=nonexistent is not an experiment option",
+         "best"),
+    case("train", "unknown option", "model.name=mlp", 2, "model.name=mlp does not match", "model=mlp"),
+    case("train", "unknown option", "model=5", 2, "cannot apply the override model=5", "--help"),
+    case("train", "unknown option", "data=[1]", 2, "config groups' options", "model=cnn"),
+    case("train", "unknown key", "plugins.x=1", 2, "cannot apply the override plugins.x=1", "--cfg job"),
+    case("train", "unknown option", "plugins=[no_such_module_here]", 2, "plugins=[no_such_module_here]", "no module"),
+    # --- train: the command line itself ---
+    case("train", "override syntax", "model.filters=[1", 2, "cannot parse the override model.filters=[1", "quoted"),
+    case("train", "override syntax", "data.root=/my data/x", 2, "cannot parse the override data/x", "quoted"),
+    case("train", "override syntax", "\"data.root='/unclosed\"", 2, "cannot parse the override", "quoted"),
+    case("train", "override syntax", "=3", 2, "cannot parse the override =3"),
+    case("train", "unknown flag", "--bogus", 2, "unrecognized arguments: --bogus", "--help"),
+    case("train", "unknown flag", "--cfg bogus", 2, "invalid choice: 'bogus'", "job"),
+    # --- train: output paths (README: "one line naming the path, whatever the errno") ---
+    case("train", "output path", "hydra.run.dir=/proc/forbidden", 1, "cannot write /proc/forbidden"),
+    case("train", "output path", "hydra.run.dir=/etc/passwd", 1, "cannot write /etc/passwd", "not a directory"),
+    case("train", "output path", "hydra.run.dir=notes.txt", 1, "cannot write notes.txt", "not a directory"),
+    case("train", "output path", "hydra.run.dir=notes.txt/run", 1, "cannot write notes.txt/run"),
+    case("train", "output path", f"hydra.run.dir=out/{LONG_NAME}", 1, f"cannot write out/{LONG_NAME}", "too long"),
+    case("train", "output path", "hydra.run.dir=", 2, "hydra.run.dir", "empty"),
+    case("train", "output path", "-m hydra.sweep.dir=/proc/forbidden seed=1,2", 1, "cannot write /proc/forbidden"),
+    case("train", "output path", "-m hydra.sweep.dir=notes.txt seed=1,2", 1, "cannot write notes.txt"),
+    case("train", "output path", "hydra.job.name=a/b", 2, "hydra.job.name=a/b", "without '/'"),
+    case("train", "output path", "hydra.job.name=..", 2, "hydra.job.name=..", "plain name"),
+    # --- train: a directory that holds a run is never written by a new run ---
+    case("train", "existing run", "hydra.run.dir=run", 2, "hydra.run.dir=run already holds a run (completed)",
+         "resume=run"),
+    case("train", "existing run", "hydra.run.dir=stopped", 2, "already holds a run (interrupted)", "resume=stopped"),
+    case("train", "existing run", "hydra.run.dir=failed", 2, "already holds a run (failed)", "resume=failed"),
+    case("train", "existing run", "hydra.run.dir=killed", 2, "already holds a run", "resume=killed"),
+    case("train", "existing run", "-m hydra.sweep.dir=sweep seed=1,2", 2, "already holds a sweep", "resume=sweep"),
+    # --- train: resume mistakes ---
+    case("train", "resume", "resume=nowhere", 2, "resume=nowhere is not a run directory"),
+    case("train", "resume", "resume=notes.txt", 2, "resume=notes.txt is not a run directory"),
+    case("train", "resume", "resume=empty", 2, "resume=empty is not a run directory"),
+    case("train", "resume", "resume=stopped trainer.epochs=5", 2, "drop trainer.epochs=5"),
+    case("train", "resume", "resume=", 2, "resume"),
+    # --- train: data paths ---
+    case("train", "data path", "data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("train", "data path", "data.root=notes.txt", 1, "notes.txt"),
+    case("train", "data path", "data.root=empty", 1, "empty", "train-images-idx3-ubyte"),
+    case("train", "data path", "data.root=/proc/self", 1, "/proc/self", "train-images-idx3-ubyte"),
+    case("train", "data path", "'data.root=\"my data\"'", 1, "my data", "train-images-idx3-ubyte"),
+    # A run that fails after its directory was claimed leaves nothing, in a new folder or in one that existed.
+    case("train", "data path", "'hydra.run.dir=my data/run' data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("train", "data path", "hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("train", "data path", "data.download=false", 1, "data.root=", "MNIST_HYDRA_DATA",
+         env=(("MNIST_HYDRA_DATA", ""), ("KERAS_HOME", "{root}/keras-home"))),
+
+    # --- evaluate ---
+    case("evaluate", "missing value", "", 2, "run has no value", "run=outputs/"),
+    case("evaluate", "run path", "run=nowhere", 2, "run=nowhere: no such directory"),
+    case("evaluate", "run path", "run=notes.txt", 2, "run=notes.txt: is a file"),
+    case("evaluate", "run path", "run=empty", 2, "run=empty: no model.keras"),
+    case("evaluate", "run path", "run=sweep", 2, "run=sweep: no model.keras", "numbered sub-directories"),
+    case("evaluate", "run path", "run=stopped", 2, "run=stopped: no model.keras", "interrupted"),
+    case("evaluate", "run path", "'run=my data'", 2, "run=my data: no model.keras"),
+    case("evaluate", "run path", "run=noconfig", 2, "run=noconfig", "data=OPTION"),
+    case("evaluate", "run path", "run=badconfig", 2, "run=badconfig: cannot read its config"),
+    case("evaluate", "unknown key", "run=run model=mlp", 2, "model", "not", "evaluate"),
+    case("evaluate", "unknown key", "run=run trainer.epochs=3", 2, "trainer is not a config key", "batch_size, data, run"),
+    case("evaluate", "unknown key", "run=run +foo=1", 2, "foo is not a key of mnist_hydra.evaluate"),
+    case("evaluate", "out of range", "run=run batch_size=0", 2, "batch_size=0 is not allowed"),
+    case("evaluate", "wrong type", "run=run data.test_limit=abc", 2, "data.test_limit=abc has the wrong type"),
+    case("evaluate", "unknown option", "run=run data=cifar10", 2, "data=cifar10 is not a data option"),
+    case("evaluate", "unknown flag", "run=run --bogus", 2, "unrecognized arguments: --bogus"),
+    case("evaluate", "output path", "run=run hydra.run.dir=/proc/x", 1, "cannot write /proc/x"),
+    case("evaluate", "output path", "run=run hydra.run.dir=notes.txt", 1, "cannot write notes.txt"),
+    case("evaluate", "data path", "run=run data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("evaluate", "data path", "run=run hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
+    case("evaluate", "damaged model", "run=damaged", 1, "damaged/model.keras is damaged or not a Keras model",
+         "not a .keras (zip) archive", data=True),
+
+    # --- predict ---
+    case("predict", "missing value", "", 2, "has no value", "set it on the command line"),
+    case("predict", "missing value", "run=run", 2, "images has no value", "images=my_digits/"),
+    case("predict", "run path", "run=nowhere images=digit.png", 2, "run=nowhere: no such directory"),
+    case("predict", "run path", "run=stopped images=digit.png", 2, "run=stopped: no model.keras"),
+    case("predict", "images", "run=run images=nowhere.png", 2, "images=nowhere.png: no such file or folder"),
+    case("predict", "images", "run=run images=empty", 2, "images=empty: no", "files in this folder"),
+    case("predict", "images", "run=run images=/proc", 2, "images=/proc: no"),
+    case("predict", "images", "run=run images=notes.txt", 1, "notes.txt: not a readable image"),
+    case("predict", "images", "run=run images=zero.png", 1, "zero.png"),
+    case("predict", "images", "run=run images=truncated.png", 1, "truncated.png"),
+    case("predict", "images", "run=run images=blank.png", 1, "blank.png", "no digit"),
+    case("predict", "images", "run=run images=/proc/self/status", 1, "/proc/self/status: not a readable image"),
+    case("predict", "images", "run=run images=pictures", 1, "pictures", "notes.png", "zero.png"),
+    case("predict", "out of range", "run=run images=digit.png output=xml", 2, "output=xml is not allowed", "json"),
+    case("predict", "out of range", "run=run images=digit.png top_k=0", 2, "top_k=0 is not allowed"),
+    case("predict", "wrong type", "run=run images=digit.png top_k=ten", 2, "top_k=ten has the wrong type"),
+    case("predict", "unknown key", "run=run images=digit.png foo=1", 2, "foo", "not"),
+    case("predict", "unknown flag", "run=run images=digit.png --bogus", 2, "unrecognized arguments: --bogus"),
+    case("predict", "damaged model", "run=run images=digit.png", 1, "run/model.keras is damaged or not a Keras model",
+         slow=True),
+    case("predict", "damaged model", "run=damaged images=digit.png", 1, "damaged/model.keras is damaged",
+         "not a .keras (zip) archive"),
+
+    # --- summarize ---
+    case("summarize", "usage", "", 2, "the following arguments are required: dir", "usage:"),
+    case("summarize", "usage", "a b", 2, "unrecognized arguments: b"),
+    case("summarize", "usage", "--bogus empty", 2, "unrecognized arguments: --bogus"),
+    case("summarize", "run path", "nowhere", 2, "nowhere is not a directory"),
+    case("summarize", "run path", "notes.txt", 2, "notes.txt is not a directory"),
+    case("summarize", "run path", "empty", 2, "no runs", "empty"),
+    case("summarize", "run path", "/proc/self/fdinfo", 2, "no runs", "/proc/self/fdinfo"),
+    case("summarize", "run path", "emptysweep", 2, "emptysweep", "no job directories"),
+
+    # --- report ---
+    case("report", "usage", "", 2, "the following arguments are required: dir"),
+    case("report", "usage", "--bogus empty", 2, "unrecognized arguments: --bogus"),
+    case("report", "run path", "nowhere", 2, "nowhere is not a directory"),
+    case("report", "run path", "notes.txt", 2, "notes.txt is not a directory"),
+    case("report", "run path", "empty", 2, "empty holds neither a run", "nor a sweep"),
+    case("report", "run path", "/proc/self", 2, "/proc/self holds neither a run"),
+    case("report", "run path", "emptysweep", 2, "emptysweep", "no job directories"),
+]
+
+
+def build_sandbox(root: Path) -> None:
+    """The files and folders the catalogue misuses: runs in every state, a sweep, files that are not images."""
+    from PIL import Image, ImageDraw
+
+    config = ("seed: 0\nresume: null\nplugins: []\ndata:\n  name: mnist\n  root: null\n  val_split: 0.1\n"
+              "  train_limit: 2000\n  test_limit: 100\n  download: false\n  verify: true\n  folds: null\n"
+              "  fold: 0\n")
+
+    def run(name: str, metrics: str | None = None, model: bool = False, checkpoint: bool = False) -> Path:
+        folder = root / name
+        (folder / ".hydra").mkdir(parents=True)
+        (folder / ".hydra" / "config.yaml").write_text(config)
+        (folder / ".hydra" / "overrides.yaml").write_text("- trainer.epochs=1\n")
+        if metrics is not None:
+            (folder / "metrics.json").write_text(metrics)
+        if model:  # a zip archive that is no Keras model: loading it imports TensorFlow, then fails
+            with zipfile.ZipFile(folder / "model.keras", "w") as archive:
+                archive.writestr("config.json", "{not json")
+        if checkpoint:
+            (folder / "checkpoints").mkdir()
+            (folder / "checkpoints" / "checkpoint.json").write_text('{"file": "epoch-0001.keras", "epoch": 1}')
+            (folder / "checkpoints" / "epoch-0001.keras").write_bytes(b"PK")
+        return folder
+
+    run("run", '{"status": "completed", "test_accuracy": 0.9}', model=True)
+    run("stopped", '{"status": "interrupted", "signal": "SIGINT", "epochs_run": 1}', checkpoint=True)
+    run("failed", '{"status": "failed", "error": "training diverged"}')
+    damaged = run("damaged", '{"status": "completed", "test_accuracy": 0.9}')
+    (damaged / "model.keras").write_bytes(b"PK\x03\x04 cut short")  # a truncated archive
+    run("killed", checkpoint=True)
+    noconfig = root / "noconfig"
+    noconfig.mkdir()
+    (noconfig / "model.keras").write_bytes(b"PK junk")
+    bad = run("badconfig", model=True)
+    (bad / ".hydra" / "config.yaml").write_text("data: [unclosed\n  - {\n")
+
+    sweep = root / "sweep"
+    run("sweep/0", '{"status": "completed", "val_accuracy": 0.9, "test_accuracy": 0.9}')
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [seed=1,2]\n")
+    (root / "emptysweep").mkdir()
+    (root / "emptysweep" / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: []\n")
+
+    for name in ("empty", "my data"):
+        (root / name).mkdir()
+    (root / "notes.txt").write_text("not an image\n")
+    digit = Image.new("L", (56, 56), 255)
+    ImageDraw.Draw(digit).line([(14, 10), (42, 10), (24, 48)], fill=0, width=5)  # a 7
+    digit.save(root / "digit.png")
+    Image.new("L", (28, 28), 200).save(root / "blank.png")
+    (root / "truncated.png").write_bytes((root / "digit.png").read_bytes()[:60])
+    (root / "zero.png").write_bytes(b"")
+    pictures = root / "pictures"
+    pictures.mkdir()
+    (pictures / "notes.png").write_text("not an image\n")
+    (pictures / "zero.png").write_bytes(b"")
+
+
+@dataclass
+class Outcome:
+    result: subprocess.CompletedProcess
+    before: dict
+    after: dict
+    seconds: float
+
+
+def base_env() -> dict[str, str]:
+    """The environment of every row: the user's, without the switches that change what is printed."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "TF_CPP_MIN_LOG_LEVEL")}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
+def run_case(item: Case, root: Path, servers: Queue) -> Outcome:
+    """Build the row's sandbox, run its command there, and snapshot the sandbox before and after."""
+    root.mkdir(parents=True)
+    build_sandbox(root)
+    env = base_env()
+    env.update({key: value.replace("{root}", str(root)) for key, value in item.env})
+    before = snapshot(root)
+    start = time.perf_counter()
+    server = servers.get()
+    try:
+        result = server.run(APPS[item.app][0], shlex.split(item.args), root, env, TIMEOUT)
+    finally:
+        servers.put(server)
+    if result.returncode is None:  # it went on to train: the bad input was not caught
+        result.stderr += f"\n(still running after {TIMEOUT} s: killed)"
+    return Outcome(result, before, snapshot(root), time.perf_counter() - start)
+
+
+@pytest.fixture(scope="module")
+def outcomes(request, tmp_path_factory):
+    """Every selected row, run two at a time: {row id: Outcome}."""
+    wanted = [item.callspec.params["item"] for item in request.session.items
+              if getattr(item, "originalname", None) == "test_bad_input" and hasattr(item, "callspec")]
+    if not os.environ.get("MNIST_HYDRA_DATA"):
+        wanted = [c for c in wanted if not c.data]
+    # Slow rows (TensorFlow) first, so that the quick ones fill the other worker meanwhile.
+    wanted.sort(key=lambda c: not c.slow)
+    base = tmp_path_factory.mktemp("catalogue")
+    servers: Queue = Queue()
+    for _ in range(WORKERS):
+        servers.put(ForkServer(PRELOAD, base_env()))
+    try:
+        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+            futures = {c.id: pool.submit(run_case, c, base / f"{i:03d}", servers) for i, c in enumerate(wanted)}
+            done = {key: future.result() for key, future in futures.items()}
+    finally:
+        while not servers.empty():
+            servers.get().close()
+    # What each row printed and how long it took: the README's table and a slow row are read from here.
+    with open(base / "catalogue.tsv", "w", encoding="utf-8") as record:
+        for key, outcome in done.items():
+            first = (outcome.result.stderr.splitlines() or [""])[0]
+            record.write(f"{outcome.seconds:.1f}\t{outcome.result.returncode}\t{key}\t{first}\n")
+    return done
+
+
+def changes(before: dict, after: dict, allowed: tuple[str, ...]) -> list[str]:
+    """Sandbox paths created, changed or removed, except those `allowed` (globs)."""
+    differ = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    return sorted(p for p in differ if not any(fnmatch.fnmatch(p, pattern) for pattern in allowed))
+
+
+@pytest.mark.parametrize("item", CATALOGUE, ids=[c.id for c in CATALOGUE])
+def test_bad_input(item: Case, outcomes):
+    if item.id not in outcomes:
+        pytest.skip("MNIST_HYDRA_DATA is not set: this row reads the real test set")
+    outcome = outcomes[item.id]
+    result = outcome.result
+    prog = APPS[item.app][1]
+    lines = result.stderr.splitlines()
+    shown = f"exit {result.returncode}\nstderr:\n{result.stderr[-3000:]}\nstdout:\n{result.stdout[-1000:]}"
+    assert "Traceback" not in result.stdout + result.stderr, shown
+    assert len(lines) == 1, shown
+    assert lines[0].startswith(f"{prog}: error: "), shown
+    for fragment in item.says:
+        assert fragment in lines[0], f"{fragment!r} missing from: {lines[0]}"
+    assert result.returncode == item.code, shown
+    assert changes(outcome.before, outcome.after, item.writes) == [], "the sandbox changed"
+
+
+def test_the_catalogue_covers_every_app_and_enough_cases():
+    assert len(CATALOGUE) >= 60
+    assert len({c.id for c in CATALOGUE}) == len(CATALOGUE), "two rows with the same command"
+    assert {c.app for c in CATALOGUE} == set(APPS)
+
+
+def test_readme_lists_every_kind():
+    """The README's "What can go wrong" table has a row per kind of input, with the exit codes seen here."""
+    section = (ROOT / "README.md").read_text().split("### What can go wrong", 1)[1].split("\n#", 1)[0]
+    table = [line for line in section.splitlines() if line.startswith("|")][2:]
+    rows = {}
+    for line in table:
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[cells[0]] = cells
+    assert f"runs {len(CATALOGUE)} such commands" in section
+    for kind in sorted({c.kind for c in CATALOGUE}):
+        assert kind in rows, f"the README's table has no row {kind!r}"
+        codes = {str(c.code) for c in CATALOGUE if c.kind == kind}
+        assert set(re.findall(r"\d+", rows[kind][-1])) >= codes, (kind, rows[kind])
+
+
+def test_out_of_memory_is_one_line_with_exit_1():
+    """TensorFlow's ResourceExhaustedError (told by its name: the boundary does not import TensorFlow)."""
+    from mnist_hydra.apps.boundary import describe, exit_code, user_error
+
+    class ResourceExhaustedError(Exception):
+        pass
+
+    err = ResourceExhaustedError("{{function_node __wrapped__StatelessRandomUniformV2}} OOM when allocating tensor "
+                                 "with shape[4732,100000000] and type float on /job:localhost/replica:0/task:0/device:"
+                                 "CPU:0 by allocator mklcpu [Op:StatelessRandomUniformV2] name: ")
+    assert user_error(err) is err and exit_code(err) == 1
+    assert describe(err) == ("out of memory: OOM when allocating tensor with shape[4732,100000000]; choose a smaller "
+                             "model (model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
+    assert describe(MemoryError()).startswith("out of memory; choose a smaller model")
+
+
+def test_two_runs_started_at_once_on_one_fresh_directory_one_runs_the_other_refuses(tmp_path, mnist_dir):
+    """A lock on the directory, not a check-then-write race: whichever process claims it first trains."""
+    run = tmp_path / "run"
+    command = [sys.executable, "-m", "mnist_hydra", "trainer.epochs=1", "data.train_limit=500", "data.test_limit=200",
+               f"hydra.run.dir={run}"]
+    env = {**base_env(), "MNIST_HYDRA_DATA": str(mnist_dir)}
+    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [(proc, *proc.communicate(timeout=300)) for proc in both]
+    assert sorted(proc.returncode for proc, _, _ in results) == [0, 2], [err[-2000:] for _, _, err in results]
+    [(_, _, refused)] = [r for r in results if r[0].returncode == 2]
+    assert len(refused.splitlines()) == 1, refused
+    # Claimed by the other one, or (a very slow start) already finished by it: refused either way.
+    assert re.match(rf"mnist_hydra: error: hydra.run.dir={re.escape(str(run))} (is in use by another mnist_hydra "
+                    rf"process|already holds a run \(completed\))", refused), refused
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    assert (run / "train.log").read_text().count("] - model: cnn") == 1  # one process trained, the other wrote nothing

@@ -1,0 +1,63 @@
+"""What a command prints when nothing goes wrong: no TensorFlow chatter, no progress-bar flood off a terminal,
+and one warning line, with the effective values, for sizes that make little sense."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(module: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """The command as a user types it: TF_CPP_MIN_LOG_LEVEL unset unless given, stdout a pipe (not a terminal)."""
+    full = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "TF_CPP_MIN_LOG_LEVEL")}
+    full["PYTHONPATH"] = os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    full.update(env)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_a_tiny_run_warns_once_per_odd_size_and_prints_no_tensorflow_line(tmp_path, mnist_dir):
+    run = tmp_path / "run"
+    result = _run("mnist_hydra", "data.train_limit=5", "data.test_limit=100", "trainer.epochs=2",
+                  "trainer.batch_size=100000", f"hydra.run.dir={run}", cwd=tmp_path, MNIST_HYDRA_DATA=str(mnist_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no TensorFlow line (cuInit, oneDNN, cpu_feature_guard), no Python warning
+    warnings = [line for line in result.stdout.splitlines() if "[WARNING]" in line]
+    assert len(warnings) == 2, warnings
+    assert warnings[0].endswith("training on only 5 images (data.train_limit=5, data.val_split=0.1): "
+                                "expect low accuracy")
+    assert warnings[1].endswith("trainer.batch_size=100000 is larger than the 5 training images: each epoch is "
+                                "one batch of 5")
+    # Off a terminal (trainer.verbose null): Keras prints one line per epoch, no bar redraws, no ANSI codes.
+    assert "\r" not in result.stdout and "\x1b[" not in result.stdout and "━" not in result.stdout
+    assert len(re.findall(r"^1/1 - \d+s - .*val_accuracy: ", result.stdout, re.M)) == 2, result.stdout
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["status"], metrics["train_images"], metrics["epochs_run"]) == ("completed", 5, 2)
+
+
+def test_the_users_own_tensorflow_log_level_wins(tmp_path):
+    """With TF_CPP_MIN_LOG_LEVEL=0 TensorFlow's start-up lines are shown; unset, they are hidden."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("data: {name: mnist}\n")
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:  # loading it imports TensorFlow, then fails
+        archive.writestr("config.json", "{not json")
+    digit = Image.new("L", (56, 56), 255)
+    ImageDraw.Draw(digit).line([(14, 10), (42, 10), (24, 48)], fill=0, width=5)
+    digit.save(tmp_path / "seven.png")
+    error = "mnist_hydra.predict: error: run/model.keras is damaged or not a Keras model"
+
+    quiet = _run("mnist_hydra.predict", "run=run", "images=seven.png", cwd=tmp_path)
+    assert len(quiet.stderr.splitlines()) == 1 and quiet.stderr.startswith(error), quiet.stderr
+    loud = _run("mnist_hydra.predict", "run=run", "images=seven.png", cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL="0")
+    assert loud.stderr.splitlines()[-1].startswith(error), loud.stderr
+    assert re.search(r"^I\d{4} .*\] ", loud.stderr, re.M), loud.stderr  # TensorFlow's own INFO lines
