@@ -178,7 +178,7 @@ CATALOGUE = [
     case("evaluate", "output path", "run=run hydra.run.dir=notes.txt", 1, "cannot write notes.txt"),
     case("evaluate", "data path", "run=run data.root=nowhere", 1, "nowhere", "no such folder"),
     case("evaluate", "data path", "run=run hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
-    case("evaluate", "damaged model", "run=damaged", 1, "damaged/model.keras is damaged or not a Keras model",
+    case("evaluate", "damaged model", "run=damaged", 1, "damaged/model.keras: damaged or not a Keras archive",
          "not a .keras (zip) archive", data=True),
 
     # --- predict ---
@@ -200,7 +200,7 @@ CATALOGUE = [
     case("predict", "wrong type", "run=run images=digit.png top_k=ten", 2, "top_k=ten has the wrong type"),
     case("predict", "unknown key", "run=run images=digit.png foo=1", 2, "foo", "not"),
     case("predict", "unknown flag", "run=run images=digit.png --bogus", 2, "unrecognized arguments: --bogus"),
-    case("predict", "damaged model", "run=run images=digit.png", 1, "run/model.keras is damaged or not a Keras model",
+    case("predict", "damaged model", "run=run images=digit.png", 1, "run/model.keras: damaged or not a Keras archive",
          slow=True),
     case("predict", "damaged model", "run=damaged images=digit.png", 1, "damaged/model.keras is damaged",
          "not a .keras (zip) archive"),

@@ -49,12 +49,13 @@ def test_the_users_own_tensorflow_log_level_wins(tmp_path):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("data: {name: mnist}\n")
-    with zipfile.ZipFile(run / "model.keras", "w") as archive:  # loading it imports TensorFlow, then fails
-        archive.writestr("config.json", "{not json")
+    with zipfile.ZipFile(run / "model.keras", "w") as archive:  # passes the archive check: Keras, so
+        for member in ("metadata.json", "config.json", "model.weights.h5"):  # TensorFlow, loads, then fails
+            archive.writestr(member, "{not json")
     digit = Image.new("L", (56, 56), 255)
     ImageDraw.Draw(digit).line([(14, 10), (42, 10), (24, 48)], fill=0, width=5)
     digit.save(tmp_path / "seven.png")
-    error = "mnist_hydra.predict: error: run/model.keras is damaged or not a Keras model"
+    error = "mnist_hydra.predict: error: run/model.keras: damaged or not a Keras model, it cannot be loaded"
 
     quiet = _run("mnist_hydra.predict", "run=run", "images=seven.png", cwd=tmp_path)
     assert len(quiet.stderr.splitlines()) == 1 and quiet.stderr.startswith(error), quiet.stderr
