@@ -16,10 +16,10 @@ from mnist_hydra.data import datasets as data
 from mnist_hydra.data.datasets import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
 from mnist_hydra.errors import DataError, FieldError
 from mnist_hydra.data.idx import write_idx
+from tests.conftest import skip_unless_ci
 
 # Read once at import: the isolation fixture below clears the variable for every test.
 REAL_MNIST = os.environ.get("MNIST_HYDRA_DATA")
-REAL_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FILES = MNIST.files
 REAL_DOWNLOAD = data.download_with_keras  # before the isolation fixture swaps it out
 
@@ -338,7 +338,7 @@ def test_check_rejects_bad_folds(fields, key):
 @pytest.fixture
 def real_mnist() -> Path:
     if not REAL_MNIST:
-        pytest.skip("MNIST_HYDRA_DATA is not set: point it at the real MNIST folder")
+        skip_unless_ci("MNIST_HYDRA_DATA is not set: point it at the real MNIST folder")
     return Path(REAL_MNIST)
 
 
@@ -361,14 +361,13 @@ def test_real_mnist_as_keras_npz_passes_the_same_checksums(real_mnist, tmp_path,
     assert found.checksums == raw.checksums
 
 
-@pytest.mark.skipif(not REAL_FASHION.is_dir(), reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
-def test_real_fashion_mnist_found_past_mnist(monkeypatch, caplog):
+def test_real_fashion_mnist_found_past_mnist(fashion_dir, monkeypatch, caplog):
     if REAL_MNIST:
         # MNIST where Fashion-MNIST was asked for: skipped with a warning, then the system folder.
         monkeypatch.setenv("MNIST_HYDRA_DATA", REAL_MNIST)
     with caplog.at_level(logging.WARNING, logger="mnist_hydra.data.datasets"):
         s = load_splits(DataConfig(name="fashion_mnist", val_split=0.0), seed=0)
-    assert s.source == str(REAL_FASHION)
+    assert s.source == str(fashion_dir)
     assert (s.x_train.shape, s.x_test.shape) == ((60000, 28, 28), (10000, 28, 28))
     assert s.checksums == dict(zip(FASHION_MNIST.files, FASHION_MNIST.sha256))
     assert s.class_names[0] == "T-shirt/top" and s.class_names[9] == "Ankle boot"

@@ -37,10 +37,12 @@ def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
     from mnist_hydra.errors import OutputError
 
     directory = Path(directory)
+    probe = directory / f".write-test-{secrets.token_hex(4)}"
     try:
-        probe = directory / f".write-test-{secrets.token_hex(4)}"
-        probe.write_bytes(b"mnist_hydra")
-        probe.unlink()
+        try:
+            probe.write_bytes(b"mnist_hydra")
+        finally:
+            probe.unlink(missing_ok=True)  # a full disk lets the file be made, then refuses its bytes
         free = shutil.disk_usage(directory).free
     except OSError as err:
         raise OutputError(f"cannot write the run directory {directory}: {err.strerror or err}; "

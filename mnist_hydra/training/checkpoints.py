@@ -1,9 +1,10 @@
 """Per-epoch checkpoints in a run directory, so an interrupted run continues from its last complete epoch.
 
 checkpoints/epoch-NNNN.keras holds the model with its optimizer state (Keras saves both);
-checkpoints/checkpoint.json names the newest complete one and carries the history so far. Both are
-written atomically and the pointer last, so a crash at any moment leaves the previous checkpoint
-readable: a SIGKILL loses at most the epoch in progress.
+checkpoints/checkpoint.json names the newest complete one and carries the history so far, and the
+random layers' seed generator states, which a .keras file leaves out. Both are written atomically and
+the pointer last, so a crash at any moment leaves the previous checkpoint readable: a SIGKILL loses at
+most the epoch in progress.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "checkpoints"
 POINTER = "checkpoint.json"
+SEED_STATE = "seed_generator_state"  # Keras's name for a random layer's (seed, draws so far) variable
 
 
 @dataclass
@@ -33,6 +35,7 @@ class TrainingState:
     epoch: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)  # Keras's per-epoch logs
     epoch_seconds: list[float] = field(default_factory=list)
+    random_states: dict[str, list[list[int]]] = field(default_factory=dict)  # layer name -> its seed states
 
 
 class Checkpoints:
@@ -48,7 +51,8 @@ class Checkpoints:
         artifacts.atomic_write(self.folder / name, model.save)
         artifacts.write_json(self.folder / POINTER, {"file": name, "epoch": state.epoch,
                                                      "history": state.history,
-                                                     "epoch_seconds": state.epoch_seconds})
+                                                     "epoch_seconds": state.epoch_seconds,
+                                                     "random_states": random_states(model)})
         for old in self.folder.iterdir():  # older epochs, and temp files a killed writer left
             if old.name not in (name, POINTER):
                 old.unlink(missing_ok=True)
@@ -61,7 +65,8 @@ class Checkpoints:
         try:
             record = json.loads(pointer.read_text(encoding="utf-8"))
             model_file = self.folder / record["file"]
-            state = TrainingState(int(record["epoch"]), record["history"], record["epoch_seconds"])
+            state = TrainingState(int(record["epoch"]), record["history"], record["epoch_seconds"],
+                                  record.get("random_states", {}))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UserError(f"cannot resume from {pointer}: it is unreadable ({err}); "
                             f"delete the {self.folder} folder to start the run over") from err
@@ -76,3 +81,23 @@ class Checkpoints:
             for path in self.folder.iterdir():
                 path.unlink(missing_ok=True)
             self.folder.rmdir()
+
+
+def random_states(model: keras.Model) -> dict[str, list[list[int]]]:
+    """The seed generator states of each random layer (dropout, augmentation), by layer name."""
+    return {layer.name: [v.numpy().tolist() for v in _seed_variables(layer)]
+            for layer in model.layers if _seed_variables(layer)}
+
+
+def restore_random_states(model: keras.Model, states: dict[str, list[list[int]]]) -> None:
+    """Put back what `random_states` saved, so a resumed run draws the same dropout masks and augmentations
+    as a run that never stopped (a loaded model's random layers otherwise start from fresh seeds)."""
+    import numpy as np
+
+    for layer in model.layers:
+        for variable, value in zip(_seed_variables(layer), states.get(layer.name, [])):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def _seed_variables(layer: keras.layers.Layer) -> list:
+    return [v for v in layer.variables if v.name == SEED_STATE]

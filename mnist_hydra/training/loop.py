@@ -26,7 +26,7 @@ from mnist_hydra.runs import artifacts, plots, report
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.training import distribute
 from mnist_hydra.training.callbacks import CheckpointEachEpoch, EpochLog, StopOnDivergence, StopOnRequest
-from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
         if latest:
             model_file, state = latest
             model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
+            restore_random_states(model, state.random_states)
             log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
             return model, state
         if checkpoints:
