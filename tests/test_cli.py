@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from tests.conftest import run_app
+from tests.conftest import run_app, skip_unless_ci
 
 ERROR_LINE = re.compile(r"^mnist_hydra: error: .+$")
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
-    """Non-zero exit, exactly one stderr line of ours, no traceback; returns that line."""
-    assert result.returncode != 0, result.stdout + result.stderr
+# The README's exit codes: 2 for a config or usage mistake, 1 for data (and output) trouble.
+CONFIG, DATA = 2, 1
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, code: int) -> str:
+    """Exit `code`, exactly one stderr line of ours, no traceback; returns that line."""
+    assert result.returncode == code, (result.returncode, result.stdout + result.stderr)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and ERROR_LINE.match(lines[0]), result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -27,21 +33,20 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 
 @pytest.mark.parametrize("override,fragments,code", [
-    ("trainer.epochz=3", ["trainer.epochz is not a config key", "trainer accepts:", "epochs"], 2),
-    ("trainer.epochs=ten", ["trainer.epochs=ten has the wrong type", "expected an integer"], 2),
-    ("trainer.epochs=0", ["trainer.epochs=0 is not allowed", "an integer >= 1"], 2),
-    ("trainer.batch_size=0", ["trainer.batch_size=0 is not allowed", "an integer >= 1"], 2),
-    ("optimizer.lr=-1", ["optimizer.lr=-1.0 is not allowed", "> 0"], 2),
-    ("data.val_split=1.5", ["data.val_split=1.5 is not allowed", "[0, 1)"], 2),
-    ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"], 2),
-    ("+model.depth=3", ["model.depth is not a config key", "filters"], 2),
-    ("data.train_limit=-5", ["data.train_limit=-5 is not allowed"], 2),
-    ("model.filters=[1", ["cannot parse the override model.filters=[1", "must be quoted"], 2),
+    ("trainer.epochz=3", ["trainer.epochz is not a config key", "trainer accepts:", "epochs"], CONFIG),
+    ("trainer.epochs=ten", ["trainer.epochs=ten has the wrong type", "expected an integer"], CONFIG),
+    ("trainer.epochs=0", ["trainer.epochs=0 is not allowed", "an integer >= 1"], CONFIG),
+    ("trainer.batch_size=0", ["trainer.batch_size=0 is not allowed", "an integer >= 1"], CONFIG),
+    ("optimizer.lr=-1", ["optimizer.lr=-1.0 is not allowed", "> 0"], CONFIG),
+    ("data.val_split=1.5", ["data.val_split=1.5 is not allowed", "[0, 1)"], CONFIG),
+    ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"], CONFIG),
+    ("+model.depth=3", ["model.depth is not a config key", "filters"], CONFIG),
+    ("data.train_limit=-5", ["data.train_limit=-5 is not allowed"], CONFIG),
+    ("model.filters=[1", ["cannot parse the override model.filters=[1", "must be quoted"], CONFIG),
 ])
 def test_bad_config_stops_before_any_run_directory_with_one_line(tmp_path, override, fragments, code):
     result = run_app(override, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    assert_one_line_error(result, *fragments)
-    assert result.returncode == code
+    assert_one_line_error(result, *fragments, code=code)
     assert not (tmp_path / "run").exists(), "a rejected config must leave no run directory"
 
 
@@ -60,8 +65,7 @@ def _data_folder(tmp_path: Path, mnist_dir: Path, broken: str, content: bytes | 
 def test_missing_data_file_names_the_file(tmp_path, mnist_dir):
     folder = _data_folder(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte.gz", None)
     result = run_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    assert_one_line_error(result, "data.root", "t10k-labels-idx1-ubyte")
-    assert result.returncode == 1
+    assert_one_line_error(result, "data.root", "t10k-labels-idx1-ubyte", code=DATA)
     assert not (tmp_path / "run").exists()
 
 
@@ -69,7 +73,8 @@ def test_truncated_data_file_names_the_file(tmp_path, mnist_dir):
     whole = gzip.decompress((mnist_dir / "train-labels-idx1-ubyte.gz").read_bytes())
     folder = _data_folder(tmp_path, mnist_dir, "train-labels-idx1-ubyte.gz", gzip.compress(whole[:5000]))
     result = run_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    assert_one_line_error(result, "train-labels-idx1-ubyte.gz", "truncated")
+    assert_one_line_error(result, "train-labels-idx1-ubyte.gz", "truncated", code=DATA)
+    assert not (tmp_path / "run").exists()
 
 
 def test_corrupt_data_file_fails_its_checksum(tmp_path, mnist_dir):
@@ -77,13 +82,14 @@ def test_corrupt_data_file_fails_its_checksum(tmp_path, mnist_dir):
     raw[5000] ^= 0xFF  # one pixel changed: still a valid IDX file, no longer MNIST
     folder = _data_folder(tmp_path, mnist_dir, "t10k-images-idx3-ubyte.gz", gzip.compress(bytes(raw)))
     result = run_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
-    assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "SHA-256")
+    assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "SHA-256", code=DATA)
+    assert not (tmp_path / "run").exists()
 
 
 def test_no_data_anywhere_says_how_to_point_at_it(tmp_path):
     env = {"MNIST_HYDRA_DATA": "", "KERAS_HOME": str(tmp_path / "keras")}
     result = run_app("data.download=false", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, env=env)
-    assert_one_line_error(result, "data.root=", "MNIST_HYDRA_DATA")
+    assert_one_line_error(result, "data.root=", "MNIST_HYDRA_DATA", code=DATA)
 
 
 # `--help` and friends must answer without TensorFlow: run the app in-process and look.
@@ -120,34 +126,82 @@ def test_run_dir_override_is_honoured(tmp_path):
     assert "dir: custom/place" in result.stdout
 
 
-# Unwritable output: CI runs as root, so "read-only" means what stops root too.
-def test_output_directory_under_a_file_fails_before_training(tmp_path):
+def test_hydra_full_error_shows_the_traceback(tmp_path):
+    result = run_app("trainer.epochs=0", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
+                     env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode == 1  # Python's own exit code for an uncaught exception
+    assert "Traceback (most recent call last)" in result.stderr
+    assert 'mnist_hydra/config.py", line' in result.stderr  # where the value was rejected
+    assert result.stderr.strip().splitlines()[-1] == (
+        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected an integer >= 1")
+    assert "mnist_hydra: error:" not in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+# Unwritable output. CI runs as root, so "read-only" means what stops root too. Each case points data.root
+# at an empty folder: the output error, not the data error, shows that the output is checked first.
+def _no_data(tmp_path: Path) -> str:
+    (tmp_path / "no-data").mkdir()
+    return f"data.root={tmp_path / 'no-data'}"
+
+
+def test_output_directory_under_a_file_fails_before_data_or_training(tmp_path):
     (tmp_path / "afile").write_text("not a folder")
-    result = run_app(f"hydra.run.dir={tmp_path}/afile/run", cwd=tmp_path)
-    assert_one_line_error(result, f"cannot write {tmp_path}/afile/run", "hydra.run.dir=PATH")
+    result = run_app(_no_data(tmp_path), f"hydra.run.dir={tmp_path}/afile/run", cwd=tmp_path)
+    assert_one_line_error(result, f"cannot write {tmp_path}/afile/run", "hydra.run.dir=PATH", code=DATA)
 
 
-def test_immutable_output_directory_fails_before_training(tmp_path):
+def test_immutable_output_directory_fails_before_data_or_training(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir()
     if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
-        pytest.skip("chattr +i is not available here")
+        skip_unless_ci("chattr +i is not available here (it needs root on a file system with attributes)")
     try:
-        result = run_app(f"hydra.run.dir={locked}/run", cwd=tmp_path)
+        result = run_app(_no_data(tmp_path), f"hydra.run.dir={locked}/run", cwd=tmp_path)
     finally:
         subprocess.run(["chattr", "-i", str(locked)])
-    assert_one_line_error(result, f"cannot write {locked}/run", "Operation not permitted")
+    assert_one_line_error(result, f"cannot write {locked}/run", "Operation not permitted", code=DATA)
+
+
+@contextlib.contextmanager
+def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `folder` (made here) for the block."""
+    folder.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                      capture_output=True).returncode:
+        skip_unless_ci("cannot mount a tmpfs here (it needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)])
 
 
 def test_full_disk_fails_before_data_or_training(tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(small)], capture_output=True).returncode:
-        pytest.skip("cannot mount a small tmpfs here")
-    try:
-        result = run_app(f"hydra.run.dir={small}/run", cwd=tmp_path)
+    with small_tmpfs(tmp_path / "small", "1m") as small:
+        result = run_app(_no_data(tmp_path), f"hydra.run.dir={small}/run", cwd=tmp_path)
         left = list(small.iterdir())
-    finally:
-        subprocess.run(["umount", str(small)])
-    assert_one_line_error(result, f"{small}/run has 1.0 MB free", "hydra.run.dir=PATH")
-    assert result.returncode == 1 and left == []
+    assert_one_line_error(result, f"{small}/run has 1.0 MB free", "hydra.run.dir=PATH", code=DATA)
+    assert left == []
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_directory_that_takes_no_bytes_fails_at_the_runs_own_write_probe(tmp_path, existing):
+    """Hydra's mkdir and the claim's empty probe file succeed on a full disk; only the run's own probe,
+    which writes bytes (mnist_hydra.runs.artifacts.check_writable), finds it full.
+
+    Hydra writes nothing of its own there (no .hydra/, no train.log), so nothing else fails first.
+    """
+    with small_tmpfs(tmp_path / "full", "1m") as full:
+        if existing:  # the user's own empty directory: it stays, and stays empty
+            (full / "run").mkdir()
+        with open(full / "filler", "wb") as filler:  # every block of the file system taken
+            with pytest.raises(OSError, match="No space left on device"):
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+        result = run_app(_no_data(tmp_path), f"hydra.run.dir={full}/run", "hydra.output_subdir=null",
+                         "hydra/job_logging=disabled", cwd=tmp_path)
+        left = sorted(p.name for p in full.rglob("*"))
+    assert_one_line_error(result, f"cannot write the run directory {full}/run: No space left on device",
+                          "hydra.run.dir=PATH", code=DATA)
+    assert left == (["filler", "run"] if existing else ["filler"])  # no probe file, no stub directory

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
+from PIL import Image
 
 from tests.conftest import SMALL_RUN, run_app
+from tests.test_report import parse
 
 SEARCHED = {"optimizer.lr", "trainer.batch_size", "model.dense_units", "model.dropout"}
 
@@ -81,10 +85,25 @@ def test_help_lists_the_search_option(tmp_path):
     assert "hparams_search: optuna" in result.stdout
 
 
-def test_optuna_runs_its_trials_and_records_the_best(tmp_path, mnist_dir):
-    _, sweep = _sweep(tmp_path, mnist_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=3")
+# Two searches with the same seed, two trials each, on a tiny subset.
+TINY = ["data.train_limit=600", "data.test_limit=300"]
+
+
+@pytest.fixture(scope="module")
+def twin_searches(tmp_path_factory, mnist_dir) -> list[Path]:
+    """Two real Optuna searches with the same seed: their sweep directories."""
+    sweeps = []
+    for name in ("first", "second"):
+        cwd = tmp_path_factory.mktemp(f"search-{name}")
+        _, sweep = _sweep(cwd, mnist_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "seed=3", *TINY)
+        sweeps.append(sweep)
+    return sweeps
+
+
+def _trials(sweep: Path) -> dict[int, tuple[float, dict[str, str]]]:
+    """Each trial's validation accuracy and searched parameters, checked against the search space."""
     jobs = _jobs(sweep)
-    assert sorted(jobs) == [0, 1, 2]
+    assert sorted(jobs) == [0, 1]
     trials = {}
     for num, job in jobs.items():
         metrics = _metrics(job)
@@ -96,12 +115,43 @@ def test_optuna_runs_its_trials_and_records_the_best(tmp_path, mnist_dir):
         assert int(params["model.dense_units"]) in (64, 128, 256)
         assert 0.0 <= float(params["model.dropout"]) <= 0.5
         trials[num] = (metrics["val_accuracy"], params)
-    assert len({tuple(sorted(params.items())) for _, params in trials.values()}) == 3  # three different trials
+    return trials
 
+
+def test_optuna_runs_its_trials_and_records_the_best(twin_searches):
+    sweep = twin_searches[0]
+    trials = _trials(sweep)
+    assert trials[0][1] != trials[1][1]  # two different trials
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     best_value, best_params = max(trials.values(), key=lambda trial: trial[0])
     assert results["best_value"] == best_value
     assert {key: str(value) for key, value in results["best_params"].items()} == best_params
+
+
+def test_optuna_same_seed_proposes_the_same_trials(twin_searches):
+    first, second = (_trials(sweep) for sweep in twin_searches)
+    assert first == second  # the same parameters, trial by trial, and so the same figures
+    results = [yaml.safe_load((sweep / "optimization_results.yaml").read_text()) for sweep in twin_searches]
+    assert results[0] == results[1]
+
+
+def test_optuna_sweep_directory_holds_the_table_the_plot_and_the_report(twin_searches):
+    sweep = twin_searches[0]
+    trials = _trials(sweep)
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert sorted(table["job"]) == [0, 1] and set(table["status"]) == {"completed"}
+    assert SEARCHED <= set(table.columns)  # each trial's parameters are columns
+    for _, row in table.iterrows():
+        val_accuracy, params = trials[row["job"]]
+        assert row["val_accuracy"] == val_accuracy
+        assert float(row["optimizer.lr"]) == float(params["optimizer.lr"])
+    with Image.open(sweep / "sweep_summary.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+    page = parse(sweep / "report.html")  # written by the sweep, not regenerated here
+    assert set(page.hrefs) == {"0/report.html", "1/report.html"} and len(page.srcs) == 1
+    for href in page.hrefs:
+        parse(sweep / href)
 
 
 def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, mnist_dir):
@@ -121,8 +171,14 @@ def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, mnist_dir):
     assert results["best_value"] == max(m["val_accuracy"] for m in completed)
 
 
+def _log_lines(log: Path) -> list[tuple[datetime, str, str]]:
+    """(time, pid, message) of each line of a job log written with LOG_FORMAT."""
+    found = re.findall(r"^(\S+ \S+) pid (\d+) (.*)$", log.read_text(), re.M)
+    return [(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"), pid, message) for stamp, pid, message in found]
+
+
 def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
-    pid_format = "'pid %(process)d [%(name)s] %(message)s'"
+    pid_format = "'%(asctime)s pid %(process)d [%(name)s] %(message)s'"
     result, sweep = _sweep(tmp_path, mnist_dir, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                            "trainer.threads=1", "seed=0,1",
                            f"hydra.hydra_logging.formatters.simple.format={pid_format}",
@@ -130,14 +186,21 @@ def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
     jobs = _jobs(sweep)
     assert sorted(jobs) == [0, 1]
     assert [_metrics(jobs[num])["status"] for num in (0, 1)] == ["completed", "completed"]
-    launcher_pid = re.search(r"^pid (\d+) .*Joblib\.Parallel\(n_jobs=2,", result.stdout, re.M).group(1)
-    job_pids = []
+    launcher_pid = re.search(r" pid (\d+) .*Joblib\.Parallel\(n_jobs=2,", result.stdout).group(1)
+    job_pids, spans = [], []
     for num in (0, 1):
-        log_pids = set(re.findall(r"^pid (\d+) ", (jobs[num] / "train.log").read_text(), re.M))
+        lines = _log_lines(jobs[num] / "train.log")
+        assert lines[0][2].startswith("[mnist_hydra.data.datasets] data: ")  # the job's first line...
+        assert lines[-1][2].startswith("[mnist_hydra.apps.train] test accuracy")  # ...and its last
+        log_pids = {pid for _, pid, _ in lines}
         assert len(log_pids) == 1, log_pids  # the whole job ran in one process
         job_pids.append(log_pids.pop())
+        spans.append((lines[0][0], lines[-1][0]))
     assert launcher_pid not in job_pids  # workers, not the launching process
-    assert job_pids[0] != job_pids[1]  # one worker per job: they ran side by side
+    assert job_pids[0] != job_pids[1]  # one worker per job
+    # Side by side: each job started before the other ended.
+    (start0, end0), (start1, end1) = spans
+    assert start0 < end1 and start1 < end0, spans
 
 
 def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
@@ -161,7 +224,12 @@ def test_optuna_search_where_every_trial_fails_ends_in_one_line(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_app("hparams_search=optuna", "hydra.sweeper.n_trials=2", "trainer.epochs=0",
                      f"hydra.sweep.dir={sweep}", cwd=tmp_path)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("mnist_hydra: error: no trial of the search completed")
+    assert result.returncode == 2, result.stderr
+    # The whole stderr: Optuna's own note that it made a study (colours and all), then our one line.
+    study, error = result.stderr.splitlines()
+    assert re.fullmatch(r"(\x1b\[\d+m)?\[I [\d-]+ [\d:,]+\](\x1b\[0m)? A new study created in memory with name: "
+                        r"no-name-[0-9a-f-]+(\x1b\[0m)?", study), study
+    assert error == ("mnist_hydra: error: no trial of the search completed, so there is no best one; each job's "
+                     "metrics.json in the sweep directory says why it failed")
     for job in ("0", "1"):
         assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"

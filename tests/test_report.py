@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
@@ -87,8 +88,7 @@ def parse(path: Path) -> Page:
 
 
 def test_run_report_holds_config_metrics_plots_and_history(trained_run):
-    path = write_run_report(trained_run)
-    assert path == trained_run / "report.html"
+    path = trained_run / "report.html"  # as training wrote it, not rewritten here
     page = parse(path)
     assert RUN_SECTIONS <= page.ids
     assert len(page.srcs) == 3 and page.hrefs == []  # the three plots, inlined; no links at all
@@ -98,6 +98,17 @@ def test_run_report_holds_config_metrics_plots_and_history(trained_run):
     assert "train_limit: 2000" in text and "data.test_limit=500" in text  # the config and its overrides
     assert "607,394" in text
     assert path.read_text().count("<tr>") >= len(metrics["history"]["loss"]) + 10  # history rows + metric rows
+    assert "completed" in text  # written just before metrics.json, from the same metrics
+
+
+def test_rewriting_a_runs_report_gives_the_page_training_wrote(trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("model.keras", "evaluate"))
+    written = (run / "report.html").read_text()
+    assert write_run_report(run) == run / "report.html"
+    rewritten = (run / "report.html").read_text().replace(str(run), str(trained_run))
+    when = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00")  # the footer's "written at"
+    assert when.sub("TIME", rewritten) == when.sub("TIME", written)
 
 
 def test_run_report_can_be_written_before_metrics_json(trained_run, tmp_path):

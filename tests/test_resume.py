@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import run_app
@@ -106,7 +109,8 @@ def test_run_stopped_mid_epoch_resumes_to_the_same_figures(sig, code, reference,
 def test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs(reference, tmp_path, mnist_dir):
     sweep = tmp_path / "sweep"
     # Job 0 completes, job 1 diverges (a failed job: the sweep goes on), job 2 is stopped, job 3 never starts.
-    args = ["-m", *RUN, "seed=0,1", "optimizer.lr=1e-3,1e6", f"hydra.sweep.dir={sweep}"]
+    # Job 2 (seed 0, lr 1e-3) is the reference's config, so its resumed figures can be compared with it.
+    args = ["-m", *RUN, "seed=1,0", "optimizer.lr=1e-3,1e6", f"hydra.sweep.dir={sweep}"]
     stopped = _stop_after_first_epoch(args, sweep / "2", signal.SIGTERM, tmp_path, mnist_dir)
     assert stopped.returncode == 143, stopped.stderr
     assert f"Resume with: python -m mnist_hydra resume={sweep}" in stopped.stderr
@@ -117,11 +121,121 @@ def test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs(reference, tmp_pat
     resumed = run_app(f"resume={sweep}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
     assert resumed.returncode == 0, resumed.stderr
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first_job  # complete: skipped
-    assert _metrics(sweep / "0")["history"] == reference["history"]
     assert [_metrics(sweep / job)["status"] for job in "0123"] == ["completed", "failed", "completed", "failed"]
     assert "resuming after epoch 1 of 3" in (sweep / "2" / "train.log").read_text()
-    table = (sweep / "sweep_results.csv").read_text().splitlines()
-    assert len(table) == 1 + 4 and "resume" not in table[0]
+    _assert_same_run(_metrics(sweep / "2"), reference)  # the resumed job ends as if never stopped
+    table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
+    assert sorted(table.index) == [0, 1, 2, 3] and "resume" not in table.columns
+    assert table.loc[2, "val_accuracy"] == reference["val_accuracy"]
+    assert table.loc[2, "test_accuracy"] == reference["test_accuracy"]
+
+
+# A run that exercises everything a resume must restore: batch norm statistics, dropout, the random
+# augmentation layers' seed state, AdamW's moments, the cosine schedule's step, and multi-step executions
+# (16 steps an epoch: trainer.steps_per_execution=6 becomes 4, so each epoch is 4 calls of 4 steps).
+DEEP_RUN = ["model=cnn_deep", "model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=32",
+            "model.shift=0.1", "model.rotation=10", "optimizer=adamw", "optimizer.schedule=cosine",
+            "optimizer.warmup_fraction=0.1", "trainer.epochs=3", "trainer.batch_size=64",
+            "trainer.steps_per_execution=6", "trainer.verbose=0", "data.train_limit=1024", "data.val_split=0.05",
+            "data.test_limit=500"]
+
+
+def _final_weights(run: Path) -> list[np.ndarray]:
+    import keras
+
+    return keras.models.load_model(run / "model.keras").get_weights()
+
+
+def test_deep_augmented_cosine_run_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, mnist_dir):
+    never_stopped = tmp_path / "reference"
+    result = run_app(*DEEP_RUN, f"hydra.run.dir={never_stopped}", cwd=tmp_path,
+                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr
+    assert "steps per execution: 4 (trainer.steps_per_execution=6; a divisor of the 16 steps an epoch)" in (
+        never_stopped / "train.log").read_text()
+
+    run = tmp_path / "run"
+    stopped = _stop_after_first_epoch([*DEEP_RUN, f"hydra.run.dir={run}"], run, signal.SIGTERM, tmp_path, mnist_dir)
+    assert stopped.returncode == 143, stopped.stderr  # 128 + SIGTERM, on a single run as on a sweep
+    record = _metrics(run)
+    assert record["status"] == "interrupted" and record["signal"] == "SIGTERM" and record["epochs_run"] in (1, 2)
+    assert f"mnist_hydra: SIGTERM stopped training after {record['epochs_run']} of 3 epochs" in stopped.stderr
+    assert not (run / "model.keras").exists()
+
+    resumed = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming after epoch {record['epochs_run']} of 3" in (run / "train.log").read_text()
+    reference = _metrics(never_stopped)
+    _assert_same_run(_metrics(run), reference)
+    final, expected = _final_weights(run), _final_weights(never_stopped)
+    assert len(final) == len(expected) and all(np.array_equal(a, b) for a, b in zip(final, expected))
+    digests = [re.findall(r"final weights: sha256 (\w+)", (d / "train.log").read_text()) for d in (run, never_stopped)]
+    assert digests[0] == digests[1] and len(digests[0]) == 1
+
+
+# A second Ctrl-C must land while the first one's clean stop is still under way: after a stop request Keras
+# still validates the epoch in progress, and 6,000 images in one-step batches of 10 keep it going for
+# seconds (the test sends the second Ctrl-C within milliseconds of seeing the first one's log line).
+SLOW_STOP_RUN = ["trainer.epochs=2", "trainer.verbose=0", "data.train_limit=2000", "data.test_limit=500",
+                 "trainer.eval_batch_size=10", "trainer.steps_per_execution=1"]
+
+
+def test_a_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(tmp_path, mnist_dir):
+    import keras
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *SLOW_STOP_RUN, f"hydra.run.dir={run}"],
+                            cwd=tmp_path, env=_env(mnist_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    pointer, log = run / "checkpoints" / "checkpoint.json", run / "train.log"
+    try:
+        _wait_for(lambda: pointer.is_file() and json.loads(pointer.read_text())["epoch"] >= 1, proc)
+        proc.send_signal(signal.SIGINT)
+        _wait_for(lambda: "SIGINT: stopping after this step" in log.read_text(), proc)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    ours = [line for line in err.splitlines() if line.startswith("mnist_hydra:")]
+    assert ours == [f"mnist_hydra: SIGINT stopped training after 1 of 2 epochs; the checkpoint is kept. "
+                    f"Resume with: python -m mnist_hydra resume={run}"], err
+    assert "Traceback" not in err
+    text = log.read_text()
+    assert "stopped at once by a second Ctrl-C; the checkpoint of epoch 1 is kept" in text
+    # At once: the epoch in progress never reached its end, where it would have been logged as dropped.
+    assert "epoch 2/2" not in text
+    record = _metrics(run)
+    assert (record["status"], record["signal"], record["epochs_run"]) == ("interrupted", "SIGINT", 1)
+    assert json.loads(pointer.read_text())["epoch"] == 1
+    model = keras.models.load_model(run / "checkpoints" / json.loads(pointer.read_text())["file"])
+    assert model.predict(np.zeros((1, 28, 28, 1), "float32"), verbose=0).shape == (1, 10)
+
+
+def _wait_for(condition: Callable[[], bool], proc: subprocess.Popen, limit: float = 240) -> None:
+    """Poll `condition` until it holds; fail if `proc` ends first or `limit` seconds pass."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert proc.poll() is None, f"the run ended first: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"still waiting after {limit} s"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("limit, steps, expected", [
+    (32, 844, 4),  # the reference run: 54,000 images at batch 64
+    (32, 79, 1),  # a prime: one step per call
+    (32, 16, 16),  # a whole epoch in one call
+    (6, 16, 4),
+    (32, 64, 32),
+    (1, 844, 1),
+    (100, 5, 5),
+])
+def test_steps_per_execution_is_the_largest_divisor_of_an_epoch_up_to_the_limit(limit, steps, expected):
+    from mnist_hydra.training.loop import steps_per_execution
+
+    assert steps_per_execution(limit, steps) == expected
 
 
 def test_diverging_loss_ends_the_run_with_one_line_and_a_record(tmp_path, mnist_dir):
@@ -184,6 +298,28 @@ def test_checkpoints_keep_the_newest_epoch_and_drop_leftovers(tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
     checkpoints.remove()
     assert not checkpoints.folder.exists()
+
+
+def test_checkpoints_keep_the_random_layers_seed_states(tmp_path):
+    import keras
+
+    from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, random_states, restore_random_states
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(shape=(4, 4, 1)), keras.layers.RandomTranslation(0.2, 0.2, name="shift"),
+                              keras.layers.Flatten(), keras.layers.Dropout(0.5, name="drop"), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((8, 4, 4, 1)), np.ones((8, 2)), batch_size=4, epochs=1, verbose=0)
+    trained = random_states(model)
+    assert sorted(trained) == ["drop", "shift"] and all(s[0][1] > 0 for s in trained.values())
+    checkpoints = Checkpoints(tmp_path)
+    checkpoints.save(model, TrainingState(1, {"loss": [0.5]}, [1.0]))
+    model_file, state = checkpoints.latest()
+    assert state.random_states == trained
+    restored = keras.models.load_model(model_file)
+    assert random_states(restored) != trained  # Keras's own file leaves them out...
+    restore_random_states(restored, state.random_states)
+    assert random_states(restored) == trained  # ...the checkpoint puts them back
 
 
 def test_a_broken_pointer_says_how_to_start_over(tmp_path):

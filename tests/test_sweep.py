@@ -9,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from matplotlib.figure import Figure
 from PIL import Image
 
 from mnist_hydra.apps.summarize import main as summarize_main
 from mnist_hydra.runs.rundir import list_runs
 from mnist_hydra.runs.sweeps import report, summarize_sweep
 from tests.conftest import run_app
+from tests.test_report import parse
 
 SMALL = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=600", "data.test_limit=300"]
 
@@ -75,6 +77,34 @@ def test_report_names_the_best_run_and_every_failure(fake_sweep):
         assert image.format == "PNG" and image.size[0] > 600
 
 
+def test_sweep_summary_plot_is_drawn_from_the_completed_jobs(fake_sweep, monkeypatch):
+    saved: dict[str, Figure] = {}
+    real_savefig = Figure.savefig
+
+    def savefig(figure, path, **kwargs):  # keep the figure that is written as sweep_summary.png
+        saved[Path(path).name] = figure
+        return real_savefig(figure, path, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    summarize_sweep(fake_sweep)
+    (figure,) = [fig for name, fig in saved.items() if "sweep_summary" in name]
+    assert figure.get_suptitle() == "val_accuracy of 4 completed jobs (2 failed, not shown)"
+    by_optimizer, by_seed = figure.axes[:2]
+    assert (by_optimizer.get_xlabel(), by_seed.get_xlabel()) == ("optimizer", "seed")
+    assert by_optimizer.get_ylabel() == "val_accuracy"
+    assert [label.get_text() for label in by_optimizer.get_xticklabels()] == ["adam", "sgd"]
+    # One point per completed job, best first: (optimizer as its tick, val_accuracy); the failed ones absent.
+    points = by_optimizer.collections[0].get_offsets()
+    np.testing.assert_allclose(points, [[0, 0.94], [0, 0.90], [1, 0.86], [1, 0.80]])
+    np.testing.assert_allclose(by_seed.collections[0].get_offsets(), [[2, 0.94], [1, 0.90], [2, 0.86], [1, 0.80]])
+    # Mean and sample std per optimizer, over its two seeds.
+    means = by_optimizer.lines[0].get_xydata()
+    np.testing.assert_allclose(means, [[0, 0.92], [1, 0.83]])
+    (bars,) = [c for c in by_optimizer.collections[1:] if len(c.get_segments()) == 2]
+    half_heights = [abs(seg[1][1] - seg[0][1]) / 2 for seg in bars.get_segments()]
+    np.testing.assert_allclose(half_heights, [np.std([0.90, 0.94], ddof=1), np.std([0.80, 0.86], ddof=1)])
+
+
 def test_no_groups_without_replicate_keys(tmp_path):
     sweep = tmp_path / "s"
     for num, lr in enumerate(["0.001", "0.01"]):
@@ -127,6 +157,12 @@ def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path
     assert (table["status"].iloc[:2] == "completed").all() and table["val_accuracy"].iloc[0] > 0.3
     assert (sweep / "sweep_summary.png").is_file()
     assert f"best: job {table['job'].iloc[0]} " in result.stdout
+    # The page the sweep wrote: every job linked, the failed ones too, each job's own page valid.
+    page = parse(sweep / "report.html")
+    assert set(page.hrefs) == {f"{job}/report.html" for job in range(4)} and len(page.srcs) == 1
+    assert "data.val_split=1.5 is not allowed" in " ".join(page.text)
+    for href in page.hrefs:
+        parse(sweep / href)
 
     # summarize rebuilds the same table from the files alone.
     (sweep / "sweep_results.csv").unlink()
@@ -142,6 +178,15 @@ def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_
     assert result.returncode == 0, result.stderr
     jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)]
     assert [job["val_images"] for job in jobs] == [20000, 20000, 20000]  # 60,000 / 3 folds
+    # What each job recorded it validated on: the folds are disjoint and cover the training file, and each
+    # job trained only on the other folds.
+    splits = [np.load(sweep / str(i) / "data_split.npz") for i in range(3)]
+    vals = [set(split["val"].tolist()) for split in splits]
+    assert [len(val) for val in vals] == [20000, 20000, 20000]
+    assert not (vals[0] & vals[1] or vals[0] & vals[2] or vals[1] & vals[2])
+    assert vals[0] | vals[1] | vals[2] == set(range(60000))
+    for val, split in zip(vals, splits):
+        assert len(split["train"]) == 600 and not val & set(split["train"].tolist())
     groups = pd.read_csv(sweep / "sweep_groups.csv")
     assert len(groups) == 1 and groups["runs"].iloc[0] == 3
     assert groups["val_accuracy_mean"].iloc[0] == pytest.approx(np.mean([j["val_accuracy"] for j in jobs]))

@@ -118,6 +118,9 @@ class Splits:
     source: str                         # folder or file the arrays were read from
     checksums: dict[str, str]           # IDX file name -> SHA-256 of its content
     val_is_test: bool                   # True when val_split=0 made the test set double as validation
+    # Which images of the data set's training file train and validate, in order (val: empty when val_is_test).
+    train_indices: Optional[np.ndarray] = None
+    val_indices: Optional[np.ndarray] = None
 
 
 class _Missing(DataError):
@@ -250,6 +253,8 @@ def load_splits(cfg: DataConfig, seed: int) -> Splits:
         source=raw.source,
         checksums=raw.checksums,
         val_is_test=val_is_test,
+        train_indices=train,
+        val_indices=val[:0] if val_is_test else val,
     )
 
 

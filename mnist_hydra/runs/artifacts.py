@@ -57,10 +57,12 @@ def discard_temp_files(folder: str | os.PathLike) -> None:
 def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
     """Fail now, not after training, if `directory` cannot take a file or lacks `need_bytes` of space."""
     directory = Path(directory)
+    probe = directory / f".write-test-{secrets.token_hex(4)}"
     try:
-        probe = directory / f".write-test-{secrets.token_hex(4)}"
-        probe.write_bytes(b"mnist_hydra")
-        probe.unlink()
+        try:
+            probe.write_bytes(b"mnist_hydra")
+        finally:
+            probe.unlink(missing_ok=True)  # a full disk lets the file be made, then refuses its bytes
         free = shutil.disk_usage(directory).free
     except OSError as err:
         raise OutputError(f"cannot write the run directory {directory}: {err.strerror or err}; "

@@ -1,4 +1,4 @@
-"""What produced a run: its config and overrides, package versions, data checksums, git commit."""
+"""What produced a run: its config and overrides, package versions, data checksums and split, git commit."""
 
 from __future__ import annotations
 
@@ -12,16 +12,19 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 from mnist_hydra.runs import artifacts
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits
 
 PACKAGES = ("mnist-hydra", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas", "matplotlib")
 PROJECT_DIR = Path(__file__).resolve().parent
+SPLIT_FILE = "data_split.npz"
 
 
 def write_provenance(workdir: Path, config: Config, splits: Splits, overrides: Sequence[str]) -> dict[str, Any]:
-    """Write provenance.json in `workdir` and return what it holds."""
+    """Write provenance.json (and data_split.npz) in `workdir`; return what provenance.json holds."""
     record = {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.orig_argv,  # as typed, e.g. python -m mnist_hydra trainer.epochs=3
@@ -32,8 +35,16 @@ def write_provenance(workdir: Path, config: Config, splits: Splits, overrides: S
         "git": git_state(PROJECT_DIR),
         "host": socket.gethostname(),
     }
-    artifacts.write_json(workdir / "provenance.json", record)
+    if splits.train_indices is not None:
+        write_split(workdir / SPLIT_FILE, splits)
+    artifacts.write_json(workdir / "provenance.json", record)  # last: a resumed run keeps a run's first record
     return record
+
+
+def write_split(path: Path, splits: Splits) -> None:
+    """Which images of the training file trained (`train`) and validated (`val`) the run, as an .npz of indices."""
+    artifacts.atomic_write(path, lambda tmp: np.savez_compressed(tmp, train=splits.train_indices,
+                                                                 val=splits.val_indices))
 
 
 def package_versions() -> dict[str, Optional[str]]:

@@ -2,11 +2,11 @@
 
 checkpoints/epoch-NNNN.keras holds the model with its optimizer state (Keras saves both);
 checkpoints/checkpoint.json names the newest complete one and carries the history so far, the state of
-the between-epoch controls (early stopping, keep=best, the plateau schedule: mnist_hydra.training.control)
-and, with keep=best, the file holding the best epoch's weights (best-epoch-NNNN.weights.h5, named by its
-epoch so that the pointer and the file always agree). All are written atomically and the pointer last,
-so a crash at any moment leaves the previous checkpoint readable: a SIGKILL loses at most the epoch in
-progress.
+the between-epoch controls (early stopping, keep=best, the plateau schedule: mnist_hydra.training.control),
+the random layers' seed generator states (which a .keras file leaves out) and, with keep=best, the file
+holding the best epoch's weights (best-epoch-NNNN.weights.h5, named by its epoch so that the pointer and
+the file always agree). All are written atomically and the pointer last, so a crash at any moment leaves
+the previous checkpoint readable: a SIGKILL loses at most the epoch in progress.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 FOLDER = "checkpoints"
 POINTER = "checkpoint.json"
+SEED_STATE = "seed_generator_state"  # Keras's name for a random layer's (seed, draws so far) variable
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainingState:
     epoch_seconds: list[float] = field(default_factory=list)
     controls: dict[str, dict] = field(default_factory=dict)  # each control's state, by its key
     best_weights: Optional[str] = None  # keep=best: the file in checkpoints/ with the best epoch's weights
+    random_states: dict[str, list[list[int]]] = field(default_factory=dict)  # layer name -> its seed states
 
 
 class Checkpoints:
@@ -60,7 +62,9 @@ class Checkpoints:
                                                      "history": state.history,
                                                      "epoch_seconds": state.epoch_seconds,
                                                      "controls": state.controls,
-                                                     "best_weights": state.best_weights})
+                                                     "best_weights": state.best_weights,
+
+                                                     "random_states": random_states(model)})
         for old in self.folder.iterdir():  # older epochs, and temp files a killed writer left
             if old.name not in (name, POINTER, state.best_weights):
                 old.unlink(missing_ok=True)
@@ -81,7 +85,8 @@ class Checkpoints:
             record = json.loads(pointer.read_text(encoding="utf-8"))
             model_file = self.folder / record["file"]
             state = TrainingState(int(record["epoch"]), record["history"], record["epoch_seconds"],
-                                  record.get("controls") or {}, record.get("best_weights"))
+                                  record.get("controls") or {}, record.get("best_weights"),
+                                  record.get("random_states", {}))
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise UserError(f"cannot resume from {pointer}: it is unreadable ({err}); "
                             f"delete the {self.folder} folder to start the run over") from err
@@ -107,3 +112,23 @@ def _save_weights(model: keras.Model, tmp: Path) -> None:
         os.replace(named, tmp)
     finally:
         named.unlink(missing_ok=True)
+
+
+def random_states(model: keras.Model) -> dict[str, list[list[int]]]:
+    """The seed generator states of each random layer (dropout, augmentation), by layer name."""
+    return {layer.name: [v.numpy().tolist() for v in _seed_variables(layer)]
+            for layer in model.layers if _seed_variables(layer)}
+
+
+def restore_random_states(model: keras.Model, states: dict[str, list[list[int]]]) -> None:
+    """Put back what `random_states` saved, so a resumed run draws the same dropout masks and augmentations
+    as a run that never stopped (a loaded model's random layers otherwise start from fresh seeds)."""
+    import numpy as np
+
+    for layer in model.layers:
+        for variable, value in zip(_seed_variables(layer), states.get(layer.name, [])):
+            variable.assign(np.asarray(value, dtype=variable.dtype))
+
+
+def _seed_variables(layer: keras.layers.Layer) -> list:
+    return [v for v in layer.variables if v.name == SEED_STATE]

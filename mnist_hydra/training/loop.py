@@ -28,7 +28,7 @@ from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
 from mnist_hydra.tracking.fanout import Loggers, open_loggers
 from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, LogSteps, ProgressBar, StopOnDivergence,
                                             StopOnRequest)
-from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
+from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
 from mnist_hydra.training.stopping import stop_on_signals
 
@@ -129,6 +129,7 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
         if latest:
             model_file, state = latest
             model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
+            restore_random_states(model, state.random_states)
             log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
             return model, state
         if checkpoints:
