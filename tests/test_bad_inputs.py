@@ -179,7 +179,7 @@ CATALOGUE = [
     case("evaluate", "data path", "run=run data.root=nowhere", 1, "nowhere", "no such folder"),
     case("evaluate", "data path", "run=run hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
     case("evaluate", "damaged model", "run=damaged", 1, "damaged/model.keras: damaged or not a Keras archive",
-         "bytes that are not a zip archive", data=True),
+         "14 bytes that are not a zip archive"),
 
     # --- predict ---
     case("predict", "missing value", "", 2, "has no value", "set it on the command line"),
@@ -187,7 +187,7 @@ CATALOGUE = [
     case("predict", "run path", "run=nowhere images=digit.png", 2, "run=nowhere: no such directory"),
     case("predict", "run path", "run=stopped images=digit.png", 2, "run=stopped: no model.keras"),
     case("predict", "images", "run=run images=nowhere.png", 2, "images=nowhere.png: no such file or folder"),
-    case("predict", "images", "run=run images=empty", 2, "images=empty: no image in this folder (it is empty)"),
+    case("predict", "images", "run=run images=empty", 2, "images=empty: no image in this folder"),
     case("predict", "images", "run=run images=/proc", 2, "images=/proc: no"),
     case("predict", "images", "run=run images=notes.txt", 1, "notes.txt: not a readable image"),
     case("predict", "images", "run=run images=zero.png", 1, "zero.png"),
@@ -200,10 +200,12 @@ CATALOGUE = [
     case("predict", "wrong type", "run=run images=digit.png top_k=ten", 2, "top_k=ten has the wrong type"),
     case("predict", "unknown key", "run=run images=digit.png foo=1", 2, "foo", "not"),
     case("predict", "unknown flag", "run=run images=digit.png --bogus", 2, "unrecognized arguments: --bogus"),
-    case("predict", "damaged model", "run=run images=digit.png", 1, "run/model.keras: damaged or not a Keras model, it cannot be loaded",
+    case("predict", "damaged model", "run=run images=digit.png", 1, "run/model.keras: damaged or not a Keras model",
          slow=True),
-    case("predict", "damaged model", "run=damaged images=digit.png", 1, "damaged/model.keras: damaged or not a Keras archive",
-         "bytes that are not a zip archive"),
+    case("predict", "damaged model", "run=damaged images=digit.png", 1, "damaged/model.keras: damaged or not a Keras "
+         "archive", "not a zip archive"),
+    case("predict", "damaged model", "run=foreign images=digit.png", 1, "foreign/model.keras: damaged or not a Keras "
+         "archive: the zip archive lacks metadata.json, config.json, model.weights.h5"),
 
     # --- summarize ---
     case("summarize", "usage", "", 2, "the following arguments are required: dir", "usage:"),
@@ -241,8 +243,8 @@ def build_sandbox(root: Path) -> None:
         (folder / ".hydra" / "overrides.yaml").write_text("- trainer.epochs=1\n")
         if metrics is not None:
             (folder / "metrics.json").write_text(metrics)
-        if model:  # a zip archive that is no Keras model: loading it imports TensorFlow, then fails
-            with zipfile.ZipFile(folder / "model.keras", "w") as archive:  # intact as an archive: Keras must read it
+        if model:  # a zip archive with a Keras archive's members, but garbage: Keras (TensorFlow) loads, then fails
+            with zipfile.ZipFile(folder / "model.keras", "w") as archive:
                 for member in ("metadata.json", "config.json", "model.weights.h5"):
                     archive.writestr(member, "{not json")
         if checkpoint:
@@ -256,6 +258,9 @@ def build_sandbox(root: Path) -> None:
     run("failed", '{"status": "failed", "error": "training diverged"}')
     damaged = run("damaged", '{"status": "completed", "test_accuracy": 0.9}')
     (damaged / "model.keras").write_bytes(b"PK\x03\x04 cut short")  # a truncated archive
+    foreign = run("foreign", '{"status": "completed", "test_accuracy": 0.9}')
+    with zipfile.ZipFile(foreign / "model.keras", "w") as archive:  # a zip, but not what Keras writes
+        archive.writestr("readme.txt", "hello")
     run("killed", checkpoint=True)
     noconfig = root / "noconfig"
     noconfig.mkdir()
