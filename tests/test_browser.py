@@ -61,7 +61,10 @@ def browser():
         _cannot_run(f"playwright is not installed ({err}); pip install -e '.[test]'")
     if not Path(CHROMIUM).exists():
         _cannot_run(f"no Chromium at {CHROMIUM} (apt-get install chromium, or set MNIST_HYDRA_CHROMIUM)")
-    manager = sync_playwright().start()
+    try:
+        manager = sync_playwright().start()
+    except Exception as err:  # Playwright's driver itself does not run
+        _cannot_run(f"Playwright does not start: {' '.join(str(err).split())[:300]}")
     try:
         launched = manager.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
     except Exception as err:  # a broken browser install, a missing library
