@@ -88,7 +88,7 @@ def test_sweep_summary_plot_is_drawn_from_the_completed_jobs(fake_sweep, monkeyp
     monkeypatch.setattr(Figure, "savefig", savefig)
     summarize_sweep(fake_sweep)
     (figure,) = [fig for name, fig in saved.items() if "sweep_summary" in name]
-    assert figure.get_suptitle() == "val_accuracy of 4 completed jobs (2 failed, not shown)"
+    assert figure.get_suptitle() == "val_accuracy of 4 completed jobs\n(2 not completed, not shown)"
     by_optimizer, by_seed = figure.axes[:2]
     assert (by_optimizer.get_xlabel(), by_seed.get_xlabel()) == ("optimizer", "seed")
     assert by_optimizer.get_ylabel() == "val_accuracy"
