@@ -196,7 +196,9 @@ def test_exit_code_is_non_zero_only_when_nothing_could_be_predicted(trained_run,
     result = run_app(f"run={trained_run}", f"images={picture_folder / 'corrupt.png'}", cwd=tmp_path, module=PREDICT)
     assert result.returncode == 1 and result.stdout == ""
     errors = our_stderr_lines(result.stderr)
-    assert len(errors) == 2 and "corrupt.png" in errors[0] and "no image could be predicted" in errors[1], errors
+    # One mistake, one line: the file and why, not a "skipped" line and then an error.
+    assert errors == [f"{PREDICT}: error: {picture_folder / 'corrupt.png'}: not a readable image (no format Pillow "
+                      "knows, or a broken or zero-size image)"], errors
     assert list(tmp_path.iterdir()) == []  # predict writes nothing
 
 
