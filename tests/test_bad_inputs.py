@@ -147,7 +147,8 @@ CATALOGUE = [
     case("train", "resume", "resume=", 2, "resume"),
     # --- train: data paths ---
     case("train", "data path", "data.root=nowhere", 1, "nowhere", "no such folder"),
-    case("train", "data path", "data.root=notes.txt", 1, "notes.txt"),
+    case("train", "data path", "data.root=notes.txt", 1, "notes.txt is a file, not a folder"),
+    case("train", "data path", "data.root=/etc/passwd", 1, "/etc/passwd is a file, not a folder"),
     case("train", "data path", "data.root=empty", 1, "empty", "train-images-idx3-ubyte"),
     case("train", "data path", "data.root=/proc/self", 1, "/proc/self", "train-images-idx3-ubyte"),
     case("train", "data path", "'data.root=\"my data\"'", 1, "my data", "train-images-idx3-ubyte"),

@@ -196,8 +196,9 @@ def test_exit_code_is_non_zero_only_when_nothing_could_be_predicted(trained_run,
     result = run_app(f"run={trained_run}", f"images={picture_folder / 'corrupt.png'}", cwd=tmp_path, module=PREDICT)
     assert result.returncode == 1 and result.stdout == ""
     errors = our_stderr_lines(result.stderr)
-    # One picture, unreadable: its own error is the one line (nothing else was asked for).
-    assert len(errors) == 1 and "corrupt.png: not a readable image" in errors[0] and "error:" in errors[0], errors
+    # One mistake, one line: the file and why, not a "skipped" line and then an error.
+    assert errors == [f"{PREDICT}: error: {picture_folder / 'corrupt.png'}: not a readable image (no format Pillow "
+                      "knows, or a broken or zero-size image)"], errors
     assert list(tmp_path.iterdir()) == []  # predict writes nothing
 
 

@@ -2,10 +2,13 @@
 
 - A user mistake (UserError, or Hydra's and OmegaConf's errors about the command line) prints
   `PROG: error: ...` and exits with its code: 2 for config and usage, 1 for data and output trouble.
-- Ctrl-C (or SIGTERM, where an app turns it into KeyboardInterrupt) at any moment prints one line and
-  exits 130.
+- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/stopping.py) prints one line
+  and exits 130 or 143; a run or sweep directory that holds checkpoints is kept, and the line says how to
+  resume it.
 - Either way, a run or evaluation directory that this process created and that holds no result is
   removed (apps.resolvers keeps the list), so no stub is left for `summarize` to list.
+- Hydra's command line is checked before Hydra sees it (check_hydra_flags), and the errors Hydra lets
+  through unwrapped are recognised (_hydra_input_error), so no mistake on it prints a traceback or a usage.
 - Anything else is a bug: its traceback is shown. HYDRA_FULL_ERROR=1 shows every traceback.
 """
 
