@@ -366,7 +366,7 @@ def test_check_rejects_bad_folds(fields, key):
 def real_mnist() -> Path:
     if not REAL_MNIST:
         skip_unless_ci("MNIST_HYDRA_DATA is not set: point it at the real MNIST folder")
-    return Path(REAL_MNIST)
+    return Path(REAL_MNIST).resolve()  # as given, the README's ../shared/data/mnist is relative
 
 
 def test_real_mnist(real_mnist):
