@@ -14,6 +14,11 @@ from omegaconf import DictConfig
 
 from mnist_hydra.config import store_schemas
 
+# The README's command gives MNIST_HYDRA_DATA=../shared/data/mnist, relative to the clone, and many tests start
+# the apps from other folders: every test and every process it starts sees the folder as an absolute path.
+if os.environ.get("MNIST_HYDRA_DATA"):
+    os.environ["MNIST_HYDRA_DATA"] = str(Path(os.environ["MNIST_HYDRA_DATA"]).resolve())
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "mnist_hydra" / "conf"
 
 # A run small enough for plumbing tests: one epoch on 2,000 images, scored on 1,000.

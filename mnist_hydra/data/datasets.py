@@ -220,6 +220,9 @@ def load_folder(spec: DatasetSpec, folder: Path, verify: bool) -> Raw:
 
 def download_with_keras(spec: DatasetSpec) -> None:
     """Fill Keras's cache with `spec` using Keras's own downloader (imports keras, and so TensorFlow)."""
+    from mnist_hydra.tf_runtime import import_tensorflow
+
+    import_tensorflow()  # without its start-up chatter
     importlib.import_module(f"keras.datasets.{spec.keras_loader}").load_data()
 
 
