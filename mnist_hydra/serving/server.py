@@ -45,6 +45,9 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
       prog: the name the printed lines start with.
       say: where the start and stop lines go (stdout); the start line comes once requests are answered.
     """
+    from mnist_hydra.tf_runtime import import_tensorflow
+
+    import_tensorflow()  # here, without its start-up chatter, before anything of the server's imports it
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
     sock = None
     announced = threading.Event()
