@@ -95,9 +95,9 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
         model = with_precision(MODELS.get(config.model.name)(config.model, INPUT_SHAPE, classes),
                                config.trainer.precision)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
+        optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs)
         model.compile(
-            optimizer=OPTIMIZERS.get(config.optimizer.name)(config.optimizer,
-                                                            total_steps=steps * config.trainer.epochs),
+            optimizer=with_loss_scaling(optimizer, config.trainer.precision),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             # Keras's multi-step loop cannot ask a multi-worker iterator whether a batch is left: one step a call.
@@ -229,6 +229,19 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     mixed = keras.models.clone_model(model, clone_function=clone)
     mixed.set_weights(model.get_weights())
     return mixed
+
+
+def with_loss_scaling(optimizer: keras.optimizers.Optimizer, precision: str) -> keras.optimizers.Optimizer:
+    """For mixed_float16, `optimizer` inside Keras's dynamic LossScaleOptimizer; otherwise `optimizer` itself.
+
+    float16's 5-bit exponent flushes small gradients to zero, so the loss is scaled up before the backward
+    pass and the gradients down after it (bf16 has float32's exponent and needs none). Keras's compile() only
+    does this when the *model's* policy is mixed_float16; with_precision sets the policy per layer and leaves
+    the model's float32, so it is done here. The wrapper is saved with the model: a resumed run keeps its scale.
+    """
+    if precision != "mixed_float16":
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
