@@ -46,6 +46,11 @@ def _scale_batch(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Te
 
 def _finish(dataset: tf.data.Dataset) -> tf.data.Dataset:
     options = tf.data.Options()
+    # No autotuning: its optimisation thread sleeps between passes for a period that doubles up to a minute, and
+    # destroying the iterator (when fit, evaluate or predict returns) waited for that sleep to end: 1-10 s after
+    # predict, and 24-40 s of idle process after the last epoch in 6 of 9 benchmark runs. The AUTOTUNE values in
+    # map and prefetch then mean one call per core and a small fixed buffer, ahead of a step that takes far longer.
+    options.autotune.enabled = False
     # In-memory arrays have no files to split between the workers of a multi-worker run (AUTO would warn and
     # fall back): each worker reads the same seeded order and keeps its own share of every global batch.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
