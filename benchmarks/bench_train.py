@@ -341,6 +341,7 @@ def run_mnist_hydra(overrides: list[str], data: Path) -> tuple[dict[str, Any], C
 
 def train_case_plain(case: TrainCase, args: argparse.Namespace) -> None:
     """Case (b), one repeat: the plain Keras script in a subprocess, figures from its JSON line."""
+    case.command = f"python <plain Keras script> {args.data} {args.epochs}"
     with tempfile.NamedTemporaryFile("w", prefix="bench_plain_", suffix=".py", delete=False) as f:
         f.write(PLAIN_SCRIPT)
     try:
@@ -507,7 +508,8 @@ def report(args, info: dict, cases: dict[str, TrainCase], cli: Optional[list], l
     bf16_floor = figures.get("floor_seconds", {}).get("bfloat16")
 
     base = cases.get("b")
-    print(f"\n== Training, real MNIST: (a) (b) (c) {args.epochs} epochs, torch {args.torch_epochs}; "
+    print(f"\n== Training, real MNIST: (a) (b) (c) {args.epochs} epochs"
+          + (f", torch {args.torch_epochs}" if "torch" in args.only else "") + "; "
           f"{args.repeats} repeat(s), (a) {max(args.repeats, args.overhead_runs)} ==")
     print("s/epoch = median over epochs 2..N of each run, median over runs (epoch 1 also traces the graphs); an "
           "epoch includes its validation pass. images/s = training images / s/epoch. wall = the whole command; "
