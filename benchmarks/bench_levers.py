@@ -33,7 +33,12 @@ LEVERS: list[tuple[str, list[str]]] = [
     ("spe 32 + mixed_bfloat16", ["trainer.precision=mixed_bfloat16"]),
     ("spe 1000 + batch 256, float32", ["trainer.steps_per_execution=1000", "trainer.batch_size=256",
                                        "trainer.eval_batch_size=2000"]),
-    ("trainer=fastest (bf16, batch 256, spe 1000)", ["trainer=fastest"]),
+    ("inter_op_threads=2 (TensorFlow's own choice on 2 cores; the default is now 1)", ["trainer.inter_op_threads=2"]),
+    ("fastest before: bf16, batch 256, lr 1e-3 constant, inter-op 2",
+     ["trainer=fastest", "trainer.batch_size=256", "optimizer.lr=0.001", "optimizer.schedule=constant",
+      "optimizer.warmup_fraction=0", "trainer.inter_op_threads=2"]),
+    ("fastest with batch 512, lr 2e-3", ["trainer=fastest", "trainer.batch_size=512", "optimizer.lr=0.002"]),
+    ("trainer=fastest (bf16, batch 1024, lr 4e-3 warm-up + cosine, inter-op 1)", ["trainer=fastest"]),
 ]
 
 

@@ -70,6 +70,8 @@ class TrainerConfig:
     verbose: Optional[int] = None  # Keras's output: 0 silent, 1 progress bar, 2 one line per epoch; null = 1 on a terminal, else 2
     deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
     threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
+    # Ops run side by side, each still using `threads`; null = 1 under strategy=default, else as threads.
+    inter_op_threads: Optional[int] = None
     strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
     # float32; mixed_bfloat16 (CPUs with bf16, recent GPUs) or mixed_float16 (GPUs): float32 weights and output layer
     precision: str = "float32"
@@ -89,6 +91,8 @@ class TrainerConfig:
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         require(self.verbose in (None, 0, 1, 2), "verbose", self.verbose, "null (auto), 0, 1 or 2")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
+        require(self.inter_op_threads is None or self.inter_op_threads >= 1, "inter_op_threads", self.inter_op_threads,
+                "null (auto) or a count >= 1")
         require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution, "an integer >= 1")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import re
 import sys
@@ -17,17 +18,43 @@ _user_level = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # read once, before we set i
 
 
 def import_tensorflow() -> Any:
-    """`import tensorflow` with its INFO/WARNING start-up lines hidden (and its CUDA errors on a machine without
-    an NVIDIA driver); a TF_CPP_MIN_LOG_LEVEL the user set is left alone and hides nothing more."""
-    if "tensorflow" in sys.modules or _user_level:
+    """`import tensorflow` (and Keras) with its INFO/WARNING start-up lines hidden (and its CUDA errors on a machine
+    without an NVIDIA driver); a TF_CPP_MIN_LOG_LEVEL the user set is left alone and hides nothing more."""
+    if "tensorflow" in sys.modules:
         import tensorflow
 
         return tensorflow
-    # Without a driver, "failed call to cuInit" is an ERROR line that means nothing but "no GPU" on a CPU machine.
-    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if Path("/proc/driver/nvidia/version").exists() else "3"
-    with _native_stderr_filtered():
-        import tensorflow
-    return tensorflow
+    with _collector_paused():
+        if _user_level:
+            import keras  # noqa: F401
+            import tensorflow
+
+            return tensorflow
+        # Without a driver, "failed call to cuInit" is an ERROR line that means nothing but "no GPU" on a CPU machine.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if Path("/proc/driver/nvidia/version").exists() else "3"
+        with _native_stderr_filtered():
+            import keras  # noqa: F401
+            import tensorflow
+        return tensorflow
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while TensorFlow and Keras import, their objects frozen after.
+
+    The import makes some 400,000 objects that live as long as the process. Collections during the import
+    walk them again and again (0.6-1 s of CPU on 2 cores), and every later full collection (tracing makes many)
+    would walk them once more; gc.freeze() moves them out of the collector's sight. The price: the few reference
+    cycles the import itself leaves as garbage are never freed.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager

@@ -45,6 +45,21 @@ def test_fastest_trainer_keeps_the_reference_network(compose_config):
     config = validate(compose_config("trainer=fastest"))
     assert config.model == validate(compose_config()).model  # the reference CNN
     assert config.trainer.epochs == 10 and config.trainer.precision == "mixed_bfloat16"
+    # Its own learning rate for its batch, still Adam; the command line wins over the preset.
+    assert (config.optimizer.name, config.optimizer.lr, config.optimizer.schedule) == ("adam", 0.004, "cosine")
+    assert validate(compose_config("trainer=fastest", "optimizer.lr=0.001")).optimizer.lr == 0.001
+    assert validate(compose_config()).optimizer.schedule == "constant"  # the default run is untouched
+
+
+def test_inter_op_threads_one_op_at_a_time_only_on_one_device(compose_config):
+    from mnist_hydra.training.loop import inter_op_threads
+
+    assert validate(compose_config()).trainer.inter_op_threads is None
+    assert inter_op_threads(None, "default") == 1
+    assert inter_op_threads(None, "multi_worker") is None and inter_op_threads(None, "mirrored") is None
+    assert inter_op_threads(3, "default") == 3
+    with pytest.raises(ConfigError, match="trainer.inter_op_threads"):
+        validate(compose_config("trainer.inter_op_threads=0"))
 
 
 def test_bad_precision_on_the_command_line_fails_in_one_line(tmp_path):

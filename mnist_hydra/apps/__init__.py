@@ -12,12 +12,21 @@ import sys
 
 
 def launch(module: str, prog: str) -> None:
-    """Import `mnist_hydra.apps.<module>` and run its main(); Ctrl-C at any moment ends in one line, exit 130."""
+    """Import `mnist_hydra.apps.<module>` and run its main(); Ctrl-C at any moment ends in one line, exit 130.
+
+    The process then ends without tearing TensorFlow down (apps/process_exit.py); a bug's traceback still
+    ends it the ordinary way.
+    """
+    from mnist_hydra.apps.process_exit import finish
+
     try:
         importlib.import_module(f"mnist_hydra.apps.{module}").main()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted (Ctrl-C); nothing of this command was kept", file=sys.stderr)
-        sys.exit(130)
+        finish(130)
+    except SystemExit as stop:
+        finish(stop.code)
+    finish(0)
 
 
 def prepare_hydra() -> None:
