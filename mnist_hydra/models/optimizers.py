@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import ConfigError, require
 from mnist_hydra.registry import Registry
@@ -126,6 +126,42 @@ def build_schedule(cfg: OptimizerConfig, total_steps: int = 0) -> float | keras.
     # Keras's warmup rises linearly from initial_learning_rate to warmup_target, then decays from there.
     return schedules.CosineDecay(0.0, decay_steps=total_steps - warmup, alpha=cfg.final_lr_fraction,
                                  warmup_target=cfg.lr, warmup_steps=warmup)
+
+
+def fuse_adam_update(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
+    """`optimizer` (or the one inside a LossScaleOptimizer) updating each weight in one fused kernel, if it is Adam.
+
+    Keras 3 writes Adam's step as about ten element-wise ops per weight tensor, each a pass over it; TensorFlow's
+    ResourceApplyAdam (what Keras 2 used) is the same formula in one pass. Profiled on 2 CPU cores, the default
+    config's updates took 0.86 s of a 5.4 s epoch as separate ops and 0.50 s fused. The result is not bit for bit
+    Keras's: the kernel forms 1 - beta_1 in float32 where Keras rounds Python's 0.1 (a last-bit difference, 6e-8).
+    AdamW (an Adam) keeps Keras's decoupled weight decay, applied before this step. Only the step is replaced, on
+    the instance: model.keras still names keras.optimizers.Adam, so plain Keras loads it; a resumed run calls this
+    again and goes on with the same kernel. AMSGrad, sparse gradients and other backends keep Keras's own step.
+    """
+    import keras
+    import tensorflow as tf
+
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if keras.backend.backend() != "tensorflow" or not isinstance(inner, keras.optimizers.Adam) or inner.amsgrad:
+        return optimizer
+    keras_step = inner.update_step
+
+    def update_step(gradient: Any, variable: Any, learning_rate: Any) -> Any:
+        if isinstance(gradient, tf.IndexedSlices) or not hasattr(variable, "handle"):
+            return keras_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(inner.iterations + 1, dtype)
+        index = inner._get_variable_index(variable)  # noqa: SLF001 - how Keras's own step finds m and v
+        beta_1, beta_2 = tf.cast(inner.beta_1, dtype), tf.cast(inner.beta_2, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=inner._momentums[index].value.handle,  # noqa: SLF001
+            v=inner._velocities[index].value.handle,  # noqa: SLF001
+            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(inner.epsilon, dtype), grad=tf.cast(gradient, dtype))
+
+    inner.update_step = update_step
+    return optimizer
 
 
 OPTIMIZERS.register("adam", schema=AdamConfig)(partial(build_optimizer, "Adam"))

@@ -20,7 +20,7 @@ from mnist_hydra.data.datasets import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
 from mnist_hydra.errors import Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
-from mnist_hydra.models.optimizers import OPTIMIZERS
+from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update
 from mnist_hydra.runs import artifacts, plots, report
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.training import distribute
@@ -129,6 +129,7 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
         if latest:
             model_file, state = latest
             model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
+            _fuse(model.optimizer, strategy)  # the same update kernel as before the stop: a bit-exact resume
             restore_random_states(model, state.random_states)
             log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
             return model, state
@@ -138,6 +139,7 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
                                config.trainer.precision)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
         optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs)
+        _fuse(optimizer, strategy)
         model.compile(
             optimizer=with_loss_scaling(optimizer, config.trainer.precision),
             loss="sparse_categorical_crossentropy",
@@ -285,6 +287,12 @@ def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
         log.info("steps per execution: %d (trainer.steps_per_execution=%d; a divisor of the %d steps an epoch)",
                  chosen, limit, steps_per_epoch)
     return chosen
+
+
+def _fuse(optimizer: keras.optimizers.Optimizer, strategy: Any) -> None:
+    """Adam's fused update kernel on one replica; a replicated run keeps Keras's step, which syncs mirrored state."""
+    if strategy.num_replicas_in_sync == 1:
+        fuse_adam_update(optimizer)
 
 
 def with_precision(model: keras.Model, precision: str) -> keras.Model:
