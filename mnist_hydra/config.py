@@ -78,6 +78,8 @@ class TrainerConfig:
     # Steps per call into TensorFlow, fewer Python round trips; the largest divisor of an epoch's steps up to this.
     steps_per_execution: int = 32
     eval_batch_size: Optional[int] = None  # images per validation/test batch (no gradients); null = batch_size
+    # Adam/AdamW's weight update in TensorFlow's one-pass kernel: faster, but not bit for bit Keras's own step.
+    fused_adam: bool = False
     # Off until early_stopping.patience is set (trainer.early_stopping.patience=2); null = off as well.
     early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
     keep: str = "last"  # the weights scored and saved: last (the last epoch's), or best (the best early_stopping.monitor)

@@ -137,7 +137,7 @@ DEEP_RUN = ["model=cnn_deep", "model.filters=[8,16]", "model.convs_per_block=1",
             "model.shift=0.1", "model.rotation=10", "optimizer=adamw", "optimizer.schedule=cosine",
             "optimizer.warmup_fraction=0.1", "trainer.epochs=3", "trainer.batch_size=64",
             "trainer.steps_per_execution=6", "trainer.verbose=0", "data.train_limit=1024", "data.val_split=0.05",
-            "data.test_limit=500"]
+            "data.test_limit=500", "trainer.fused_adam=true"]
 
 
 def _final_weights(run: Path) -> list[np.ndarray]:
@@ -146,7 +146,7 @@ def _final_weights(run: Path) -> list[np.ndarray]:
     return keras.models.load_model(run / "model.keras").get_weights()
 
 
-def test_deep_augmented_cosine_run_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, mnist_dir):
+def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, mnist_dir):
     never_stopped = tmp_path / "reference"
     result = run_app(*DEEP_RUN, f"hydra.run.dir={never_stopped}", cwd=tmp_path,
                      env={"MNIST_HYDRA_DATA": str(mnist_dir)})

@@ -49,6 +49,8 @@ def test_fastest_trainer_keeps_the_reference_network(compose_config):
     assert (config.optimizer.name, config.optimizer.lr, config.optimizer.schedule) == ("adam", 0.004, "cosine")
     assert validate(compose_config("trainer=fastest", "optimizer.lr=0.001")).optimizer.lr == 0.001
     assert validate(compose_config()).optimizer.schedule == "constant"  # the default run is untouched
+    # Adam's fused update changes the last bits of each step: fastest only, the default keeps Keras's own step.
+    assert config.trainer.fused_adam and not validate(compose_config()).trainer.fused_adam
 
 
 def test_inter_op_threads_one_op_at_a_time_only_on_one_device(compose_config):

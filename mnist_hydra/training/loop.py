@@ -129,7 +129,8 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
         if latest:
             model_file, state = latest
             model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
-            _fuse(model.optimizer, strategy)  # the same update kernel as before the stop: a bit-exact resume
+            if config.trainer.fused_adam:  # the same update kernel as before the stop: a bit-exact resume
+                _fuse(model.optimizer, strategy)
             restore_random_states(model, state.random_states)
             log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
             return model, state
@@ -139,7 +140,8 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
                                config.trainer.precision)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
         optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs)
-        _fuse(optimizer, strategy)
+        if config.trainer.fused_adam:
+            _fuse(optimizer, strategy)
         model.compile(
             optimizer=with_loss_scaling(optimizer, config.trainer.precision),
             loss="sparse_categorical_crossentropy",
