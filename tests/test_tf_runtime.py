@@ -18,3 +18,27 @@ def test_import_leaves_the_collector_on_and_the_import_frozen():
     result = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["True", "True", "True", "6"]
+
+
+LEAN_CHILD = """
+import sys
+from mnist_hydra import tf_runtime
+if sys.argv[1] == "lean":
+    tf_runtime.leave_out_sklearn_wrappers()
+tf_runtime.import_tensorflow()
+loaded = "sklearn" in sys.modules
+import sklearn  # still importable afterwards, for MLflow and anyone else
+print(loaded, sklearn.__name__)
+"""
+
+
+def test_apps_import_keras_without_scikit_learn_which_still_imports_after():
+    import pytest
+
+    pytest.importorskip("sklearn")  # installed with MLflow
+    runs = {mode: subprocess.run([sys.executable, "-c", LEAN_CHILD, mode], capture_output=True, text=True, timeout=180)
+            for mode in ("lean", "plain")}
+    for result in runs.values():
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert runs["lean"].stdout.split() == ["False", "sklearn"]
+    assert runs["plain"].stdout.split() == ["True", "sklearn"]  # what Keras does by itself: the cost avoided

@@ -18,7 +18,9 @@ def launch(module: str, prog: str) -> None:
     ends it the ordinary way.
     """
     from mnist_hydra.apps.process_exit import finish
+    from mnist_hydra.tf_runtime import leave_out_sklearn_wrappers
 
+    leave_out_sklearn_wrappers()
     try:
         importlib.import_module(f"mnist_hydra.apps.{module}").main()
     except KeyboardInterrupt:
