@@ -101,3 +101,24 @@ def test_no_paper_is_taken_for_ink(kind, chalk):
         out = to_mnist(seven(paper(kind, 240, 320, np.random.default_rng(seed)), chalk))
         # Shading kept as ink would widen the digit's box and move its mass: the 7 would not line up.
         assert np.corrcoef(plain.ravel(), out.ravel())[0, 1] > 0.95, (kind, seed)
+
+
+@pytest.mark.parametrize("chalk", [False, True])
+def test_flat_canvas_skips_the_paper_estimate_and_comes_out_the_same(chalk, monkeypatch):
+    import mnist_hydra.data.preprocess as preprocess
+
+    canvas = seven(np.full((280, 280), 255.0), chalk)  # a black board reflects 25% of the light, chalk up to 90%
+    assert preprocess._flat_paper(canvas / 255, dark=not chalk) == pytest.approx(0.25 if chalk else 1.0)
+    fast = to_mnist(canvas)
+    monkeypatch.setattr(preprocess, "_flat_paper", lambda g, dark: None)  # the photo path: the paper estimated
+    slow = to_mnist(canvas)
+    assert np.abs(fast - slow).max() < 1e-5
+
+
+@pytest.mark.parametrize("kind", [k for k in BACKGROUNDS if k != "flat"])
+def test_photographed_paper_is_never_taken_for_a_flat_canvas(kind):
+    import mnist_hydra.data.preprocess as preprocess
+
+    for seed in range(4):
+        photo = seven(paper(kind, 240, 320, np.random.default_rng(seed)), False) / 255
+        assert preprocess._flat_paper(photo, dark=True) is None, (kind, seed)
