@@ -225,8 +225,9 @@ def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: li
     result = asyncio.run(load(server.url, requests, concurrency, rate))
     server_cpu, client_cpu = server.cpu_seconds() - server_cpu, time.process_time() - client_cpu
     after = server.health()
-    calls = after["model_calls"] - before["model_calls"]  # one worker's counts when there are several
-    images_per_call = (after["images_predicted"] - before["images_predicted"]) / calls if calls else None
+    # Counts are per worker process: with several, they mean something only when the same one answered twice.
+    calls = after["model_calls"] - before["model_calls"] if after["worker_pid"] == before["worker_pid"] else 0
+    images_per_call = (after["images_predicted"] - before["images_predicted"]) / calls if calls > 0 else None
     others = None
     if busy is not None:
         others = max(0.0, busy_cpu_seconds() - busy - server_cpu - client_cpu) / (result["seconds"] * (os.cpu_count() or 1))

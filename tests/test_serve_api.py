@@ -6,6 +6,7 @@ import asyncio
 import gzip
 import io
 import json
+import os
 import re
 import struct
 import zlib
@@ -143,6 +144,7 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_answers(predict
 def test_health_and_model(client, predictor, trained_run):
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["images_predicted"] >= 0
+    assert health["worker_pid"] == os.getpid()  # the TestClient's app runs in this process
     info = client.get("/model").json()
     assert info["class_names"] == [str(i) for i in range(10)]
     assert info["model"] == "cnn" and info["data"] == "mnist" and info["params"] == 607_394

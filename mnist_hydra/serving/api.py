@@ -108,7 +108,7 @@ async def health(request: Request) -> dict[str, Any]:
     state = request.app.state
     return {"status": "ok", "run": state.predictor.info["run"],
             "uptime_seconds": round(time.monotonic() - state.started, 3),
-            "images_predicted": state.batcher.images, "model_calls": state.batcher.calls}
+            "images_predicted": state.batcher.images, "model_calls": state.batcher.calls, "worker_pid": os.getpid()}
 
 
 @api_router.get("/model", response_model=schemas.ModelInfo, summary="The run being served")

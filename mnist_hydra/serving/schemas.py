@@ -60,8 +60,9 @@ class Health(BaseModel):
     status: str = "ok"
     run: str
     uptime_seconds: float
-    images_predicted: int
-    model_calls: int
+    images_predicted: int  # by this worker process, since it started
+    model_calls: int  # this worker's model calls (several requests can share one)
+    worker_pid: int  # the process that answered: with serve.workers > 1, each keeps its own counts
 
 
 class ModelInfo(BaseModel):
