@@ -11,7 +11,10 @@ field so that its centre of mass sits in the middle.
 2. Estimate the paper's brightness at every pixel, as photos are unevenly lit (a gradient, a
    vignette, a shadow): on a small copy of the image, a grey-level closing (for light ink an
    opening) with a window of 30% of the image's side wipes out the strokes, which are thinner
-   than that, and keeps the shading, which is broader; smoothed and scaled back up.
+   than that, and keeps the shading, which is broader; smoothed and scaled back up. A drawing
+   canvas or a screenshot, where at least half the pixels share one exact value, has that value
+   as its paper and the minority as its ink, and skips steps 1 and 2 (a 280x280 drawing: 4.8 ->
+   1.1 ms of CPU, the same predictions on 1,000 drawn MNIST digits).
 3. Subtract it, divide by it (light falls on ink and paper alike, so the ink's contrast relative
    to its paper is the same in the shade as in the light), stretch the strongest ink to 1, and
    drop what falls below Otsu's threshold (at least `NOISE`): paper grain, JPEG blocks, what is
