@@ -37,13 +37,13 @@ def test_seed_reference_is_the_defaults_validated_on_the_test_set(compose_config
 
 def test_best_trains_an_augmented_deep_cnn_with_a_cosine_schedule_and_a_held_out_validation_set(compose_config):
     config = validate(compose_config("+experiment=best"))
-    assert config.data.name == "mnist" and config.data.val_split == pytest.approx(0.1)
-    assert isinstance(config.model, DeepCNNConfig) and config.model.filters == [32, 64]
+    assert config.data.name == "mnist" and config.data.val_split == pytest.approx(0.05)
+    assert isinstance(config.model, DeepCNNConfig) and config.model.filters == [16, 32]
     assert (config.model.shift, config.model.rotation, config.model.zoom) == (0.1, 10, 0)
-    assert config.model.dense_dropout == 0.25
+    assert (config.model.dropout, config.model.dense_dropout) == (0.0, 0.1)
     assert isinstance(config.optimizer, AdamWConfig) and config.optimizer.lr == pytest.approx(2e-3)
     assert config.optimizer.schedule == "cosine"
-    assert (config.trainer.epochs, config.trainer.batch_size) == (12, 128)
+    assert (config.trainer.epochs, config.trainer.batch_size) == (10, 128)
 
 
 def test_fashion_trains_an_augmented_deep_cnn_on_fashion_mnist(compose_config):
