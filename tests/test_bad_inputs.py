@@ -195,6 +195,8 @@ CATALOGUE = [
     case("predict", "images", "run=run images=truncated.png", 1, "truncated.png"),
     case("predict", "images", "run=run images=blank.png", 1, "blank.png", "no digit"),
     case("predict", "images", "run=run images=/proc/self/status", 1, "/proc/self/status: not a readable image"),
+    # A file whose read never returns (it waits for the next kernel message): refused, not waited on.
+    case("predict", "images", "run=run images=/proc/kmsg", 1, "/proc/kmsg: not a readable image"),
     case("predict", "images", "run=run images=pictures", 1, "pictures", "notes.png", "zero.png"),
     case("predict", "out of range", "run=run images=digit.png output=xml", 2, "output=xml is not allowed", "json"),
     case("predict", "out of range", "run=run images=digit.png top_k=0", 2, "top_k=0 is not allowed"),

@@ -37,6 +37,7 @@ before it is decoded.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -106,10 +107,20 @@ def is_image_file(path: Path) -> bool:
     if path.suffix.lower() in image_suffixes():
         return True
     try:
-        with Image.open(path):  # reads the header only
+        stream = _open_nonblocking(path)
+    except OSError:
+        return False
+    try:
+        with stream, Image.open(stream):  # reads the header only
             return True
     except Exception:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... for what it cannot read
         return False
+
+
+def _open_nonblocking(path: str | os.PathLike) -> BinaryIO:
+    """`path` opened for reading without blocking: some "regular" files never answer a read (/proc/kmsg waits for
+    the next kernel message), and an image must not hang the command that reads it."""
+    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
 
 
 def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
@@ -122,14 +133,18 @@ def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
     name = str(source) if name is None else name
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
     try:
-        with Image.open(source) as image:
-            width, height = image.size
-            if width == 0 or height == 0:
-                raise ImageError(f"{name}: the image is empty ({width}x{height} pixels)")
-            if limit and width * height > limit:
-                raise _too_large(name, width, height, limit)
-            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
-            return to_grayscale(image)
+        stream = _open_nonblocking(source) if isinstance(source, (str, os.PathLike)) else contextlib.nullcontext(source)
+        with stream as opened:
+            if isinstance(opened, io.BufferedReader) and not opened.peek(1):
+                raise ImageError(f"{name}: not a readable image (empty, or nothing to read without waiting)")
+            with Image.open(opened) as image:
+                width, height = image.size
+                if width == 0 or height == 0:
+                    raise ImageError(f"{name}: the image is empty ({width}x{height} pixels)")
+                if limit and width * height > limit:
+                    raise _too_large(name, width, height, limit)
+                image = ImageOps.exif_transpose(image)  # phone photos are stored sideways with a rotation tag
+                return to_grayscale(image)
     except ImageError:
         raise
     except FileNotFoundError:
