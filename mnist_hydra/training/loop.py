@@ -48,7 +48,8 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
     completed, failed or interrupted.
     """
     workdir = Path(workdir)
-    set_threads(config.trainer.threads, inter_op_threads(config.trainer.inter_op_threads, config.trainer.strategy))
+    set_threads(config.trainer.threads, inter_op_threads(config.trainer.inter_op_threads, config.trainer.strategy),
+                inter_op_chosen=config.trainer.inter_op_threads is not None)
     # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
     loggers = open_loggers(config.logger) if chief else Loggers([])
@@ -352,11 +353,13 @@ def inter_op_threads(setting: Optional[int], strategy: str) -> Optional[int]:
     return 1 if strategy == "default" else None
 
 
-def set_threads(threads: Optional[int], inter_op_threads: Optional[int] = None) -> None:
+def set_threads(threads: Optional[int], inter_op_threads: Optional[int] = None, inter_op_chosen: bool = True) -> None:
     """Cap TensorFlow's thread pools, so parallel jobs share the machine instead of oversubscribing it.
 
     `inter_op_threads` caps how many ops run side by side (null = `threads`), each op still splitting its work
-    over `threads`.
+    over `threads`. Once TensorFlow has run an op the pools are fixed: a later job in the same process warns
+    when its own setting cannot take effect, but not about an inter-op count it did not choose
+    (`inter_op_chosen=False`: trainer.inter_op_threads=null's one-at-a-time is a speed preference).
     """
     count = threads or 0  # 0 lets TensorFlow use every core
     inter = inter_op_threads or count
@@ -367,7 +370,7 @@ def set_threads(threads: Optional[int], inter_op_threads: Optional[int] = None) 
         # The pools are fixed once TensorFlow has run an op: a later job in the same process keeps them.
         current = (tf.config.threading.get_intra_op_parallelism_threads(),
                    tf.config.threading.get_inter_op_parallelism_threads())
-        if current != (count, inter):
+        if current[0] != count or (inter_op_chosen and current[1] != inter):
             log.warning("trainer.threads=%s, trainer.inter_op_threads=%s cannot take effect: TensorFlow already runs "
                         "with %s intra-op and %s inter-op threads in this process", threads, inter_op_threads,
                         current[0] or "all cores", current[1] or "all cores")
