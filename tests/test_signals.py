@@ -29,9 +29,16 @@ def _env(mnist_dir: Path) -> dict[str, str]:
     return env
 
 
+def _interactive_signals() -> None:
+    """In the child: SIGINT at its default, as in a terminal. A suite started as a background job (`cmd &`) has
+    SIGINT ignored, which every child would inherit, and Python then never turns Ctrl-C into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(args: list[str], cwd: Path, mnist_dir: Path, **options) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(mnist_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_interactive_signals, **options)
 
 
 def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 240) -> None:
