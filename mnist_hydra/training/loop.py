@@ -130,8 +130,7 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
         if latest:
             model_file, state = latest
             model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
-            if config.trainer.fused_adam:  # the same update kernel as before the stop: a bit-exact resume
-                _fuse(model.optimizer, strategy)
+            _fuse(model.optimizer, config, strategy)  # the same update kernel as before the stop: a bit-exact resume
             restore_random_states(model, state.random_states)
             log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
             return model, state
@@ -141,8 +140,7 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
                                config.trainer.precision)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
         optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs)
-        if config.trainer.fused_adam:
-            _fuse(optimizer, strategy)
+        _fuse(optimizer, config, strategy)
         model.compile(
             optimizer=with_loss_scaling(optimizer, config.trainer.precision),
             loss="sparse_categorical_crossentropy",
@@ -292,9 +290,10 @@ def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
     return chosen
 
 
-def _fuse(optimizer: keras.optimizers.Optimizer, strategy: Any) -> None:
-    """Adam's fused update kernel on one replica; a replicated run keeps Keras's step, which syncs mirrored state."""
-    if strategy.num_replicas_in_sync == 1:
+def _fuse(optimizer: keras.optimizers.Optimizer, config: Config, strategy: Any) -> None:
+    """trainer.fused_adam: Adam's fused update kernel on one replica; a replicated run keeps Keras's step, which
+    syncs mirrored state."""
+    if config.trainer.fused_adam and strategy.num_replicas_in_sync == 1:
         fuse_adam_update(optimizer)
 
 
