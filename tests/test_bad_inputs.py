@@ -197,6 +197,7 @@ CATALOGUE = [
     case("predict", "images", "run=run images=/proc/self/status", 1, "/proc/self/status: not a readable image"),
     # A file whose read never returns (it waits for the next kernel message): refused, not waited on.
     case("predict", "images", "run=run images=/proc/kmsg", 1, "/proc/kmsg: not a readable image"),
+    case("predict", "images", "run=run images=/dev/null", 2, "images=/dev/null: not a regular file or a folder"),
     case("predict", "images", "run=run images=pictures", 1, "pictures", "notes.png", "zero.png"),
     case("predict", "out of range", "run=run images=digit.png output=xml", 2, "output=xml is not allowed", "json"),
     case("predict", "out of range", "run=run images=digit.png top_k=0", 2, "top_k=0 is not allowed"),

@@ -22,8 +22,11 @@ def find_images(path: Path) -> tuple[list[Path], list[str]]:
     other entry)."""
     if path.is_file():
         return [path], []
-    if not path.is_dir():
+    if not path.exists():
         raise UserError(f"images={path}: no such file or folder")
+    if not path.is_dir():
+        raise UserError(f"images={path}: not a regular file or a folder (a pipe, socket or device); "
+                        "give an image file or a folder of them")
     images, skipped = [], []
     for entry in sorted(path.iterdir()):
         if is_image_file(entry):
