@@ -14,10 +14,11 @@ png and pixels run twice: at top speed (each client sends again as soon as it ha
 paced at the target rate (request i due at i / 500 s; its latency counts from then). With 32 clients
 always waiting, latency is 32 / throughput by Little's law, so the target's p99 is judged on the paced
 run, and top speed says how much room is left. Each phase starts with a short warm-up that is not
-counted, and ends after its bounded number of requests. This process's garbage collector is paused while it
-times a phase, so that its own pauses do not count as the server's latency. Then SIGTERM stops the server, whose clean exit is checked. It prints throughput, p50 and
-p99 latency, errors (must be 0), the accuracy of the answers, the server's CPU time per request,
-the share of the CPUs other processes took meanwhile, the server's peak RSS and the CPU model.
+counted, and ends after its bounded number of requests; this process's garbage collector is paused
+while it times one, so that its own pauses do not count as the server's latency. Then SIGTERM stops
+the server, whose clean exit is checked. It prints throughput, p50 and p99 latency, errors (must be
+0), the accuracy of the answers, the server's CPU time per request, the share of the CPUs other
+processes took meanwhile, the server's peak RSS and the CPU model.
 Without --run it first trains a throwaway reference-network run (1 epoch on 10,000 images).
 It waits (up to --quiet-wait seconds) for other processes to go quiet first, as bench_train.py does.
 """
