@@ -14,7 +14,11 @@ from typing import Any, Iterator
 # TensorFlow's C++ start-up lines (absl's INFO/WARNING before its logging is set up: oneDNN, cudart stubs).
 NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
                    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )")
-_user_level = "TF_CPP_MIN_LOG_LEVEL" in os.environ  # read once, before we set it: the user's setting wins
+# The level we set is marked, so that a process we start (a server's worker, a sweep's job) does not take it for
+# the user's and show TensorFlow's start-up lines.
+OWN_LEVEL = "MNIST_HYDRA_OWN_TF_LOG_LEVEL"
+# Read once, before we set it: the user's setting wins.
+_user_level = os.environ.get("TF_CPP_MIN_LOG_LEVEL", os.environ.get(OWN_LEVEL)) != os.environ.get(OWN_LEVEL)
 _lean = False  # set by leave_out_sklearn_wrappers()
 
 
@@ -44,7 +48,8 @@ def import_tensorflow() -> Any:
 
             return tensorflow
         # Without a driver, "failed call to cuInit" is an ERROR line that means nothing but "no GPU" on a CPU machine.
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2" if Path("/proc/driver/nvidia/version").exists() else "3"
+        level = "2" if Path("/proc/driver/nvidia/version").exists() else "3"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[OWN_LEVEL] = level
         with _native_stderr_filtered():
             import keras  # noqa: F401
             import tensorflow

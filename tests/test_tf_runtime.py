@@ -1,4 +1,5 @@
-"""tf_runtime.import_tensorflow: TensorFlow and Keras imported with the garbage collector paused, their objects frozen."""
+"""tf_runtime.import_tensorflow: TensorFlow and Keras imported with the garbage collector paused, their objects
+frozen, and their start-up lines hidden unless the user chose a log level."""
 
 from __future__ import annotations
 
@@ -42,3 +43,20 @@ def test_apps_import_keras_without_scikit_learn_which_still_imports_after():
         assert result.returncode == 0, result.stderr[-2000:]
     assert runs["lean"].stdout.split() == ["False", "sklearn"]
     assert runs["plain"].stdout.split() == ["True", "sklearn"]  # what Keras does by itself: the cost avoided
+
+
+def test_a_log_level_we_set_is_not_taken_for_the_users_in_a_process_we_start():
+    import os
+
+    from mnist_hydra.tf_runtime import OWN_LEVEL
+
+    def users(**env: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", OWN_LEVEL)}
+        code = "from mnist_hydra import tf_runtime; print(tf_runtime._user_level)"
+        return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+
+    assert users() == "False"
+    assert users(TF_CPP_MIN_LOG_LEVEL="0") == "True"
+    assert users(TF_CPP_MIN_LOG_LEVEL="3", **{OWN_LEVEL: "3"}) == "False"  # inherited from our own process
+    assert users(TF_CPP_MIN_LOG_LEVEL="0", **{OWN_LEVEL: "3"}) == "True"  # the user changed it since

@@ -176,7 +176,11 @@ async def _read_images(request: Request, state: Any) -> tuple[np.ndarray, bool]:
 
 
 async def _upload(request: Request) -> tuple[bytes, str]:
-    form = await request.form(max_files=1, max_fields=8)
+    try:
+        form = await request.form(max_files=1, max_fields=8)
+    except StarletteHTTPException as err:  # python-multipart's words for a broken body; add what would do
+        raise InputError(err.status_code, f"the multipart body could not be read ({str(err.detail).rstrip('.')}); "
+                                          "send one image in the field 'file', as curl -F file=@digit.png does") from None
     upload = form.get("file")
     if upload is None:
         fields = ", ".join(sorted(form.keys())) or "none"

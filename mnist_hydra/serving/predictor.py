@@ -63,7 +63,9 @@ class Predictor:
 def _limit_threads(threads: int) -> None:
     """TensorFlow's intra- and inter-op pools at `threads` each: a model call of a few milliseconds gains
     little from more, and idle pool threads spin, taking CPU the server's event loop needs."""
-    import tensorflow as tf
+    from mnist_hydra.tf_runtime import import_tensorflow
+
+    tf = import_tensorflow()  # a worker process's first import: without TensorFlow's start-up lines
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(threads)

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.predictor import Predictor
 from mnist_hydra.errors import UserError
-from mnist_hydra.serving.server import freeze_loaded
+from mnist_hydra.serving.server import prepare_process
 from mnist_hydra.serving.settings import ServeSettings
 
 ENV_VAR = "MNIST_HYDRA_SERVE_WORKER"  # the parent's settings, as JSON: spawned workers inherit the environment
@@ -34,5 +34,5 @@ def create_worker_app() -> FastAPI:
     except UserError as err:  # the parent prints it once, for all its workers
         Path(spec["error_file"]).write_text(str(err), encoding="utf-8")
         sys.exit(STARTUP_FAILURE)
-    freeze_loaded()
+    prepare_process()
     return create_app(predictor=predictor, settings=ServeSettings(**spec["settings"]), top_k=spec["top_k"])
