@@ -269,11 +269,15 @@ def _flat_paper(g: np.ndarray) -> Optional[tuple[np.generic, bool]]:
 
 def _around_marks(g: np.ndarray, paper: np.generic) -> np.ndarray:
     """The bounding box of the pixels that differ from a flat paper's value (the whole image if none does)."""
-    marks = g != paper
-    rows, cols = np.flatnonzero(marks.any(axis=1)), np.flatnonzero(marks.any(axis=0))
+    return g[_bounding_box(g != paper)]
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
+    """The rows and columns spanned by `mask`'s True pixels; the whole image when there are none."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
-        return g
-    return g[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+        return slice(None), slice(None)
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
 def _paper(g: np.ndarray, dark: bool) -> np.ndarray:
@@ -324,9 +328,7 @@ def _otsu(ink: np.ndarray, zeros: float = 0.0) -> float:
 
 
 def _crop(ink: np.ndarray) -> np.ndarray:
-    inked = ink > 0
-    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))
-    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    return ink[_bounding_box(ink > 0)]
 
 
 def stroke_width(ink: np.ndarray) -> float:
