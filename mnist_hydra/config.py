@@ -127,6 +127,7 @@ class Config:
 
     seed: int = 0  # seeds Python, NumPy, TensorFlow and the validation split
     resume: Optional[str] = None  # a run or sweep directory to continue (mnist_hydra/runs/resume.py)
+    init_from: Optional[str] = None  # a finished run whose weights this run starts from (fine-tuning); null = fresh
     plugins: List[str] = field(default_factory=list)  # modules imported before validation: your own builders
     data: Any = MISSING
     model: Any = MISSING
@@ -183,7 +184,10 @@ def validate(cfg: DictConfig) -> Config:
             f"an integer from 0 to {MAX_SEED} (NumPy's seeds are 32-bit)")
     groups = {group: typed_group(group, cfg[group]) for group in REGISTRIES}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
-    return Config(seed=cfg.seed, resume=cfg.get("resume"), plugins=list(cfg.get("plugins") or []),
+    init_from = cfg.get("init_from")
+    require(init_from is None or (isinstance(init_from, str) and bool(init_from.strip())), "init_from", init_from,
+            "null, or a finished run's directory, e.g. init_from=outputs/2026-11-24/13-20-02.850171")
+    return Config(seed=cfg.seed, resume=cfg.get("resume"), init_from=init_from, plugins=list(cfg.get("plugins") or []),
                   logger=validate_loggers(cfg.get("logger")), **groups)
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import pytest
 
 from mnist_hydra.config import TrainerConfig, validate
+from mnist_hydra.data.csv_table import CsvConfig
 from mnist_hydra.data.datasets import DataConfig
+from mnist_hydra.data.folder import FolderConfig
+from mnist_hydra.data.idx_set import IdxConfig
 from mnist_hydra.errors import ConfigError, FieldError
 from mnist_hydra.models.networks import MODELS, CNNConfig, DeepCNNConfig, MLPConfig
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
 from tests.conftest import CONF_DIR
 
 OPTIONS = {
-    "data": {"mnist": DataConfig, "fashion_mnist": DataConfig},
+    "data": {"mnist": DataConfig, "fashion_mnist": DataConfig, "folder": FolderConfig, "csv": CsvConfig,
+             "idx": IdxConfig},
     "model": {"cnn": CNNConfig, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
     "trainer": {"default": TrainerConfig, "fast": TrainerConfig, "fastest": TrainerConfig},
@@ -27,11 +31,19 @@ def test_conf_dir_holds_exactly_the_expected_options():
 
 @pytest.mark.parametrize("group,option", ALL_OPTIONS)
 def test_every_option_composes_to_its_typed_schema(compose_config, group, option):
-    config = validate(compose_config(f"{group}={option}"))
+    # Your own data has no default place: those options need data.root (checked below).
+    root = ["data.root=/your/data"] if OPTIONS[group][option] in (FolderConfig, CsvConfig, IdxConfig) else []
+    config = validate(compose_config(f"{group}={option}", *root))
     typed = getattr(config, group)
     assert type(typed) is OPTIONS[group][option]
     if group != "trainer":
         assert typed.name == option
+
+
+@pytest.mark.parametrize("option", ["folder", "csv", "idx"])
+def test_your_own_data_needs_a_root(compose_config, option):
+    with pytest.raises(FieldError, match=rf"^data\.root=null is not allowed: expected .*e\.g\. data\.root=/path/to/"):
+        validate(compose_config(f"data={option}"))
 
 
 def test_defaults_are_the_reference_setup(compose_config):
@@ -84,7 +96,7 @@ def test_out_of_range_values_name_their_key(compose_config, override, key):
 def test_keys_added_with_plus_are_rejected(compose_config):
     with pytest.raises(ConfigError, match=r"model.depth is not a config key; model accepts: .*filters"):
         validate(compose_config("+model.depth=3"))
-    with pytest.raises(ConfigError, match=r"lr is not a config key; the top level accepts: data, logger, model"):
+    with pytest.raises(ConfigError, match=r"lr is not a config key; the top level accepts: data, init_from, logger, model"):
         validate(compose_config("+lr=3"))
 
 

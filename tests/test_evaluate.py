@@ -87,7 +87,7 @@ def test_a_data_option_replaces_the_runs_data_config(trained_run, mnist_dir, tmp
     (["run={tmp}"], "run={tmp}: no model.keras in it", 2),
     (["run={run}", "batch_size=0"], "batch_size=0 is not allowed", 2),
     (["run={run}", "data.test_limit=ten"], "data.test_limit=ten has the wrong type", 2),
-    (["run={run}", "data=svhn"], "data=svhn is not a data option; choose one of: fashion_mnist, mnist", 2),
+    (["run={run}", "data=svhn"], "data=svhn is not a data option; choose one of: csv, fashion_mnist, folder, idx, mnist", 2),
     (["run={run}", "data.root={tmp}"], "data.root={tmp}", 1),
 ])
 def test_mistakes_fail_with_one_line_and_leave_no_directory(trained_run, mnist_dir, tmp_path, args, fragment, code):

@@ -34,46 +34,31 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from mnist_hydra.errors import DataError, one_line, require
+from mnist_hydra.data import csv_table, folder, idx_set
+from mnist_hydra.data.base import IMAGE_SHAPE, Raw, SplitConfig
 from mnist_hydra.data.idx import idx_digest, read_idx_with_digest
+from mnist_hydra.errors import DataError, one_line
 from mnist_hydra.registry import Registry
 
 log = logging.getLogger(__name__)
 
 ENV_VAR = "MNIST_HYDRA_DATA"
 NUM_CLASSES = 10
-IMAGE_SHAPE = (28, 28)
 # mnist.npz keys, in the order of DatasetSpec.files.
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @dataclass
-class DataConfig:
-    name: str = "mnist"                # registered data set: mnist, fashion_mnist
+class DataConfig(SplitConfig):
+    """MNIST and Fashion-MNIST: where their IDX files are, and whether to fetch and verify them."""
+
     root: Optional[str] = None         # folder holding the four IDX files (.gz or plain) or mnist.npz, or a subfolder per data set; null = search (see module docstring)
-    val_split: float = 0.1             # share of the training set held out (seeded) for validation; 0 = validate on the test set
-    train_limit: Optional[int] = None  # train on only this many images (after the split); null = all
-    test_limit: Optional[int] = None   # score only this many test images; null = all
     download: bool = True              # when no local copy is found, fetch one with Keras's downloader
     verify: bool = True                # check the SHA-256 of each file's decompressed content
-    folds: Optional[int] = None        # k-fold cross-validation: K seeded folds of the training set; null = use val_split
-    fold: int = 0                      # with folds: which fold (0..K-1) validates; the other K-1 train
-
-    def check(self) -> None:
-        """Raise FieldError for a value out of range; keys are relative to the `data` group."""
-        require(0 <= self.val_split < 1, "val_split", self.val_split, "a share in [0, 1)")
-        for key in ("train_limit", "test_limit"):
-            value = getattr(self, key)
-            require(value is None or value >= 1, key, value, "null (all) or a count >= 1")
-        require(self.folds is None or self.folds >= 2, "folds", self.folds, "null or a fold count >= 2")
-        if self.folds is None:
-            require(self.fold == 0, "fold", self.fold, "0 unless data.folds=K is set (then 0..K-1)")
-        else:
-            require(0 <= self.fold < self.folds, "fold", self.fold, f"a fold index from 0 to {self.folds - 1}")
 
 
 @dataclass(frozen=True)
@@ -92,21 +77,8 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
-class Raw:
-    """A whole data set as stored: train and test arrays, where they came from, their content digests."""
-
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: tuple[str, ...]
-    source: str                         # folder or file the arrays were read from
-    checksums: dict[str, str]           # IDX file name -> SHA-256 of its content (checked when cfg.verify)
-
-
-@dataclass(frozen=True)
 class Splits:
-    """Train/val/test arrays: images uint8 (n, 28, 28), labels uint8 (n,)."""
+    """Train/val/test arrays: images uint8 (n, 28, 28), labels (n,) from 0 to len(class_names) - 1."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -226,7 +198,7 @@ def download_with_keras(spec: DatasetSpec) -> None:
     importlib.import_module(f"keras.datasets.{spec.keras_loader}").load_data()
 
 
-def load_splits(cfg: DataConfig, seed: int) -> Splits:
+def load_splits(cfg: SplitConfig, seed: int) -> Splits:
     """Load `cfg.name` and split it: a seeded validation share (or fold) of the training set, then the limits."""
     raw = DATASETS.get(cfg.name)(cfg)
     order = np.random.default_rng(seed).permutation(len(raw.y_train))
@@ -423,9 +395,16 @@ def _log_source(raw: Raw, verify: bool) -> None:
 
 SPECS = (MNIST, FASHION_MNIST)  # the data sets a folder's files are recognised as
 
-DATASETS: Registry[Callable[[DataConfig], Raw]] = Registry("dataset")
+# Each loader takes its own schema (a SplitConfig) and returns the whole data set.
+DATASETS: Registry[Callable[[Any], Raw]] = Registry("dataset")
 DATASETS.register("mnist", schema=DataConfig)(functools.partial(load_dataset, MNIST))
 DATASETS.register("fashion_mnist", schema=DataConfig)(functools.partial(load_dataset, FASHION_MNIST))
+# Your own data: a folder of images, a CSV of pixels, any IDX set.
+DATASETS.register("folder", schema=folder.FolderConfig)(folder.load_folder_dataset)
+DATASETS.register("csv", schema=csv_table.CsvConfig)(csv_table.load_csv_dataset)
+# Any IDX set is taken on its own word; one whose files are MNIST's or Fashion-MNIST's is said to be.
+KNOWN_FILES = {digest: spec.title for spec in SPECS for digest in spec.sha256}
+DATASETS.register("idx", schema=idx_set.IdxConfig)(functools.partial(idx_set.load_idx_dataset, known=KNOWN_FILES))
 
 
 def class_names_of(name: str) -> tuple[str, ...]:

@@ -10,7 +10,8 @@ from typing import Any, Optional
 
 import numpy as np
 
-from mnist_hydra.data.datasets import DataConfig, load_splits
+from mnist_hydra.data.base import SplitConfig
+from mnist_hydra.data.datasets import load_splits
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy, per_class_scores
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 EVALUATION_BYTES = 5_000_000
 
 
-def evaluate_run(run_dir: Path, data: DataConfig, workdir: Path, batch_size: int = 256,
+def evaluate_run(run_dir: Path, data: SplitConfig, workdir: Path, batch_size: int = 256,
                  record: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Score `run_dir`'s model.keras on `data`'s test set; write metrics.json, per_class.csv and plots in `workdir`.
 
@@ -44,6 +45,11 @@ def evaluate_run(run_dir: Path, data: DataConfig, workdir: Path, batch_size: int
     if tuple(model.input_shape[1:]) != (28, 28, 1) or model.output_shape[-1] != num_classes:
         raise UserError(f"{model_path} maps {model.input_shape[1:]} to {model.output_shape[-1]} classes; "
                         f"{data.name} needs (28, 28, 1) to {num_classes} classes")
+    trained = rundir.class_names(run_dir, num_classes)
+    if trained != tuple(splits.class_names) and trained != tuple(str(i) for i in range(num_classes)):
+        # The same count in another order would score every image against the wrong class.
+        raise UserError(f"{data.name}'s classes ({', '.join(splits.class_names)}) are not those the run was "
+                        f"trained on ({', '.join(trained)}), in that order; give data.classes=[...] in the run's order")
     from mnist_hydra.data.pipeline import make_dataset
 
     start = time.perf_counter()

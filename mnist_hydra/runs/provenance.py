@@ -35,6 +35,10 @@ def write_provenance(workdir: Path, config: Config, splits: Splits, overrides: S
         "git": git_state(PROJECT_DIR),
         "host": socket.gethostname(),
     }
+    if config.init_from is not None:  # where the first weights came from
+        from mnist_hydra.training.init_from import source_record
+
+        record["init_from"] = source_record(config.init_from)
     if splits.train_indices is not None:
         write_split(workdir / SPLIT_FILE, splits)
     artifacts.write_json(workdir / "provenance.json", record)  # last: a resumed run keeps a run's first record

@@ -41,19 +41,19 @@ def holds_run(folder: Path) -> bool:
     return any((folder / name).exists() for name in (METRICS, MODEL, CHECKPOINTS))
 
 
-def require_run(run_dir: Path) -> Path:
-    """The run's model.keras; UserError naming the path when `run_dir` is not a finished run."""
+def require_run(run_dir: Path, key: str = "run") -> Path:
+    """The run's model.keras; UserError naming `key` and the path when `run_dir` is not a finished run."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         what = "is a file, not a directory" if run_dir.exists() else "no such directory"
-        raise UserError(f"run={run_dir}: {what}; give a run directory of python -m mnist_hydra, "
-                        "e.g. run=outputs/2026-11-24/13-20-02.850171")
+        raise UserError(f"{key}={run_dir}: {what}; give a run directory of python -m mnist_hydra, "
+                        f"e.g. {key}=outputs/2026-11-24/13-20-02.850171")
     model_path = run_dir / MODEL
     if not model_path.is_file():
         status = read_metrics(run_dir).get("status")
         why = f" (the run {status})" if status and status != "completed" else ""
         hint = " (a sweep's runs are its numbered sub-directories)" if is_sweep(run_dir) else ""
-        raise UserError(f"run={run_dir}: no {MODEL} in it{why}; give the directory of a finished run of "
+        raise UserError(f"{key}={run_dir}: no {MODEL} in it{why}; give the directory of a finished run of "
                         f"python -m mnist_hydra{hint}")
     return model_path
 
@@ -140,9 +140,13 @@ def read_overrides(run_dir: Path) -> list[str]:
 
 
 def class_names(run_dir: Path, num_classes: int) -> tuple[str, ...]:
-    """The class names of the data the run trained on; "0".."n-1" when they cannot be told."""
+    """The class names of the data the run trained on: as its metrics.json recorded them, else those of its
+    data option (a built-in data set); "0".."n-1" when neither tells `num_classes` names."""
     from mnist_hydra.data.datasets import class_names_of
 
+    recorded = read_metrics(run_dir).get("class_names")
+    if isinstance(recorded, list) and len(recorded) == num_classes:
+        return tuple(str(name) for name in recorded)
     try:
         names = class_names_of(read_config(run_dir)["data"]["name"])
     except (UserError, KeyError, TypeError):

@@ -30,6 +30,7 @@ from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, LogSt
                                             StopOnRequest)
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
+from mnist_hydra.training.init_from import load_weights_from
 from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
             log.info("no checkpoint in %s: starting from the first epoch", checkpoints.folder)
         model = with_precision(MODELS.get(config.model.name)(config.model, INPUT_SHAPE, classes),
                                config.trainer.precision)
+        if config.init_from is not None:
+            load_weights_from(model, config.init_from)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
         optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs)
         _fuse(optimizer, config, strategy)
@@ -263,6 +266,7 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
         "replicas": int(strategy.num_replicas_in_sync),
         "data_source": splits.source,
         "data_checksums": splits.checksums,
+        "class_names": list(splits.class_names),
         "history": history,
         "confusion_matrix": matrix.tolist(),
     }, probabilities

@@ -54,6 +54,10 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
     if chief:  # the other workers of a multi_worker run write nothing
         workdir.mkdir(parents=True, exist_ok=True)
         check_writable(workdir, RUN_BYTES)
+    if config.init_from is not None:
+        from mnist_hydra.training.init_from import require_source
+
+        require_source(config.init_from)  # a wrong path shows before the data is read
     splits = load_splits(config.data, seed=config.seed)
     check_sizes(config, splits)
     if chief and not (workdir / "provenance.json").is_file():  # a resumed run keeps its first record

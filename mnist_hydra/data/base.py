@@ -1,0 +1,140 @@
+"""What every data set shares: the split settings of its schema, the arrays a loader returns, class names.
+
+A loader takes its schema (a SplitConfig subclass) and returns Raw: uint8 images (n, 28, 28), integer labels
+0..len(class_names)-1, and the class names. The class count is read from the data and flows down from here
+(the model's last layer, the metrics, the report, serving), never assumed to be ten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from mnist_hydra.errors import DataError, require
+
+log = logging.getLogger(__name__)
+
+IMAGE_SHAPE = (28, 28)
+# The held-out test split of a data set that ships none: the same images whatever the run's seed, so runs with
+# different seeds (and a sweep's jobs) are scored on one test set.
+HOLDOUT_SEED = 0
+
+
+@dataclass
+class SplitConfig:
+    """The keys every data option has: how its training set is split and cut."""
+
+    name: str = "mnist"                # registered data set: mnist, fashion_mnist, folder, csv, idx
+    val_split: float = 0.1             # share of the training set held out (seeded) for validation; 0 = validate on the test set
+    train_limit: Optional[int] = None  # train on only this many images (after the split); null = all
+    test_limit: Optional[int] = None   # score only this many test images; null = all
+    folds: Optional[int] = None        # k-fold cross-validation: K seeded folds of the training set; null = use val_split
+    fold: int = 0                      # with folds: which fold (0..K-1) validates; the other K-1 train
+
+    def check(self) -> None:
+        """Raise FieldError for a value out of range; keys are relative to the `data` group."""
+        require(0 <= self.val_split < 1, "val_split", self.val_split, "a share in [0, 1)")
+        for key in ("train_limit", "test_limit"):
+            value = getattr(self, key)
+            require(value is None or value >= 1, key, value, "null (all) or a count >= 1")
+        require(self.folds is None or self.folds >= 2, "folds", self.folds, "null or a fold count >= 2")
+        if self.folds is None:
+            require(self.fold == 0, "fold", self.fold, "0 unless data.folds=K is set (then 0..K-1)")
+        else:
+            require(0 <= self.fold < self.folds, "fold", self.fold, f"a fold index from 0 to {self.folds - 1}")
+
+
+def check_test_split(value: float) -> None:
+    """FieldError unless `value` is a share of each class that leaves some for training."""
+    require(0 < value < 1, "test_split", value, "a share in (0, 1): part of each class is held out for testing")
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A whole data set as stored: train and test arrays, where they came from, their content digests."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    source: str                         # folder or file the arrays were read from
+    checksums: dict[str, str]           # file name -> SHA-256 of its content (or of the folder's listing)
+
+
+def require_root(root: Optional[str], accepts: str) -> None:
+    """FieldError unless `root` names something: your own data has no place to be searched for."""
+    require(root is not None and bool(str(root).strip()), "root", root, accepts)
+
+
+def resolve_path(value: Optional[str]) -> Path:
+    """`data.root` as an absolute path (relative to the launch directory: Hydra does not chdir)."""
+    return Path(os.path.expanduser(str(value))).absolute()
+
+
+def class_names_for(labels: Sequence[np.ndarray], given: Optional[Sequence[str]], where: str,
+                    named_by: str = "data.classes") -> tuple[str, ...]:
+    """The class names: `given` (one per label, in label order), else "0".."max label"; DataError for a label
+    outside them or below 0."""
+    found = [np.asarray(y) for y in labels if len(y)]
+    low = min((int(y.min()) for y in found), default=0)
+    high = max((int(y.max()) for y in found), default=-1)
+    if low < 0:
+        raise DataError(f"{where}: label {low} is negative; labels are class indices 0, 1, 2, ...")
+    if given is None:
+        present = np.unique(np.concatenate(found)) if found else np.zeros(0, int)
+        empty = high + 1 - len(present)
+        if empty > len(present):
+            raise DataError(f"{where}: labels run up to {high}, which makes {high + 1} classes, {empty} of them "
+                            f"without an image; is label {high} a mistake? Labels are class indices 0, 1, 2, ..., "
+                            f"or name the classes with {named_by}=[...]")
+        if empty:
+            missing = sorted(set(range(high + 1)) - set(int(p) for p in present))
+            log.warning("data: labels run from 0 to %d, but class(es) %s have no image", high,
+                        ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else ""))
+        return tuple(str(i) for i in range(high + 1))
+    names = tuple(str(name) for name in given)
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise DataError(f"{named_by}: names a class twice ({', '.join(twice)}); each class once, in label order")
+    if high >= len(names):
+        raise DataError(f"{where}: label {high} is out of range for the {len(names)} classes of {named_by} "
+                        f"(labels 0..{len(names) - 1})")
+    return names
+
+
+def require_classes(names: Sequence[str], where: str) -> None:
+    """DataError unless there are at least two classes: one class leaves nothing to tell apart."""
+    if len(names) < 2:
+        got = f"only one class ({names[0]})" if names else "no class"
+        raise DataError(f"{where}: {got}; a classifier needs at least two classes")
+
+
+def holdout(labels: np.ndarray, share: float, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) indices: `share` of each class held out, seeded by HOLDOUT_SEED; every class keeps at least
+    one training image, and one with two or more images gives the test split at least one."""
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    train, test = [], []
+    for label in range(num_classes):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        n_test = min(max(round(len(members) * share), 1 if len(members) > 1 else 0), max(len(members) - 1, 0))
+        test.append(members[:n_test])
+        train.append(members[n_test:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+def split_raw(images: np.ndarray, labels: np.ndarray, share: float, class_names: tuple[str, ...], source: str,
+              checksums: dict[str, str]) -> Raw:
+    """A data set without a test split of its own, with `share` of each class held out for testing."""
+    train, test = holdout(labels, share, len(class_names))
+    return Raw(images[train], labels[train], images[test], labels[test], class_names, source, checksums)
+
+
+def label_dtype(num_classes: int) -> np.dtype:
+    """uint8 labels where they fit (MNIST's own), else uint16 (more than 256 classes)."""
+    return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)

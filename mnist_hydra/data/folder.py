@@ -1,0 +1,312 @@
+"""`data=folder`: a folder of images, one subfolder per class (the ImageFolder layout), as a data set.
+
+    root/                      or    root/train/3/a.png ...   root/test/3/z.png ...
+      3/a.png, 3/b.jpg, ...
+      7/c.png, ...
+
+Class names are the subfolders' names, sorted (`data.classes=[...]` fixes the order, or picks some of them).
+A class folder may hold subfolders of its own; hidden files and folders (".name") are passed over. Every file
+Pillow reads is an image, in any size, colour or grey, dark ink on light paper or light on dark: each goes
+through `mnist_hydra.data.preprocess.preprocess_file`, the very function `mnist_hydra.predict` and `/predict` use, so a model
+trained here reads a photo the way it was trained. With `train/` and `test/` folders at the top they are the
+two splits; otherwise `data.test_split` of each class is held out for testing (the same images whatever the
+run's seed).
+
+A file that is not an image (a README, Thumbs.db) is left out, and so is an image that cannot be decoded (a
+truncated JPEG, a blank page): one warning line counts and names them. A class left with no image, or a
+folder without class subfolders, is an error.
+
+Decoding is the slow part (about a millisecond an image), so the decoded uint8 arrays are kept in a cache
+folder, keyed by the folder's listing (every file's path, size and modification time) and by the
+preprocessing code itself: a second run, or every job of a sweep, reads the cache instead.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from mnist_hydra.data.base import (IMAGE_SHAPE, Raw, SplitConfig, check_test_split, label_dtype, require_classes,
+                                   require_root, resolve_path, split_raw)
+from mnist_hydra.errors import DataError, OutputError, UserError, one_line, require
+
+log = logging.getLogger(__name__)
+
+CACHE_ENV = "MNIST_HYDRA_CACHE"
+SPLIT_FOLDERS = ("train", "test")
+# Below this many images, starting worker processes costs more than it saves.
+PARALLEL_FROM = 2000
+CACHE_FORMAT = 1  # bump when what the cache holds changes
+
+
+@dataclass
+class FolderConfig(SplitConfig):
+    """A folder of images, one subfolder per class."""
+
+    name: str = "folder"
+    root: Optional[str] = None  # the folder: one subfolder per class, or train/ and test/ each holding them
+    classes: Optional[List[str]] = None  # class names in label order (subfolder names); null = every subfolder, sorted
+    test_split: float = 0.2  # share of each class held out for testing when the folder has no train/ and test/
+    cache: bool = True  # keep the decoded images for the next run (see cache_dir)
+    cache_dir: Optional[str] = None  # null = $MNIST_HYDRA_CACHE, else $XDG_CACHE_HOME/mnist_hydra, else ~/.cache/mnist_hydra
+    workers: Optional[int] = None  # processes that decode images; null = one per core
+
+    def check(self) -> None:
+        super().check()
+        require_root(self.root, "the folder of your images, e.g. data.root=/path/to/images (one subfolder per class)")
+        check_test_split(self.test_split)
+        require(self.workers is None or self.workers >= 1, "workers", self.workers, "null (one per core) or a count >= 1")
+        require(self.classes is None or len(self.classes) >= 2, "classes", self.classes,
+                "null (every subfolder) or a list of at least two subfolder names")
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The image files of one split, with their labels, in a fixed order."""
+
+    files: tuple[Path, ...]
+    labels: np.ndarray
+    ignored: tuple[Path, ...]  # files that are no image by their name or first bytes
+
+
+def load_folder_dataset(cfg: FolderConfig) -> Raw:
+    """The data set in `cfg.root`: decoded (or read from the cache), split, with the subfolders as classes."""
+    root = resolve_path(cfg.root)
+    given = f"data.root={cfg.root}"
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "no such folder"
+        raise DataError(f"{given}: {root}: {what}; data=folder accepts a folder with one subfolder of images per "
+                        "class (or train/ and test/ folders holding them)")
+    split_layout = all((root / name).is_dir() for name in SPLIT_FOLDERS)
+    top = root / "train" if split_layout else root
+    class_names = _class_names(top, cfg.classes, given)
+    listings = {"train": _list(top, class_names, given)}
+    if split_layout:
+        listings["test"] = _list(root / "test", class_names, given, test=True)
+    _say_ignored([path for listing in listings.values() for path in listing.ignored], root)
+
+    key = _fingerprint(listings, class_names)
+    arrays = _decode_cached(key, listings, cfg)
+    fingerprint = {"listing_sha256": key}
+    if split_layout:
+        (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
+        raw = Raw(x_train, y_train, x_test, y_test, class_names, str(root), fingerprint)
+    else:
+        raw = split_raw(*arrays["train"], cfg.test_split, class_names, str(root), fingerprint)
+    _require_every_class(raw, class_names, given)
+    log.info("data: %d train + %d test images in %d classes from %s%s", len(raw.y_train), len(raw.y_test),
+             len(class_names), root, "" if split_layout else f" (data.test_split={cfg.test_split:g} of each class held out)")
+    return raw
+
+
+def _class_names(top: Path, classes: Optional[Sequence[str]], given: str) -> tuple[str, ...]:
+    """The classes: `classes` as given (each must be a subfolder), else every subfolder's name, sorted."""
+    folders = sorted(entry.name for entry in os.scandir(top) if entry.is_dir() and not entry.name.startswith("."))
+    if not folders:
+        images = sum(1 for entry in os.scandir(top) if entry.is_file() and _has_image_suffix(Path(entry.name)))
+        held = f" (it holds {images} image files directly)" if images else ""
+        raise DataError(f"{given}: {top} has no class subfolders{held}; data=folder expects one subfolder per "
+                        f"class, named after it, e.g. {top}/cat/1.png and {top}/dog/2.png")
+    if classes is None:
+        require_classes(folders, f"{given}: {top}")
+        return tuple(folders)
+    names = tuple(str(c) for c in classes)
+    missing = [name for name in names if name not in folders]
+    if missing:
+        raise DataError(f"data.classes names {', '.join(missing)}, which {top} has no subfolder for; "
+                        f"its subfolders: {', '.join(folders)}")
+    if len(set(names)) != len(names):
+        raise DataError(f"data.classes={list(names)} names a class twice; each subfolder once, in label order")
+    left_out = [name for name in folders if name not in names]
+    if left_out:
+        log.info("data: leaving out the subfolders not in data.classes: %s", ", ".join(left_out))
+    return names
+
+
+def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False) -> Listing:
+    """Every image file under each class folder of `top`, sorted, with its class index."""
+    from mnist_hydra.data.preprocess import is_image_file
+
+    files: list[Path] = []
+    labels: list[int] = []
+    ignored: list[Path] = []
+    for label, name in enumerate(class_names):
+        folder = top / name
+        if not folder.is_dir():  # only a test/ folder can lack a class: train/'s subfolders are the classes
+            raise DataError(f"{given}: {folder}: no such folder; {top} needs a subfolder for every class of "
+                            f"{top.parent / 'train'} ({', '.join(class_names)})")
+        found = 0
+        for path in _walk(folder):
+            if _has_image_suffix(path) or is_image_file(path):
+                files.append(path)
+                labels.append(label)
+                found += 1
+            else:
+                ignored.append(path)
+        if not found:
+            raise DataError(f"{given}: class folder {folder} holds no image file; put the images of class "
+                            f"'{name}' there (any format Pillow reads: .png, .jpg, .bmp, ...)"
+                            + ("" if test else ", or leave the class out with data.classes=[...]"))
+    return Listing(tuple(files), np.asarray(labels, dtype=label_dtype(len(class_names))), tuple(ignored))
+
+
+def _walk(folder: Path) -> list[Path]:
+    """The files below `folder`, in sorted order, leaving out hidden files and folders."""
+    found = []
+    for parent, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(parent) / n for n in sorted(names) if not n.startswith(".")]
+    return found
+
+
+def _has_image_suffix(path: Path) -> bool:
+    from mnist_hydra.data.preprocess import image_suffixes  # Pillow: imported when a folder is read
+
+    return path.suffix.lower() in image_suffixes()
+
+
+def _say_ignored(ignored: Sequence[Path], root: Path) -> None:
+    if ignored:
+        shown = ", ".join(str(p.relative_to(root)) for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        log.info("data: left out %d file(s) that are not images: %s", len(ignored), shown)
+
+
+def _fingerprint(listings: dict[str, Listing], class_names: Sequence[str]) -> str:
+    """SHA-256 of what decoding depends on: each file's path, size and mtime, the classes, the preprocessing code."""
+    from mnist_hydra.data import preprocess
+
+    digest = hashlib.sha256(f"format {CACHE_FORMAT}\0{chr(0).join(class_names)}\0".encode())
+    digest.update(Path(preprocess.__file__).read_bytes())
+    for split, listing in listings.items():
+        digest.update(f"\0split {split}\0".encode())
+        for path, label in zip(listing.files, listing.labels):
+            stat = path.stat()
+            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{label}\0".encode())
+    return digest.hexdigest()
+
+
+def cache_folder(cfg: FolderConfig) -> Path:
+    """Where decoded folders are kept: data.cache_dir, $MNIST_HYDRA_CACHE, $XDG_CACHE_HOME/mnist_hydra, ~/.cache."""
+    for value in (cfg.cache_dir, os.environ.get(CACHE_ENV)):
+        if value:
+            return Path(os.path.expanduser(value)).absolute()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(base) / "mnist_hydra"
+
+
+def _decode_cached(key: str, listings: dict[str, Listing],
+                   cfg: FolderConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each split's (images, labels), from the cache when the folder is unchanged (`key`), else decoded (and cached)."""
+    path = cache_folder(cfg) / f"folder-{key[:24]}.npz"
+    if cfg.cache:
+        cached = _read_cache(path)
+        if cached is not None:
+            arrays, skipped = cached
+            log.info("data: read %d decoded images from the cache %s (the folder is unchanged since)",
+                     sum(len(y) for _, y in arrays.values()), path)
+            _say_skipped(skipped)
+            return arrays
+    arrays, skipped = {}, []
+    start = time.perf_counter()
+    for split, listing in listings.items():
+        images, keep, bad = decode(listing.files, cfg.workers)
+        arrays[split] = (images, listing.labels[keep])
+        skipped += bad
+    count = sum(len(y) for _, y in arrays.values())
+    log.info("data: decoded %d images in %.1f s (%s)", count, time.perf_counter() - start,
+             f"cached in {path}" if cfg.cache else "data.cache=false: not cached")
+    _say_skipped(skipped)
+    if cfg.cache:
+        _write_cache(path, arrays, skipped)
+    return arrays
+
+
+def decode(files: Sequence[Path], workers: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Preprocess every file: (uint8 images (n, 28, 28), indices of the files decoded, "file: why" per skipped one).
+
+    Large folders are decoded by `workers` processes (one per core by default), in chunks that keep the order.
+    """
+    workers = workers or os.cpu_count() or 1
+    images = np.zeros((len(files), *IMAGE_SHAPE), np.uint8)
+    ok = np.zeros(len(files), bool)
+    skipped: list[str] = []
+    names = [os.fspath(f) for f in files]
+    if workers > 1 and len(files) >= PARALLEL_FROM:
+        chunk = max(256, len(files) // (workers * 8))
+        starts = range(0, len(files), chunk)
+        # spawn, not fork: TensorFlow may be loaded already (a sweep's later jobs), and forking it is unsafe.
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            results = pool.map(_decode_chunk, [names[s:s + chunk] for s in starts])
+            for start, (part, part_ok, part_skipped) in zip(starts, results):
+                images[start:start + len(part)], ok[start:start + len(part)] = part, part_ok
+                skipped += part_skipped
+    else:
+        images[:], ok[:], skipped = _decode_chunk(names)
+    return images[ok], np.flatnonzero(ok), skipped
+
+
+def _decode_chunk(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from mnist_hydra.data.preprocess import preprocess_file
+
+    images = np.zeros((len(names), *IMAGE_SHAPE), np.uint8)
+    ok = np.zeros(len(names), bool)
+    skipped = []
+    for i, name in enumerate(names):
+        try:
+            images[i] = np.rint(preprocess_file(name) * 255)
+            ok[i] = True
+        except UserError as err:  # ImageError: unreadable, truncated, blank, too large
+            skipped.append(one_line(err))
+    return images, ok, skipped
+
+
+def _say_skipped(skipped: Sequence[str]) -> None:
+    if skipped:
+        shown = "; ".join(skipped[:2]) + ("; ..." if len(skipped) > 2 else "")
+        log.warning("data: skipped %d image file(s) that could not be read: %s", len(skipped), shown)
+
+
+def _read_cache(path: Path) -> Optional[tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]]:
+    """The cached arrays, or None when there are none or they cannot be read (then the folder is decoded)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {split: (npz[f"{split}_x"], npz[f"{split}_y"]) for split in ("train", "test")
+                      if f"{split}_x" in npz}
+            skipped = [str(s) for s in npz["skipped"]]
+    except Exception as err:  # a damaged cache file costs a decode, never the run
+        log.warning("data: ignoring the unreadable cache file %s (%s)", path, one_line(err))
+        return None
+    return arrays, skipped
+
+
+def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], skipped: Sequence[str]) -> None:
+    from mnist_hydra.runs.artifacts import atomic_write
+
+    content = {f"{split}_{k}": a for split, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: np.savez(tmp, skipped=np.asarray(list(skipped), dtype=str), **content))
+    except (OSError, OutputError) as err:  # a read-only home: the run goes on, only the next one decodes again
+        log.warning("data: could not cache the decoded images in %s (%s); set data.cache_dir=DIR to keep them",
+                    path.parent, one_line(err))
+
+
+def _require_every_class(raw: Raw, class_names: Sequence[str], given: str) -> None:
+    """DataError for a class none of whose images could be read: the model would learn a class it never saw."""
+    counts = np.bincount(raw.y_train, minlength=len(class_names))
+    empty = [name for name, n in zip(class_names, counts) if n == 0]
+    if empty:
+        raise DataError(f"{given}: no readable image of class {', '.join(empty)} is left for training; "
+                        "add images to its folder, or leave the class out with data.classes=[...]")
