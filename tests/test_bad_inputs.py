@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from queue import Queue
 
+import numpy as np
 import pytest
 
 from tests.conftest import snapshot
@@ -157,6 +158,43 @@ CATALOGUE = [
     case("train", "data path", "hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
     case("train", "data path", "data.download=false", 1, "data.root=", "MNIST_HYDRA_DATA",
          env=(("MNIST_HYDRA_DATA", ""), ("KERAS_HOME", "{root}/keras-home"))),
+    # --- train: your own data (data=folder, csv, idx); the cache would be in the sandbox, and must stay unwritten ---
+    case("train", "your data", "data=folder", 2, "data.root=null is not allowed", "data.root=/path/to/images"),
+    case("train", "your data", "data=csv", 2, "data.root=null is not allowed", "train.csv"),
+    case("train", "your data", "data=folder data.root=nowhere", 1, "nowhere: no such folder", "one subfolder"),
+    case("train", "your data", "data=folder data.root=notes.txt", 1, "is a file, not a folder"),
+    case("train", "your data", "data=folder data.root=empty", 1, "has no class subfolders", "one subfolder per class"),
+    case("train", "your data", "data=folder data.root=pictures", 1, "has no class subfolders",
+         "it holds 2 image files directly"),
+    case("train", "your data", "data=folder data.root=imgs/oneclass", 1, "only one class (7)", "at least two"),
+    case("train", "your data", "data=folder data.root=imgs/noimage", 1, "class folder", "/5 holds no image file",
+         env=(("MNIST_HYDRA_CACHE", "{root}/cache"),)),
+    case("train", "your data", "data=folder data.root=imgs/unreadable", 1, "no readable image of class 5",
+         env=(("MNIST_HYDRA_CACHE", "{root}/cache"),)),
+    case("train", "your data", "data=folder data.root=imgs/split", 1, "test/5: no such folder",
+         env=(("MNIST_HYDRA_CACHE", "{root}/cache"),)),
+    case("train", "your data", "data=folder data.root=imgs/unreadable data.classes=[3,4]", 1,
+         "data.classes names 4", "its subfolders: 3, 5"),
+    case("train", "out of range", "data=folder data.root=imgs/unreadable data.test_split=1", 2,
+         "data.test_split=1.0 is not allowed", "(0, 1)"),
+    case("train", "your data", "data=csv data.root=nowhere.csv", 1, "no such file", "label"),
+    case("train", "your data", "data=csv data.root=csv/columns.csv", 1, "10 pixel columns", "expected 784"),
+    case("train", "your data", "data=csv data.root=csv/nolabel.csv", 1, "no 'label' column", "test.csv",
+         "data.label_column"),
+    case("train", "your data", "data=csv data.root=csv/text.csv", 1, "row 3, column 'pixel5': 'dark' is not an "
+         "integer pixel"),
+    case("train", "your data", "data=csv data.root=csv/range.csv", 1, "row 2, column 'pixel0': pixel 300 is outside 0..255"),
+    case("train", "your data", "data=csv data.root=csv/labels.csv", 1, "row 3, column 'label': 1.5 is not an integer label"),
+    case("train", "your data", "data=csv data.root=csv/empty.csv", 1, "cannot read it as CSV"),
+    case("train", "your data", "data=idx data.root=idx/counts", 1, "9 labels for the 10 images", "counts must agree"),
+    case("train", "your data", "data=idx data.root=idx/labels", 1, "label 5 is out of range for the 2 classes",
+         "classes.txt"),
+    case("train", "your data", "data=idx data.root=idx/labels/classes.txt", 1, "is a file, not a folder"),
+    case("train", "your data", "data=idx data.root=empty", 1, "has no train images file", "train-images-idx3-ubyte"),
+    case("train", "your data", "init_from=empty", 2, "init_from=empty: no model.keras in it", "a finished run"),
+    case("train", "your data", "init_from=nowhere", 2, "init_from=nowhere: no such directory"),
+    case("train", "your data", "init_from=stopped", 2, "init_from=stopped: no model.keras in it (the run interrupted)"),
+    case("train", "your data", "init_from=damaged", 1, "damaged/model.keras: damaged or not a Keras archive"),
 
     # --- evaluate ---
     case("evaluate", "missing value", "", 2, "run has no value", "run=outputs/"),
@@ -291,6 +329,46 @@ def build_sandbox(root: Path) -> None:
     pictures.mkdir()
     (pictures / "notes.png").write_text("not an image\n")
     (pictures / "zero.png").write_bytes(b"")
+    build_your_data(root, digit)
+
+
+def build_your_data(root: Path, digit) -> None:
+    """Folders, CSVs and IDX sets with one mistake each, for the data=folder, csv and idx rows."""
+    from mnist_hydra.data.idx import write_idx
+
+    def image_folder(*paths: str) -> None:
+        for path in paths:
+            (root / "imgs" / path).parent.mkdir(parents=True, exist_ok=True)
+            if path.endswith(".txt"):
+                (root / "imgs" / path).write_text("not an image\n")
+            elif path.endswith("truncated.png"):
+                (root / "imgs" / path).write_bytes((root / "truncated.png").read_bytes())
+            else:
+                digit.save(root / "imgs" / path)
+
+    image_folder("oneclass/7/a.png", "noimage/3/a.png", "noimage/5/notes.txt", "unreadable/3/a.png",
+                 "unreadable/5/truncated.png", "split/train/3/a.png", "split/train/5/a.png", "split/test/3/a.png")
+    csv = root / "csv"
+    csv.mkdir()
+    header = "label," + ",".join(f"pixel{i}" for i in range(784))
+    row = lambda label, pixels: f"{label}," + ",".join(map(str, pixels))  # noqa: E731
+    zeros = [0] * 784
+    (csv / "columns.csv").write_text("label," + ",".join(f"p{i}" for i in range(10)) + "\n1," + ",".join("0" * 10) + "\n")
+    (csv / "nolabel.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + ",".join("0" * 784) + "\n")
+    (csv / "text.csv").write_text("\n".join([header, row(1, zeros), row(2, zeros[:5] + ["dark"] + zeros[6:])]) + "\n")
+    (csv / "range.csv").write_text("\n".join([header, row(1, [300] + zeros[1:]), row(2, zeros)]) + "\n")
+    (csv / "labels.csv").write_text("\n".join([header, row(1, zeros), row(1.5, zeros)]) + "\n")
+    (csv / "empty.csv").write_text("")
+    images = np.zeros((10, 28, 28), np.uint8)
+    for name, labels, test_labels in (("counts", np.zeros(9, np.uint8), np.zeros(10, np.uint8)),
+                                      ("labels", np.array([0, 1] * 5, np.uint8), np.array([0, 5] * 5, np.uint8))):
+        folder = root / "idx" / name
+        folder.mkdir(parents=True)
+        write_idx(folder / "train-images-idx3-ubyte.gz", images)
+        write_idx(folder / "train-labels-idx1-ubyte.gz", labels)
+        write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
+        write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_labels)
+    (root / "idx" / "labels" / "classes.txt").write_text("zero\none\n")
 
 
 @dataclass

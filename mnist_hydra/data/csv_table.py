@@ -120,7 +120,10 @@ def _integers(frame: Any, path: Path, what: str, accepted: str) -> np.ndarray:
             row, text = next(((r, t) for r, t in enumerate(values) if not _is_integer(t)), (-1, None))
             if row < 0:
                 continue
-        shown = "an empty cell" if isinstance(text, float) and np.isnan(text) else repr(text)
+        if isinstance(text, (float, np.floating)):
+            shown = "an empty cell" if np.isnan(text) else f"{text:g}"
+        else:
+            shown = repr(str(text))
         raise DataError(f"{path}: row {row + 2}, column '{name}': {shown} is not an integer {what}; {accepted}")
     # float64 holds every integer a CSV of pixels or labels has exactly, and a range check needs no overflow.
     return frame.to_numpy(dtype=np.float64)

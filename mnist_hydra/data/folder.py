@@ -95,14 +95,13 @@ def load_folder_dataset(cfg: FolderConfig) -> Raw:
     _say_ignored([path for listing in listings.values() for path in listing.ignored], root)
 
     key = _fingerprint(listings, class_names)
-    arrays = _decode_cached(key, listings, cfg)
+    arrays = _decode_cached(key, listings, cfg, given, class_names)
     fingerprint = {"listing_sha256": key}
     if split_layout:
         (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
         raw = Raw(x_train, y_train, x_test, y_test, class_names, str(root), fingerprint)
     else:
         raw = split_raw(*arrays["train"], cfg.test_split, class_names, str(root), fingerprint)
-    _require_every_class(raw, class_names, given)
     log.info("data: %d train + %d test images in %d classes from %s%s", len(raw.y_train), len(raw.y_test),
              len(class_names), root, "" if split_layout else f" (data.test_split={cfg.test_split:g} of each class held out)")
     return raw
@@ -203,9 +202,10 @@ def cache_folder(cfg: FolderConfig) -> Path:
     return Path(base) / "mnist_hydra"
 
 
-def _decode_cached(key: str, listings: dict[str, Listing],
-                   cfg: FolderConfig) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each split's (images, labels), from the cache when the folder is unchanged (`key`), else decoded (and cached)."""
+def _decode_cached(key: str, listings: dict[str, Listing], cfg: FolderConfig, given: str,
+                   class_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each split's (images, labels), from the cache when the folder is unchanged (`key`), else decoded (and, when
+    every class kept an image, cached)."""
     path = cache_folder(cfg) / f"folder-{key[:24]}.npz"
     if cfg.cache:
         cached = _read_cache(path)
@@ -225,6 +225,7 @@ def _decode_cached(key: str, listings: dict[str, Listing],
     log.info("data: decoded %d images in %.1f s (%s)", count, time.perf_counter() - start,
              f"cached in {path}" if cfg.cache else "data.cache=false: not cached")
     _say_skipped(skipped)
+    _require_every_class(arrays["train"][1], class_names, given)
     if cfg.cache:
         _write_cache(path, arrays, skipped)
     return arrays
@@ -303,9 +304,9 @@ def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], s
                     path.parent, one_line(err))
 
 
-def _require_every_class(raw: Raw, class_names: Sequence[str], given: str) -> None:
+def _require_every_class(labels: np.ndarray, class_names: Sequence[str], given: str) -> None:
     """DataError for a class none of whose images could be read: the model would learn a class it never saw."""
-    counts = np.bincount(raw.y_train, minlength=len(class_names))
+    counts = np.bincount(labels, minlength=len(class_names))
     empty = [name for name, n in zip(class_names, counts) if n == 0]
     if empty:
         raise DataError(f"{given}: no readable image of class {', '.join(empty)} is left for training; "

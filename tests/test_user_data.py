@@ -1,0 +1,307 @@
+"""Your own data: a folder of images, a Kaggle-style CSV and an IDX set, built from real MNIST test digits,
+each loaded, checked and trained on; fine-tuning with init_from; the class names reach predict and serving."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mnist_hydra.data.base import holdout
+from mnist_hydra.data.csv_table import CsvConfig
+from mnist_hydra.data.datasets import load_splits
+from mnist_hydra.data.folder import FolderConfig
+from mnist_hydra.data.idx import read_idx, write_idx
+from mnist_hydra.data.idx_set import IdxConfig, role_of
+from mnist_hydra.errors import DataError
+from tests.conftest import run_app
+
+FOLDER_IMAGES = 1000  # the first test digits, written as files of several formats, sizes and polarities
+CSV_ROWS = 2000
+IDX_CLASSES = ("zero", "one", "two")
+TRAIN = ["trainer.epochs=2", "trainer.verbose=0"]
+# Test accuracy after TRAIN on each, measured on this machine's CPUs (folder 0.804, csv 0.865, idx 0.979), with
+# room for another CPU's rounding; a loader that scrambles labels or images lands far below.
+BANDS = {"folder": (0.70, 0.92), "csv": (0.78, 0.95), "idx": (0.93, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    """MNIST's test images and labels."""
+    return (read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz"), read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz"))
+
+
+def write_folder(folder: Path, images: np.ndarray, labels: np.ndarray, names=None) -> None:
+    """One file per image under folder/CLASS/: PNG and JPEG, 28, 56 and 100 pixels, light on dark and dark on light,
+    grey and RGB."""
+    for i, (image, label) in enumerate(zip(images, labels)):
+        picture = Image.fromarray(image)
+        if i % 3 == 1:  # dark ink on white paper, twice the size
+            picture = Image.fromarray(255 - image).resize((56, 56), Image.BILINEAR)
+        elif i % 3 == 2:
+            picture = picture.resize((100, 100), Image.BILINEAR).convert("RGB")
+        target = folder / (names[label] if names else str(label))
+        target.mkdir(parents=True, exist_ok=True)
+        picture.save(target / f"{i:05d}.{'jpg' if i % 2 else 'png'}", quality=95)
+
+
+@pytest.fixture(scope="module")
+def user_data(tmp_path_factory, digits):
+    """The three layouts: an image folder, a Kaggle-format train.csv, a 3-class IDX set with classes.txt."""
+    x, y = digits
+    root = tmp_path_factory.mktemp("user_data")
+    write_folder(root / "folder", x[:FOLDER_IMAGES], y[:FOLDER_IMAGES])
+    frame = pd.DataFrame(x[:CSV_ROWS].reshape(CSV_ROWS, -1), columns=[f"pixel{i}" for i in range(784)])
+    frame.insert(0, "label", y[:CSV_ROWS])
+    frame.to_csv(root / "train.csv", index=False)
+    keep = y < 3
+    xs, ys = x[keep], y[keep]
+    idx = root / "idx"
+    idx.mkdir()
+    write_idx(idx / "train-images-idx3-ubyte.gz", xs[:1500])
+    write_idx(idx / "train-labels-idx1-ubyte.gz", ys[:1500])
+    write_idx(idx / "t10k-images-idx3-ubyte.gz", xs[1500:])
+    write_idx(idx / "t10k-labels-idx1-ubyte.gz", ys[1500:])
+    (idx / "classes.txt").write_text("\n".join(IDX_CLASSES) + "\n")
+    return {"folder": root / "folder", "csv": root / "train.csv", "idx": idx}
+
+
+@pytest.fixture(scope="module")
+def runs(user_data, tmp_path_factory, mnist_dir):
+    """A small run trained on each layout with the app, as a user would: {layout: run directory}."""
+    cwd = tmp_path_factory.mktemp("user_runs")
+    env = {"MNIST_HYDRA_DATA": str(mnist_dir), "MNIST_HYDRA_CACHE": str(cwd / "cache")}
+    out = {}
+    for layout, path in user_data.items():
+        result = run_app(f"data={layout}", f"data.root={path}", *TRAIN, f"hydra.run.dir={cwd}/{layout}", cwd=cwd,
+                         env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        out[layout] = cwd / layout
+    return out
+
+
+# --- each layout trains, and scores within its band
+
+
+@pytest.mark.parametrize("layout", ["folder", "csv", "idx"])
+def test_each_layout_trains_within_its_band(runs, layout):
+    metrics = json.loads((runs[layout] / "metrics.json").read_text())
+    low, high = BANDS[layout]
+    assert metrics["status"] == "completed"
+    assert low <= metrics["test_accuracy"] <= high, metrics["test_accuracy"]
+    expected = list(IDX_CLASSES) if layout == "idx" else [str(i) for i in range(10)]
+    assert metrics["class_names"] == expected
+    assert np.asarray(metrics["confusion_matrix"]).shape == (len(expected),) * 2
+    provenance = json.loads((runs[layout] / "provenance.json").read_text())
+    assert provenance["data"]["checksums"] and provenance["config"]["data"]["name"] == layout
+
+
+def test_the_class_count_flows_from_the_data_to_the_last_layer(runs):
+    from mnist_hydra.runs.rundir import load_model
+
+    assert load_model(runs["idx"] / "model.keras").output_shape == (None, 3)
+    assert load_model(runs["folder"] / "model.keras").output_shape == (None, 10)
+
+
+def test_predict_and_serving_name_the_runs_classes(runs, user_data, digits):
+    from fastapi.testclient import TestClient
+
+    from mnist_hydra.serving.api import create_app
+
+    result = run_app(f"run={runs['idx']}", f"images={user_data['folder'] / '2'}", "top_k=2", cwd=runs["idx"],
+                     module="mnist_hydra.predict")
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()
+    assert rows and sum(" two " in row for row in rows) >= 0.8 * len(rows), result.stdout
+    with TestClient(create_app(runs["idx"])) as client:
+        assert client.get("/model").json()["class_names"] == list(IDX_CLASSES)
+        x, y = digits
+        one = x[np.flatnonzero(y == 1)[0]]
+        answer = client.post("/predict", json={"pixels": (one / 255).tolist()}).json()
+        assert answer["class_name"] == "one" and len(answer["probabilities"]) == 3
+
+
+# --- fine-tuning
+
+
+def test_init_from_a_run_with_other_classes_replaces_only_the_last_layer(runs, user_data, tmp_path, mnist_dir):
+    result = run_app("data=idx", f"data.root={user_data['idx']}", "trainer.epochs=1", "trainer.verbose=0",
+                     f"init_from={runs['folder']}", f"hydra.run.dir={tmp_path}/tuned", cwd=tmp_path,
+                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "tuned" / "train.log").read_text()
+    assert "its model has 10 classes and this data 3, so the last layer (" in log and "starts afresh" in log
+    provenance = json.loads((tmp_path / "tuned" / "provenance.json").read_text())
+    assert provenance["init_from"]["run"] == str(runs["folder"])
+    assert len(provenance["init_from"]["model_sha256"]) == 64
+    assert json.loads((tmp_path / "tuned" / "metrics.json").read_text())["test_accuracy"] > 0.9
+
+
+def test_init_from_a_run_of_another_network_is_one_line(runs, user_data, tmp_path, mnist_dir):
+    result = run_app("data=csv", f"data.root={user_data['csv']}", "model=mlp", "trainer.verbose=0",
+                     f"init_from={runs['csv']}", f"hydra.run.dir={tmp_path}/other", cwd=tmp_path,
+                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    # run_app sets TF_CPP_MIN_LOG_LEVEL=2, which lets TensorFlow's start-up lines through: only ours are counted.
+    lines = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra")]
+    assert result.returncode == 2 and len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert lines[0].startswith(f"mnist_hydra: error: init_from={runs['csv']}: its model is another network")
+    assert not (tmp_path / "other").exists()  # no run directory left behind
+
+
+# --- the folder loader
+
+
+def test_a_second_load_reads_the_cache_and_gives_the_same_arrays(user_data, tmp_path, caplog):
+    cfg = FolderConfig(root=str(user_data["folder"]), cache_dir=str(tmp_path))
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.folder"):
+        first = load_splits(cfg, seed=0)
+        second = load_splits(cfg, seed=0)
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith(f"data: decoded {FOLDER_IMAGES} images") for m in said), said
+    assert any(m.startswith(f"data: read {FOLDER_IMAGES} decoded images from the cache {tmp_path}") for m in said)
+    for name in ("x_train", "y_train", "x_val", "x_test", "y_test"):
+        assert np.array_equal(getattr(first, name), getattr(second, name)), name
+    assert len(list(tmp_path.glob("folder-*.npz"))) == 1
+
+
+def test_a_changed_folder_is_decoded_again(tmp_path, digits):
+    x, y = digits
+    write_folder(tmp_path / "data", x[:40], y[:40])
+    cfg = FolderConfig(root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), val_split=0)
+    before = load_splits(cfg, seed=0)
+    Image.fromarray(x[40]).save(tmp_path / "data" / str(y[40]) / "new.png")
+    after = load_splits(cfg, seed=0)
+    assert len(after.y_train) + len(after.y_test) == len(before.y_train) + len(before.y_test) + 1
+    assert len(list((tmp_path / "cache").glob("folder-*.npz"))) == 2
+
+
+def test_images_are_preprocessed_as_predict_does(tmp_path, digits):
+    from mnist_hydra.data.preprocess import preprocess_file
+
+    x, y = digits
+    write_folder(tmp_path / "data", x[:30], y[:30])
+    cfg = FolderConfig(root=str(tmp_path / "data"), cache=False, test_split=0.01, val_split=0)
+    splits = load_splits(cfg, seed=0)
+    files = sorted((tmp_path / "data").rglob("*.*"))
+    expected = {tuple(np.rint(preprocess_file(f) * 255).astype(np.uint8).ravel()) for f in files}
+    got = {tuple(image.ravel()) for image in np.concatenate([splits.x_train, splits.x_test])}
+    assert got == expected
+
+
+def test_an_unreadable_image_is_skipped_with_one_warning(tmp_path, digits, caplog):
+    x, y = digits
+    write_folder(tmp_path / "data", x[:20], y[:20])
+    bad = tmp_path / "data" / "3" / "cut.png"
+    good = tmp_path / "data" / "3" / "whole.png"
+    Image.fromarray(x[18]).save(good)
+    bad.write_bytes(good.read_bytes()[:80])
+    (tmp_path / "data" / "3" / "notes.txt").write_text("not an image")
+    cfg = FolderConfig(root=str(tmp_path / "data"), cache=False, val_split=0)
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.folder"):
+        splits = load_splits(cfg, seed=0)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("data: skipped 1 image file(s) that could not be read: ")
+    assert str(bad) in warnings[0]
+    assert any("left out 1 file(s) that are not images: 3/notes.txt" in r.getMessage() for r in caplog.records)
+    assert len(splits.y_train) + len(splits.y_test) == 21
+
+
+def test_train_and_test_folders_are_the_splits_and_classes_can_be_ordered(tmp_path, digits):
+    x, y = digits
+    names = {0: "zero", 1: "one"}
+    keep = np.flatnonzero(y < 2)
+    write_folder(tmp_path / "data" / "train", x[keep[:30]], y[keep[:30]], names)
+    write_folder(tmp_path / "data" / "test", x[keep[30:40]], y[keep[30:40]], names)
+    splits = load_splits(FolderConfig(root=str(tmp_path / "data"), cache=False, val_split=0), seed=0)
+    assert splits.class_names == ("one", "zero")  # sorted
+    assert len(splits.y_train) == 30 and len(splits.y_test) == 10
+    ordered = load_splits(FolderConfig(root=str(tmp_path / "data"), cache=False, val_split=0,
+                                       classes=["zero", "one"]), seed=0)
+    assert ordered.class_names == ("zero", "one")
+    assert np.bincount(ordered.y_test).tolist() == np.bincount(splits.y_test).tolist()[::-1]
+
+
+def test_the_test_split_is_stratified_and_the_same_for_every_seed():
+    labels = np.repeat(np.arange(4), [50, 20, 10, 1])
+    train, test = holdout(labels, 0.2, 4)
+    assert np.bincount(labels[test], minlength=4).tolist() == [10, 4, 2, 0]
+    assert sorted(np.concatenate([train, test]).tolist()) == list(range(len(labels)))
+    assert np.array_equal(holdout(labels, 0.2, 4)[1], test)
+
+
+# --- the CSV loader
+
+
+def test_csv_with_the_label_last_and_another_name(tmp_path, digits):
+    x, y = digits
+    frame = pd.DataFrame(x[:50].reshape(50, -1), columns=[f"p{i}" for i in range(784)])
+    frame["digit"] = y[:50]
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    splits = load_splits(CsvConfig(root=str(tmp_path / "d.csv"), label_column="digit", val_split=0), seed=0)
+    both = np.concatenate([splits.x_train, splits.x_test])
+    assert len(both) == 50 and {tuple(i.ravel()) for i in both} == {tuple(i.ravel()) for i in x[:50]}
+    with pytest.raises(DataError, match="no 'label' column .*data.label_column=NAME"):
+        load_splits(CsvConfig(root=str(tmp_path / "d.csv")), seed=0)
+
+
+def test_csv_labels_beyond_the_given_classes_are_refused(tmp_path):
+    frame = pd.DataFrame(np.zeros((4, 784), int), columns=[f"pixel{i}" for i in range(784)])
+    frame.insert(0, "label", [0, 1, 2, 2])
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    with pytest.raises(DataError, match=r"label 2 is out of range for the 2 classes of data.classes \(labels 0..1\)"):
+        load_splits(CsvConfig(root=str(tmp_path / "d.csv"), classes=["a", "b"]), seed=0)
+
+
+# --- the IDX loader
+
+
+def test_idx_files_are_told_by_their_names():
+    assert role_of("emnist-letters-train-images-idx3-ubyte.gz") == "train images"
+    assert role_of("t10k-labels-idx1-ubyte") == "test labels"
+    assert role_of("qmnist-test-labels-idx2-int.gz") == "test labels"
+    assert role_of("kmnist-classmap.csv") is None and role_of("README.md") is None
+
+
+def test_emnist_layout_with_a_prefix_a_mapping_and_transposed_images(tmp_path, digits):
+    x, y = digits
+    for prefix, count in (("emnist-letters", 60), ("emnist-digits", 40)):
+        write_idx(tmp_path / f"{prefix}-train-images-idx3-ubyte.gz", x[:count])
+        write_idx(tmp_path / f"{prefix}-train-labels-idx1-ubyte.gz", (y[:count] % 3 + 1).astype(np.uint8))
+        write_idx(tmp_path / f"{prefix}-test-images-idx3-ubyte.gz", x[count:count + 10])
+        write_idx(tmp_path / f"{prefix}-test-labels-idx1-ubyte.gz", (y[count:count + 10] % 3 + 1).astype(np.uint8))
+    (tmp_path / "emnist-letters-mapping.txt").write_text("1 65 97\n2 66 98\n3 67 99\n")
+    with pytest.raises(DataError, match=r"several train images files .*data\.prefix=emnist-digits"):
+        load_splits(IdxConfig(root=str(tmp_path)), seed=0)
+    splits = load_splits(IdxConfig(root=str(tmp_path), prefix="emnist-letters", val_split=0), seed=0)
+    assert splits.class_names == ("0", "Aa", "Bb", "Cc")  # label 0 is unused in EMNIST letters
+    assert np.array_equal(splits.x_train, x[:60][splits.train_indices].transpose(0, 2, 1))
+    kept = load_splits(IdxConfig(root=str(tmp_path), prefix="emnist-letters", val_split=0, transpose=False), seed=0)
+    assert np.array_equal(kept.x_train, x[:60][kept.train_indices])
+
+
+def test_qmnist_extended_labels_give_the_class_in_their_first_column(tmp_path, digits):
+    x, y = digits
+    extended = np.zeros((30, 8), np.int32)
+    extended[:, 0] = y[:30]
+    extended[:, 1] = 7  # QMNIST's writer id and more: not the class
+    for split in ("train", "test"):
+        write_idx(tmp_path / f"qmnist-{split}-images-idx3-ubyte.gz", x[:30])
+        write_idx(tmp_path / f"qmnist-{split}-labels-idx2-int.gz", extended)
+    splits = load_splits(IdxConfig(root=str(tmp_path), val_split=0), seed=0)
+    assert np.array_equal(splits.y_test, y[:30]) and splits.class_names == tuple(str(i) for i in range(10))
+
+
+def test_mnist_through_data_idx_is_recognised(mnist_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.idx_set"):
+        splits = load_splits(IdxConfig(root=str(mnist_dir), test_limit=10), seed=0)
+    assert len(splits.y_train) == 54000 and splits.class_names == tuple(str(i) for i in range(10))
+    assert any("checksums: MNIST's files" in r.getMessage() for r in caplog.records)
+    assert set(splits.checksums) == {p.name for p in mnist_dir.glob("*-ubyte.gz")}
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
+        assert f.read(4) == b"\x00\x00\x08\x01"
