@@ -45,6 +45,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from bench_train import busy_cpu_seconds, wait_for_quiet
+from machine import cpu_model, load_average
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SINGLE_PER_SECOND = 500  # single-image predictions/s at 32 concurrent clients
@@ -273,23 +274,6 @@ def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: li
         "others_cpu_share": others,
         "images_per_model_call": images_per_call,
     }
-
-
-def cpu_model() -> str:
-    try:
-        names = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
-    except OSError:
-        names = []
-    flags = Path("/proc/cpuinfo").read_text() if names else ""
-    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores" + (f" ({', '.join(extras)})" if extras else "")
-
-
-def load_average() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "?"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
