@@ -14,6 +14,8 @@ from typing import Any, Iterator
 # TensorFlow's C++ start-up lines (absl's INFO/WARNING before its logging is set up: oneDNN, cudart stubs).
 NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
                    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )")
+# On a machine without an NVIDIA driver, TensorFlow's CUDA probe fails with an ERROR line that only means "no GPU".
+NO_GPU = re.compile(r"^E\d{4} [\d:.]+\s+\d+ \S+:\d+\] failed call to cuInit")
 # The level we set is marked, so that a process we start (a server's worker, a sweep's job) does not take it for
 # the user's and show TensorFlow's start-up lines.
 OWN_LEVEL = "MNIST_HYDRA_OWN_TF_LOG_LEVEL"
@@ -36,23 +38,31 @@ def leave_out_sklearn_wrappers() -> None:
 
 def import_tensorflow() -> Any:
     """`import tensorflow` (and Keras) with its INFO/WARNING start-up lines hidden (and its CUDA errors on a machine
-    without an NVIDIA driver); a TF_CPP_MIN_LOG_LEVEL the user set is left alone and hides nothing more."""
+    without an NVIDIA driver), whatever TF_CPP_MIN_LOG_LEVEL says, except 0: the user's ask to see every line.
+    A level the user set is left in place for what TensorFlow logs later."""
     if "tensorflow" in sys.modules:
         import tensorflow
 
         return tensorflow
     with _collector_paused(), _sklearn_hidden(_lean and "sklearn" not in sys.modules):
-        if _user_level:
-            import keras  # noqa: F401
+        if _user_level and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() == "0":
+            import keras  # noqa: F401 (the user asked for every line: TF_CPP_MIN_LOG_LEVEL=0)
             import tensorflow
 
             return tensorflow
-        # Without a driver, "failed call to cuInit" is an ERROR line that means nothing but "no GPU" on a CPU machine.
-        level = "2" if Path("/proc/driver/nvidia/version").exists() else "3"
-        os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[OWN_LEVEL] = level
-        with _native_stderr_filtered():
+        driver = Path("/proc/driver/nvidia/version").exists()
+        if not _user_level:
+            # Without a driver, the cuInit ERROR line means nothing but "no GPU" on a CPU machine.
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = os.environ[OWN_LEVEL] = "2" if driver else "3"
+        # The start-up lines come before absl's logging reads the level, so they pass whatever it says (a user's
+        # common TF_CPP_MIN_LOG_LEVEL=2 included): they are filtered here, at the file descriptor.
+        with _native_stderr_filtered(NOISE if driver else re.compile(f"{NOISE.pattern}|{NO_GPU.pattern}")):
             import keras  # noqa: F401
             import tensorflow
+
+            if not driver and _user_level:
+                # The CUDA probe runs when devices are first listed, not at import: run it here, filtered.
+                tensorflow.config.list_physical_devices("GPU")
         return tensorflow
 
 
@@ -90,8 +100,8 @@ def _collector_paused() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _native_stderr_filtered() -> Iterator[None]:
-    """Catch what C++ code writes to file descriptor 2 meanwhile, and pass on all but NOISE."""
+def _native_stderr_filtered(noise: re.Pattern[str]) -> Iterator[None]:
+    """Catch what C++ code writes to file descriptor 2 meanwhile, and pass on all but the lines `noise` matches."""
     sys.stderr.flush()
     try:
         saved = os.dup(2)
@@ -107,6 +117,6 @@ def _native_stderr_filtered() -> Iterator[None]:
             os.dup2(saved, 2)
             os.close(saved)
             caught.seek(0)
-            kept = [line for line in caught.read().decode(errors="replace").splitlines() if not NOISE.match(line)]
+            kept = [line for line in caught.read().decode(errors="replace").splitlines() if not noise.match(line)]
             if kept:
                 print("\n".join(kept), file=sys.stderr)
