@@ -104,7 +104,9 @@ class MlflowLogger(Logger):
             run_tags[MLFLOW_PARENT_RUN_ID] = parent["run_id"]
             # The job's own settings: its overrides that the sweep's command line does not hold as they are
             # (nor resume=SWEEP_DIR, which a resumed sweep adds to the jobs that start only then).
-            own = [o for o in info.overrides if o not in parent.get("overrides", []) and not o.startswith("resume=")]
+            # The loggers' own settings are left out, as run_params leaves them out of the params.
+            own = [o for o in info.overrides if o not in parent.get("overrides", []) and not o.startswith("resume=")
+                   and not _override_key(o).startswith(("logger.", "logger="))]
             name = f"{info.name}: {' '.join(own)}" if own else info.name
         run = _retry(self.client.create_run, experiment_id, tags=run_tags, run_name=name[:250])
         self.run_id = run.info.run_id
@@ -209,6 +211,12 @@ def artifact_location(client: Any, name: str) -> Optional[str]:
         return None
     database = Path(urlparse(uri).path[1:])
     return (database.resolve().parent / "mlruns" / re.sub(r"[^\w.-]+", "_", name)).as_uri()
+
+
+def _override_key(override: str) -> str:
+    """`logger.mlflow.x` of `+logger.mlflow.x=v` (a key, with = for a group choice: `logger=`)."""
+    key, equals, _ = override.lstrip("+~").partition("=")
+    return key + ("=" if equals and "." not in key else "")
 
 
 def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app: str, overrides: list[str],
