@@ -60,7 +60,7 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
 
     def announce(what: str) -> None:
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
-        collecting = f", saving labelled drawings in {settings.collect_dir}" if settings.collect_dir else ""
+        collecting = f" ; labelled drawings go to {settings.collect_dir}" if settings.collect_dir else ""
         say(f"{prog}: serving {what} at {address}{workers}{collecting} ; Ctrl-C stops it")
         sys.stdout.flush()
         announced.set()
