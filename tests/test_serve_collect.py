@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import threading
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import given, settings, strategies as st
 from PIL import Image
 
 from mnist_hydra.data.preprocess import preprocess_file
@@ -18,6 +18,7 @@ from mnist_hydra.errors import UserError
 from mnist_hydra.serving import collect
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.collect import Collector, folder_name, prepare_collect_dir
+from mnist_hydra.serving.inputs import InputError
 from mnist_hydra.serving.settings import ServeSettings
 from tests.test_serve_api import LIMITS, client, digits, picture, upload  # noqa: F401 (fixtures)
 
@@ -167,6 +168,27 @@ def test_without_hard_links_the_name_is_reserved_and_still_never_overwritten(tmp
 ])
 def test_class_folder_names_are_safe(name, folder):
     assert folder_name(name) == folder
+
+
+def test_a_name_is_read_before_an_index(tmp_path):
+    collector = Collector(tmp_path, ("2", "1", "0", " 7", "x"))
+    assert [collector.label(v) for v in ("0", "2", 0, " 7", "4", 4)] == [2, 0, 0, 3, 4, 4]
+    with pytest.raises(InputError, match="label \"7\" is not a class"):
+        collector.label("7")
+
+
+@settings(max_examples=200, deadline=None)
+@given(value=st.none() | st.booleans() | st.integers(-20, 20) | st.floats() | st.text(max_size=12)
+       | st.sampled_from(FASHION) | st.lists(st.integers(), max_size=2))
+def test_any_label_is_a_class_index_or_a_422(tmp_path_factory, value):
+    collector = Collector(tmp_path_factory.getbasetemp(), FASHION)
+    try:
+        label = collector.label(value)
+    except InputError as err:
+        assert err.status == 422 and "is not a class of this model" in err.detail and "\n" not in err.detail
+        return
+    assert 0 <= label < len(FASHION) and not isinstance(value, (bool, float, list, type(None)))
+    assert value in FASHION or int(str(value).strip()) == label
 
 
 def test_a_bad_collect_dir_is_refused_in_one_line(tmp_path):

@@ -80,8 +80,9 @@ class Collector:
         names = self.class_names
         if isinstance(value, str):
             text = value.strip()
-            if text in names:
-                return names.index(text)
+            for name in (value, text):  # a name first: an index is read only from what names no class
+                if name in names:
+                    return names.index(name)
             if text.isdigit() and int(text) < len(names):
                 return int(text)
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
