@@ -136,12 +136,17 @@ def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
 def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tmp_path):
     import httpx2
 
-    process, url = start_server(f"run={trained_run}", "serve.port=0", "serve.workers=2", cwd=tmp_path)
+    process, url = start_server(f"run={trained_run}", "serve.port=0", "serve.workers=2", "serve.collect_dir=drawn",
+                                cwd=tmp_path)
     try:
         digit, label = mnist_test_digit(mnist_dir, 0)
         with httpx2.Client(base_url=url, timeout=120) as http:
             answers = [http.post("predict", files={"file": ("d.png", digit, "image/png")}).json() for _ in range(8)]
+            saved = [http.post("collect", files={"file": ("d.png", digit, "image/png")}, data={"label": "7"})
+                     for _ in range(4)]
         assert all(a["label"] == label for a in answers)
+        assert [r.status_code for r in saved] == [201] * 4  # each worker saves where the parent was told, relative
+        assert len({r.json()["file"] for r in saved}) == 4 == len(list((tmp_path / "drawn" / "7").glob("*.png")))
     finally:
         code, out, err = stop(process, signal.SIGTERM)
     assert code == 0 and out.strip().splitlines()[-1] == f"{SERVE}: SIGTERM received, server stopped", err
