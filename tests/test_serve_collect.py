@@ -173,6 +173,9 @@ def test_class_folder_names_are_safe(name, folder):
 def test_a_name_is_read_before_an_index(tmp_path):
     collector = Collector(tmp_path, ("2", "1", "0", " 7", "x"))
     assert [collector.label(v) for v in ("0", "2", 0, " 7", "4", 4)] == [2, 0, 0, 3, 4, 4]
+    for digits_that_int_refuses in ("\u00b2", "\u2460"):
+        with pytest.raises(InputError, match="is not a class"):
+            collector.label(digits_that_int_refuses)
     with pytest.raises(InputError, match="label \"7\" is not a class"):
         collector.label("7")
 
@@ -201,6 +204,15 @@ def test_a_bad_collect_dir_is_refused_in_one_line(tmp_path):
         assert str(caught.value).startswith(f"serve.collect_dir={path}: ") and "\n" not in str(caught.value)
         assert caught.value.exit_code == 2
     assert prepare_collect_dir(tmp_path / "new" / "dir") == tmp_path / "new" / "dir"  # created when missing
+
+
+def test_a_collect_dir_that_cannot_be_written_is_refused(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):  # what a read-only mount answers, even to root
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(collect.tempfile, "mkstemp", read_only)
+    with pytest.raises(UserError, match=r"serve.collect_dir=.*: cannot write in it \(Read-only file system\)"):
+        prepare_collect_dir(tmp_path)
 
 
 def test_a_folder_that_breaks_while_serving_is_a_503_and_predict_goes_on(tmp_path, digits):

@@ -54,7 +54,8 @@ ERRORS = {status: {"model": schemas.ErrorResponse, "description": words} for sta
 )}
 COLLECT_ERRORS = {
     **{status: ERRORS[status] for status in (400, 413, 415)},
-    403: {"model": schemas.ErrorResponse, "description": "Collection is off: start the server with serve.collect_dir=DIR"},
+    403: {"model": schemas.ErrorResponse, "description": "Collection is off: start the server with "
+                                                         "serve.collect_dir=DIR"},
     422: {"model": schemas.ErrorResponse, "description": "As for /predict; a missing label or one that is not a class "
                                                          "of the model; a batch (send one image)"},
     503: {"model": schemas.ErrorResponse, "description": "The server cannot write in serve.collect_dir (507: its disk "

@@ -83,13 +83,13 @@ class Collector:
             for name in (value, text):  # a name first: an index is read only from what names no class
                 if name in names:
                     return names.index(name)
-            if text.isdigit() and int(text) < len(names):
+            if text.isascii() and text.isdigit() and int(text) < len(names):  # not '²', which int() refuses
                 return int(text)
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
             return value
         shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-        raise InputError(422, f"label {json.dumps(value)[:80]} is not a class of this model; send a class name ({shown}) "
-                              f"or an index 0..{len(names) - 1}")
+        raise InputError(422, f"label {json.dumps(value)[:80]} is not a class of this model; "
+                              f"send a class name ({shown}) or an index 0..{len(names) - 1}")
 
     def save(self, image: np.ndarray, label: int) -> Path:
         """Write `image` (28x28 in [0, 1]) as ROOT/<class folder>/<UTC time>.png; its path relative to ROOT."""
