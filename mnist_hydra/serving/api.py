@@ -14,8 +14,8 @@ import logging
 import math
 import os
 import time
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Optional, Union
 
