@@ -5,13 +5,16 @@ Under CI=true this test fails, not skips, when the browser cannot run.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
 import socket
+import string
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -30,26 +33,50 @@ def _cannot_run(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="module")
-def live_server(predictor):
+@contextlib.contextmanager
+def running(predictor, collect_dir: Path | None = None) -> Iterator[str]:
     """The app on uvicorn in a background thread, on a free loopback port; its base URL."""
     import uvicorn
 
     from mnist_hydra.serving.api import create_app
+    from mnist_hydra.serving.settings import ServeSettings
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(predictor=predictor), log_level="warning"))
+    app = create_app(predictor=predictor, settings=ServeSettings(collect_dir=collect_dir and str(collect_dir)))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not server.started:
         assert time.monotonic() < deadline and thread.is_alive(), "the test server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(predictor):
+    with running(predictor) as url:
+        yield url
+
+
+class NamedPredictor:
+    """A stand-in model with `names` for classes (no TensorFlow): it reads every image as class 2."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.class_names, self.num_classes = tuple(names), len(names)
+        self.info = {"run": "fake/run", "run_dir": "/fake/run", "model": "cnn", "data": "emnist",
+                     "precision": "float32", "params": 1, "class_names": names, "config": {}, "metrics": {}}
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        out = np.full((len(images), self.num_classes), 0.4 / (self.num_classes - 1), np.float32)
+        out[:, 2] = 0.6
+        return out
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +102,7 @@ def browser():
     manager.stop()
 
 
-def open_page(browser, url: str, **context_options):
+def open_page(browser, url: str, classes: int = 10, **context_options):
     """A fresh page on `url` that lets no request leave the server's origin; the list of those it stopped."""
     context = browser.new_context(**context_options)
     page = context.new_page()
@@ -91,7 +118,7 @@ def open_page(browser, url: str, **context_options):
 
     page.route("**/*", guard)
     page.goto(url)
-    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+    page.wait_for_function(f"document.querySelectorAll('#bars .bar').length === {classes}")
     return page, outside
 
 
@@ -132,6 +159,7 @@ def test_drawing_a_one_and_a_seven_shows_1_and_7(browser, live_server, predictor
     assert page.locator("#bars .bar").count() == 10
     assert page.locator("#bars .bar.best").get_attribute("data-label") == "1"
     assert preview_ink(page) > 10  # the 28x28 image the model saw is drawn
+    assert page.locator("#collect").is_hidden()  # serve.collect_dir is off: no "this is a ..."
 
     page.click("#clear")
     assert page.locator("#top-class").text_content() == "\u2013" and preview_ink(page) == 0
@@ -194,3 +222,86 @@ def test_a_blank_canvas_shows_the_servers_reason_not_a_crash(browser, live_serve
     page.wait_for_function("document.getElementById('status').textContent.length > 0")
     assert "no digit found" in page.locator("#status").text_content()
     page.context.close()
+
+
+def preview_pixels(page) -> np.ndarray:
+    """The 28x28 preview (the image the model saw) as uint8."""
+    data = page.evaluate("""() => Array.from(
+        document.getElementById('preview').getContext('2d').getImageData(0, 0, 28, 28).data)""")
+    return np.array(data, np.uint8).reshape(28, 28, 4)[..., 0]
+
+
+def saved_pngs(folder: Path) -> list[Path]:
+    return sorted(folder.rglob("*.png"))
+
+
+def test_a_drawing_confirmed_or_corrected_is_saved_as_the_28x28_png_the_model_saw(browser, predictor, tmp_path):
+    collected = tmp_path / "collected"
+    with running(predictor, collected) as url:
+        page, outside = open_page(browser, url, viewport={"width": 900, "height": 800})
+        assert page.locator("#collect").is_hidden()  # until there is a prediction
+        stroke(page, [(0.25, 0.2), (0.75, 0.2)])
+        stroke(page, [(0.75, 0.2), (0.4, 0.85)])
+        assert predicted(page, "7") == "7"
+        assert page.locator("#collect").is_visible()
+        assert page.locator("#collect-choices button").count() == 10
+        assert page.locator("#collect-choices button.guess").text_content() == "7"  # the model's guess stands out
+        seen = preview_pixels(page)
+        page.click("#collect-choices button.guess")  # confirm: it is a 7
+        page.wait_for_function("document.getElementById('collect-status').textContent.startsWith('saved as 7')")
+        [png] = saved_pngs(collected)
+        assert png.parent == collected / "7" and png.name.endswith("Z.png")
+        with Image.open(png) as image:
+            assert image.size == (28, 28) and image.mode == "L"
+            saved = np.asarray(image)
+        assert np.abs(saved.astype(int) - seen).max() <= 1  # the image the model saw (the preview rounds to 3 decimals)
+        assert page.locator("#collect-choices button:disabled").count() == 10  # saved once: no double save
+        if os.environ.get("MNIST_HYDRA_SCREENSHOTS"):
+            page.screenshot(path=str(Path(os.environ["MNIST_HYDRA_SCREENSHOTS"]) / "collect.png"), full_page=True)
+
+        page.click("#clear")
+        assert page.locator("#collect").is_hidden()
+        stroke(page, [(0.5, 0.15), (0.5, 0.85)])  # a bar the model reads as 1,
+        assert predicted(page, "1") == "1"
+        page.click("#collect-choices button[data-label='4']")  # which the user says is a 4
+        page.wait_for_function("document.getElementById('collect-status').textContent.startsWith('saved as 4')")
+        assert [p.parent.name for p in saved_pngs(collected)] == ["4", "7"]
+        assert outside == []
+        page.context.close()
+
+
+@pytest.mark.parametrize("count", [3, 47])
+def test_any_number_of_classes_fits_the_page_and_can_be_labelled(browser, tmp_path, count):
+    # EMNIST balanced's 47 classes are digits and letters; one long name shows how a name is cut.
+    names = (list(string.digits + string.ascii_uppercase + string.ascii_lowercase)[:count - 1]
+             + ["a rather long class name/with a slash"])
+    collected = tmp_path / "collected"
+    with running(NamedPredictor(names), collected) as url:
+        page, outside = open_page(browser, url, classes=count, viewport={"width": 390, "height": 844},
+                                  is_mobile=True, has_touch=True)
+        stroke(page, [(0.5, 0.15), (0.5, 0.85)])
+        assert predicted(page, names[2]) == names[2]
+        shot = tmp_path / f"classes-{count}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("MNIST_HYDRA_SCREENSHOTS"):  # where a person wants to look at it
+            shutil.copy(shot, Path(os.environ["MNIST_HYDRA_SCREENSHOTS"]) / shot.name)
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
+        card = page.locator("#result").bounding_box()
+        rows = page.eval_on_selector_all("#bars .bar .track", "els => els.map(e => e.getBoundingClientRect().toJSON())")
+        assert len(rows) == count
+        assert all(card["x"] <= r["left"] and r["right"] <= card["x"] + card["width"] and r["width"] > 80 for r in rows)
+        pitch = (rows[-1]["top"] - rows[0]["top"]) / (count - 1)
+        assert pitch <= (14 if count > 16 else 24), pitch  # thinner rows for many classes: 47 fit in 650 px
+        if count <= 12:
+            assert page.locator("#collect-choices button").count() == count
+            page.click("#collect-choices button[data-label='0']")
+        else:  # a list to pick from, the model's guess preselected
+            assert page.locator("#collect-select option").count() == count
+            assert page.input_value("#collect-select") == "2"
+            page.select_option("#collect-select", str(count - 1))
+            page.click("#collect-save")
+        page.wait_for_function("document.getElementById('collect-status').classList.contains('ok')")
+        expected = "0" if count <= 12 else "a rather long class name-with a slash"
+        assert [p.parent.name for p in saved_pngs(collected)] == [expected]
+        assert outside == []
+        page.context.close()

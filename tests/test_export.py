@@ -34,8 +34,15 @@ def test_each_format_round_trips_through_its_own_runtime(run_copy, fmt):
     assert record["max_abs_probability_difference"] <= 1e-4 == record["tolerance"]
     assert record["precision"] == "float32" and record["latency_ms"]["median"] > 0
     assert (folder / MAIN_FILE[fmt]).is_file() and record["bytes"] > 2_000_000  # 607,394 float32 weights
-    assert json.loads((folder / "export.json").read_text())["max_abs_probability_difference"] == \
-        record["max_abs_probability_difference"]
+    written = json.loads((folder / "export.json").read_text())
+    assert written["max_abs_probability_difference"] == record["max_abs_probability_difference"]
+    assert written["class_names"] == record["class_names"] == [str(i) for i in range(10)]  # beside every export
+    assert record["class_names_match"]
+    if fmt == "onnx":  # and inside the ONNX model, where onnxruntime reads them
+        import onnx
+
+        metadata = {entry.key: entry.value for entry in onnx.load(str(folder / "model.onnx")).metadata_props}
+        assert json.loads(metadata["class_names"]) == record["class_names"]
     assert not [p for p in (run_copy / "export").iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
@@ -177,3 +184,22 @@ def test_a_missing_runtime_names_the_extra_to_install(run_copy, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     with pytest.raises(export.ExportError, match=r"format=onnx needs onnxruntime: pip install 'mnist-hydra\[export\]'"):
         export.export_run(run_copy, "onnx", limit=LIMIT)
+
+
+def test_the_run_s_class_names_travel_with_the_export_and_verify_checks_them(run_copy, monkeypatch):
+    import onnxruntime
+
+    fashion = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+    monkeypatch.setattr(export, "class_names", lambda run_dir, n: tuple(fashion[:n]))  # as rundir reads a run's
+    record = export.export_run(run_copy, "onnx", limit=50)
+    folder = run_copy / "export" / "onnx"
+    assert record["passed"] and record["class_names"] == fashion
+    assert json.loads((folder / "export.json").read_text())["class_names"] == fashion
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map["class_names"]) == fashion
+
+    monkeypatch.setattr(export, "class_names", lambda run_dir, n: tuple(str(i) for i in range(n)))  # renamed since
+    record = export.verify_export(run_copy, "onnx", limit=50)
+    assert not record["passed"] and not record["class_names_match"] and record["different_class"] == 0
+    assert "its class names are not the run's" in export.mismatch_words(record)
+    shutil.rmtree(folder)

@@ -147,6 +147,7 @@ def test_health_and_model(client, predictor, trained_run):
     assert health["worker_pid"] == os.getpid()  # the TestClient's app runs in this process
     info = client.get("/model").json()
     assert info["class_names"] == [str(i) for i in range(10)]
+    assert info["collecting"] is False  # serve.collect_dir is off by default: the page shows no "this is a ..."
     assert info["model"] == "cnn" and info["data"] == "mnist" and info["params"] == 607_394
     assert info["test_accuracy"] == json.loads((trained_run / "metrics.json").read_text())["test_accuracy"]
     assert info["config"]["trainer"]["epochs"] == 1 and info["metrics"]["status"] == "completed"

@@ -102,8 +102,16 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(trained_run, tmp_path):
     (["run={run}", "serve.workers=0"], 2, "serve.workers=0 is not allowed"),
     (["run={run}", "serve.prot=1"], 2, "serve.prot is not a config key"),
     (["run={run}", "serve.port={busy}"], 1, "serve.port={busy}: already in use on 127.0.0.1"),
-], ids=["no run", "missing run", "not a run", "bad port", "no workers", "typo", "port in use"])
+    (["run={run}", "serve.collect_dir={tmp}/notes.txt"], 2,
+     "serve.collect_dir={tmp}/notes.txt: a file, not a folder; give a folder to save the labelled drawings in"),
+    (["run={run}", "serve.collect_dir={tmp}/notes.txt/below"], 2,
+     "serve.collect_dir={tmp}/notes.txt/below: cannot create it (Not a directory)"),
+    (["run={run}", "serve.collect_dir=/proc/forbidden"], 2, "serve.collect_dir=/proc/forbidden: cannot create it"),
+    (["run={run}", "serve.collect_dir="], 2, "serve.collect_dir= is not allowed: expected null (off) or a folder"),
+], ids=["no run", "missing run", "not a run", "bad port", "no workers", "typo", "port in use", "collect_dir a file",
+        "collect_dir under a file", "collect_dir not writable", "collect_dir empty"])
 def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, code, words):
+    (tmp_path / "notes.txt").write_text("not a folder\n")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -115,6 +123,7 @@ def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, co
     assert len(ours) == 1 and ours[0].startswith(f"{SERVE}: error: ") and words.format(**values) in ours[0], ours
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert time.monotonic() - started < 20  # each is caught before TensorFlow loads
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]  # nothing created
 
 
 def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
@@ -127,12 +136,17 @@ def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
 def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tmp_path):
     import httpx2
 
-    process, url = start_server(f"run={trained_run}", "serve.port=0", "serve.workers=2", cwd=tmp_path)
+    process, url = start_server(f"run={trained_run}", "serve.port=0", "serve.workers=2", "serve.collect_dir=drawn",
+                                cwd=tmp_path)
     try:
         digit, label = mnist_test_digit(mnist_dir, 0)
         with httpx2.Client(base_url=url, timeout=120) as http:
             answers = [http.post("predict", files={"file": ("d.png", digit, "image/png")}).json() for _ in range(8)]
+            saved = [http.post("collect", files={"file": ("d.png", digit, "image/png")}, data={"label": "7"})
+                     for _ in range(4)]
         assert all(a["label"] == label for a in answers)
+        assert [r.status_code for r in saved] == [201] * 4  # each worker saves where the parent was told, relative
+        assert len({r.json()["file"] for r in saved}) == 4 == len(list((tmp_path / "drawn" / "7").glob("*.png")))
     finally:
         code, out, err = stop(process, signal.SIGTERM)
     assert code == 0 and out.strip().splitlines()[-1] == f"{SERVE}: SIGTERM received, server stopped", err

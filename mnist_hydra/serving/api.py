@@ -1,7 +1,8 @@
 """The HTTP API and the draw-a-digit page: `create_app(...)` returns the FastAPI application.
 
 GET / (the page), GET /health, GET /model, POST /predict (an image upload, {"pixels": ...} or
-{"images": [...]}). Every bad request gets a 4xx JSON body {"detail": "..."} naming the problem.
+{"images": [...]}), POST /collect (one image and its label, saved when serve.collect_dir is set). Every bad
+request gets a 4xx JSON body {"detail": "..."} naming the problem.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import logging
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional, Union
+from typing import Any, AsyncIterator, Mapping, Optional, Union
 
 import anyio
 import numpy as np
@@ -28,7 +30,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
-from mnist_hydra.serving.inputs import JSON_FORMS, InputError, parse_json
+from mnist_hydra.serving.collect import Collector
+from mnist_hydra.serving.inputs import JSON_FORMS, InputError, decode_json, json_images
 from mnist_hydra.serving.limits import BodyLimit, BodyTooLarge
 from mnist_hydra.serving.predictor import Predictor, describe
 from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
@@ -49,6 +52,17 @@ ERRORS = {status: {"model": schemas.ErrorResponse, "description": words} for sta
     (422, "Not an image, no digit in it, too many pixels, a wrong pixel shape, NaN or out-of-range values, "
           "a batch over serve.max_batch"),
 )}
+COLLECT_ERRORS = {
+    **{status: ERRORS[status] for status in (400, 413, 415)},
+    403: {"model": schemas.ErrorResponse, "description": "Collection is off: start the server with "
+                                                         "serve.collect_dir=DIR"},
+    422: {"model": schemas.ErrorResponse, "description": "As for /predict; a missing label or one that is not a class "
+                                                         "of the model; a batch (send one image)"},
+    503: {"model": schemas.ErrorResponse, "description": "The server cannot write in serve.collect_dir (507: its disk "
+                                                         "is full); /predict still works"},
+}
+COLLECT_OFF = ("collecting labelled drawings is off on this server; start it with serve.collect_dir=DIR "
+               "(python -m mnist_hydra.serve run=RUN_DIR serve.collect_dir=DIR) to save them as DIR/CLASS/TIME.png")
 
 
 def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Optional[Predictor] = None,
@@ -68,10 +82,12 @@ def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Option
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir), settings.threads)
+        collector = Collector(settings.collect_dir, served.class_names) if settings.collect_dir else None
         batcher = MicroBatcher(served.predict, max_images=max(settings.max_batch, 64),
                                wait_s=settings.batch_wait_ms / 1000)
         await batcher.start()
         app.state.predictor, app.state.batcher, app.state.started = served, batcher, time.monotonic()
+        app.state.collector = collector
         try:
             yield
         finally:
@@ -113,7 +129,7 @@ async def health(request: Request) -> dict[str, Any]:
 
 @api_router.get("/model", response_model=schemas.ModelInfo, summary="The run being served")
 async def model_info(request: Request) -> dict[str, Any]:
-    return request.app.state.predictor.info
+    return {**request.app.state.predictor.info, "collecting": request.app.state.collector is not None}
 
 
 PREDICT_BODY = {
@@ -144,38 +160,87 @@ async def predict(
     state = request.app.state
     predictor: Predictor = state.predictor
     k = min(top_k or state.top_k, predictor.num_classes)
-    images, batch = await _read_images(request, state)
-    probabilities = await state.batcher.predict(images)
+    received = await _read_images(request, state)
+    probabilities = await state.batcher.predict(received.images)
     predictions = [describe(p, predictor.class_names, k) for p in probabilities]
     if include_image:
-        for prediction, image in zip(predictions, images):
+        for prediction, image in zip(predictions, received.images):
             prediction["image"] = np.round(image, 3).tolist()
-    return {"predictions": predictions} if batch else predictions[0]
+    return {"predictions": predictions} if received.batch else predictions[0]
 
 
-async def _read_images(request: Request, state: Any) -> tuple[np.ndarray, bool]:
-    """The request's images (n, 28, 28) in [0, 1] and whether it was a batch; InputError if unusable."""
+COLLECT_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {"schema": schemas.LabelledUpload.model_json_schema()},
+        "application/json": {"schema": schemas.LabelledPixels.model_json_schema()},
+    },
+}
+
+
+@api_router.post(
+    "/collect",
+    status_code=201,
+    response_model=schemas.Collected,
+    responses=COLLECT_ERRORS,
+    openapi_extra={"requestBody": COLLECT_BODY},
+    summary="Save one image with its class, for training (serve.collect_dir)",
+)
+async def collect(request: Request) -> dict[str, Any]:
+    """The image as /predict takes it (a file, preprocessed; or `pixels`) and its `label`, a class name or index:
+    the 28x28 image the model sees is saved as serve.collect_dir/CLASS/TIME.png, never over another file."""
+    state = request.app.state
+    collector: Optional[Collector] = state.collector
+    if collector is None:
+        raise InputError(403, COLLECT_OFF)
+    received = await _read_images(request, state)
+    if received.batch:
+        raise InputError(422, 'send one image to /collect ({"pixels": ..., "label": ...} or a file with a label '
+                              'field), not "images"')
+    if "label" not in received.fields:
+        raise InputError(422, f"the request has no label; send the image's class, a name or an index "
+                              f"0..{len(collector.class_names) - 1}: -F label=7 beside the file, or \"label\": 7 "
+                              f"beside \"pixels\"")
+    label = collector.label(received.fields["label"])
+    saved = await anyio.to_thread.run_sync(collector.save, received.images[0], label)
+    return {"label": label, "class_name": collector.class_names[label], "file": saved.as_posix()}
+
+
+@dataclass
+class Received:
+    """A request's images (n, 28, 28) in [0, 1], whether it was a batch, and its other fields (a label)."""
+
+    images: np.ndarray
+    batch: bool
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+
+async def _read_images(request: Request, state: Any) -> Received:
+    """The request's images and other form fields or JSON keys; InputError if unusable."""
     settings: ServeSettings = state.settings
     if request.headers.get("content-length") == "0":
         raise InputError(400, f"the request body is empty; send {ACCEPTED}")
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
-        data, name = await _upload(request)
+        data, name, fields = await _upload(request)
         if _pixel_count(data) <= INLINE_PIXELS:  # a drawing or a small photo: cheaper than a thread hop
             image = _preprocess(data, name, settings.max_pixels)
         else:  # a big picture would hold up every other request on the event loop
             image = await anyio.to_thread.run_sync(_preprocess, data, name, settings.max_pixels,
                                                    limiter=state.decoders)
-        return image[np.newaxis], False
+        return Received(image[np.newaxis], False, fields)
     if media == "application/json" or media.endswith("+json"):
         body = await request.body()
         if not body.strip():
             raise InputError(400, f"the request body is empty; send {JSON_FORMS}")
-        return parse_json(body, settings.max_batch)
+        value = decode_json(body)
+        images, batch = json_images(value, settings.max_batch)
+        return Received(images, batch, value)
     raise InputError(415, f"content type {media or '(none)'} is not accepted; send {ACCEPTED}")
 
 
-async def _upload(request: Request) -> tuple[bytes, str]:
+async def _upload(request: Request) -> tuple[bytes, str, dict[str, str]]:
+    """The uploaded file's bytes, its name, and the form's text fields."""
     try:
         form = await request.form(max_files=1, max_fields=8)
     except StarletteHTTPException as err:  # python-multipart's words for a broken body; add what would do
@@ -192,7 +257,7 @@ async def _upload(request: Request) -> tuple[bytes, str]:
     name = os.path.basename(upload.filename or "") or "file"
     if not data:
         raise InputError(422, f"{name}: the uploaded file is empty (0 bytes)")
-    return data, name
+    return data, name, {key: value for key, value in form.items() if isinstance(value, str)}
 
 
 def _pixel_count(data: bytes) -> float:

@@ -10,6 +10,10 @@ Formats, each written to RUN_DIR/export/<format>/:
 - onnx: model.onnx, converted by tf2onnx from the same function; input `images`, output
   `probabilities`, the batch dimension named `batch`.
 
+Every export carries the run's class names (mnist_hydra.runs.rundir.class_names), by label: in export.json
+beside it ("class_names"), and for ONNX also in the model's metadata_props ("class_names", a JSON list), where
+onnxruntime's `get_modelmeta().custom_metadata_map` reads them. `verify` checks that they still match the run's.
+
 Each export is loaded back in its own runtime (tf.saved_model.load, the LiteRT interpreter of
 ai-edge-litert, onnxruntime) and the run's test images go through it and through model.keras.
 It passes when every image gets the same class and the largest difference of any probability
@@ -24,12 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import secrets
 import shutil
 import sys
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -37,8 +43,8 @@ from typing import Any, Callable, Iterator, Optional
 import numpy as np
 
 from mnist_hydra.errors import UserError
-from mnist_hydra.runs.artifacts import write_json
-from mnist_hydra.runs.rundir import load_model, read_config, require_run
+from mnist_hydra.runs.artifacts import read_json, write_json
+from mnist_hydra.runs.rundir import class_names, load_model, read_config, require_run
 
 FORMATS = ("saved_model", "litert", "onnx")
 # The largest absolute difference of a class probability between an export and model.keras.
@@ -65,6 +71,7 @@ class Runtime:
     name: str
     version: str
     predict: Callable[[np.ndarray], np.ndarray]
+    class_names: Optional[list[str]] = None  # what the export says its classes are, where it says it itself
 
 
 def export_run(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = None) -> dict[str, Any]:
@@ -83,15 +90,16 @@ def export_run(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = None
     images, data_name = test_images(run_dir, limit)
     model = load_model(model_path)
     precision = model_precision(model)
+    names = list(class_names(run_dir, int(model.output_shape[-1])))
     export_root = run_dir / "export"
     export_root.mkdir(exist_ok=True)
     staging = export_root / f".{fmt}.tmp-{secrets.token_hex(4)}"
     try:
         staging.mkdir()
         started = time.perf_counter()
-        WRITERS[fmt](float32_copy(model) if precision != "float32" else model, staging)
+        WRITERS[fmt](float32_copy(model) if precision != "float32" else model, staging, names)
         seconds = time.perf_counter() - started
-        record = compare(model, LOADERS[fmt](staging), images, precision)
+        record = compare(model, LOADERS[fmt](staging), images, precision, names)
         record.update(format=fmt, run=str(run_dir.resolve()), data=data_name, export_seconds=round(seconds, 2),
                       files=_files(staging), bytes=_size(staging))
         write_json(staging / "export.json", record)
@@ -121,7 +129,11 @@ def verify_export(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = N
         runtime = LOADERS[fmt](folder)
     except Exception as err:  # a truncated or tampered file fails to load: that is a failed check, not a bug
         raise ExportError(f"format={fmt}: {folder} cannot be loaded ({_one_line(err)})") from err
-    record = compare(model, runtime, images, model_precision(model))
+    names = list(class_names(run_dir, int(model.output_shape[-1])))
+    recorded = read_json(folder / "export.json").get("class_names")
+    if runtime.class_names is None and recorded is not None:  # no names inside the export: those beside it
+        runtime = dataclasses.replace(runtime, class_names=recorded)
+    record = compare(model, runtime, images, model_precision(model), names)
     record.update(format=fmt, run=str(run_dir.resolve()), data=data_name, files=_files(folder),
                   bytes=_size(folder), path=str(folder))
     return record
@@ -183,7 +195,7 @@ def _signature(model):
     return spec, (lambda images: {"probabilities": model(images, training=False)})
 
 
-def write_saved_model(model, folder: Path) -> None:
+def write_saved_model(model, folder: Path, names: Optional[list[str]] = None) -> None:
     """A SavedModel whose serving_default maps `images` to `probabilities`.
 
     A tf.Module that tracks the model's TensorFlow variables themselves. Keras's ExportArchive
@@ -209,7 +221,7 @@ def write_saved_model(model, folder: Path) -> None:
         tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serving_default})
 
 
-def write_litert(model, folder: Path) -> None:
+def write_litert(model, folder: Path, names: Optional[list[str]] = None) -> None:
     """model.tflite, converted from the SavedModel above (same signature)."""
     import tensorflow as tf
 
@@ -224,8 +236,9 @@ def write_litert(model, folder: Path) -> None:
     (folder / "model.tflite").write_bytes(flatbuffer)
 
 
-def write_onnx(model, folder: Path) -> None:
-    """model.onnx, converted by tf2onnx from the same function; the batch dimension named `batch`."""
+def write_onnx(model, folder: Path, names: Optional[list[str]] = None) -> None:
+    """model.onnx, converted by tf2onnx from the same function; the batch dimension named `batch`; the class names
+    in its metadata_props."""
     import tensorflow as tf
     import tf2onnx
 
@@ -239,6 +252,9 @@ def write_onnx(model, folder: Path) -> None:
                           "and convert it with python -m tf2onnx.convert --saved-model DIR --output model.onnx") from err
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    if names is not None:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "class_names", json.dumps(names)
     (folder / "model.onnx").write_bytes(proto.SerializeToString())
 
 
@@ -271,8 +287,20 @@ def load_onnx(folder: Path) -> Runtime:
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    stored = session.get_modelmeta().custom_metadata_map.get("class_names")
     return Runtime("ONNX Runtime", onnxruntime.__version__,
-                   lambda x: session.run(["probabilities"], {"images": x})[0])
+                   lambda x: session.run(["probabilities"], {"images": x})[0], _names(stored))
+
+
+def _names(stored: Optional[str]) -> Optional[list[str]]:
+    """The class names of an ONNX model's metadata (a JSON list); None when absent, [] when unreadable."""
+    if stored is None:
+        return None
+    try:
+        names = json.loads(stored)
+    except ValueError:
+        return []
+    return [str(name) for name in names] if isinstance(names, list) else []
 
 
 LOADERS = {"saved_model": load_saved_model, "litert": load_litert, "onnx": load_onnx}
@@ -280,8 +308,10 @@ LOADERS = {"saved_model": load_saved_model, "litert": load_litert, "onnx": load_
 
 # The check.
 
-def compare(model, runtime: Runtime, images: np.ndarray, precision: str) -> dict[str, Any]:
-    """model.keras and the export on the same images: classes, probability differences, latency."""
+def compare(model, runtime: Runtime, images: np.ndarray, precision: str,
+            names: Optional[list[str]] = None) -> dict[str, Any]:
+    """model.keras and the export on the same images: classes, probability differences, latency; and the class
+    names the export carries against the run's `names`."""
     reference = np.asarray(model.predict(images, batch_size=BATCH, verbose=0), dtype=np.float64)
     exported = np.concatenate([np.asarray(runtime.predict(images[i:i + BATCH]), dtype=np.float64)
                                for i in range(0, len(images), BATCH)])
@@ -295,6 +325,7 @@ def compare(model, runtime: Runtime, images: np.ndarray, precision: str) -> dict
     # float32: every image must keep its class. bf16: a near tie in the original may flip.
     class_ok = bool(same.all()) if precision == "float32" else bool(same[~near_ties].all())
     difference = float(np.abs(reference - exported).max()) if len(images) else 0.0
+    names_ok = runtime.class_names is None or names is None or list(runtime.class_names) == list(names)
     return {
         "runtime": runtime.name,
         "runtime_version": runtime.version,
@@ -304,7 +335,9 @@ def compare(model, runtime: Runtime, images: np.ndarray, precision: str) -> dict
         "different_class": int((~same).sum()),
         "max_abs_probability_difference": difference,
         "tolerance": tolerance,
-        "passed": class_ok and difference <= tolerance,
+        "passed": class_ok and difference <= tolerance and names_ok,
+        "class_names": names,
+        "class_names_match": names_ok,
         "latency_ms": _latency(runtime.predict, images[:1]),
         "keras_latency_ms": _latency(_compiled(model), images[:1]),
     }
@@ -315,6 +348,8 @@ def mismatch_words(record: dict[str, Any]) -> str:
     parts = []
     if record["different_class"]:
         parts.append(f"{record['different_class']} of {record['images']} images change class")
+    if not record.get("class_names_match", True):
+        parts.append("its class names are not the run's")
     difference, tolerance = record["max_abs_probability_difference"], record["tolerance"]
     if np.isnan(difference):
         parts.append("it computes NaN probabilities")

@@ -22,10 +22,19 @@ class InputError(Exception):
 
 def parse_json(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
     """A JSON body as float32 images (n, 28, 28) in [0, 1], and whether it was a batch."""
+    return json_images(decode_json(body), max_batch)
+
+
+def decode_json(body: bytes) -> Any:
+    """The body's JSON value (NaN and Infinity allowed: json_images names them); InputError if it is not JSON."""
     try:
-        value = pydantic_core.from_json(body, allow_inf_nan=True)
+        return pydantic_core.from_json(body, allow_inf_nan=True)
     except ValueError as err:
         raise InputError(400, f"the body is not valid JSON ({err}); send {JSON_FORMS}") from None
+
+
+def json_images(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
+    """A decoded JSON body's images, float32 (n, 28, 28) in [0, 1], and whether it was a batch."""
     if not isinstance(value, dict) or not ({"pixels", "images"} & set(value)):
         got = f"an object with keys {sorted(value)[:5]}" if isinstance(value, dict) else f"a JSON {_kind(value)}"
         raise InputError(422, f"expected {JSON_FORMS}; got {got}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from pydantic import BaseModel, Field
 
@@ -28,6 +28,30 @@ class UploadRequest(BaseModel):
 
     file: bytes = Field(json_schema_extra={"format": "binary"},
                         description="The picture: any size, colour or grayscale, dark on light or light on dark.")
+
+
+LABEL = "The image's class: a class name of GET /model's class_names, or its index"
+
+
+class LabelledPixels(PixelsRequest):
+    """POST /collect: one image as numbers, and its class."""
+
+    label: Union[int, str] = Field(description=LABEL)
+
+
+class LabelledUpload(UploadRequest):
+    """POST /collect: one image file, preprocessed as for /predict, and its class."""
+
+    label: str = Field(description=LABEL)
+
+
+class Collected(BaseModel):
+    """Where POST /collect saved the image."""
+
+    label: int = Field(description="Class index")
+    class_name: str
+    file: str = Field(description="The PNG's path inside serve.collect_dir: CLASS_FOLDER/TIME.png (the class name, "
+                                  "with / and \\ as -)")
 
 
 class ClassProbability(BaseModel):
@@ -76,6 +100,7 @@ class ModelInfo(BaseModel):
     params: int
     test_accuracy: Optional[float] = None
     trained: Optional[str] = Field(None, description="When the run started (ISO 8601)")
-    class_names: list[str]
+    class_names: list[str] = Field(description="Every class's name, by label: the run's own")
+    collecting: bool = Field(False, description="Whether POST /collect saves labelled images (serve.collect_dir)")
     config: dict[str, Any] = Field(description="The run's composed config")
     metrics: dict[str, Any] = Field(description="The run's metrics.json")

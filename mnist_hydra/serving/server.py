@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import gc
 import logging
@@ -18,6 +19,7 @@ from typing import Callable, Optional
 
 from mnist_hydra.errors import OutputError, UserError
 from mnist_hydra.runs.rundir import require_run
+from mnist_hydra.serving.collect import prepare_collect_dir
 from mnist_hydra.serving.runinfo import headline, read_run_info
 from mnist_hydra.serving.settings import ServeSettings
 
@@ -49,6 +51,8 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
     """
     from mnist_hydra.tf_runtime import import_tensorflow
 
+    if settings.collect_dir is not None:  # a bad folder fails now, before TensorFlow loads; workers get it absolute
+        settings = dataclasses.replace(settings, collect_dir=str(prepare_collect_dir(settings.collect_dir)))
     import_tensorflow()  # here, without its start-up chatter, before anything of the server's imports it
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
     sock = None
@@ -56,7 +60,8 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
 
     def announce(what: str) -> None:
         workers = f" with {settings.workers} worker processes" if settings.workers > 1 else ""
-        say(f"{prog}: serving {what} at {address}{workers} ; Ctrl-C stops it")
+        collecting = f" ; labelled drawings go to {settings.collect_dir}" if settings.collect_dir else ""
+        say(f"{prog}: serving {what} at {address}{workers}{collecting} ; Ctrl-C stops it")
         sys.stdout.flush()
         announced.set()
 

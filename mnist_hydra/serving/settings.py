@@ -21,6 +21,7 @@ class ServeSettings:
     max_batch: int = 256  # most images in one {"images": [...]} request
     batch_wait_ms: float = 0.0  # how long a lone request waits for others to share its model call
     access_log: bool = False  # a log line per request (costs throughput)
+    collect_dir: Optional[str] = None  # save drawings the user labels as DIR/<class>/<time>.png; null = off
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "serve.port", self.port, "a TCP port 1-65535, or 0 for a free one")
@@ -30,3 +31,5 @@ class ServeSettings:
         require(self.max_pixels >= 28 * 28, "serve.max_pixels", self.max_pixels, "a pixel count >= 784")
         require(self.max_batch >= 1, "serve.max_batch", self.max_batch, "an integer >= 1")
         require(0 <= self.batch_wait_ms <= 100, "serve.batch_wait_ms", self.batch_wait_ms, "milliseconds in [0, 100]")
+        require(self.collect_dir is None or bool(self.collect_dir.strip()), "serve.collect_dir", self.collect_dir,
+                "null (off) or a folder to save labelled drawings in")
