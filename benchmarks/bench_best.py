@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import (REPO, TARGET_BEST_ACCURACY, TARGET_BEST_WALL, run_mnist_hydra,  # noqa: E402
-                         verdict, wait_for_quiet)
+from harness import (REPO, TARGET_BEST_ACCURACY, TARGET_BEST_WALL, run_mnist_hydra,  # noqa: E402
+                     verdict, wait_for_quiet)
 
 SEEDS = (0, 1, 2)
 

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from machine import cpu_model, load_average  # noqa: E402
+from harness import cpu_model, load_average  # noqa: E402
 
 # Run in a fresh process per load, so that its peak memory is its own.
 LOAD = """

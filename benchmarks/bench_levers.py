@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_train import REPO, run_mnist_hydra, wait_for_quiet  # noqa: E402
+from harness import REPO, run_mnist_hydra, wait_for_quiet  # noqa: E402
 
 # name -> overrides; the first row is the baseline the others are compared with.
 LEVERS: list[tuple[str, list[str]]] = [

@@ -44,8 +44,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from bench_train import busy_cpu_seconds, wait_for_quiet
-from machine import cpu_model, load_average
+from harness import busy_cpu_seconds, wait_for_quiet
+from harness import cpu_model, load_average
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SINGLE_PER_SECOND = 500  # single-image predictions/s at 32 concurrent clients

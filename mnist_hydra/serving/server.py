@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import errno
-import gc
 import logging
 import os
 import signal
@@ -20,6 +18,7 @@ from typing import Callable, Optional
 from mnist_hydra.errors import OutputError, UserError
 from mnist_hydra.runs.rundir import require_run
 from mnist_hydra.serving.collect import prepare_collect_dir
+from mnist_hydra.serving.process import prepare_process
 from mnist_hydra.serving.runinfo import headline, read_run_info
 from mnist_hydra.serving.settings import ServeSettings
 
@@ -164,35 +163,6 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
         if supervisor.stopped_by is None and any(p.exitcode == worker.STARTUP_FAILURE for p in supervisor.processes):
             raise OutputError("a worker process could not start; see the lines above")
     return supervisor.stopped_by
-
-
-def prepare_process() -> None:
-    """What a serving process does once its model is loaded and uvicorn has set up its logging.
-
-    Every object alive now (the loaded model's, with TensorFlow's: some 600,000) is exempted from later garbage
-    collections, once the garbage of loading is collected: a full collection then walks only the few thousand
-    objects of the requests in flight, 2 ms at most while serving 280x280 PNG uploads instead of up to 32 ms,
-    which every request waiting meanwhile added to its latency.
-
-    A second Ctrl-C skips uvicorn's graceful shutdown, and uvicorn then logged the app's cancelled lifespan as an
-    ERROR with two tracebacks: it is the stop the user asked for, not an error.
-
-    python-multipart logs a WARNING for every malformed upload ("Expected boundary character 45, got 103 at
-    index 2"): the client's 400 already says it, and anyone could fill the server's terminal with them.
-    """
-    gc.collect()
-    gc.freeze()
-    logging.getLogger("uvicorn.error").addFilter(_not_a_cancellation)
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
-
-
-def _not_a_cancellation(record: logging.LogRecord) -> bool:
-    """False for a log record of a cancelled task: with its exception, or (Starlette's "lifespan.shutdown.failed")
-    as the traceback's text."""
-    if record.exc_info:
-        return not isinstance(record.exc_info[1], asyncio.CancelledError)
-    text = record.getMessage().rstrip()
-    return not (text.startswith("Traceback (most recent call last)") and text.endswith("CancelledError"))
 
 
 def _when_answering(sock: socket.socket, done: threading.Event, then: Callable[[], None]) -> None:

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.predictor import Predictor
 from mnist_hydra.errors import UserError
-from mnist_hydra.serving.server import prepare_process
+from mnist_hydra.serving.process import prepare_process
 from mnist_hydra.serving.settings import ServeSettings
 
 ENV_VAR = "MNIST_HYDRA_SERVE_WORKER"  # the parent's settings, as JSON: spawned workers inherit the environment
