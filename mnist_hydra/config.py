@@ -67,7 +67,7 @@ class TrainerConfig:
     name: str = "default"  # preset name, kept for the record
     epochs: int = 10  # passes over the training set
     batch_size: int = 64  # images per gradient step
-    verbose: Optional[int] = None  # Keras's output: 0 silent, 1 progress bar, 2 one line per epoch; null = 1 on a terminal, else 2
+    verbose: Optional[int] = None  # Keras's output: 0 none, 1 progress bar, 2 its line per epoch; null = 1 on a terminal, else 0 (our log line is the epoch's one line)
     deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
     threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
     # Ops run side by side, each still using `threads`; null = 1 under strategy=default, else as threads.

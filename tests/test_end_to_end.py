@@ -191,8 +191,8 @@ def test_job_log_holds_the_runs_log_lines(twin_runs):
 
 def test_run_ends_by_printing_test_accuracy_and_run_directory(twin_runs):
     cwd, outputs = twin_runs
-    printed = {re.search(r"test accuracy (\d\.\d{4}) .*run directory: (\S+)$", out.strip().splitlines()[-1]).group(2)
-               for out in outputs}
+    printed = {re.fullmatch(r"run directory: (\S+)", out.strip().splitlines()[-1]).group(1) for out in outputs}
+    assert all(re.match(r"test accuracy \d\.\d{4} ", out.strip().splitlines()[-4]) for out in outputs)
     assert printed == {str(d) for d in _run_dirs(cwd)}
 
 

@@ -37,9 +37,21 @@ def test_a_tiny_run_warns_once_per_odd_size_and_prints_no_tensorflow_line(tmp_pa
                                 "expect low accuracy")
     assert warnings[1].endswith("trainer.batch_size=100000 is larger than the 5 training images: each epoch is "
                                 "one batch of 5")
-    # Off a terminal (trainer.verbose null): Keras prints one line per epoch, no bar redraws, no ANSI codes.
+    # Off a terminal (trainer.verbose null): exactly one line per epoch, ours; no Keras line, no bar redraws, no ANSI.
     assert "\r" not in result.stdout and "\x1b[" not in result.stdout and "━" not in result.stdout
-    assert len(re.findall(r"^1/1 - \d+s - .*val_accuracy: ", result.stdout, re.M)) == 2, result.stdout
+    epochs = [line for line in result.stdout.splitlines() if re.search(r"\bepoch \d/2\b|Epoch \d/2|val_accuracy:", line)]
+    assert len(epochs) == 2 and all(re.search(r"\] - epoch \d/2: accuracy .*, val_loss [\d.]+ \([\d.]+ s\)$", line)
+                                    for line in epochs), result.stdout
+    # Before training: where the run goes and what the config changes; after: the figures and the way to look.
+    lines = result.stdout.splitlines()
+    assert lines[:2] == [f"run directory: {run}", f"config: data=mnist model=cnn optimizer=adam trainer=default "
+                                                  f"(the whole tree: {run / '.hydra' / 'config.yaml'})"]
+    assert {"  trainer.epochs=2  (default 10)", "  trainer.batch_size=100000  (default 64)",
+            "  data.train_limit=5  (default null)", "  data.test_limit=100  (default null)"} <= set(lines[2:6])
+    assert re.fullmatch(r"test accuracy [\d.]+ \(loss [\d.]+\); best epoch \d of 2 \(val_accuracy [\d.]+\); "
+                        r"[\d.]+ s training, [\d.]+ s in all", lines[-4]), lines[-4:]
+    assert lines[-3:] == [f"  report: {run / 'report.html'} (open it in a browser)",
+                          f"  serve:  python -m mnist_hydra.serve run={run}", f"run directory: {run}"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["status"], metrics["train_images"], metrics["epochs_run"]) == ("completed", 5, 2)
 

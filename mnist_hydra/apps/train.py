@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import NoReturn, Optional
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig
 from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import describe, guard, run_app
 from mnist_hydra.apps.resume import parse_overrides, resume_argv, run_config
+from mnist_hydra.apps.summary import end_lines, start_lines
 from mnist_hydra.config import store_schemas, validate
 from mnist_hydra.errors import Interrupted, OutputError
 from mnist_hydra.plugins import load_plugins
@@ -37,16 +39,18 @@ def train(cfg: DictConfig) -> Optional[float]:
     workdir = Path(HydraConfig.get().runtime.output_dir)
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         return _sweep_job(cfg, workdir)
+    start = time.perf_counter()
     try:
-        metrics = _run(cfg, workdir)
+        metrics = _run(cfg, workdir, announce=True)
     except Interrupted as stop:
         _stopped(stop, workdir)
-    print(f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}); run directory: {workdir}")
+    print("\n".join(end_lines(metrics, workdir, time.perf_counter() - start)), flush=True)
     return metrics["val_accuracy"]
 
 
-def _run(cfg: DictConfig, workdir: Path) -> dict:
-    """Validate and train; with resume=DIR, the config saved there, and a finished run is not run again."""
+def _run(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict:
+    """Validate and train; with resume=DIR, the config saved there, and a finished run is not run again.
+    `announce`: once the config is valid, print the run directory and what the config changes."""
     resuming = cfg.get("resume") is not None
     if resuming:
         done = rundir.completed_metrics(workdir)
@@ -56,6 +60,8 @@ def _run(cfg: DictConfig, workdir: Path) -> dict:
             return done
         cfg = run_config(cfg, workdir, sweep=HydraConfig.get().mode == RunMode.MULTIRUN)
     config = validate(cfg)
+    if announce:
+        print("\n".join(start_lines(cfg, workdir, resumed=resuming)), flush=True)
     from mnist_hydra.training.run import train_and_evaluate
 
     return train_and_evaluate(config, workdir, resume=resuming, overrides=HydraConfig.get().overrides.task,

@@ -8,11 +8,12 @@ remains, so a resumed run continues exactly from it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import keras
 
@@ -26,11 +27,16 @@ log = logging.getLogger(__name__)
 
 class EpochLog(keras.callbacks.Callback):
     """Logs each epoch's figures to the job log and keeps its wall time; an epoch a stop cut short is logged
-    as dropped, without figures, since nothing of it is kept."""
+    as dropped, without figures, since nothing of it is kept.
 
-    def __init__(self, epochs: int, stopped: Callable[[], Any] = lambda: None) -> None:
+    `file_only`: Keras's progress bar shows the figures on the terminal, so the line goes to the log file alone
+    (see `terminals_show_no_file_only`); in a pipe or a log it is the one line an epoch prints.
+    """
+
+    def __init__(self, epochs: int, stopped: Callable[[], Any] = lambda: None, file_only: bool = False) -> None:
         super().__init__()
         self.epochs, self.stopped = epochs, stopped
+        self.extra = {FILE_ONLY: file_only}
         self.seconds: list[float] = []
 
     def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
@@ -43,7 +49,35 @@ class EpochLog(keras.callbacks.Callback):
                         epoch + 1, self.epochs)
             return
         figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1])
+        log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1], extra=self.extra)
+
+
+FILE_ONLY = "mnist_hydra_file_only"  # a log record's attribute: keep it off the terminal
+
+
+@contextlib.contextmanager
+def terminals_show_no_file_only() -> Iterator[None]:
+    """Meanwhile, the root logger's handlers that write to a terminal drop the records marked FILE_ONLY."""
+    def keep(record: logging.LogRecord) -> bool:
+        return not getattr(record, FILE_ONLY, False)
+
+    handlers = [h for h in logging.getLogger().handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+                and _isatty(getattr(h, "stream", None))]
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream is not None and stream.isatty())
+    except (AttributeError, ValueError, OSError):  # a closed or odd stream
+        return False
 
 
 class ProgressBar(keras.callbacks.ProgbarLogger):

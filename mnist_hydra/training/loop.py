@@ -27,7 +27,7 @@ from mnist_hydra.training import distribute
 from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
 from mnist_hydra.tracking.fanout import Loggers, open_loggers
 from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, LogSteps, ProgressBar, StopOnDivergence,
-                                            StopOnRequest)
+                                            StopOnRequest, terminals_show_no_file_only)
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
 from mnist_hydra.training.init_from import load_weights_from
@@ -168,9 +168,10 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
     # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
     diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
     steps = math.ceil(len(splits.y_train) / batch)
-    with stop_on_signals() as request:
+    verbose = verbosity(config.trainer.verbose)
+    with stop_on_signals() as request, terminals_show_no_file_only():
         stopped = lambda: request.signum or diverged.where  # noqa: E731
-        timer = EpochLog(epochs, stopped)
+        timer = EpochLog(epochs, stopped, file_only=verbose == 1)
         saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped, controls=controls, loggers=loggers)
         callbacks = [timer, diverged, StopOnRequest(request), saver, ProgressBar(stopped)]
         every = [logger.step_every for logger in loggers.active if logger.step_every]
@@ -183,7 +184,7 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
                 validation_data=make_dataset(splits.x_val, splits.y_val, config.trainer.eval_batch_size or batch),
                 initial_epoch=state.epoch,
                 epochs=epochs,
-                verbose=verbosity(config.trainer.verbose),
+                verbose=verbose,
                 callbacks=callbacks,
                 shuffle=False,  # the dataset orders each epoch itself, from the seed
             )
@@ -273,11 +274,11 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
 
 
 def verbosity(verbose: Optional[int]) -> int:
-    """Keras's verbose: as set, or (null) a progress bar on a terminal and one line per epoch elsewhere,
-    so a log file or CI output is not flooded with progress-bar redraws."""
+    """Keras's verbose: as set, or (null) a progress bar on a terminal, and nothing of Keras's elsewhere: in a log
+    file, a pipe or CI the epoch's log line (EpochLog) is then the one line it prints, with no bar redraws."""
     if verbose is not None:
         return verbose
-    return 1 if sys.stdout.isatty() else 2
+    return 1 if sys.stdout.isatty() else 0
 
 
 def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
