@@ -15,6 +15,7 @@ import inspect
 import io
 import re
 import sys
+import textwrap
 import tokenize
 import typing
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ def field_comments(cls: type) -> dict[str, str]:
         source = inspect.getsource(cls)
     except (OSError, TypeError):  # a class made at run time: no source to read
         return {}
-    source = inspect.cleandoc("\n" + source) if source[:1].isspace() else source
+    source = textwrap.dedent(source)  # a class defined inside a function or class is indented
     comments: dict[int, tuple[str, bool]] = {}  # line -> (text, whether the line holds nothing else)
     for token in tokenize.generate_tokens(io.StringIO(source).readline):
         if token.type == tokenize.COMMENT:
