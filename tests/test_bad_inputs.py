@@ -7,10 +7,11 @@ finished, stopped, failed and killed runs, a sweep, files and folders to misuse)
 - exactly one line on stderr, `PROG: error: ...`, holding the fragments listed (no TensorFlow line,
   no traceback: TF_CPP_MIN_LOG_LEVEL is left unset, as a user leaves it);
 - nothing created, changed or removed in the sandbox (every folder, and every file with its size and
-  mtime, before and after), except the files a row names because the README says the app writes them.
+  mtime, before and after), except the files a row names because the docs say the app writes them.
 
 Rows are independent, so they run two at a time. Serve and export rows go in APPS and CATALOGUE the
-same way. The README's "What can go wrong" table lists every `kind` below (test_readme_lists_every_kind).
+same way. The docs' "What can go wrong" table (docs/what-can-go-wrong.md) lists every `kind` below
+(test_readme_lists_every_kind).
 """
 
 from __future__ import annotations
@@ -56,11 +57,11 @@ class Case:
     """One bad input: the command, and what it must do."""
 
     app: str
-    kind: str  # the class of input, as the README's table names it
+    kind: str  # the class of input, as the docs' "What can go wrong" table names it
     args: str  # shell words, run in the sandbox (relative paths name its fixtures)
     code: int  # the exit code
     says: tuple[str, ...]  # fragments of the one error line
-    writes: tuple[str, ...] = ()  # sandbox paths (globs) the README lets this command write
+    writes: tuple[str, ...] = ()  # sandbox paths (globs) the docs let this command write
     data: bool = False  # needs the real MNIST files (MNIST_HYDRA_DATA)
     env: tuple[tuple[str, str], ...] = ()  # variables set for this row ({root}: its sandbox)
     slow: bool = False  # imports TensorFlow
@@ -424,7 +425,7 @@ def outcomes(request, tmp_path_factory):
     finally:
         while not servers.empty():
             servers.get().close()
-    # What each row printed and how long it took: the README's table and a slow row are read from here.
+    # What each row printed and how long it took: the docs' table and a slow row are read from here.
     with open(base / "catalogue.tsv", "w", encoding="utf-8") as record:
         for key, outcome in done.items():
             first = (outcome.result.stderr.splitlines() or [""])[0]
@@ -463,8 +464,9 @@ def test_the_catalogue_covers_every_app_and_enough_cases():
 
 
 def test_readme_lists_every_kind():
-    """The README's "What can go wrong" table has a row per kind of input, with the exit codes seen here."""
-    section = (ROOT / "README.md").read_text().split("### What can go wrong", 1)[1].split("\n#", 1)[0]
+    """docs/what-can-go-wrong.md's table has a row per kind of input, with the exit codes seen here."""
+    page = (ROOT / "docs" / "what-can-go-wrong.md").read_text()
+    section = page.split("# What can go wrong", 1)[1].split("\n#", 1)[0]
     table = [line for line in section.splitlines() if line.startswith("|")][2:]
     rows = {}
     for line in table:
@@ -472,7 +474,7 @@ def test_readme_lists_every_kind():
         rows[cells[0]] = cells
     assert f"runs {len(CATALOGUE)} such commands" in section
     for kind in sorted({c.kind for c in CATALOGUE}):
-        assert kind in rows, f"the README's table has no row {kind!r}"
+        assert kind in rows, f"docs/what-can-go-wrong.md's table has no row {kind!r}"
         codes = {str(c.code) for c in CATALOGUE if c.kind == kind}
         assert set(re.findall(r"\d+", rows[kind][-1])) >= codes, (kind, rows[kind])
 

@@ -17,7 +17,7 @@ from tests.conftest import run_app, skip_unless_ci
 ERROR_LINE = re.compile(r"^mnist_hydra: error: .+$")
 
 
-# The README's exit codes: 2 for a config or usage mistake, 1 for data (and output) trouble.
+# The exit codes of docs/what-can-go-wrong.md: 2 for a config or usage mistake, 1 for data (and output) trouble.
 CONFIG, DATA = 2, 1
 
 

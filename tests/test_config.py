@@ -58,7 +58,7 @@ def test_defaults_are_the_reference_setup(compose_config):
 
 def test_fast_trainer_is_the_readmes_smoke_run(compose_config):
     config = validate(compose_config("trainer=fast"))
-    # README: "smoke run: 2 epochs on 5,000 images"; everything else stays the reference's.
+    # docs/running.md: "smoke run: 2 epochs on 5,000 images"; everything else stays the reference's.
     assert (config.trainer.epochs, config.data.train_limit) == (2, 5000)
     assert config.trainer.batch_size == validate(compose_config()).trainer.batch_size == 64
     # The user's own override still wins over the preset.

@@ -402,7 +402,7 @@ def load_quietly(caplog, name: str, **fields):
 
 @needs_fashion
 def test_mnist_in_the_environment_variable_does_not_disturb_fashion_mnist(real_mnist, monkeypatch, caplog):
-    # The README's `export MNIST_HYDRA_DATA=/path/to/mnist`: each data set still finds its own files.
+    # docs/data.md's `export MNIST_HYDRA_DATA=/path/to/mnist`: each data set still finds its own files.
     monkeypatch.setenv("MNIST_HYDRA_DATA", str(real_mnist))
     fashion, warnings = load_quietly(caplog, "fashion_mnist")
     assert warnings == []

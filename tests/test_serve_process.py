@@ -127,8 +127,8 @@ def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, co
 
 
 def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    command, shown = re.search(r"\$ python -m mnist_hydra\.serve (run=\S+)\n(.*)\n", readme).groups()
+    page = (Path(__file__).resolve().parents[1] / "docs" / "serving.md").read_text()  # the README's, moved there
+    command, shown = re.search(r"\$ python -m mnist_hydra\.serve (run=\S+)\n(.*)\n", page).groups()
     result = run_app(command, cwd=tmp_path, module=SERVE, timeout=60)
     assert result.returncode == 2 and shown in result.stderr.splitlines(), result.stderr
 
