@@ -52,7 +52,7 @@ def write_pngs(folder: Path, count: int, data: Path) -> float:
     start = time.perf_counter()
     for label in range(10):
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=False)):
         Image.fromarray(image).save(folder / str(label) / f"{i:05d}.png")
     return time.perf_counter() - start
 
@@ -67,14 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 60_000], help="images per folder")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
-                        help="the MNIST folder (default: $MNIST_HYDRA_DATA)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
+        help="the MNIST folder (default: $MNIST_HYDRA_DATA)",
+    )
     args = parser.parse_args(argv)
     if not (args.data / "train-images-idx3-ubyte.gz").is_file():
         parser.error(f"--data {args.data}: no MNIST training images there; set MNIST_HYDRA_DATA or --data")
     print(f"CPU: {cpu_model()}; load average {load_average()}; workers: {args.workers or os.cpu_count()}")
-    print(f"{'images':>8} {'first read':>12} {'images/s':>9} {'peak MB':>8} {'workers MB':>10}   "
-          f"{'cached':>8} {'images/s':>9} {'peak MB':>8}")
+    print(
+        f"{'images':>8} {'first read':>12} {'images/s':>9} {'peak MB':>8} {'workers MB':>10}   "
+        f"{'cached':>8} {'images/s':>9} {'peak MB':>8}"
+    )
     for size in args.sizes:
         with tempfile.TemporaryDirectory(prefix="bench_folder-") as scratch:
             root, cache = Path(scratch) / "images", Path(scratch) / "cache"
@@ -82,9 +88,11 @@ def main(argv: list[str] | None = None) -> int:
             first = load(root, cache, args.workers)
             cached = load(root, cache, args.workers)
             assert first["images"] == cached["images"] == size, (first, cached)
-            print(f"{size:>8} {first['seconds']:>10.2f} s {size / first['seconds']:>9.0f} {first['peak_mb']:>8.0f} "
-                  f"{first['workers_peak_mb']:>10.0f}   {cached['seconds']:>6.2f} s {size / cached['seconds']:>9.0f} "
-                  f"{cached['peak_mb']:>8.0f}")
+            print(
+                f"{size:>8} {first['seconds']:>10.2f} s {size / first['seconds']:>9.0f} {first['peak_mb']:>8.0f} "
+                f"{first['workers_peak_mb']:>10.0f}   {cached['seconds']:>6.2f} s {size / cached['seconds']:>9.0f} "
+                f"{cached['peak_mb']:>8.0f}"
+            )
     return 0
 
 

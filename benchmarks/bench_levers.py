@@ -31,12 +31,22 @@ LEVERS: list[tuple[str, list[str]]] = [
     ("threads=1", ["trainer.steps_per_execution=1", "trainer.threads=1"]),
     ("deterministic=false", ["trainer.steps_per_execution=1", "trainer.deterministic=false"]),
     ("spe 32 + mixed_bfloat16", ["trainer.precision=mixed_bfloat16"]),
-    ("spe 1000 + batch 256, float32", ["trainer.steps_per_execution=1000", "trainer.batch_size=256",
-                                       "trainer.eval_batch_size=2000"]),
+    (
+        "spe 1000 + batch 256, float32",
+        ["trainer.steps_per_execution=1000", "trainer.batch_size=256", "trainer.eval_batch_size=2000"],
+    ),
     ("inter_op_threads=2 (TensorFlow's own choice on 2 cores; the default is now 1)", ["trainer.inter_op_threads=2"]),
-    ("fastest before: bf16, batch 256, lr 1e-3 constant, inter-op 2",
-     ["trainer=fastest", "trainer.batch_size=256", "optimizer.lr=0.001", "optimizer.schedule=constant",
-      "optimizer.warmup_fraction=0", "trainer.inter_op_threads=2"]),
+    (
+        "fastest before: bf16, batch 256, lr 1e-3 constant, inter-op 2",
+        [
+            "trainer=fastest",
+            "trainer.batch_size=256",
+            "optimizer.lr=0.001",
+            "optimizer.schedule=constant",
+            "optimizer.warmup_fraction=0",
+            "trainer.inter_op_threads=2",
+        ],
+    ),
     ("fastest with batch 512, lr 2e-3", ["trainer=fastest", "trainer.batch_size=512", "optimizer.lr=0.002"]),
     ("trainer=fastest (bf16, batch 1024, lr 4e-3 warm-up + cosine, inter-op 1)", ["trainer=fastest"]),
 ]
@@ -46,9 +56,13 @@ def run(overrides: list[str], epochs: int, data: Path) -> dict:
     """One `python -m mnist_hydra` run: its epoch times, test accuracy, peak RSS, and what other processes used."""
     metrics, child = run_mnist_hydra(["trainer.verbose=0", f"trainer.epochs={epochs}", *overrides], data)
     seconds = metrics["epoch_seconds"]
-    return {"epoch_seconds": seconds, "median": statistics.median(seconds[1:] or seconds),
-            "test_accuracy": metrics["test_accuracy"], "peak_rss_gb": child.peak_rss_bytes / 1e9,
-            "others": child.other_cpu or 0.0}
+    return {
+        "epoch_seconds": seconds,
+        "median": statistics.median(seconds[1:] or seconds),
+        "test_accuracy": metrics["test_accuracy"],
+        "peak_rss_gb": child.peak_rss_bytes / 1e9,
+        "others": child.other_cpu or 0.0,
+    }
 
 
 def main() -> int:
@@ -56,10 +70,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run (default %(default)s)")
     parser.add_argument("--data", type=Path, default=Path(default_data), help="MNIST folder (default %(default)s)")
-    parser.add_argument("--wait-quiet", type=float, default=120, metavar="SECONDS",
-                        help="before each run, wait up to this long for other processes to go quiet (default %(default)s)")
-    parser.add_argument("--set", action="append", default=[], metavar="NAME=OVERRIDES",
-                        help='a row of its own, e.g. --set "bf16=trainer.precision=mixed_bfloat16"; repeatable')
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120,
+        metavar="SECONDS",
+        help="before each run, wait up to this long for other processes to go quiet (default %(default)s)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=OVERRIDES",
+        help='a row of its own, e.g. --set "bf16=trainer.precision=mixed_bfloat16"; repeatable',
+    )
     args = parser.parse_args()
     rows = [(s.split("=", 1)[0], s.split("=", 1)[1].split()) for s in args.set] or LEVERS
     print(f"{args.epochs} epochs per run; s/epoch = median of epochs 2..{args.epochs}", flush=True)
@@ -74,8 +98,11 @@ def main() -> int:
             continue
         base = base or r["median"]
         change = f"{(r['median'] / base - 1) * 100:+.0f}%"
-        print(f"{name:<44}{r['median']:>8.2f}{change:>8}{r['test_accuracy']:>9.4f}{r['peak_rss_gb']:>8.2f}"
-              f"{r['others'] * 100:>6.0f}%  {', '.join(f'{s:.2f}' for s in r['epoch_seconds'])}", flush=True)
+        print(
+            f"{name:<44}{r['median']:>8.2f}{change:>8}{r['test_accuracy']:>9.4f}{r['peak_rss_gb']:>8.2f}"
+            f"{r['others'] * 100:>6.0f}%  {', '.join(f'{s:.2f}' for s in r['epoch_seconds'])}",
+            flush=True,
+        )
     return 0
 
 

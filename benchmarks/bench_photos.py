@@ -29,8 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mnist_hydra.runs.rundir import load_model  # noqa: E402
 from mnist_hydra.data.idx import read_idx  # noqa: E402
+from mnist_hydra.runs.rundir import load_model  # noqa: E402
 from tests.photos import BACKGROUNDS, clean, make_photos  # noqa: E402
 
 
@@ -38,6 +38,7 @@ def load_preprocess(path: str | None):
     """mnist_hydra.data.preprocess, or the module in `path`."""
     if path is None:
         from mnist_hydra import preprocess
+
         return preprocess
     spec = importlib.util.spec_from_file_location("preprocess_under_test", path)
     module = importlib.util.module_from_spec(spec)
@@ -51,8 +52,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000, help="photos, one per test digit")
     parser.add_argument("--offset", type=int, default=1000, help="first test digit used")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
-                        help="the MNIST folder (default: $MNIST_HYDRA_DATA)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
+        help="the MNIST folder (default: $MNIST_HYDRA_DATA)",
+    )
     parser.add_argument("--preprocess", help="another preprocess.py to measure")
     args = parser.parse_args()
 
@@ -82,7 +87,9 @@ def main() -> None:
 
     print(f"{args.n} MNIST test digits from {args.offset}, run {args.run}, preprocess {pre.__file__}")
     print(f"originals (28x28)        {np.mean(original == labels):.3f}")
-    print(f"photos                   {right.mean():.3f}  ({right.mean() / np.mean(original == labels):.2f} of the originals)")
+    print(
+        f"photos                   {right.mean():.3f}  ({right.mean() / np.mean(original == labels):.2f} of the originals)"
+    )
     for key, values in (("background", BACKGROUNDS), ("polarity", ("ink", "chalk"))):
         for value in values:
             group = np.array([getattr(p, key) == value for p in photos])

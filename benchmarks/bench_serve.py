@@ -39,13 +39,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import numpy as np
-
-from harness import busy_cpu_seconds, wait_for_quiet
-from harness import cpu_model, load_average
+from harness import busy_cpu_seconds, cpu_model, load_average, wait_for_quiet
 
 REPO = Path(__file__).resolve().parent.parent
 TARGET_SINGLE_PER_SECOND = 500  # single-image predictions/s at 32 concurrent clients
@@ -54,11 +53,15 @@ TARGET_BATCH_IMAGES_PER_SECOND = 5000  # images/s in batches of 64
 WARMUP_REQUESTS = 200
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="run directory to serve (default: train a throwaway one)")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("MNIST_HYDRA_DATA", REPO.parent / "shared/data/mnist")),
-                        help="the MNIST folder (default: $MNIST_HYDRA_DATA)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MNIST_HYDRA_DATA", REPO.parent / "shared/data/mnist")),
+        help="the MNIST folder (default: $MNIST_HYDRA_DATA)",
+    )
     parser.add_argument("--requests", type=int, default=4000, help="single-image requests per single phase")
     parser.add_argument("--batches", type=int, default=300, help="batch requests")
     parser.add_argument("--concurrency", type=int, default=32, help="concurrent clients")
@@ -96,8 +99,16 @@ def env_with_repo(data: Path) -> dict[str, str]:
 def train_throwaway(data: Path, workdir: Path) -> Path:
     """A reference-network run good enough to serve: 1 epoch on 10,000 images."""
     run_dir = workdir / "run"
-    command = [sys.executable, "-m", "mnist_hydra", "trainer.epochs=1", "trainer.verbose=0",
-               "data.train_limit=10000", "data.test_limit=1000", f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_hydra",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        "data.train_limit=10000",
+        "data.test_limit=1000",
+        f"hydra.run.dir={run_dir}",
+    ]
     print(f"training a throwaway run: {' '.join(command[2:])}", flush=True)
     subprocess.run(command, cwd=workdir, env=env_with_repo(data), check=True, capture_output=True, timeout=600)
     return run_dir
@@ -109,8 +120,9 @@ class Server:
     def __init__(self, run_dir: Path, data: Path, overrides: list[str]) -> None:
         command = [sys.executable, "-m", "mnist_hydra.serve", f"run={run_dir}", "serve.port=0", *overrides]
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(command, env=env_with_repo(data), stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command, env=env_with_repo(data), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         line = self.process.stdout.readline()
         found = re.search(r"(http://\S+/)", line)
         if not found:
@@ -119,7 +131,7 @@ class Server:
         self.url = found.group(1)
         self.start_seconds = time.perf_counter() - self.started
 
-    def peak_rss_bytes(self) -> Optional[int]:
+    def peak_rss_bytes(self) -> int | None:
         """The largest VmHWM among the server's processes (Linux): one model's process."""
         peaks = []
         for pid in _tree(self.process.pid):
@@ -170,8 +182,9 @@ def _tree(pid: int) -> list[int]:
     return found
 
 
-async def load(url: str, requests: list[tuple[str, Any]], concurrency: int,
-               rate: Optional[float] = None) -> dict[str, Any]:
+async def load(
+    url: str, requests: list[tuple[str, Any]], concurrency: int, rate: float | None = None
+) -> dict[str, Any]:
     """Send `requests` (kind, payload) with `concurrency` clients; latencies, errors, answers.
 
     Without `rate` each client sends its next request as soon as it has the answer (a closed loop: the
@@ -238,10 +251,17 @@ def _client_collector_paused() -> Iterator[None]:
         gc.unfreeze()
 
 
-def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: list[np.ndarray], concurrency: int,
-          images_per_request: int, rate: Optional[float] = None) -> dict[str, Any]:
+def phase(
+    name: str,
+    server: Server,
+    requests: list[tuple[str, Any]],
+    labels: list[np.ndarray],
+    concurrency: int,
+    images_per_request: int,
+    rate: float | None = None,
+) -> dict[str, Any]:
     """Warm up, then time `requests`; throughput, latency, errors, accuracy, CPU time and neighbours' share."""
-    asyncio.run(load(server.url, requests[:min(WARMUP_REQUESTS, max(len(requests) // 10, 10))], concurrency))
+    asyncio.run(load(server.url, requests[: min(WARMUP_REQUESTS, max(len(requests) // 10, 10))], concurrency))
     before = server.health()
     busy, server_cpu, client_cpu = busy_cpu_seconds(), server.cpu_seconds(), time.process_time()
     with _client_collector_paused():
@@ -253,21 +273,30 @@ def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: li
     images_per_call = (after["images_predicted"] - before["images_predicted"]) / calls if calls > 0 else None
     others = None
     if busy is not None:
-        others = max(0.0, busy_cpu_seconds() - busy - server_cpu - client_cpu) / (result["seconds"] * (os.cpu_count() or 1))
+        others = max(0.0, busy_cpu_seconds() - busy - server_cpu - client_cpu) / (
+            result["seconds"] * (os.cpu_count() or 1)
+        )
     latencies = np.array(result["latencies"]) * 1000
     right = total = 0
-    for answer, truth in zip(result["answers"], labels):
+    for answer, truth in zip(result["answers"], labels, strict=False):
         if isinstance(answer, dict):
             predicted = [p["label"] for p in answer["predictions"]] if "predictions" in answer else [answer["label"]]
             right += int(np.sum(np.array(predicted) == truth))
             total += len(truth)
     images = len(requests) * images_per_request
     return {
-        "phase": name, "requests": len(requests), "images": images, "concurrency": concurrency, "rate": rate,
-        "seconds": result["seconds"], "requests_per_second": len(requests) / result["seconds"],
+        "phase": name,
+        "requests": len(requests),
+        "images": images,
+        "concurrency": concurrency,
+        "rate": rate,
+        "seconds": result["seconds"],
+        "requests_per_second": len(requests) / result["seconds"],
         "images_per_second": images / result["seconds"],
-        "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99)),
-        "errors": len(result["errors"]), "first_error": result["errors"][0] if result["errors"] else None,
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "errors": len(result["errors"]),
+        "first_error": result["errors"][0] if result["errors"] else None,
         "accuracy": right / total if total else None,
         "server_cpu_ms_per_request": server_cpu / len(requests) * 1000,
         "client_cpu_share": client_cpu / (result["seconds"] * (os.cpu_count() or 1)),
@@ -276,7 +305,7 @@ def phase(name: str, server: Server, requests: list[tuple[str, Any]], labels: li
     }
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not (args.data / "t10k-images-idx3-ubyte.gz").is_file():
         raise SystemExit(f"bench_serve: --data {args.data}: no t10k-images-idx3-ubyte.gz there; give the MNIST folder")
@@ -286,12 +315,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         pngs = [canvas_png(d) for d in images]
         pixels = [json.dumps({"pixels": d.tolist()}).encode() for d in images]
         n, b = args.requests, args.batch_size
-        batches = [json.dumps({"images": images[(i * b) % 1000:][:b].tolist()}).encode() for i in range(1000 // b)]
-        batch_labels = [labels[(i * b) % 1000:][:b] for i in range(1000 // b)]
+        batches = [json.dumps({"images": images[(i * b) % 1000 :][:b].tolist()}).encode() for i in range(1000 // b)]
+        batch_labels = [labels[(i * b) % 1000 :][:b] for i in range(1000 // b)]
 
         quiet = wait_for_quiet(args.quiet_wait)
-        print(f"CPU: {cpu_model()}; load average {load_average()}"
-              + (f", other processes {quiet * 100:.0f}% of the CPUs" if quiet is not None else ""), flush=True)
+        print(
+            f"CPU: {cpu_model()}; load average {load_average()}"
+            + (f", other processes {quiet * 100:.0f}% of the CPUs" if quiet is not None else ""),
+            flush=True,
+        )
         server = Server(run_dir, args.data, ["serve.max_batch=" + str(max(b, 256)), *args.overrides])
         print(f"server: {server.url} (ready in {server.start_seconds:.1f} s), run {run_dir}", flush=True)
         results = []
@@ -299,32 +331,53 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             for form, payloads in (("png", pngs), ("pixels", pixels)):
                 requests = [("png" if form == "png" else "json", payloads[i % 1000]) for i in range(n)]
-                truth = [labels[i % 1000:][:1] for i in range(n)]
+                truth = [labels[i % 1000 :][:1] for i in range(n)]
                 results.append(phase(f"{form} top speed", server, requests, truth, args.concurrency, 1))
-                results.append(phase(f"{form} at {target}/s", server, requests, truth, args.concurrency, 1, rate=target))
-            results.append(phase("batch top speed", server, [("json", batches[i % len(batches)]) for i in range(args.batches)],
-                                 [batch_labels[i % len(batches)] for i in range(args.batches)], args.concurrency, b))
+                results.append(
+                    phase(f"{form} at {target}/s", server, requests, truth, args.concurrency, 1, rate=target)
+                )
+            results.append(
+                phase(
+                    "batch top speed",
+                    server,
+                    [("json", batches[i % len(batches)]) for i in range(args.batches)],
+                    [batch_labels[i % len(batches)] for i in range(args.batches)],
+                    args.concurrency,
+                    b,
+                )
+            )
         finally:
             peak = server.peak_rss_bytes()
             code, out, err = server.stop()
     stop_line = out.strip().splitlines()[-1:] or [""]
-    report = {"cpu": cpu_model(), "run": str(run_dir), "overrides": args.overrides, "results": results,
-              "server_peak_rss_bytes": peak,
-              "server_exit_code": code, "server_stop_line": stop_line[0], "server_start_seconds": server.start_seconds}
+    report = {
+        "cpu": cpu_model(),
+        "run": str(run_dir),
+        "overrides": args.overrides,
+        "results": results,
+        "server_peak_rss_bytes": peak,
+        "server_exit_code": code,
+        "server_stop_line": stop_line[0],
+        "server_start_seconds": server.start_seconds,
+    }
     return print_report(report, args)
 
 
 def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"\nserver: python -m mnist_hydra.serve {' '.join(report['overrides']) or '(defaults)'}")
-    print(f"{'phase':<18} {'requests':>8} {'images/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
-          f"{'accuracy':>8} {'server CPU ms/req':>17} {'images/call':>11} {'client':>6} {'others':>6}")
+    print(
+        f"{'phase':<18} {'requests':>8} {'images/s':>9} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'errors':>6} "
+        f"{'accuracy':>8} {'server CPU ms/req':>17} {'images/call':>11} {'client':>6} {'others':>6}"
+    )
     for r in report["results"]:
         accuracy = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         others = "?" if r["others_cpu_share"] is None else f"{r['others_cpu_share'] * 100:.0f}%"
         per_call = "?" if r["images_per_model_call"] is None else f"{r['images_per_model_call']:.1f}"
-        print(f"{r['phase']:<18} {r['requests']:>8} {r['images_per_second']:>9,.0f} {r['requests_per_second']:>8,.0f} "
-              f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} {accuracy:>8} "
-              f"{r['server_cpu_ms_per_request']:>17.2f} {per_call:>11} {r['client_cpu_share'] * 100:>5.0f}% {others:>6}")
+        print(
+            f"{r['phase']:<18} {r['requests']:>8} {r['images_per_second']:>9,.0f} {r['requests_per_second']:>8,.0f} "
+            f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['errors']:>6} {accuracy:>8} "
+            f"{r['server_cpu_ms_per_request']:>17.2f} {per_call:>11} {r['client_cpu_share'] * 100:>5.0f}% {others:>6}"
+        )
         if r["first_error"]:
             print(f"  first error: {r['first_error']}")
     peak = report["server_peak_rss_bytes"]
@@ -336,18 +389,25 @@ def print_report(report: dict[str, Any], args: argparse.Namespace) -> int:
     for form in ("png", "pixels"):
         r = by_phase[f"{form} at {TARGET_SINGLE_PER_SECOND}/s"]
         # Paced at the target: the server keeps up when the last answer comes within 2% of the schedule.
-        ok = (r["images_per_second"] >= 0.98 * TARGET_SINGLE_PER_SECOND and r["p99_ms"] <= TARGET_SINGLE_P99_MS
-              and r["errors"] == 0)
+        ok = (
+            r["images_per_second"] >= 0.98 * TARGET_SINGLE_PER_SECOND
+            and r["p99_ms"] <= TARGET_SINGLE_P99_MS
+            and r["errors"] == 0
+        )
         verdicts.append(ok)
-        print(f"single image ({form}): {TARGET_SINGLE_PER_SECOND} predictions/s from {r['concurrency']} clients with "
-              f"p99 <= {TARGET_SINGLE_P99_MS:.0f} ms, 0 errors: {'MET' if ok else 'NOT MET'} "
-              f"({r['images_per_second']:,.0f}/s, p99 {r['p99_ms']:.1f} ms, {r['errors']} errors; "
-              f"top speed {by_phase[f'{form} top speed']['images_per_second']:,.0f}/s)")
+        print(
+            f"single image ({form}): {TARGET_SINGLE_PER_SECOND} predictions/s from {r['concurrency']} clients with "
+            f"p99 <= {TARGET_SINGLE_P99_MS:.0f} ms, 0 errors: {'MET' if ok else 'NOT MET'} "
+            f"({r['images_per_second']:,.0f}/s, p99 {r['p99_ms']:.1f} ms, {r['errors']} errors; "
+            f"top speed {by_phase[f'{form} top speed']['images_per_second']:,.0f}/s)"
+        )
     r = by_phase["batch top speed"]
     ok = r["images_per_second"] >= TARGET_BATCH_IMAGES_PER_SECOND and r["errors"] == 0
     verdicts.append(ok)
-    print(f"batches of {args.batch_size}: >= {TARGET_BATCH_IMAGES_PER_SECOND:,} images/s, 0 errors: "
-          f"{'MET' if ok else 'NOT MET'} ({r['images_per_second']:,.0f} images/s, {r['errors']} errors)")
+    print(
+        f"batches of {args.batch_size}: >= {TARGET_BATCH_IMAGES_PER_SECOND:,} images/s, 0 errors: "
+        f"{'MET' if ok else 'NOT MET'} ({r['images_per_second']:,.0f} images/s, {r['errors']} errors)"
+    )
     clean = report["server_exit_code"] == 0
     print(f"clean stop on SIGTERM (exit code 0): {'MET' if clean else 'NOT MET'}")
     if args.json:

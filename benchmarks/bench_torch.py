@@ -50,8 +50,12 @@ def load(root: Path):
     def labels(stem):
         return torch.from_numpy(read_idx(root, stem, 8).astype(np.int64))
 
-    return (images("train-images-idx3-ubyte"), labels("train-labels-idx1-ubyte"),
-            images("t10k-images-idx3-ubyte"), labels("t10k-labels-idx1-ubyte"))
+    return (
+        images("train-images-idx3-ubyte"),
+        labels("train-labels-idx1-ubyte"),
+        images("t10k-images-idx3-ubyte"),
+        labels("t10k-labels-idx1-ubyte"),
+    )
 
 
 def reference_network():
@@ -59,8 +63,13 @@ def reference_network():
     from torch import nn
 
     model = nn.Sequential(
-        nn.Conv2d(1, 28, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-        nn.Linear(13 * 13 * 28, 128), nn.ReLU(), nn.Linear(128, 10),
+        nn.Conv2d(1, 28, 3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(13 * 13 * 28, 128),
+        nn.ReLU(),
+        nn.Linear(128, 10),
     )
     for layer in model:
         if isinstance(layer, (nn.Conv2d, nn.Linear)):
@@ -93,7 +102,7 @@ def run_case(name: str, data: Path, epochs: int, seed: int = 0) -> dict:
         order = torch.randperm(len(y_train), generator=generator)
         total = 0.0
         for first in range(0, len(order), batch):
-            index = order[first:first + batch]
+            index = order[first : first + batch]
             x, y = x_train[index], y_train[index]
             optimizer.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -107,10 +116,20 @@ def run_case(name: str, data: Path, epochs: int, seed: int = 0) -> dict:
     correct = 0
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         for first in range(0, len(y_test), 1000):
-            correct += int((model(x_test[first:first + 1000]).argmax(1) == y_test[first:first + 1000]).sum())
-    return {"case": name, "precision": precision, "batch_size": batch, "epoch_seconds": epoch_seconds,
-            "loss": losses, "test_accuracy": correct / len(y_test), "train_images": len(y_train), "val_images": 0,
-            "load_seconds": load_seconds, "threads": torch.get_num_threads(), "torch": torch.__version__}
+            correct += int((model(x_test[first : first + 1000]).argmax(1) == y_test[first : first + 1000]).sum())
+    return {
+        "case": name,
+        "precision": precision,
+        "batch_size": batch,
+        "epoch_seconds": epoch_seconds,
+        "loss": losses,
+        "test_accuracy": correct / len(y_test),
+        "train_images": len(y_train),
+        "val_images": 0,
+        "load_seconds": load_seconds,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def main(argv=None) -> int:
@@ -123,8 +142,9 @@ def main(argv=None) -> int:
     try:
         import torch  # noqa: F401
     except ImportError:
-        print("bench_torch: skipped: PyTorch is not installed (pip install torch; a CPU build is enough)",
-              file=sys.stderr)
+        print(
+            "bench_torch: skipped: PyTorch is not installed (pip install torch; a CPU build is enough)", file=sys.stderr
+        )
         return 3
     if not args.data.is_dir():
         print(f"bench_torch: error: --data {args.data}: no such folder", file=sys.stderr)
@@ -132,9 +152,11 @@ def main(argv=None) -> int:
     for name in args.case or list(CASES):
         result = run_case(name, args.data, args.epochs)
         median = statistics.median(result["epoch_seconds"][1:] or result["epoch_seconds"])
-        print(f"torch {name}: {median:.2f} s/epoch (median of epochs 2..{args.epochs}), "
-              f"{result['train_images'] / median:,.0f} images/s, test accuracy {result['test_accuracy']:.4f}",
-              flush=True)
+        print(
+            f"torch {name}: {median:.2f} s/epoch (median of epochs 2..{args.epochs}), "
+            f"{result['train_images'] / median:,.0f} images/s, test accuracy {result['test_accuracy']:.4f}",
+            flush=True,
+        )
         print(JSON_MARK + json.dumps(result), flush=True)
     return 0
 

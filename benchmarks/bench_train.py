@@ -31,20 +31,28 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import (JSON_MARK, REPO, TARGET_BEST_ACCURACY, TARGET_BEST_WALL, Child, busy_cpu_seconds,  # noqa: E402,F401
-                     child_env, io_stall_seconds, run_child, run_mnist_hydra, verdict, wait_for_quiet)
-
+from harness import (  # noqa: E402,F401
+    JSON_MARK,
+    REPO,
+    TARGET_BEST_ACCURACY,
+    TARGET_BEST_WALL,
+    Child,
+    busy_cpu_seconds,
+    child_env,
+    io_stall_seconds,
+    run_child,
+    run_mnist_hydra,
+    verdict,
+    wait_for_quiet,
+)
 
 # The framework's fastest setting that keeps the reference network (conf/trainer/fastest.yaml).
 FAST_OVERRIDES: list[str] = ["trainer=fastest"]
@@ -119,7 +127,7 @@ print("BENCH_JSON " + json.dumps({
 }))
 '''
 
-MATMUL_SCRIPT = r'''
+MATMUL_SCRIPT = r"""
 import json, sys, time
 import tensorflow as tf
 
@@ -135,9 +143,9 @@ for _ in range(reps):
     times.append(time.perf_counter() - start)
 print("BENCH_JSON " + json.dumps({"n": n, "dtype": dtype, "seconds": times,
                                   "gflops": [2 * n**3 / t / 1e9 for t in times]}))
-'''
+"""
 
-LOAD_SCRIPT = r'''
+LOAD_SCRIPT = r"""
 import json, sys, time
 start = time.perf_counter()
 from mnist_hydra.data.datasets import DataConfig, load_splits
@@ -150,7 +158,7 @@ for _ in range(reps):
     times.append(time.perf_counter() - start)
 print("BENCH_JSON " + json.dumps({"seconds": times, "import_seconds": import_seconds,
                                   "train_images": len(splits.y_train)}))
-'''
+"""
 
 
 @dataclass
@@ -167,18 +175,18 @@ class TrainCase:
     other_cpu: list[float] = field(default_factory=list)  # share of the CPUs other processes used during each repeat
     train_images: int = 0
     val_images: int = 0
-    error: Optional[str] = None
+    error: str | None = None
 
-    def median_epoch(self) -> Optional[float]:
+    def median_epoch(self) -> float | None:
         """Median over repeats of each repeat's median of epochs 2..N (epoch 1 when N = 1)."""
         if not self.epoch_seconds:
             return None
         return statistics.median(statistics.median(s[1:] or s) for s in self.epoch_seconds)
 
-    def first_epoch(self) -> Optional[float]:
+    def first_epoch(self) -> float | None:
         return statistics.median(s[0] for s in self.epoch_seconds) if self.epoch_seconds else None
 
-    def images_per_second(self) -> Optional[float]:
+    def images_per_second(self) -> float | None:
         median = self.median_epoch()
         return self.train_images / median if median else None
 
@@ -187,9 +195,9 @@ class TrainCase:
 
     def overheads(self) -> list[float]:
         """Each run's whole-command wall time minus its epochs' own time: start-up, data, scoring, artifacts, exit."""
-        return [wall - sum(epochs) for wall, epochs in zip(self.wall_seconds, self.epoch_seconds)]
+        return [wall - sum(epochs) for wall, epochs in zip(self.wall_seconds, self.epoch_seconds, strict=False)]
 
-    def seconds_per_image(self) -> Optional[float]:
+    def seconds_per_image(self) -> float | None:
         median = self.median_epoch()
         return median / self.train_images if median and self.train_images else None
 
@@ -241,15 +249,24 @@ def train_case_plain(case: TrainCase, args: argparse.Namespace) -> None:
 
 def train_case_torch(case: TrainCase, args: argparse.Namespace, name: str) -> None:
     """A PyTorch peer case, one repeat: benchmarks/bench_torch.py in a subprocess, figures from its JSON line."""
-    argv = [sys.executable, str(REPO / "benchmarks" / "bench_torch.py"), "--data", str(args.data),
-            "--epochs", str(args.torch_epochs), "--case", name]
-    case.command = shlex.join(["python", "benchmarks/bench_torch.py", "--epochs", str(args.torch_epochs),
-                               "--case", name])
+    argv = [
+        sys.executable,
+        str(REPO / "benchmarks" / "bench_torch.py"),
+        "--data",
+        str(args.data),
+        "--epochs",
+        str(args.torch_epochs),
+        "--case",
+        name,
+    ]
+    case.command = shlex.join(
+        ["python", "benchmarks/bench_torch.py", "--epochs", str(args.torch_epochs), "--case", name]
+    )
     child = run_child(argv, child_env(args.data))
     record(case, child.result(), child)
 
 
-def torch_version() -> Optional[str]:
+def torch_version() -> str | None:
     """The installed PyTorch's version, without importing it here; None when it is not installed."""
     from importlib import metadata
 
@@ -288,8 +305,15 @@ def machine() -> dict[str, Any]:
     return info
 
 
-ISA_FLAGS = (("AMX-BF16", "amx_bf16"), ("AMX-TILE", "amx_tile"), ("AVX-512-BF16", "avx512_bf16"),
-             ("AVX-512-VNNI", "avx512_vnni"), ("AVX-512F", "avx512f"), ("AVX2", "avx2"), ("FMA", "fma"))
+ISA_FLAGS = (
+    ("AMX-BF16", "amx_bf16"),
+    ("AMX-TILE", "amx_tile"),
+    ("AVX-512-BF16", "avx512_bf16"),
+    ("AVX-512-VNNI", "avx512_vnni"),
+    ("AVX-512F", "avx512f"),
+    ("AVX2", "avx2"),
+    ("FMA", "fma"),
+)
 
 
 def record(case: TrainCase, metrics: dict[str, Any], child: Child) -> None:
@@ -299,10 +323,13 @@ def record(case: TrainCase, metrics: dict[str, Any], child: Child) -> None:
     case.wall_seconds.append(child.wall_seconds)
     case.other_cpu.append(child.other_cpu or 0.0)
     case.train_images, case.val_images = int(metrics["train_images"]), int(metrics["val_images"])
-    print(f"  {case.key}: epochs {', '.join(f'{s:.1f}' for s in case.epoch_seconds[-1])} s; "
-          f"test accuracy {case.test_accuracy[-1]:.4f}; peak RSS {child.peak_rss_bytes / 1e9:.2f} GB; "
-          f"wall {child.wall_seconds:.1f} s (overhead {case.overheads()[-1]:.1f} s); other processes used {(child.other_cpu or 0) * 100:.0f}% of the CPUs "
-          f"meanwhile; I/O stalls {child.io_stall_seconds or 0:.1f} s", flush=True)
+    print(
+        f"  {case.key}: epochs {', '.join(f'{s:.1f}' for s in case.epoch_seconds[-1])} s; "
+        f"test accuracy {case.test_accuracy[-1]:.4f}; peak RSS {child.peak_rss_bytes / 1e9:.2f} GB; "
+        f"wall {child.wall_seconds:.1f} s (overhead {case.overheads()[-1]:.1f} s); other processes used {(child.other_cpu or 0) * 100:.0f}% of the CPUs "
+        f"meanwhile; I/O stalls {child.io_stall_seconds or 0:.1f} s",
+        flush=True,
+    )
 
 
 def time_commands(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -331,8 +358,11 @@ def time_load(args: argparse.Namespace) -> dict[str, Any]:
     child = run_child([sys.executable, "-c", LOAD_SCRIPT, str(args.data), str(args.load_runs)], child_env(args.data))
     result = child.result()
     result["median_seconds"] = statistics.median(result["seconds"])
-    print(f"  load_splits: {', '.join(f'{t:.2f}' for t in result['seconds'])} s "
-          f"(first import of mnist_hydra.data.datasets {result['import_seconds']:.2f} s)", flush=True)
+    print(
+        f"  load_splits: {', '.join(f'{t:.2f}' for t in result['seconds'])} s "
+        f"(first import of mnist_hydra.data.datasets {result['import_seconds']:.2f} s)",
+        flush=True,
+    )
     return result
 
 
@@ -340,68 +370,92 @@ def measure_peaks(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     """Best GFLOP/s of an n x n tf.linalg.matmul in float32 and in bfloat16, over several timed runs after warm-up."""
     peaks = {}
     for dtype in ("float32", "bfloat16"):
-        child = run_child([sys.executable, "-c", MATMUL_SCRIPT, str(args.matmul_n), str(args.matmul_runs), dtype],
-                          child_env(args.data))
+        child = run_child(
+            [sys.executable, "-c", MATMUL_SCRIPT, str(args.matmul_n), str(args.matmul_runs), dtype],
+            child_env(args.data),
+        )
         result = child.result()
         result["best_gflops"] = max(result["gflops"])
         peaks[dtype] = result
-        print(f"  matmul {args.matmul_n}^2 {dtype}: {', '.join(f'{g:.0f}' for g in result['gflops'])} GFLOP/s",
-              flush=True)
+        print(
+            f"  matmul {args.matmul_n}^2 {dtype}: {', '.join(f'{g:.0f}' for g in result['gflops'])} GFLOP/s", flush=True
+        )
     return peaks
 
 
-def fmt(value: Optional[float], spec: str) -> str:
+def fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def ratio(case: Optional[TrainCase], base: Optional[TrainCase]) -> Optional[float]:
+def ratio(case: TrainCase | None, base: TrainCase | None) -> float | None:
     """Median seconds per epoch of `case` over that of `base`."""
     if not case or not base or case.error or base.error or case.median_epoch() is None or base.median_epoch() is None:
         return None
     return case.median_epoch() / base.median_epoch()
 
 
-def image_ratio(case: Optional[TrainCase], base: Optional[TrainCase]) -> Optional[float]:
+def image_ratio(case: TrainCase | None, base: TrainCase | None) -> float | None:
     """Seconds per training image (an epoch's time, validation included, over its training images), case / base."""
     epochs = ratio(case, base)
     return None if epochs is None else epochs * base.train_images / case.train_images
 
 
-def usable(case: Optional[TrainCase]) -> bool:
+def usable(case: TrainCase | None) -> bool:
     return bool(case and not case.error and case.epoch_seconds)
 
 
-def report(args, info: dict, cases: dict[str, TrainCase], cli: Optional[list], load: Optional[dict],
-           peaks: Optional[dict], best: Optional[dict], torch_skipped: Optional[str]) -> dict:
+def report(
+    args,
+    info: dict,
+    cases: dict[str, TrainCase],
+    cli: list | None,
+    load: dict | None,
+    peaks: dict | None,
+    best: dict | None,
+    torch_skipped: str | None,
+) -> dict:
     """Print the machine, the tables and every target; return every figure for --json."""
     figures: dict[str, Any] = {"machine": info, "epochs": args.epochs, "repeats": args.repeats, "cases": {}}
-    print(f"\n== Machine ==\nCPU: {info['model']} (family {info.get('cpu family', '?')}, model {info.get('cpu model', '?')}, "
-          f"stepping {info.get('cpu stepping', '?')}), "
-          f"{info['cpus']} logical CPUs")
+    print(
+        f"\n== Machine ==\nCPU: {info['model']} (family {info.get('cpu family', '?')}, model {info.get('cpu model', '?')}, "
+        f"stepping {info.get('cpu stepping', '?')}), "
+        f"{info['cpus']} logical CPUs"
+    )
     print("ISA: " + ", ".join(f"{name} {'yes' if present else 'no'}" for name, present in info["isa"].items()))
     print(f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, PyTorch {info['torch'] or 'not installed'}")
     epoch_gflop = epoch_flops(54_000, 6_000) / 1e9
     if peaks:
         f32, bf16 = peaks["float32"]["best_gflops"], peaks["bfloat16"]["best_gflops"]
-        print(f"matmul peak (tf.linalg.matmul {peaks['float32']['n']}^2, best of {len(peaks['float32']['gflops'])}): "
-              f"float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s ({bf16 / f32:.1f}x)")
-        print(f"one epoch of (a)/(c) = {epoch_gflop:.0f} GFLOP: floor {epoch_gflop / f32:.2f} s in float32, "
-              f"{epoch_gflop / bf16:.2f} s in bf16")
+        print(
+            f"matmul peak (tf.linalg.matmul {peaks['float32']['n']}^2, best of {len(peaks['float32']['gflops'])}): "
+            f"float32 {f32:.0f} GFLOP/s, bfloat16 {bf16:.0f} GFLOP/s ({bf16 / f32:.1f}x)"
+        )
+        print(
+            f"one epoch of (a)/(c) = {epoch_gflop:.0f} GFLOP: floor {epoch_gflop / f32:.2f} s in float32, "
+            f"{epoch_gflop / bf16:.2f} s in bf16"
+        )
         figures["matmul"] = peaks
         figures["floor_seconds"] = {"float32": epoch_gflop / f32, "bfloat16": epoch_gflop / bf16}
     bf16_floor = figures.get("floor_seconds", {}).get("bfloat16")
 
     base = cases.get("b")
-    print(f"\n== Training, real MNIST: (a) (b) (c) {args.epochs} epochs"
-          + (f", torch {args.torch_epochs}" if "torch" in args.only else "") + "; "
-          f"{args.repeats} repeat(s), (a) {max(args.repeats, args.overhead_runs)} ==")
-    print("s/epoch = median over epochs 2..N of each run, median over runs (epoch 1 also traces the graphs); an "
-          "epoch includes its validation pass. images/s = training images / s/epoch. wall = the whole command; "
-          "overhead = wall - the epochs' own time (start-up, data, checkpoints, scoring, artifacts, exit), "
-          "median and worst run. /(b) = seconds per training image over (b)'s. x floor = s/epoch over the bf16 "
-          "floor. others = share of the CPUs other processes used meanwhile (noise).")
-    header = (f"{'case':<14}{'train':>7}{'val':>7}{'s/epoch':>9}{'epoch 1':>9}{'images/s':>10}{'test acc':>10}"
-              f"{'peak RSS':>10}{'wall':>8}{'overhead':>15}{'/(b)':>7}{'x floor':>9}{'others':>8}")
+    print(
+        f"\n== Training, real MNIST: (a) (b) (c) {args.epochs} epochs"
+        + (f", torch {args.torch_epochs}" if "torch" in args.only else "")
+        + "; "
+        f"{args.repeats} repeat(s), (a) {max(args.repeats, args.overhead_runs)} =="
+    )
+    print(
+        "s/epoch = median over epochs 2..N of each run, median over runs (epoch 1 also traces the graphs); an "
+        "epoch includes its validation pass. images/s = training images / s/epoch. wall = the whole command; "
+        "overhead = wall - the epochs' own time (start-up, data, checkpoints, scoring, artifacts, exit), "
+        "median and worst run. /(b) = seconds per training image over (b)'s. x floor = s/epoch over the bf16 "
+        "floor. others = share of the CPUs other processes used meanwhile (noise)."
+    )
+    header = (
+        f"{'case':<14}{'train':>7}{'val':>7}{'s/epoch':>9}{'epoch 1':>9}{'images/s':>10}{'test acc':>10}"
+        f"{'peak RSS':>10}{'wall':>8}{'overhead':>15}{'/(b)':>7}{'x floor':>9}{'others':>8}"
+    )
     print(header)
     print("-" * len(header))
     for key, case in cases.items():
@@ -413,20 +467,34 @@ def report(args, info: dict, cases: dict[str, TrainCase], cli: Optional[list], l
         acc = statistics.median(case.test_accuracy)
         rss = max(case.peak_rss_bytes)
         overheads = case.overheads()
-        floor_x = median / (bf16_floor * epoch_flops(case.train_images, case.val_images) / 1e9 / epoch_gflop) \
-            if bf16_floor else None
-        print(f"{key:<14}{case.train_images:>7,}{case.val_images:>7,}{median:9.2f}{fmt(case.first_epoch(), '9.2f')}"
-              f"{fmt(case.images_per_second(), '10,.0f')}{acc:>10.4f}{rss / 1e9:>7.2f} GB"
-              f"{statistics.median(case.wall_seconds):>7.1f}s{statistics.median(overheads):>7.1f} /{max(overheads):>5.1f}s"
-              f"{fmt(image_ratio(case, base), '7.2f')}{fmt(floor_x, '9.1f')}{max(case.other_cpu) * 100:>7.0f}%")
+        floor_x = (
+            median / (bf16_floor * epoch_flops(case.train_images, case.val_images) / 1e9 / epoch_gflop)
+            if bf16_floor
+            else None
+        )
+        print(
+            f"{key:<14}{case.train_images:>7,}{case.val_images:>7,}{median:9.2f}{fmt(case.first_epoch(), '9.2f')}"
+            f"{fmt(case.images_per_second(), '10,.0f')}{acc:>10.4f}{rss / 1e9:>7.2f} GB"
+            f"{statistics.median(case.wall_seconds):>7.1f}s{statistics.median(overheads):>7.1f} /{max(overheads):>5.1f}s"
+            f"{fmt(image_ratio(case, base), '7.2f')}{fmt(floor_x, '9.1f')}{max(case.other_cpu) * 100:>7.0f}%"
+        )
         figures["cases"][key] = {
-            "title": case.title, "command": case.command, "epoch_seconds": case.epoch_seconds,
-            "median_epoch_seconds": median, "first_epoch_seconds": case.first_epoch(),
-            "images_per_second": case.images_per_second(), "test_accuracy": case.test_accuracy,
-            "peak_rss_bytes": case.peak_rss_bytes, "wall_seconds": case.wall_seconds, "overhead_seconds": overheads,
-            "train_images": case.train_images, "val_images": case.val_images,
-            "flops_per_epoch": case.flops_per_epoch(), "times_bf16_floor": floor_x,
-            "per_image_ratio_to_b": image_ratio(case, base), "other_cpu": case.other_cpu,
+            "title": case.title,
+            "command": case.command,
+            "epoch_seconds": case.epoch_seconds,
+            "median_epoch_seconds": median,
+            "first_epoch_seconds": case.first_epoch(),
+            "images_per_second": case.images_per_second(),
+            "test_accuracy": case.test_accuracy,
+            "peak_rss_bytes": case.peak_rss_bytes,
+            "wall_seconds": case.wall_seconds,
+            "overhead_seconds": overheads,
+            "train_images": case.train_images,
+            "val_images": case.val_images,
+            "flops_per_epoch": case.flops_per_epoch(),
+            "times_bf16_floor": floor_x,
+            "per_image_ratio_to_b": image_ratio(case, base),
+            "other_cpu": case.other_cpu,
         }
     if torch_skipped:
         print(f"torch         skipped: {torch_skipped}")
@@ -444,8 +512,10 @@ def report(args, info: dict, cases: dict[str, TrainCase], cli: Optional[list], l
             print(f"{row['command']:<36}{row['median_seconds']:>7.2f} s  (median of {row['runs']})")
         figures["cli"] = cli
     if load:
-        print(f"\n== Data ==\nload_splits(DataConfig(root=...), seed=0): {load['median_seconds']:.2f} s "
-              f"(median of {len(load['seconds'])}; gunzip + parse + SHA-256 + split)")
+        print(
+            f"\n== Data ==\nload_splits(DataConfig(root=...), seed=0): {load['median_seconds']:.2f} s "
+            f"(median of {len(load['seconds'])}; gunzip + parse + SHA-256 + split)"
+        )
         figures["load"] = load
     if best:
         from bench_best import report as best_report
@@ -458,13 +528,16 @@ def report(args, info: dict, cases: dict[str, TrainCase], cli: Optional[list], l
     for label, value, ok in targets:
         print(f"{label:<66}{value:>36}  {verdict(ok)}")
     figures["targets"] = [{"target": t, "value": v, "met": ok} for t, v, ok in targets]
-    print(f"load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs "
-          "(timings are noisy when other work runs)")
+    print(
+        f"load average now: {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs "
+        "(timings are noisy when other work runs)"
+    )
     return figures
 
 
-def judge(info: dict, cases: dict[str, TrainCase], cli: Optional[list], load: Optional[dict],
-          best: Optional[dict]) -> list[tuple[str, str, Optional[bool]]]:
+def judge(
+    info: dict, cases: dict[str, TrainCase], cli: list | None, load: dict | None, best: dict | None
+) -> list[tuple[str, str, bool | None]]:
     """(target, measured value, met) for every target; met is None where the figure was not measured."""
     a, b, c = (cases.get(k) for k in ("a", "b", "c"))
     a, b, c = (x if usable(x) else None for x in (a, b, c))
@@ -473,87 +546,171 @@ def judge(info: dict, cases: dict[str, TrainCase], cli: Optional[list], load: Op
     machine_kind = "AMX" if info["has_amx"] else "no AMX"
     if c:
         c_epoch, c_acc = c.median_epoch(), min(c.test_accuracy)
-        targets.append((f"(c) fastest s/epoch <= {limit} ({machine_kind}), test acc >= {TARGET_C_ACCURACY}",
-                        f"{c_epoch:.2f} s, acc {c_acc:.4f} (worst run)",
-                        c_epoch <= limit and c_acc >= TARGET_C_ACCURACY))
-        targets.append((f"(c) fastest whole command <= {TARGET_C_WALL:.0f} s (every run)",
-                        f"{max(c.wall_seconds):.1f} s (worst of {len(c.wall_seconds)})",
-                        max(c.wall_seconds) <= TARGET_C_WALL))
+        targets.append(
+            (
+                f"(c) fastest s/epoch <= {limit} ({machine_kind}), test acc >= {TARGET_C_ACCURACY}",
+                f"{c_epoch:.2f} s, acc {c_acc:.4f} (worst run)",
+                c_epoch <= limit and c_acc >= TARGET_C_ACCURACY,
+            )
+        )
+        targets.append(
+            (
+                f"(c) fastest whole command <= {TARGET_C_WALL:.0f} s (every run)",
+                f"{max(c.wall_seconds):.1f} s (worst of {len(c.wall_seconds)})",
+                max(c.wall_seconds) <= TARGET_C_WALL,
+            )
+        )
     else:
-        targets += [(f"(c) fastest s/epoch <= {limit} ({machine_kind}), test acc >= {TARGET_C_ACCURACY}", "-", None),
-                    (f"(c) fastest whole command <= {TARGET_C_WALL:.0f} s (every run)", "-", None)]
+        targets += [
+            (f"(c) fastest s/epoch <= {limit} ({machine_kind}), test acc >= {TARGET_C_ACCURACY}", "-", None),
+            (f"(c) fastest whole command <= {TARGET_C_WALL:.0f} s (every run)", "-", None),
+        ]
     r_ab = image_ratio(a, b)
-    targets.append((f"(a)/(b) s per training image <= {TARGET_A_OVER_B}",
-                    "-" if r_ab is None else f"{r_ab:.2f} (epoch {ratio(a, b):.2f})",
-                    None if r_ab is None else r_ab <= TARGET_A_OVER_B))
+    targets.append(
+        (
+            f"(a)/(b) s per training image <= {TARGET_A_OVER_B}",
+            "-" if r_ab is None else f"{r_ab:.2f} (epoch {ratio(a, b):.2f})",
+            None if r_ab is None else r_ab <= TARGET_A_OVER_B,
+        )
+    )
     if a:
         over = a.overheads()
         within = sum(o <= TARGET_A_OVERHEAD for o in over)
-        targets.append((f"(a) whole-command overhead <= {TARGET_A_OVERHEAD:.0f} s in every run",
-                        f"{within} of {len(over)} (worst {max(over):.1f} s)", within == len(over)))
+        targets.append(
+            (
+                f"(a) whole-command overhead <= {TARGET_A_OVERHEAD:.0f} s in every run",
+                f"{within} of {len(over)} (worst {max(over):.1f} s)",
+                within == len(over),
+            )
+        )
     else:
         targets.append((f"(a) whole-command overhead <= {TARGET_A_OVERHEAD:.0f} s in every run", "-", None))
     peers = {k: v for k, v in cases.items() if k.startswith("torch") and usable(v)}
     if c and peers:
         fastest_peer = min(peers, key=lambda k: peers[k].seconds_per_image())
         times = peers[fastest_peer].seconds_per_image() / c.seconds_per_image()
-        targets.append((f"(c) per training image >= {TARGET_OVER_TORCH:.0f}x faster than the best PyTorch case",
-                        f"{times:.1f}x (best peer: {fastest_peer})", times >= TARGET_OVER_TORCH))
+        targets.append(
+            (
+                f"(c) per training image >= {TARGET_OVER_TORCH:.0f}x faster than the best PyTorch case",
+                f"{times:.1f}x (best peer: {fastest_peer})",
+                times >= TARGET_OVER_TORCH,
+            )
+        )
     else:
-        targets.append((f"(c) per training image >= {TARGET_OVER_TORCH:.0f}x faster than the best PyTorch case",
-                        "-", None))
+        targets.append(
+            (f"(c) per training image >= {TARGET_OVER_TORCH:.0f}x faster than the best PyTorch case", "-", None)
+        )
     if best:
         mean, slowest = best["mean_test_accuracy"], best["slowest_wall_seconds"]
-        targets.append((f"+experiment=best mean test acc over seeds >= {TARGET_BEST_ACCURACY}",
-                        "-" if mean is None else f"{mean:.4f} ({len(best['runs'])} seeds)", best["accuracy_met"]))
-        targets.append((f"+experiment=best each run <= {TARGET_BEST_WALL:.0f} s wall",
-                        "-" if slowest is None else f"slowest {slowest:.0f} s", best["wall_met"]))
+        targets.append(
+            (
+                f"+experiment=best mean test acc over seeds >= {TARGET_BEST_ACCURACY}",
+                "-" if mean is None else f"{mean:.4f} ({len(best['runs'])} seeds)",
+                best["accuracy_met"],
+            )
+        )
+        targets.append(
+            (
+                f"+experiment=best each run <= {TARGET_BEST_WALL:.0f} s wall",
+                "-" if slowest is None else f"slowest {slowest:.0f} s",
+                best["wall_met"],
+            )
+        )
     else:
-        targets += [(f"+experiment=best mean test acc over seeds >= {TARGET_BEST_ACCURACY}",
-                     "not run (--only ...,best or bench_best.py)", None),
-                    (f"+experiment=best each run <= {TARGET_BEST_WALL:.0f} s wall", "not run", None)]
+        targets += [
+            (
+                f"+experiment=best mean test acc over seeds >= {TARGET_BEST_ACCURACY}",
+                "not run (--only ...,best or bench_best.py)",
+                None,
+            ),
+            (f"+experiment=best each run <= {TARGET_BEST_WALL:.0f} s wall", "not run", None),
+        ]
     cli_by = {row["command"]: row["median_seconds"] for row in cli or []}
     for label in ("python -m mnist_hydra --help", "python -m mnist_hydra --cfg job"):
         seconds = cli_by.get(label)
-        targets.append((f"{label[10:]} < {TARGET_CLI_SECONDS} s", fmt(seconds, ".2f") + " s" * (seconds is not None),
-                        None if seconds is None else seconds < TARGET_CLI_SECONDS))
+        targets.append(
+            (
+                f"{label[10:]} < {TARGET_CLI_SECONDS} s",
+                fmt(seconds, ".2f") + " s" * (seconds is not None),
+                None if seconds is None else seconds < TARGET_CLI_SECONDS,
+            )
+        )
     load_s = load["median_seconds"] if load else None
-    targets.append((f"load < {TARGET_LOAD_SECONDS} s", fmt(load_s, ".2f") + " s" * (load_s is not None),
-                    None if load_s is None else load_s < TARGET_LOAD_SECONDS))
+    targets.append(
+        (
+            f"load < {TARGET_LOAD_SECONDS} s",
+            fmt(load_s, ".2f") + " s" * (load_s is not None),
+            None if load_s is None else load_s < TARGET_LOAD_SECONDS,
+        )
+    )
     rss_a = max(a.peak_rss_bytes) if a else None
-    targets.append((f"peak memory of (a) < {TARGET_A_PEAK_BYTES / 1e9} GB", "-" if rss_a is None else f"{rss_a / 1e9:.2f} GB",
-                    None if rss_a is None else rss_a < TARGET_A_PEAK_BYTES))
+    targets.append(
+        (
+            f"peak memory of (a) < {TARGET_A_PEAK_BYTES / 1e9} GB",
+            "-" if rss_a is None else f"{rss_a / 1e9:.2f} GB",
+            None if rss_a is None else rss_a < TARGET_A_PEAK_BYTES,
+        )
+    )
     return targets
 
 
-def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     default_data = os.environ.get("MNIST_HYDRA_DATA") or str(REPO.parent / "shared" / "data" / "mnist")
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path(default_data),
-                        help="folder with the four MNIST .gz files (default: $MNIST_HYDRA_DATA, else ../shared/data/mnist "
-                             "beside the repo; now %(default)s)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(default_data),
+        help="folder with the four MNIST .gz files (default: $MNIST_HYDRA_DATA, else ../shared/data/mnist "
+        "beside the repo; now %(default)s)",
+    )
     parser.add_argument("--epochs", type=int, default=10, help="epochs per case (a), (b), (c) (default %(default)s)")
-    parser.add_argument("--torch-epochs", type=int, default=3,
-                        help="epochs per PyTorch case: s/epoch needs 2 or more (default %(default)s)")
-    parser.add_argument("--repeats", type=int, default=2,
-                        help="runs of each training case, taken in turn: a b c torch a b c torch (default %(default)s)")
-    parser.add_argument("--overhead-runs", type=int, default=2, metavar="N",
-                        help="runs of (a) in all, for the overhead target (the issue asks for 10); those beyond "
-                             "--repeats come after the rotation (default %(default)s)")
-    parser.add_argument("--fast-overrides", default=None,
-                        help=f'overrides for case (c), e.g. "trainer.batch_size=128 k=v" (default: {" ".join(FAST_OVERRIDES)})')
-    parser.add_argument("--only", default=",".join(DEFAULT_ONLY),
-                        help=f"comma-separated subset of {','.join(CASES)} (default: all but best)")
+    parser.add_argument(
+        "--torch-epochs",
+        type=int,
+        default=3,
+        help="epochs per PyTorch case: s/epoch needs 2 or more (default %(default)s)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=2,
+        help="runs of each training case, taken in turn: a b c torch a b c torch (default %(default)s)",
+    )
+    parser.add_argument(
+        "--overhead-runs",
+        type=int,
+        default=2,
+        metavar="N",
+        help="runs of (a) in all, for the overhead target (the issue asks for 10); those beyond "
+        "--repeats come after the rotation (default %(default)s)",
+    )
+    parser.add_argument(
+        "--fast-overrides",
+        default=None,
+        help=f'overrides for case (c), e.g. "trainer.batch_size=128 k=v" (default: {" ".join(FAST_OVERRIDES)})',
+    )
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_ONLY),
+        help=f"comma-separated subset of {','.join(CASES)} (default: all but best)",
+    )
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     parser.add_argument("--cli-runs", type=int, default=5, help="runs of --help and --cfg job (default %(default)s)")
     parser.add_argument("--tf-runs", type=int, default=3, help="runs of import tensorflow (default %(default)s)")
     parser.add_argument("--load-runs", type=int, default=5, help="runs of load_splits (default %(default)s)")
     parser.add_argument("--matmul-n", type=int, default=4096, help="matrix side for the peaks (default %(default)s)")
     parser.add_argument("--matmul-runs", type=int, default=5, help="timed matmuls per dtype (default %(default)s)")
-    parser.add_argument("--wait-quiet", type=float, default=60, metavar="SECONDS",
-                        help="before each training case, wait up to this long for other processes to use under "
-                             "10%% of the CPUs (default %(default)s; 0 = do not wait)")
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=60,
+        metavar="SECONDS",
+        help="before each training case, wait up to this long for other processes to use under "
+        "10%% of the CPUs (default %(default)s; 0 = do not wait)",
+    )
     args = parser.parse_args(argv)
     args.only = [c.strip() for c in args.only.split(",") if c.strip()]
     unknown = sorted(set(args.only) - set(CASES))
@@ -566,14 +723,17 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.data.is_dir():
         print(f"bench_train: error: --data {args.data}: no such folder", file=sys.stderr)
         return 2
     info = machine()
-    print(f"data {args.data}; {args.epochs} epoch(s); python {sys.executable}; CPU {info['model']}; "
-          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"data {args.data}; {args.epochs} epoch(s); python {sys.executable}; CPU {info['model']}; "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     cli = load = peaks = best = None
     if "cli" in args.only:
         print("start-up times:", flush=True)
@@ -597,25 +757,38 @@ def main(argv: Optional[list[str]] = None) -> int:
     torch_skipped = None
     if "torch" in args.only:
         if torch_version() is None:
-            torch_skipped = ("PyTorch is not installed; for the peer: pip install torch==2.13.0 "
-                             "(a CPU build: --index-url https://download.pytorch.org/whl/cpu)")
+            torch_skipped = (
+                "PyTorch is not installed; for the peer: pip install torch==2.13.0 "
+                "(a CPU build: --index-url https://download.pytorch.org/whl/cpu)"
+            )
             print(f"torch peer skipped: {torch_skipped}", flush=True)
         else:
-            plan += [(f"torch {name}", f"PyTorch {torch_version()} peer, eager, {name}",
-                      lambda case, name=name: train_case_torch(case, args, name)) for name in TORCH_CASES]
+            plan += [
+                (
+                    f"torch {name}",
+                    f"PyTorch {torch_version()} peer, eager, {name}",
+                    lambda case, name=name: train_case_torch(case, args, name),
+                )
+                for name in TORCH_CASES
+            ]
     cases: dict[str, TrainCase] = {key: TrainCase(key, title, "") for key, title, _ in plan}
     # Repeats go round the cases (a b c torch a b c torch), so a drift in the machine's load touches each alike;
     # then (a) alone until it has run --overhead-runs times.
-    rounds = [plan] * args.repeats + [[row for row in plan if row[0] == "a"]] * max(0, args.overhead_runs - args.repeats)
-    for number, rows in enumerate(rounds, 1):
+    rounds = [plan] * args.repeats + [[row for row in plan if row[0] == "a"]] * max(
+        0, args.overhead_runs - args.repeats
+    )
+    for _number, rows in enumerate(rounds, 1):
         for key, title, run in rows:
             case = cases[key]
             if case.error:
                 continue
             share = wait_for_quiet(args.wait_quiet)
-            print(f"({key}) {title}, run {len(case.wall_seconds) + 1}"
-                  + ("" if share is None else f" (other processes at {share * 100:.0f}% of the CPUs)") + ":",
-                  flush=True)
+            print(
+                f"({key}) {title}, run {len(case.wall_seconds) + 1}"
+                + ("" if share is None else f" (other processes at {share * 100:.0f}% of the CPUs)")
+                + ":",
+                flush=True,
+            )
             try:
                 run(case)
             except Exception as e:  # one failed case should not lose the others' figures

@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 JSON_MARK = "BENCH_JSON "  # prefix of the one result line a helper script prints
@@ -31,18 +31,18 @@ class Child:
     stderr: str
     wall_seconds: float
     peak_rss_bytes: int
-    other_cpu: Optional[float] = None  # share of the machine's CPU time that other processes used meanwhile
-    io_stall_seconds: Optional[float] = None  # time every task of the machine waited on I/O meanwhile (PSI "full")
+    other_cpu: float | None = None  # share of the machine's CPU time that other processes used meanwhile
+    io_stall_seconds: float | None = None  # time every task of the machine waited on I/O meanwhile (PSI "full")
 
     def result(self) -> dict[str, Any]:
         """The helper script's JSON line."""
         for line in reversed(self.stdout.splitlines()):
             if line.startswith(JSON_MARK):
-                return json.loads(line[len(JSON_MARK):])
+                return json.loads(line[len(JSON_MARK) :])
         raise RuntimeError(f"no result line (exit code {self.returncode}); stderr ends:\n{self.stderr[-2000:]}")
 
 
-def run_child(argv: list[str], env: Optional[dict[str, str]] = None, timeout: float = 3600.0) -> Child:
+def run_child(argv: list[str], env: dict[str, str] | None = None, timeout: float = 3600.0) -> Child:
     """Run `argv` from the repo root; its own peak RSS and CPU time come from wait4 on its pid."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         busy_before, stall_before = busy_cpu_seconds(), io_stall_seconds()
@@ -68,11 +68,18 @@ def run_child(argv: list[str], env: Optional[dict[str, str]] = None, timeout: fl
         proc.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for a reaped child
         out.seek(0)
         err.seek(0)
-        return Child(proc.returncode, out.read(), err.read(), wall, usage.ru_maxrss * 1024, other,  # ru_maxrss: KiB
-                     stall)
+        return Child(
+            proc.returncode,
+            out.read(),
+            err.read(),
+            wall,
+            usage.ru_maxrss * 1024,
+            other,  # ru_maxrss: KiB
+            stall,
+        )
 
 
-def wait_for_quiet(limit_seconds: float, threshold: float = 0.1, window: float = 5.0) -> Optional[float]:
+def wait_for_quiet(limit_seconds: float, threshold: float = 0.1, window: float = 5.0) -> float | None:
     """Wait (up to `limit_seconds`) until other processes use under `threshold` of the CPUs over `window` seconds.
 
     Returns the share measured last (None without /proc/stat). Two cores leave no room for a test suite
@@ -89,11 +96,14 @@ def wait_for_quiet(limit_seconds: float, threshold: float = 0.1, window: float =
         share = (busy_cpu_seconds() - before) / ((time.perf_counter() - start) * (os.cpu_count() or 1))
         if share < threshold or time.perf_counter() >= deadline:
             return share
-        print(f"  other processes use {share * 100:.0f}% of the CPUs; waiting for them "
-              f"(up to {max(0.0, deadline - time.perf_counter()):.0f} s more)", flush=True)
+        print(
+            f"  other processes use {share * 100:.0f}% of the CPUs; waiting for them "
+            f"(up to {max(0.0, deadline - time.perf_counter()):.0f} s more)",
+            flush=True,
+        )
 
 
-def io_stall_seconds() -> Optional[float]:
+def io_stall_seconds() -> float | None:
     """Seconds since boot in which all non-idle tasks stalled on I/O (Linux PSI, /proc/pressure/io), or None."""
     try:
         full = Path("/proc/pressure/io").read_text().splitlines()[-1]
@@ -102,7 +112,7 @@ def io_stall_seconds() -> Optional[float]:
     return int(full.rsplit("total=", 1)[1]) / 1e6
 
 
-def busy_cpu_seconds() -> Optional[float]:
+def busy_cpu_seconds() -> float | None:
     """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat), or None elsewhere."""
     try:
         fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
@@ -133,7 +143,7 @@ def run_mnist_hydra(overrides: list[str], data: Path) -> tuple[dict[str, Any], C
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def verdict(ok: Optional[bool]) -> str:
+def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("MET" if ok else "NOT MET")
 
 
@@ -144,7 +154,9 @@ def cpu_model() -> str:
         names = []
     flags = Path("/proc/cpuinfo").read_text() if names else ""
     extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
-    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores" + (f" ({', '.join(extras)})" if extras else "")
+    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores" + (
+        f" ({', '.join(extras)})" if extras else ""
+    )
 
 
 def load_average() -> str:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
@@ -24,7 +26,6 @@ from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.registry import Registry
 from mnist_hydra.tracking.catalog import LOGGERS
-
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_SEED = 2**32 - 1
@@ -40,14 +41,18 @@ MODES = ("auto", "min", "max")
 class EarlyStoppingConfig:
     """Stop when a per-epoch figure has not improved for `patience` epochs in a row."""
 
-    patience: Optional[int] = None  # epochs in a row without improvement that end training; null = never stop early
+    patience: int | None = None  # epochs in a row without improvement that end training; null = never stop early
     monitor: str = "val_accuracy"  # the figure watched (also the one trainer.keep=best goes by): val_accuracy, val_loss, accuracy, loss
     min_delta: float = 0.0  # the least change of the monitored figure that counts as an improvement
     mode: str = "auto"  # min, max, or auto: max for an accuracy, min for a loss
 
     def check(self) -> None:
-        require(self.patience is None or self.patience >= 0, "patience", self.patience,
-                "null (off) or a number of epochs >= 0")
+        require(
+            self.patience is None or self.patience >= 0,
+            "patience",
+            self.patience,
+            "null (off) or a number of epochs >= 0",
+        )
         require(self.monitor in MONITORS, "monitor", self.monitor, f"one of {', '.join(MONITORS)}")
         require(self.min_delta >= 0, "min_delta", self.min_delta, "a number >= 0")
         require(self.mode in MODES, "mode", self.mode, f"one of {', '.join(MODES)}")
@@ -67,22 +72,26 @@ class TrainerConfig:
     name: str = "default"  # preset name, kept for the record
     epochs: int = 10  # passes over the training set
     batch_size: int = 64  # images per gradient step
-    verbose: Optional[int] = None  # Keras's output: 0 none, 1 progress bar, 2 its line per epoch; null = 1 on a terminal, else 0 (our log line is the epoch's one line)
+    verbose: int | None = (
+        None  # Keras's output: 0 none, 1 progress bar, 2 its line per epoch; null = 1 on a terminal, else 0 (our log line is the epoch's one line)
+    )
     deterministic: bool = True  # TensorFlow op determinism: same seed, same figures
-    threads: Optional[int] = None  # TensorFlow intra- and inter-op threads; null = all cores
+    threads: int | None = None  # TensorFlow intra- and inter-op threads; null = all cores
     # Ops run side by side, each still using `threads`; null = 1 under strategy=default, else as threads.
-    inter_op_threads: Optional[int] = None
+    inter_op_threads: int | None = None
     strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
     # float32; mixed_bfloat16 (CPUs with bf16, recent GPUs) or mixed_float16 (GPUs): float32 weights and output layer
     precision: str = "float32"
     # Steps per call into TensorFlow, fewer Python round trips; the largest divisor of an epoch's steps up to this.
     steps_per_execution: int = 32
-    eval_batch_size: Optional[int] = None  # images per validation/test batch (no gradients); null = batch_size
+    eval_batch_size: int | None = None  # images per validation/test batch (no gradients); null = batch_size
     # Adam/AdamW's weight update in TensorFlow's one-pass kernel: faster, but not bit for bit Keras's own step.
     fused_adam: bool = False
     # Off until early_stopping.patience is set (trainer.early_stopping.patience=2); null = off as well.
-    early_stopping: Optional[EarlyStoppingConfig] = field(default_factory=EarlyStoppingConfig)
-    keep: str = "last"  # the weights scored and saved: last (the last epoch's), or best (the best early_stopping.monitor)
+    early_stopping: EarlyStoppingConfig | None = field(default_factory=EarlyStoppingConfig)
+    keep: str = (
+        "last"  # the weights scored and saved: last (the last epoch's), or best (the best early_stopping.monitor)
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.early_stopping, dict):  # from a config file or OmegaConf.to_container
@@ -93,13 +102,21 @@ class TrainerConfig:
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         require(self.verbose in (None, 0, 1, 2), "verbose", self.verbose, "null (auto), 0, 1 or 2")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
-        require(self.inter_op_threads is None or self.inter_op_threads >= 1, "inter_op_threads", self.inter_op_threads,
-                "null (auto) or a count >= 1")
+        require(
+            self.inter_op_threads is None or self.inter_op_threads >= 1,
+            "inter_op_threads",
+            self.inter_op_threads,
+            "null (auto) or a count >= 1",
+        )
         require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution, "an integer >= 1")
-        require(self.eval_batch_size is None or self.eval_batch_size >= 1, "eval_batch_size", self.eval_batch_size,
-                "null (= batch_size) or an integer >= 1")
+        require(
+            self.eval_batch_size is None or self.eval_batch_size >= 1,
+            "eval_batch_size",
+            self.eval_batch_size,
+            "null (= batch_size) or an integer >= 1",
+        )
         require(self.keep in KEEPS, "keep", self.keep, f"one of {', '.join(KEEPS)}")
         if self.early_stopping is not None:
             try:
@@ -109,7 +126,7 @@ class TrainerConfig:
                 raise
 
     @property
-    def stopping(self) -> Optional[EarlyStoppingConfig]:
+    def stopping(self) -> EarlyStoppingConfig | None:
         """The early-stopping settings when early stopping is on, else None."""
         on = self.early_stopping is not None and self.early_stopping.patience is not None
         return self.early_stopping if on else None
@@ -126,14 +143,14 @@ class Config:
     """The composed config: one option from each group plus the run's seed."""
 
     seed: int = 0  # seeds Python, NumPy, TensorFlow and the validation split
-    resume: Optional[str] = None  # a run or sweep directory to continue (mnist_hydra/runs/resume.py)
-    init_from: Optional[str] = None  # a finished run whose weights this run starts from (fine-tuning); null = fresh
-    plugins: List[str] = field(default_factory=list)  # modules imported before validation: your own builders
+    resume: str | None = None  # a run or sweep directory to continue (mnist_hydra/runs/resume.py)
+    init_from: str | None = None  # a finished run whose weights this run starts from (fine-tuning); null = fresh
+    plugins: list[str] = field(default_factory=list)  # modules imported before validation: your own builders
     data: Any = MISSING
     model: Any = MISSING
     optimizer: Any = MISSING
     trainer: Any = MISSING
-    logger: Dict[str, Any] = field(default_factory=dict)  # chosen loggers by name: logger=[tensorboard,mlflow]
+    logger: dict[str, Any] = field(default_factory=dict)  # chosen loggers by name: logger=[tensorboard,mlflow]
 
 
 # Groups whose `name` picks a registered builder; trainer has a single schema.
@@ -166,7 +183,7 @@ def store_schemas() -> None:
             store.store(group="logger", name=name, node={name: LOGGERS.schema(name)})
 
 
-def require_values(cfg: DictConfig, examples: Optional[dict[str, str]] = None) -> None:
+def require_values(cfg: DictConfig, examples: dict[str, str] | None = None) -> None:
     """ConfigError for the first key left `???` (Hydra does not check: hydra #2193), with an example value."""
     missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
     if missing:
@@ -180,26 +197,42 @@ def validate(cfg: DictConfig) -> Config:
     load_plugins(cfg.get("plugins") or [])  # before the groups: a plugin registers the builders they name
     known = {f.name for f in dataclasses.fields(Config)} | {"hydra"}
     _reject_unknown_keys("", cfg, known)
-    require(isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED, "seed", cfg.seed,
-            f"an integer from 0 to {MAX_SEED} (NumPy's seeds are 32-bit)")
+    require(
+        isinstance(cfg.seed, int) and 0 <= cfg.seed <= MAX_SEED,
+        "seed",
+        cfg.seed,
+        f"an integer from 0 to {MAX_SEED} (NumPy's seeds are 32-bit)",
+    )
     groups = {group: typed_group(group, cfg[group]) for group in REGISTRIES}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
     init_from = cfg.get("init_from")
-    require(init_from is None or (isinstance(init_from, str) and bool(init_from.strip())), "init_from", init_from,
-            "null, or a finished run's directory, e.g. init_from=outputs/2026-11-24/13-20-02.850171")
-    return Config(seed=cfg.seed, resume=cfg.get("resume"), init_from=init_from, plugins=list(cfg.get("plugins") or []),
-                  logger=validate_loggers(cfg.get("logger")), **groups)
+    require(
+        init_from is None or (isinstance(init_from, str) and bool(init_from.strip())),
+        "init_from",
+        init_from,
+        "null, or a finished run's directory, e.g. init_from=outputs/2026-11-24/13-20-02.850171",
+    )
+    return Config(
+        seed=cfg.seed,
+        resume=cfg.get("resume"),
+        init_from=init_from,
+        plugins=list(cfg.get("plugins") or []),
+        logger=validate_loggers(cfg.get("logger")),
+        **groups,
+    )
 
 
-def validate_loggers(node: Optional[DictConfig]) -> dict[str, Any]:
+def validate_loggers(node: DictConfig | None) -> dict[str, Any]:
     """The `logger` group (name -> settings) as typed configs; an unknown name or a bad setting is a ConfigError."""
     if node is None:
         return {}
     loggers = {}
     for name in node:
         if name not in LOGGERS:
-            raise ConfigError(f"logger={name} is not a logger option; choose any of: {', '.join(LOGGERS.names())}, "
-                              "e.g. logger=[tensorboard,mlflow]")
+            raise ConfigError(
+                f"logger={name} is not a logger option; choose any of: {', '.join(LOGGERS.names())}, "
+                "e.g. logger=[tensorboard,mlflow]"
+            )
         loggers[name] = _typed(node[name], LOGGERS.schema(name), f"logger.{name}")
     return loggers
 
@@ -292,9 +325,9 @@ def type_words(annotation: Any) -> str:
     """'an integer', 'a number or null', 'a list of integers' for a field's annotation."""
     words = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Union and type(None) in args:
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         return f"{type_words(inner[0])} or null"
-    if origin in (list, typing.List) and args:
+    if origin in (list, list) and args:
         return f"a list of {type_words(args[0]).split(' ', 1)[1]}s, e.g. [1,2]"
     return words.get(annotation, "a value of the schema's type")

@@ -11,8 +11,8 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from importlib import metadata
-from typing import Iterable
 
 from mnist_hydra.errors import ConfigError, one_line
 
@@ -35,8 +35,10 @@ def load_plugins(names: Iterable[str]) -> None:
             importlib.import_module(str(name))
         except ModuleNotFoundError as err:
             if err.name is not None and str(name).startswith(err.name):
-                raise ConfigError(f"plugins=[{name}]: no module named {name}; give importable module names "
-                                  "(a .py file in the launch directory, or an installed package)") from None
+                raise ConfigError(
+                    f"plugins=[{name}]: no module named {name}; give importable module names "
+                    "(a .py file in the launch directory, or an installed package)"
+                ) from None
             raise ConfigError(f"plugins=[{name}]: importing it failed: {one_line(err)}") from None
         except Exception as err:  # a builder registered twice, a syntax error: the user's module, the user's fix
             raise ConfigError(f"plugins=[{name}]: importing it failed: {type(err).__name__}: {one_line(err)}") from None
@@ -51,6 +53,8 @@ def load_entry_points() -> None:
         try:
             point.load()
         except Exception as err:
-            raise ConfigError(f"the {ENTRY_POINT_GROUP} entry point {point.name} = {point.value} failed to load: "
-                              f"{type(err).__name__}: {one_line(err)}; uninstall or fix that package") from None
+            raise ConfigError(
+                f"the {ENTRY_POINT_GROUP} entry point {point.name} = {point.value} failed to load: "
+                f"{type(err).__name__}: {one_line(err)}; uninstall or fix that package"
+            ) from None
         _loaded.add(point.value)

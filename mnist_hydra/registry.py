@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from mnist_hydra.errors import ConfigError
 
@@ -22,9 +23,7 @@ class Registry(Generic[B]):
 
         def add(builder: B) -> B:
             if name in self._builders:
-                raise ValueError(
-                    f"{self.kind} {name!r} is registered twice; registered: {', '.join(self.names())}"
-                )
+                raise ValueError(f"{self.kind} {name!r} is registered twice; registered: {', '.join(self.names())}")
             self._builders[name] = builder
             self._schemas[name] = schema
             return builder
@@ -50,6 +49,4 @@ class Registry(Generic[B]):
 
     def _require(self, name: str) -> None:
         if name not in self._builders:
-            raise ConfigError(
-                f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or 'none'}"
-            )
+            raise ConfigError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names()) or 'none'}")

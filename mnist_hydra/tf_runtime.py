@@ -8,12 +8,15 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 # TensorFlow's C++ start-up lines (absl's INFO/WARNING before its logging is set up: oneDNN, cudart stubs).
-NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
-                   r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )")
+NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
+    r"|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )"
+)
 # On a machine without an NVIDIA driver, TensorFlow's CUDA probe fails with an ERROR line that only means "no GPU".
 NO_GPU = re.compile(r"^E\d{4} [\d:.]+\s+\d+ \S+:\d+\] failed call to cuInit")
 # The level we set is marked, so that a process we start (a server's worker, a sweep's job) does not take it for

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
 from mnist_hydra.config import store_schemas
+from mnist_hydra.serving.settings import ServeSettings
 
 # The README's command gives MNIST_HYDRA_DATA=../shared/data/mnist, relative to the clone, and many tests start
 # the apps from other folders: every test and every process it starts sees the folder as an absolute path.
@@ -84,14 +88,16 @@ def trained_run(tmp_path_factory, mnist_dir) -> Path:
     return cwd / "run"
 
 
-def run_app(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300,
-            module: str = "mnist_hydra") -> subprocess.CompletedProcess:
+def run_app(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300, module: str = "mnist_hydra"
+) -> subprocess.CompletedProcess:
     """`python -m mnist_hydra ARGS` in `cwd`, as a user would run it."""
     # The user's HYDRA_FULL_ERROR would turn every one-line error into a traceback: only `env` may set it.
     inherited = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
     full_env = {**inherited, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="session")
@@ -113,3 +119,29 @@ def snapshot(root: Path) -> dict[str, tuple]:
             info = Path(folder, name).lstat()
             found[str(Path(folder, name).relative_to(root))] = ("file", info.st_size, info.st_mtime_ns)
     return found
+
+
+# The API tests' limits: small, so that a small request reaches each.
+LIMITS = ServeSettings(max_bytes=200_000, max_pixels=1_000_000, max_batch=8)
+DIGITS = 16
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir) -> tuple[np.ndarray, np.ndarray]:
+    """The first DIGITS MNIST test images (uint8 28x28) and labels."""
+    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as f:
+        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:DIGITS]
+    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
+        labels = np.frombuffer(f.read(), np.uint8, offset=8)[:DIGITS]
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def client(predictor):
+    """The API over the shared predictor, with LIMITS, as a test client (the API and collect tests use it)."""
+    from fastapi.testclient import TestClient
+
+    from mnist_hydra.serving.api import create_app
+
+    with TestClient(create_app(predictor=predictor, settings=LIMITS, top_k=3)) as test_client:
+        yield test_client

@@ -18,8 +18,8 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 SERVER = r"""
 import json, os, runpy, signal, sys, time
@@ -67,12 +67,14 @@ class ForkServer:
         self.scratch = Path(tempfile.mkdtemp(prefix="forkserver-"))
         if self.plain:
             return
-        self.process = subprocess.Popen([sys.executable, "-c", SERVER, *preload], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", SERVER, *preload], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
         assert self.process.stdout.readline().strip() == "ready", "the fork server did not start"
 
-    def run(self, module: str, args: Sequence[str], cwd: Path, env: dict[str, str],
-            timeout: float) -> subprocess.CompletedProcess:
+    def run(
+        self, module: str, args: Sequence[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> subprocess.CompletedProcess:
         """`python -m module *args` in `cwd` with exactly `env`; returncode None when it was killed at `timeout`."""
         command = [sys.executable, "-m", module, *args]
         if self.plain:
@@ -82,13 +84,21 @@ class ForkServer:
                 return subprocess.CompletedProcess(command, None, _text(late.stdout), _text(late.stderr))
         with self.lock:
             out, err = self.scratch / "stdout", self.scratch / "stderr"
-            request = {"module": module, "args": list(args), "cwd": str(cwd), "env": env, "stdout": str(out),
-                       "stderr": str(err), "timeout": timeout}
+            request = {
+                "module": module,
+                "args": list(args),
+                "cwd": str(cwd),
+                "env": env,
+                "stdout": str(out),
+                "stderr": str(err),
+                "timeout": timeout,
+            }
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
             code = json.loads(self.process.stdout.readline())
-            return subprocess.CompletedProcess(command, code, out.read_text(errors="replace"),
-                                               err.read_text(errors="replace"))
+            return subprocess.CompletedProcess(
+                command, code, out.read_text(errors="replace"), err.read_text(errors="replace")
+            )
 
     def close(self) -> None:
         if not self.plain:

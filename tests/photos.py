@@ -84,7 +84,7 @@ def make_photos(digits: np.ndarray, labels: np.ndarray, seed: int = 0) -> list[P
     """One photo per digit, backgrounds taken in turn, every fourth one chalk on a board."""
     rng = np.random.default_rng(seed)
     photos = []
-    for i, (digit, label) in enumerate(zip(digits, labels)):
+    for i, (digit, label) in enumerate(zip(digits, labels, strict=False)):
         background = BACKGROUNDS[i % len(BACKGROUNDS)]
         polarity = "chalk" if i % 4 == 3 else "ink"
         buffer = io.BytesIO()

@@ -106,11 +106,14 @@ def test_confusion_matrix_keeps_shape_for_unseen_classes():
     assert matrix[0, 0] == 2 and matrix.sum() == 2
 
 
-@pytest.mark.parametrize("y_true, y_pred, message", [
-    ([0, 3], [0, 1], r"y_true holds labels in \[0, 3\]; expected 0 to 2"),
-    ([0, 1], [0, -1], r"y_pred holds labels in \[-1, 0\]; expected 0 to 2"),
-    ([0], [0, 1], "y_true has 1 labels but y_pred has 2"),
-])
+@pytest.mark.parametrize(
+    "y_true, y_pred, message",
+    [
+        ([0, 3], [0, 1], r"y_true holds labels in \[0, 3\]; expected 0 to 2"),
+        ([0, 1], [0, -1], r"y_pred holds labels in \[-1, 0\]; expected 0 to 2"),
+        ([0], [0, 1], "y_true has 1 labels but y_pred has 2"),
+    ],
+)
 def test_confusion_matrix_rejects_bad_labels(y_true, y_pred, message):
     with pytest.raises(ValueError, match=message):  # our message, not numpy's reshape or broadcast error
         confusion_matrix(y_true, y_pred, 3)

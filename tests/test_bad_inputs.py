@@ -105,12 +105,20 @@ CATALOGUE = [
     case("train", "out of range", "model.dropout=1.5", 2, "model.dropout=1.5 is not allowed"),
     case("train", "out of range", "data.folds=5 data.fold=7", 2, "data.fold=7 is not allowed", "0 to 4"),
     # --- train: config groups and options ---
-    case("train", "unknown option", "model=resnet9000", 2, "model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"),
+    case(
+        "train", "unknown option", "model=resnet9000", 2, "model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"
+    ),
     case("train", "unknown option", "optimizer=adagrad", 2, "optimizer=adagrad is not an optimizer option", "sgd"),
     case("train", "unknown option", "data=cifar10", 2, "data=cifar10 is not a data option", "fashion_mnist"),
     case("train", "unknown option", "trainer=slowest", 2, "trainer=slowest is not a trainer option", "fastest"),
-    case("train", "unknown option", "+experiment=nonexistent", 2, "experiment=nonexistent is not an experiment option",
-         "best"),
+    case(
+        "train",
+        "unknown option",
+        "+experiment=nonexistent",
+        2,
+        "experiment=nonexistent is not an experiment option",
+        "best",
+    ),
     case("train", "unknown option", "model.name=mlp", 2, "model.name=mlp does not match", "model=mlp"),
     case("train", "unknown option", "model=5", 2, "cannot apply the override model=5", "--help"),
     case("train", "unknown option", "data=[1]", 2, "config groups' options", "model=cnn"),
@@ -119,7 +127,7 @@ CATALOGUE = [
     # --- train: the command line itself ---
     case("train", "override syntax", "model.filters=[1", 2, "cannot parse the override model.filters=[1", "quoted"),
     case("train", "override syntax", "data.root=/my data/x", 2, "cannot parse the override data/x", "quoted"),
-    case("train", "override syntax", "\"data.root='/unclosed\"", 2, "cannot parse the override", "quoted"),
+    case("train", "override syntax", '"data.root=\'/unclosed"', 2, "cannot parse the override", "quoted"),
     case("train", "override syntax", "=3", 2, "cannot parse the override =3"),
     case("train", "unknown flag", "--bogus", 2, "unrecognized arguments: --bogus", "--help"),
     case("train", "unknown flag", "--cfg bogus", 2, "invalid choice: 'bogus'", "job"),
@@ -135,8 +143,14 @@ CATALOGUE = [
     case("train", "output path", "hydra.job.name=a/b", 2, "hydra.job.name=a/b", "without '/'"),
     case("train", "output path", "hydra.job.name=..", 2, "hydra.job.name=..", "plain name"),
     # --- train: a directory that holds a run is never written by a new run ---
-    case("train", "existing run", "hydra.run.dir=run", 2, "hydra.run.dir=run already holds a run (completed)",
-         "resume=run"),
+    case(
+        "train",
+        "existing run",
+        "hydra.run.dir=run",
+        2,
+        "hydra.run.dir=run already holds a run (completed)",
+        "resume=run",
+    ),
     case("train", "existing run", "hydra.run.dir=stopped", 2, "already holds a run (interrupted)", "resume=stopped"),
     case("train", "existing run", "hydra.run.dir=failed", 2, "already holds a run (failed)", "resume=failed"),
     case("train", "existing run", "hydra.run.dir=killed", 2, "already holds a run", "resume=killed"),
@@ -157,46 +171,119 @@ CATALOGUE = [
     # A run that fails after its directory was claimed leaves nothing, in a new folder or in one that existed.
     case("train", "data path", "'hydra.run.dir=my data/run' data.root=nowhere", 1, "nowhere", "no such folder"),
     case("train", "data path", "hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
-    case("train", "data path", "data.download=false", 1, "data.root=", "MNIST_HYDRA_DATA",
-         env=(("MNIST_HYDRA_DATA", ""), ("KERAS_HOME", "{root}/keras-home"))),
+    case(
+        "train",
+        "data path",
+        "data.download=false",
+        1,
+        "data.root=",
+        "MNIST_HYDRA_DATA",
+        env=(("MNIST_HYDRA_DATA", ""), ("KERAS_HOME", "{root}/keras-home")),
+    ),
     # --- train: your own data (data=folder, csv, idx); the cache would be in the sandbox, and must stay unwritten ---
     case("train", "your data", "data=folder", 2, "data.root=null is not allowed", "data.root=/path/to/images"),
     case("train", "your data", "data=csv", 2, "data.root=null is not allowed", "train.csv"),
     case("train", "your data", "data=folder data.root=nowhere", 1, "nowhere: no such folder", "one subfolder"),
     case("train", "your data", "data=folder data.root=notes.txt", 1, "is a file, not a folder"),
     case("train", "your data", "data=folder data.root=empty", 1, "has no class subfolders", "one subfolder per class"),
-    case("train", "your data", "data=folder data.root=pictures", 1, "has no class subfolders",
-         "it holds 2 image files directly"),
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=pictures",
+        1,
+        "has no class subfolders",
+        "it holds 2 image files directly",
+    ),
     case("train", "your data", "data=folder data.root=imgs/oneclass", 1, "only one class (7)", "at least two"),
-    case("train", "your data", "data=folder data.root=imgs/noimage", 1, "class folder", "/5 holds no image file",
-         env=(("MNIST_HYDRA_CACHE", "{root}/cache"),)),
-    case("train", "your data", "data=folder data.root=imgs/unreadable", 1, "no readable image of class 5",
-         env=(("MNIST_HYDRA_CACHE", "{root}/cache"),)),
-    case("train", "your data", "data=folder data.root=imgs/split", 1, "test/5: no such folder",
-         env=(("MNIST_HYDRA_CACHE", "{root}/cache"),)),
-    case("train", "your data", "data=folder data.root=imgs/unreadable data.classes=[3,4]", 1,
-         "data.classes names 4", "its subfolders: 3, 5"),
-    case("train", "out of range", "data=folder data.root=imgs/unreadable data.test_split=1", 2,
-         "data.test_split=1.0 is not allowed", "(0, 1)"),
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/noimage",
+        1,
+        "class folder",
+        "/5 holds no image file",
+        env=(("MNIST_HYDRA_CACHE", "{root}/cache"),),
+    ),
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/unreadable",
+        1,
+        "no readable image of class 5",
+        env=(("MNIST_HYDRA_CACHE", "{root}/cache"),),
+    ),
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/split",
+        1,
+        "test/5: no such folder",
+        env=(("MNIST_HYDRA_CACHE", "{root}/cache"),),
+    ),
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/unreadable data.classes=[3,4]",
+        1,
+        "data.classes names 4",
+        "its subfolders: 3, 5",
+    ),
+    case(
+        "train",
+        "out of range",
+        "data=folder data.root=imgs/unreadable data.test_split=1",
+        2,
+        "data.test_split=1.0 is not allowed",
+        "(0, 1)",
+    ),
     case("train", "your data", "data=csv data.root=nowhere.csv", 1, "no such file", "label"),
     case("train", "your data", "data=csv data.root=csv/columns.csv", 1, "10 pixel columns", "expected 784"),
-    case("train", "your data", "data=csv data.root=csv/nolabel.csv", 1, "no 'label' column", "test.csv",
-         "data.label_column"),
-    case("train", "your data", "data=csv data.root=csv/text.csv", 1, "row 3, column 'pixel5': 'dark' is not an "
-         "integer pixel"),
-    case("train", "your data", "data=csv data.root=csv/range.csv", 1, "row 2, column 'pixel0': pixel 300 is outside 0..255"),
-    case("train", "your data", "data=csv data.root=csv/labels.csv", 1, "row 3, column 'label': 1.5 is not an integer label"),
+    case(
+        "train",
+        "your data",
+        "data=csv data.root=csv/nolabel.csv",
+        1,
+        "no 'label' column",
+        "test.csv",
+        "data.label_column",
+    ),
+    case(
+        "train",
+        "your data",
+        "data=csv data.root=csv/text.csv",
+        1,
+        "row 3, column 'pixel5': 'dark' is not an integer pixel",
+    ),
+    case(
+        "train",
+        "your data",
+        "data=csv data.root=csv/range.csv",
+        1,
+        "row 2, column 'pixel0': pixel 300 is outside 0..255",
+    ),
+    case(
+        "train",
+        "your data",
+        "data=csv data.root=csv/labels.csv",
+        1,
+        "row 3, column 'label': 1.5 is not an integer label",
+    ),
     case("train", "your data", "data=csv data.root=csv/empty.csv", 1, "cannot read it as CSV"),
     case("train", "your data", "data=idx data.root=idx/counts", 1, "9 labels for the 10 images", "counts must agree"),
-    case("train", "your data", "data=idx data.root=idx/labels", 1, "label 5 is out of range for the 2 classes",
-         "classes.txt"),
+    case(
+        "train",
+        "your data",
+        "data=idx data.root=idx/labels",
+        1,
+        "label 5 is out of range for the 2 classes",
+        "classes.txt",
+    ),
     case("train", "your data", "data=idx data.root=idx/labels/classes.txt", 1, "is a file, not a folder"),
     case("train", "your data", "data=idx data.root=empty", 1, "has no train images file", "train-images-idx3-ubyte"),
     case("train", "your data", "init_from=empty", 2, "init_from=empty: no model.keras in it", "a finished run"),
     case("train", "your data", "init_from=nowhere", 2, "init_from=nowhere: no such directory"),
     case("train", "your data", "init_from=stopped", 2, "init_from=stopped: no model.keras in it (the run interrupted)"),
     case("train", "your data", "init_from=damaged", 1, "damaged/model.keras: damaged or not a Keras archive"),
-
     # --- evaluate ---
     case("evaluate", "missing value", "", 2, "run has no value", "run=outputs/"),
     case("evaluate", "run path", "run=nowhere", 2, "run=nowhere: no such directory"),
@@ -208,7 +295,9 @@ CATALOGUE = [
     case("evaluate", "run path", "run=noconfig", 2, "run=noconfig", "data=OPTION"),
     case("evaluate", "run path", "run=badconfig", 2, "run=badconfig: cannot read its config"),
     case("evaluate", "unknown key", "run=run model=mlp", 2, "model", "not", "evaluate"),
-    case("evaluate", "unknown key", "run=run trainer.epochs=3", 2, "trainer is not a config key", "batch_size, data, run"),
+    case(
+        "evaluate", "unknown key", "run=run trainer.epochs=3", 2, "trainer is not a config key", "batch_size, data, run"
+    ),
     case("evaluate", "unknown key", "run=run +foo=1", 2, "foo is not a key of mnist_hydra.evaluate"),
     case("evaluate", "out of range", "run=run batch_size=0", 2, "batch_size=0 is not allowed"),
     case("evaluate", "wrong type", "run=run data.test_limit=abc", 2, "data.test_limit=abc has the wrong type"),
@@ -218,9 +307,14 @@ CATALOGUE = [
     case("evaluate", "output path", "run=run hydra.run.dir=notes.txt", 1, "cannot write notes.txt"),
     case("evaluate", "data path", "run=run data.root=nowhere", 1, "nowhere", "no such folder"),
     case("evaluate", "data path", "run=run hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
-    case("evaluate", "damaged model", "run=damaged", 1, "damaged/model.keras: damaged or not a Keras archive",
-         "14 bytes that are not a zip archive"),
-
+    case(
+        "evaluate",
+        "damaged model",
+        "run=damaged",
+        1,
+        "damaged/model.keras: damaged or not a Keras archive",
+        "14 bytes that are not a zip archive",
+    ),
     # --- predict ---
     case("predict", "missing value", "", 2, "has no value", "set it on the command line"),
     case("predict", "missing value", "run=run", 2, "images has no value", "images=my_digits/"),
@@ -243,13 +337,30 @@ CATALOGUE = [
     case("predict", "wrong type", "run=run images=digit.png top_k=ten", 2, "top_k=ten has the wrong type"),
     case("predict", "unknown key", "run=run images=digit.png foo=1", 2, "foo", "not"),
     case("predict", "unknown flag", "run=run images=digit.png --bogus", 2, "unrecognized arguments: --bogus"),
-    case("predict", "damaged model", "run=run images=digit.png", 1, "run/model.keras: damaged or not a Keras model",
-         slow=True),
-    case("predict", "damaged model", "run=damaged images=digit.png", 1, "damaged/model.keras: damaged or not a Keras "
-         "archive", "not a zip archive"),
-    case("predict", "damaged model", "run=foreign images=digit.png", 1, "foreign/model.keras: damaged or not a Keras "
-         "archive: the zip archive lacks metadata.json, config.json, model.weights.h5"),
-
+    case(
+        "predict",
+        "damaged model",
+        "run=run images=digit.png",
+        1,
+        "run/model.keras: damaged or not a Keras model",
+        slow=True,
+    ),
+    case(
+        "predict",
+        "damaged model",
+        "run=damaged images=digit.png",
+        1,
+        "damaged/model.keras: damaged or not a Keras archive",
+        "not a zip archive",
+    ),
+    case(
+        "predict",
+        "damaged model",
+        "run=foreign images=digit.png",
+        1,
+        "foreign/model.keras: damaged or not a Keras "
+        "archive: the zip archive lacks metadata.json, config.json, model.weights.h5",
+    ),
     # --- summarize ---
     case("summarize", "usage", "", 2, "the following arguments are required: dir", "usage:"),
     case("summarize", "usage", "a b", 2, "unrecognized arguments: b"),
@@ -259,7 +370,6 @@ CATALOGUE = [
     case("summarize", "run path", "empty", 2, "no runs", "empty"),
     case("summarize", "run path", "/proc/self/fdinfo", 2, "no runs", "/proc/self/fdinfo"),
     case("summarize", "run path", "emptysweep", 2, "emptysweep", "no job directories"),
-
     # --- report ---
     case("report", "usage", "", 2, "the following arguments are required: dir"),
     case("report", "usage", "--bogus empty", 2, "unrecognized arguments: --bogus"),
@@ -275,9 +385,11 @@ def build_sandbox(root: Path) -> None:
     """The files and folders the catalogue misuses: runs in every state, a sweep, files that are not images."""
     from PIL import Image, ImageDraw
 
-    config = ("seed: 0\nresume: null\nplugins: []\ndata:\n  name: mnist\n  root: null\n  val_split: 0.1\n"
-              "  train_limit: 2000\n  test_limit: 100\n  download: false\n  verify: true\n  folds: null\n"
-              "  fold: 0\n")
+    config = (
+        "seed: 0\nresume: null\nplugins: []\ndata:\n  name: mnist\n  root: null\n  val_split: 0.1\n"
+        "  train_limit: 2000\n  test_limit: 100\n  download: false\n  verify: true\n  folds: null\n"
+        "  fold: 0\n"
+    )
 
     def run(name: str, metrics: str | None = None, model: bool = False, checkpoint: bool = False) -> Path:
         folder = root / name
@@ -347,22 +459,34 @@ def build_your_data(root: Path, digit) -> None:
             else:
                 digit.save(root / "imgs" / path)
 
-    image_folder("oneclass/7/a.png", "noimage/3/a.png", "noimage/5/notes.txt", "unreadable/3/a.png",
-                 "unreadable/5/truncated.png", "split/train/3/a.png", "split/train/5/a.png", "split/test/3/a.png")
+    image_folder(
+        "oneclass/7/a.png",
+        "noimage/3/a.png",
+        "noimage/5/notes.txt",
+        "unreadable/3/a.png",
+        "unreadable/5/truncated.png",
+        "split/train/3/a.png",
+        "split/train/5/a.png",
+        "split/test/3/a.png",
+    )
     csv = root / "csv"
     csv.mkdir()
     header = "label," + ",".join(f"pixel{i}" for i in range(784))
     row = lambda label, pixels: f"{label}," + ",".join(map(str, pixels))  # noqa: E731
     zeros = [0] * 784
-    (csv / "columns.csv").write_text("label," + ",".join(f"p{i}" for i in range(10)) + "\n1," + ",".join("0" * 10) + "\n")
+    (csv / "columns.csv").write_text(
+        "label," + ",".join(f"p{i}" for i in range(10)) + "\n1," + ",".join("0" * 10) + "\n"
+    )
     (csv / "nolabel.csv").write_text(",".join(f"pixel{i}" for i in range(784)) + "\n" + ",".join("0" * 784) + "\n")
     (csv / "text.csv").write_text("\n".join([header, row(1, zeros), row(2, zeros[:5] + ["dark"] + zeros[6:])]) + "\n")
     (csv / "range.csv").write_text("\n".join([header, row(1, [300] + zeros[1:]), row(2, zeros)]) + "\n")
     (csv / "labels.csv").write_text("\n".join([header, row(1, zeros), row(1.5, zeros)]) + "\n")
     (csv / "empty.csv").write_text("")
     images = np.zeros((10, 28, 28), np.uint8)
-    for name, labels, test_labels in (("counts", np.zeros(9, np.uint8), np.zeros(10, np.uint8)),
-                                      ("labels", np.array([0, 1] * 5, np.uint8), np.array([0, 5] * 5, np.uint8))):
+    for name, labels, test_labels in (
+        ("counts", np.zeros(9, np.uint8), np.zeros(10, np.uint8)),
+        ("labels", np.array([0, 1] * 5, np.uint8), np.array([0, 5] * 5, np.uint8)),
+    ):
         folder = root / "idx" / name
         folder.mkdir(parents=True)
         write_idx(folder / "train-images-idx3-ubyte.gz", images)
@@ -408,8 +532,11 @@ def run_case(item: Case, root: Path, servers: Queue) -> Outcome:
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory):
     """Every selected row, run two at a time: {row id: Outcome}."""
-    wanted = [item.callspec.params["item"] for item in request.session.items
-              if getattr(item, "originalname", None) == "test_bad_input" and hasattr(item, "callspec")]
+    wanted = [
+        item.callspec.params["item"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == "test_bad_input" and hasattr(item, "callspec")
+    ]
     if not os.environ.get("MNIST_HYDRA_DATA"):
         wanted = [c for c in wanted if not c.data]
     # Slow rows (TensorFlow) first, so that the quick ones fill the other worker meanwhile.
@@ -486,29 +613,45 @@ def test_out_of_memory_is_one_line_with_exit_1():
     class ResourceExhaustedError(Exception):
         pass
 
-    err = ResourceExhaustedError("{{function_node __wrapped__StatelessRandomUniformV2}} OOM when allocating tensor "
-                                 "with shape[4732,100000000] and type float on /job:localhost/replica:0/task:0/device:"
-                                 "CPU:0 by allocator mklcpu [Op:StatelessRandomUniformV2] name: ")
+    err = ResourceExhaustedError(
+        "{{function_node __wrapped__StatelessRandomUniformV2}} OOM when allocating tensor "
+        "with shape[4732,100000000] and type float on /job:localhost/replica:0/task:0/device:"
+        "CPU:0 by allocator mklcpu [Op:StatelessRandomUniformV2] name: "
+    )
     assert user_error(err) is err and exit_code(err) == 1
-    assert describe(err) == ("out of memory: OOM when allocating tensor with shape[4732,100000000]; choose a smaller "
-                             "model (model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
+    assert describe(err) == (
+        "out of memory: OOM when allocating tensor with shape[4732,100000000]; choose a smaller "
+        "model (model.*) or batch (trainer.batch_size, trainer.eval_batch_size)"
+    )
     assert describe(MemoryError()).startswith("out of memory; choose a smaller model")
 
 
 def test_two_runs_started_at_once_on_one_fresh_directory_one_runs_the_other_refuses(tmp_path, mnist_dir):
     """A lock on the directory, not a check-then-write race: whichever process claims it first trains."""
     run = tmp_path / "run"
-    command = [sys.executable, "-m", "mnist_hydra", "trainer.epochs=1", "data.train_limit=500", "data.test_limit=200",
-               f"hydra.run.dir={run}"]
+    command = [
+        sys.executable,
+        "-m",
+        "mnist_hydra",
+        "trainer.epochs=1",
+        "data.train_limit=500",
+        "data.test_limit=200",
+        f"hydra.run.dir={run}",
+    ]
     env = {**base_env(), "MNIST_HYDRA_DATA": str(mnist_dir)}
-    both = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    both = [
+        subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     results = [(proc, *proc.communicate(timeout=300)) for proc in both]
     assert sorted(proc.returncode for proc, _, _ in results) == [0, 2], [err[-2000:] for _, _, err in results]
     [(_, _, refused)] = [r for r in results if r[0].returncode == 2]
     assert len(refused.splitlines()) == 1, refused
     # Claimed by the other one, or (a very slow start) already finished by it: refused either way.
-    assert re.match(rf"mnist_hydra: error: hydra.run.dir={re.escape(str(run))} (is in use by another mnist_hydra "
-                    rf"process|already holds a run \(completed\))", refused), refused
+    assert re.match(
+        rf"mnist_hydra: error: hydra.run.dir={re.escape(str(run))} (is in use by another mnist_hydra "
+        rf"process|already holds a run \(completed\))",
+        refused,
+    ), refused
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
     assert (run / "train.log").read_text().count("] - model: cnn") == 1  # one process trained, the other wrote nothing

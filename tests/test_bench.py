@@ -50,21 +50,29 @@ def test_targets_met_and_not_met_from_the_figures():
     got = verdicts(judge(AVX512, cases, None, None, None))
     assert not got["(c) fastest s/epoch"] and not got["(c) fastest whole command"]
     assert not got["(a) whole-command overhead"] and not got["(c) per training image"]
-    assert verdicts(judge({"has_amx": True}, {"c": case("c", [1.2] * 10, wall=15.0)}, None, None, None))[
-        "(c) fastest s/epoch"] is False  # 1.0 s on an AMX machine
+    assert (
+        verdicts(judge({"has_amx": True}, {"c": case("c", [1.2] * 10, wall=15.0)}, None, None, None))[
+            "(c) fastest s/epoch"
+        ]
+        is False
+    )  # 1.0 s on an AMX machine
 
 
 def test_machine_names_the_cpu_and_its_bf16_flags():
     info = bench_train.machine()
     assert info["model"] and set(info["isa"]) >= {"AMX-BF16", "AVX-512-BF16", "AVX-512F"}
     if Path("/proc/cpuinfo").is_file():
-        assert info["model"] != "unknown" and info["has_amx"] == ("amx_bf16" in info["flags"] or "amx_tile" in info["flags"])
+        assert info["model"] != "unknown" and info["has_amx"] == (
+            "amx_bf16" in info["flags"] or "amx_tile" in info["flags"]
+        )
 
 
 def test_torch_peer_says_it_is_skipped_without_torch(tmp_path):
     # sys.modules["torch"] = None makes `import torch` fail as if it were not installed.
-    code = ("import sys; sys.modules['torch'] = None; sys.path.insert(0, 'benchmarks'); import bench_torch; "
-            f"sys.exit(bench_torch.main(['--data', {str(tmp_path)!r}]))")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.path.insert(0, 'benchmarks'); import bench_torch; "
+        f"sys.exit(bench_torch.main(['--data', {str(tmp_path)!r}]))"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert result.returncode == 3
     assert "skipped: PyTorch is not installed" in result.stderr and "Traceback" not in result.stderr
@@ -76,5 +84,12 @@ def test_torch_peer_is_the_reference_network():
 
     model = bench_torch.reference_network()
     assert sum(p.numel() for p in model.parameters()) == 607_394
-    assert [type(layer).__name__ for layer in model] == ["Conv2d", "ReLU", "MaxPool2d", "Flatten", "Linear", "ReLU",
-                                                         "Linear"]
+    assert [type(layer).__name__ for layer in model] == [
+        "Conv2d",
+        "ReLU",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "Linear",
+    ]

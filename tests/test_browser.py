@@ -13,8 +13,8 @@ import socket
 import string
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import numpy as np
@@ -22,8 +22,13 @@ import pytest
 from PIL import Image
 
 CHROMIUM = os.environ.get("MNIST_HYDRA_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 PAD = "#pad"
 
 
@@ -70,8 +75,17 @@ class NamedPredictor:
 
     def __init__(self, names: list[str]) -> None:
         self.class_names, self.num_classes = tuple(names), len(names)
-        self.info = {"run": "fake/run", "run_dir": "/fake/run", "model": "cnn", "data": "emnist",
-                     "precision": "float32", "params": 1, "class_names": names, "config": {}, "metrics": {}}
+        self.info = {
+            "run": "fake/run",
+            "run_dir": "/fake/run",
+            "model": "cnn",
+            "data": "emnist",
+            "precision": "float32",
+            "params": 1,
+            "class_names": names,
+            "config": {},
+            "metrics": {},
+        }
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         out = np.full((len(images), self.num_classes), 0.4 / (self.num_classes - 1), np.float32)
@@ -135,10 +149,8 @@ def stroke(page, points: list[tuple[float, float]], steps: int = 6) -> None:
 
 def predicted(page, expected: str) -> str:
     """The large top class, once the page shows `expected` (or what it shows after 10 s)."""
-    try:
+    with contextlib.suppress(Exception):
         page.wait_for_function(f"document.getElementById('top-class').textContent === {expected!r}", timeout=10_000)
-    except Exception:
-        pass
     return page.locator("#top-class").text_content()
 
 
@@ -168,7 +180,9 @@ def test_drawing_a_one_and_a_seven_shows_1_and_7(browser, live_server, predictor
     assert predicted(page, "7") == "7"
     page.wait_for_timeout(300)  # the bars' width transition
     shares = page.eval_on_selector_all(  # each bar's drawn length over its track's
-        "#bars .fill", "els => els.map(e => e.getBoundingClientRect().width / e.parentElement.getBoundingClientRect().width)")
+        "#bars .fill",
+        "els => els.map(e => e.getBoundingClientRect().width / e.parentElement.getBoundingClientRect().width)",
+    )
     assert len(shares) == 10 and max(shares) == shares[7] and 0.95 <= sum(shares) <= 1.05
 
     shot = tmp_path / "serve.png"
@@ -194,8 +208,14 @@ def digit_png(mnist_dir: Path, index: int) -> tuple[bytes, int]:
 
 
 def test_file_picker_and_drop_on_a_phone_sized_screen(browser, live_server, mnist_dir):
-    page, outside = open_page(browser, live_server, viewport={"width": 390, "height": 844}, is_mobile=True,
-                              has_touch=True, device_scale_factor=2)
+    page, outside = open_page(
+        browser,
+        live_server,
+        viewport={"width": 390, "height": 844},
+        is_mobile=True,
+        has_touch=True,
+        device_scale_factor=2,
+    )
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # no sideways scrolling
     pad = page.locator(PAD).bounding_box()
     assert pad["x"] >= 0 and pad["x"] + pad["width"] <= 390 and pad["width"] >= 250
@@ -206,10 +226,13 @@ def test_file_picker_and_drop_on_a_phone_sized_screen(browser, live_server, mnis
     assert preview_ink(page) > 10
 
     png, label = digit_png(mnist_dir, 1)
-    transfer = page.evaluate_handle("""(bytes) => {
+    transfer = page.evaluate_handle(
+        """(bytes) => {
         const transfer = new DataTransfer();
         transfer.items.add(new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'}));
-        return transfer; }""", list(png))
+        return transfer; }""",
+        list(png),
+    )
     page.dispatch_event("#pad-wrap", "drop", {"dataTransfer": transfer})
     assert predicted(page, str(label)) == str(label)
     assert outside == []
@@ -273,12 +296,14 @@ def test_a_drawing_confirmed_or_corrected_is_saved_as_the_28x28_png_the_model_sa
 @pytest.mark.parametrize("count", [3, 47])
 def test_any_number_of_classes_fits_the_page_and_can_be_labelled(browser, tmp_path, count):
     # EMNIST balanced's 47 classes are digits and letters; one long name shows how a name is cut.
-    names = (list(string.digits + string.ascii_uppercase + string.ascii_lowercase)[:count - 1]
-             + ["a rather long class name/with a slash"])
+    names = list(string.digits + string.ascii_uppercase + string.ascii_lowercase)[: count - 1] + [
+        "a rather long class name/with a slash"
+    ]
     collected = tmp_path / "collected"
     with running(NamedPredictor(names), collected) as url:
-        page, outside = open_page(browser, url, classes=count, viewport={"width": 390, "height": 844},
-                                  is_mobile=True, has_touch=True)
+        page, outside = open_page(
+            browser, url, classes=count, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
+        )
         stroke(page, [(0.5, 0.15), (0.5, 0.85)])
         assert predicted(page, names[2]) == names[2]
         shot = tmp_path / f"classes-{count}.png"

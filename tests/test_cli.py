@@ -7,8 +7,8 @@ import gzip
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -32,18 +32,21 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
     return lines[0]
 
 
-@pytest.mark.parametrize("override,fragments,code", [
-    ("trainer.epochz=3", ["trainer.epochz is not a config key", "trainer accepts:", "epochs"], CONFIG),
-    ("trainer.epochs=ten", ["trainer.epochs=ten has the wrong type", "expected an integer"], CONFIG),
-    ("trainer.epochs=0", ["trainer.epochs=0 is not allowed", "an integer >= 1"], CONFIG),
-    ("trainer.batch_size=0", ["trainer.batch_size=0 is not allowed", "an integer >= 1"], CONFIG),
-    ("optimizer.lr=-1", ["optimizer.lr=-1.0 is not allowed", "> 0"], CONFIG),
-    ("data.val_split=1.5", ["data.val_split=1.5 is not allowed", "[0, 1)"], CONFIG),
-    ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"], CONFIG),
-    ("+model.depth=3", ["model.depth is not a config key", "filters"], CONFIG),
-    ("data.train_limit=-5", ["data.train_limit=-5 is not allowed"], CONFIG),
-    ("model.filters=[1", ["cannot parse the override model.filters=[1", "must be quoted"], CONFIG),
-])
+@pytest.mark.parametrize(
+    "override,fragments,code",
+    [
+        ("trainer.epochz=3", ["trainer.epochz is not a config key", "trainer accepts:", "epochs"], CONFIG),
+        ("trainer.epochs=ten", ["trainer.epochs=ten has the wrong type", "expected an integer"], CONFIG),
+        ("trainer.epochs=0", ["trainer.epochs=0 is not allowed", "an integer >= 1"], CONFIG),
+        ("trainer.batch_size=0", ["trainer.batch_size=0 is not allowed", "an integer >= 1"], CONFIG),
+        ("optimizer.lr=-1", ["optimizer.lr=-1.0 is not allowed", "> 0"], CONFIG),
+        ("data.val_split=1.5", ["data.val_split=1.5 is not allowed", "[0, 1)"], CONFIG),
+        ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"], CONFIG),
+        ("+model.depth=3", ["model.depth is not a config key", "filters"], CONFIG),
+        ("data.train_limit=-5", ["data.train_limit=-5 is not allowed"], CONFIG),
+        ("model.filters=[1", ["cannot parse the override model.filters=[1", "must be quoted"], CONFIG),
+    ],
+)
 def test_bad_config_stops_before_any_run_directory_with_one_line(tmp_path, override, fragments, code):
     result = run_app(override, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert_one_line_error(result, *fragments, code=code)
@@ -104,15 +107,19 @@ print("tensorflow imported:", "tensorflow" in sys.modules)
 """
 
 
-@pytest.mark.parametrize("flags,expected", [
-    (["--help"], ["model: cnn, cnn_deep, mlp", "optimizer: adam, adamw, rmsprop, sgd", "epochs: 10"]),
-    (["--cfg", "job"], ["filters: 28", "batch_size: 64", "lr: 0.001"]),
-    (["--cfg", "job", "optimizer=sgd", "trainer.epochs=3"], ["name: sgd", "epochs: 3"]),
-    (["--info"], ["Config search path", "mnist_hydra.conf"]),
-])
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        (["--help"], ["model: cnn, cnn_deep, mlp", "optimizer: adam, adamw, rmsprop, sgd", "epochs: 10"]),
+        (["--cfg", "job"], ["filters: 28", "batch_size: 64", "lr: 0.001"]),
+        (["--cfg", "job", "optimizer=sgd", "trainer.epochs=3"], ["name: sgd", "epochs: 3"]),
+        (["--info"], ["Config search path", "mnist_hydra.conf"]),
+    ],
+)
 def test_hydra_flags_answer_without_importing_tensorflow(tmp_path, flags, expected):
-    result = subprocess.run([sys.executable, "-c", PROBE, *flags], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *flags], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert "tensorflow imported: False" in result.stdout
     for text in expected:
@@ -127,13 +134,13 @@ def test_run_dir_override_is_honoured(tmp_path):
 
 
 def test_hydra_full_error_shows_the_traceback(tmp_path):
-    result = run_app("trainer.epochs=0", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
-                     env={"HYDRA_FULL_ERROR": "1"})
+    result = run_app("trainer.epochs=0", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode == 1  # Python's own exit code for an uncaught exception
     assert "Traceback (most recent call last)" in result.stderr
     assert 'mnist_hydra/config.py", line' in result.stderr  # where the value was rejected
     assert result.stderr.strip().splitlines()[-1] == (
-        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected an integer >= 1")
+        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected an integer >= 1"
+    )
     assert "mnist_hydra: error:" not in result.stderr
     assert not (tmp_path / "run").exists()
 
@@ -167,8 +174,9 @@ def test_immutable_output_directory_fails_before_data_or_training(tmp_path):
 def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
     """A tmpfs of `size` mounted on `folder` (made here) for the block."""
     folder.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                      capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True
+    ).returncode:
         skip_unless_ci("cannot mount a tmpfs here (it needs root)")
     try:
         yield folder
@@ -194,14 +202,20 @@ def test_a_directory_that_takes_no_bytes_fails_at_the_runs_own_write_probe(tmp_p
     with small_tmpfs(tmp_path / "full", "1m") as full:
         if existing:  # the user's own empty directory: it stays, and stays empty
             (full / "run").mkdir()
-        with open(full / "filler", "wb") as filler:  # every block of the file system taken
-            with pytest.raises(OSError, match="No space left on device"):
-                while True:
-                    filler.write(b"\0" * 65536)
-                    filler.flush()
-        result = run_app(_no_data(tmp_path), f"hydra.run.dir={full}/run", "hydra.output_subdir=null",
-                         "hydra/job_logging=disabled", cwd=tmp_path)
+        # Every block of the file system taken.
+        with open(full / "filler", "wb") as filler, pytest.raises(OSError, match="No space left on device"):
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        result = run_app(
+            _no_data(tmp_path),
+            f"hydra.run.dir={full}/run",
+            "hydra.output_subdir=null",
+            "hydra/job_logging=disabled",
+            cwd=tmp_path,
+        )
         left = sorted(p.name for p in full.rglob("*"))
-    assert_one_line_error(result, f"cannot write the run directory {full}/run: No space left on device",
-                          "hydra.run.dir=PATH", code=DATA)
+    assert_one_line_error(
+        result, f"cannot write the run directory {full}/run: No space left on device", "hydra.run.dir=PATH", code=DATA
+    )
     assert left == (["filler", "run"] if existing else ["filler"])  # no probe file, no stub directory

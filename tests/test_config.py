@@ -15,8 +15,13 @@ from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, R
 from tests.conftest import CONF_DIR
 
 OPTIONS = {
-    "data": {"mnist": DataConfig, "fashion_mnist": DataConfig, "folder": FolderConfig, "csv": CsvConfig,
-             "idx": IdxConfig},
+    "data": {
+        "mnist": DataConfig,
+        "fashion_mnist": DataConfig,
+        "folder": FolderConfig,
+        "csv": CsvConfig,
+        "idx": IdxConfig,
+    },
     "model": {"cnn": CNNConfig, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
     "trainer": {"default": TrainerConfig, "fast": TrainerConfig, "fastest": TrainerConfig},
@@ -42,7 +47,7 @@ def test_every_option_composes_to_its_typed_schema(compose_config, group, option
 
 @pytest.mark.parametrize("option", ["folder", "csv", "idx"])
 def test_your_own_data_needs_a_root(compose_config, option):
-    with pytest.raises(FieldError, match=rf"^data\.root=null is not allowed: expected .*e\.g\. data\.root=/path/to/"):
+    with pytest.raises(FieldError, match=r"^data\.root=null is not allowed: expected .*e\.g\. data\.root=/path/to/"):
         validate(compose_config(f"data={option}"))
 
 
@@ -66,26 +71,37 @@ def test_fast_trainer_is_the_readmes_smoke_run(compose_config):
 
 
 def test_overrides_reach_the_typed_config(compose_config):
-    config = validate(compose_config(
-        "model=cnn_deep", "model.filters=[8,16,32]", "optimizer=sgd", "optimizer.nesterov=true",
-        "optimizer.lr=0.05", "trainer.epochs=3", "data.val_split=0", "seed=7",
-    ))
+    config = validate(
+        compose_config(
+            "model=cnn_deep",
+            "model.filters=[8,16,32]",
+            "optimizer=sgd",
+            "optimizer.nesterov=true",
+            "optimizer.lr=0.05",
+            "trainer.epochs=3",
+            "data.val_split=0",
+            "seed=7",
+        )
+    )
     assert config.model.filters == [8, 16, 32]
     assert config.optimizer.nesterov is True and config.optimizer.lr == pytest.approx(0.05)
     assert (config.trainer.epochs, config.data.val_split, config.seed) == (3, 0.0, 7)
 
 
-@pytest.mark.parametrize("override,key", [
-    ("trainer.epochs=0", "trainer.epochs"),
-    ("trainer.batch_size=0", "trainer.batch_size"),
-    ("optimizer.lr=-1", "optimizer.lr"),
-    ("data.val_split=1.5", "data.val_split"),
-    ("data.val_split=-0.1", "data.val_split"),
-    ("data.train_limit=0", "data.train_limit"),
-    ("model.dropout=1.0", "model.dropout"),
-    ("model.kernel_size=40", "model.kernel_size"),
-    ("seed=-3", "seed"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("trainer.epochs=0", "trainer.epochs"),
+        ("trainer.batch_size=0", "trainer.batch_size"),
+        ("optimizer.lr=-1", "optimizer.lr"),
+        ("data.val_split=1.5", "data.val_split"),
+        ("data.val_split=-0.1", "data.val_split"),
+        ("data.train_limit=0", "data.train_limit"),
+        ("model.dropout=1.0", "model.dropout"),
+        ("model.kernel_size=40", "model.kernel_size"),
+        ("seed=-3", "seed"),
+    ],
+)
 def test_out_of_range_values_name_their_key(compose_config, override, key):
     with pytest.raises(FieldError) as caught:
         validate(compose_config(override))
@@ -96,7 +112,9 @@ def test_out_of_range_values_name_their_key(compose_config, override, key):
 def test_keys_added_with_plus_are_rejected(compose_config):
     with pytest.raises(ConfigError, match=r"model.depth is not a config key; model accepts: .*filters"):
         validate(compose_config("+model.depth=3"))
-    with pytest.raises(ConfigError, match=r"lr is not a config key; the top level accepts: data, init_from, logger, model"):
+    with pytest.raises(
+        ConfigError, match=r"lr is not a config key; the top level accepts: data, init_from, logger, model"
+    ):
         validate(compose_config("+lr=3"))
 
 

@@ -15,25 +15,39 @@ import dataclasses
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.types import Override, OverrideType, ValueType
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from omegaconf import DictConfig
 
 from mnist_hydra.apps.boundary import describe, user_error
 from mnist_hydra.config import MAX_INT, MAX_SEED, Config, validate
 from mnist_hydra.errors import UserError
 
-BASES = [(), ("model=cnn_deep", "optimizer=sgd"), ("model=mlp", "optimizer=adamw", "trainer=fastest"),
-         ("data=fashion_mnist", "optimizer=rmsprop", "trainer=fast")]
+BASES = [
+    (),
+    ("model=cnn_deep", "optimizer=sgd"),
+    ("model=mlp", "optimizer=adamw", "trainer=fastest"),
+    ("data=fashion_mnist", "optimizer=rmsprop", "trainer=fast"),
+]
 GROUPS = ["data", "model", "optimizer", "trainer"]
 # Bounded and reproducible: the same 200 examples on every run, no example database written to disk.
-PROPERTY = settings(max_examples=200, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-                    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+)
 values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=6), scalars, max_size=3))
 names = st.from_regex(r"[a-z_]{1,12}", fullmatch=True)
 KINDS = [OverrideType.CHANGE, OverrideType.ADD, OverrideType.FORCE_ADD]  # key=, +key=, ++key=
@@ -62,9 +76,13 @@ def leaf_keys(cfg: DictConfig) -> list[str]:
 def changes(draw, base: DictConfig) -> list[tuple[str, object]]:
     """One to three (key, value) pairs: real keys, whole groups, made-up top-level and nested keys."""
     real = leaf_keys(base)
-    key = st.one_of(st.sampled_from(real), st.sampled_from(GROUPS + ["seed", "resume"]),
-                    st.builds(lambda group, name: f"{group}.{name}", st.sampled_from(GROUPS), names), names,
-                    st.builds(lambda a, b: f"{a}.{b}", st.sampled_from(real), names))
+    key = st.one_of(
+        st.sampled_from(real),
+        st.sampled_from(GROUPS + ["seed", "resume"]),
+        st.builds(lambda group, name: f"{group}.{name}", st.sampled_from(GROUPS), names),
+        names,
+        st.builds(lambda a, b: f"{a}.{b}", st.sampled_from(real), names),
+    )
     pairs = draw(st.lists(st.tuples(key, values), min_size=1, max_size=3))
     # plugins=[...] imports modules by name: give it names no module has, so no random import runs.
     return [(k, [f"no_such_plugin_{draw(names)}"] if k == "plugins" else v) for k, v in pairs]
@@ -96,8 +114,16 @@ def assert_usable(config: Config) -> None:
 def test_random_keys_and_values_validate_or_fail_in_one_line(bases, data):
     base = data.draw(st.sampled_from(bases))
     cfg = copy.deepcopy(base)
-    overrides = [Override(type=data.draw(st.sampled_from(KINDS)), key_or_group=key, value_type=ValueType.ELEMENT,
-                          _value=value, input_line=f"{key}={value!r}") for key, value in data.draw(changes(base))]
+    overrides = [
+        Override(
+            type=data.draw(st.sampled_from(KINDS)),
+            key_or_group=key,
+            value_type=ValueType.ELEMENT,
+            _value=value,
+            input_line=f"{key}={value!r}",
+        )
+        for key, value in data.draw(changes(base))
+    ]
     try:
         # Hydra's own code for `key=value`, `+key=value` and `++key=value`, with values a parser could not make.
         ConfigLoaderImpl._apply_overrides_to_config(overrides, cfg)
@@ -112,20 +138,51 @@ def test_random_keys_and_values_validate_or_fail_in_one_line(bases, data):
     assert_usable(config)
 
 
-override_values = st.one_of(st.integers(min_value=-2**70, max_value=2**70).map(str),
-                            st.sampled_from(["nan", "inf", "-inf", "null", "true", "[1,2]", "{a: 1}", "''", "1e400",
-                                             "[", "]", "'x", "a b", "=", "${oops}", "${now:}", "0x10"]),
-                            st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=10))
+override_values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.sampled_from(
+        [
+            "nan",
+            "inf",
+            "-inf",
+            "null",
+            "true",
+            "[1,2]",
+            "{a: 1}",
+            "''",
+            "1e400",
+            "[",
+            "]",
+            "'x",
+            "a b",
+            "=",
+            "${oops}",
+            "${now:}",
+            "0x10",
+        ]
+    ),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=10),
+)
 
 
-@settings(max_examples=40, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.data())
 def test_random_override_strings_through_hydra_compose(bases, data):
     from hydra import compose, initialize_config_module
 
-    key = data.draw(st.one_of(st.sampled_from(leaf_keys(bases[0])), st.sampled_from(GROUPS),
-                              st.builds(lambda g, n: f"{g}.{n}", st.sampled_from(GROUPS), names)))
+    key = data.draw(
+        st.one_of(
+            st.sampled_from(leaf_keys(bases[0])),
+            st.sampled_from(GROUPS),
+            st.builds(lambda g, n: f"{g}.{n}", st.sampled_from(GROUPS), names),
+        )
+    )
     if key == "plugins":
         return
     override = f"{data.draw(st.sampled_from(['', '+', '++']))}{key}={data.draw(override_values)}"

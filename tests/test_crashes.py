@@ -16,18 +16,30 @@ import subprocess
 import sys
 import time
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two epochs of 2,000 images (32 steps, one execution each), 500 test images: ~1 s an epoch.
 RUN = ["trainer.epochs=2", "data.train_limit=2000", "data.test_limit=500"]
-FIGURES = ("history", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "best_val_accuracy", "best_epoch",
-           "epochs_run", "confusion_matrix", "train_images", "val_images", "test_images")
+FIGURES = (
+    "history",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "best_val_accuracy",
+    "best_epoch",
+    "epochs_run",
+    "confusion_matrix",
+    "train_images",
+    "val_images",
+    "test_images",
+)
 POLL = 0.002
 
 
@@ -38,8 +50,9 @@ def _env() -> dict[str, str]:
 
 
 def _app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600
+    )
 
 
 def _temp_files(folder: Path, name: str = "") -> list[Path]:
@@ -69,15 +82,20 @@ class KillPoint:
 
 def in_epoch(epoch: int, delay: float) -> KillPoint:
     if epoch == 1:  # "model: ..." is logged just before fit starts
-        return KillPoint(f"epoch 1 +{delay:.2f}s", "epoch", lambda run: "] - model: " in _read(run / "train.log"),
-                         delay)
+        return KillPoint(
+            f"epoch 1 +{delay:.2f}s", "epoch", lambda run: "] - model: " in _read(run / "train.log"), delay
+        )
     return KillPoint(f"epoch {epoch} +{delay:.2f}s", "epoch", lambda run: _pointer_epoch(run) >= epoch - 1, delay)
 
 
 def checkpoint_write(epoch: int, delay: float = 0.0) -> KillPoint:
     name = f"epoch-{epoch:04d}.keras"
-    return KillPoint(f"checkpoint {epoch} write +{delay * 1000:.0f}ms", "checkpoint",
-                     lambda run: bool(_temp_files(run / "checkpoints", name)), delay)
+    return KillPoint(
+        f"checkpoint {epoch} write +{delay * 1000:.0f}ms",
+        "checkpoint",
+        lambda run: bool(_temp_files(run / "checkpoints", name)),
+        delay,
+    )
 
 
 def artifact(stage: str, delay: float = 0.0) -> KillPoint:
@@ -101,12 +119,20 @@ def _read(path: Path) -> str:
 
 DEFAULT = [in_epoch(2, 0.3), checkpoint_write(2), artifact("model.keras write")]
 _rng = random.Random(11)  # the slow suite's moments: random, and the same on every run
-SLOW = [in_epoch(1, _rng.uniform(0.0, 1.0)), in_epoch(2, _rng.uniform(0.0, 0.8)), in_epoch(2, _rng.uniform(0.0, 0.8)),
-        checkpoint_write(1, _rng.uniform(0.0, 0.03)), checkpoint_write(2, _rng.uniform(0.0, 0.03)),
-        checkpoint_write(1, _rng.uniform(0.0, 0.03)),
-        artifact("model.keras write", _rng.uniform(0.0, 0.03)), artifact("plots"),
-        artifact("plots", _rng.uniform(0.0, 0.3)), artifact("report"), artifact("metrics.json"),
-        artifact("checkpoint removal")]
+SLOW = [
+    in_epoch(1, _rng.uniform(0.0, 1.0)),
+    in_epoch(2, _rng.uniform(0.0, 0.8)),
+    in_epoch(2, _rng.uniform(0.0, 0.8)),
+    checkpoint_write(1, _rng.uniform(0.0, 0.03)),
+    checkpoint_write(2, _rng.uniform(0.0, 0.03)),
+    checkpoint_write(1, _rng.uniform(0.0, 0.03)),
+    artifact("model.keras write", _rng.uniform(0.0, 0.03)),
+    artifact("plots"),
+    artifact("plots", _rng.uniform(0.0, 0.3)),
+    artifact("report"),
+    artifact("metrics.json"),
+    artifact("checkpoint removal"),
+]
 
 
 @dataclass
@@ -114,7 +140,7 @@ class Killed:
     """What the kill left and what the resume made of it."""
 
     point: KillPoint
-    code: Optional[int]
+    code: int | None
     left: list[str]  # the run directory's files right after the kill
     temp_left: list[str]  # temporary files a killed writer left
     pointer: int  # the checkpoint's epoch after the kill
@@ -130,14 +156,22 @@ def _listing(run: Path) -> list[str]:
 def kill_and_resume(point: KillPoint, cwd: Path) -> Killed:
     """Start the run, SIGKILL it at `point`, resume it, and report both."""
     run = cwd / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *RUN, f"hydra.run.dir={run}"], cwd=cwd, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_hydra", *RUN, f"hydra.run.dir={run}"],
+        cwd=cwd,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     try:
         while not point.event(run):
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"{point}: the run ended (exit {proc.poll()}) before the kill point came: "
-                                     f"{proc.stderr.read()[-2000:]}")
+                raise AssertionError(
+                    f"{point}: the run ended (exit {proc.poll()}) before the kill point came: "
+                    f"{proc.stderr.read()[-2000:]}"
+                )
             time.sleep(POLL)
         time.sleep(point.delay)
         proc.kill()
@@ -155,15 +189,19 @@ def kill_and_resume(point: KillPoint, cwd: Path) -> Killed:
 
 
 def _selected(request, test: str) -> list[KillPoint]:
-    return [item.callspec.params["point"] for item in request.session.items
-            if getattr(item, "originalname", None) == test and hasattr(item, "callspec")]
+    return [
+        item.callspec.params["point"]
+        for item in request.session.items
+        if getattr(item, "originalname", None) == test and hasattr(item, "callspec")
+    ]
 
 
 @pytest.fixture(scope="module")
 def crashes(request, tmp_path_factory, mnist_dir) -> dict:
     """The reference run and every selected kill point's run, two at a time: {"reference": metrics, point: Killed}."""
-    points = _selected(request, "test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run") + \
-        _selected(request, "test_sigkill_at_random_moments")
+    points = _selected(request, "test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run") + _selected(
+        request, "test_sigkill_at_random_moments"
+    )
     base = tmp_path_factory.mktemp("crashes")
 
     def reference() -> dict:
@@ -192,8 +230,9 @@ def _check(killed: Killed, reference: dict) -> None:
     elif point.during == "checkpoint":
         # Killed with the checkpoint's temporary file open: the previous epoch's checkpoint is the newest.
         epoch = int(point.name.split()[1])
-        assert any(name.startswith(f"checkpoints/.epoch-{epoch:04d}.keras.tmp-") for name in killed.temp_left), \
+        assert any(name.startswith(f"checkpoints/.epoch-{epoch:04d}.keras.tmp-") for name in killed.temp_left), (
             killed.left
+        )
         assert killed.pointer == epoch - 1
     else:
         assert killed.pointer == 2 or "metrics.json" in killed.left  # every epoch done: only the end was cut
@@ -204,8 +243,16 @@ def _check(killed: Killed, reference: dict) -> None:
     assert killed.metrics["status"] == "completed"
     # No debris: no temporary files, no checkpoints; every artifact there.
     assert not [name for name in killed.files if ".tmp-" in name or name.startswith("checkpoints/")], killed.files
-    for name in ("model.keras", "history.csv", "training_curves.png", "confusion_matrix.png", "misclassified.png",
-                 "report.html", "metrics.json", "provenance.json"):
+    for name in (
+        "model.keras",
+        "history.csv",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "report.html",
+        "metrics.json",
+        "provenance.json",
+    ):
         assert name in killed.files, f"{point}: {name} missing after the resume"
 
 
@@ -225,16 +272,23 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_finis
     is filled to 2 MB free, so epoch 2's 7 MB checkpoint cannot be written."""
     disk = tmp_path / "disk"
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(disk)], capture_output=True, text=True
+    )
     if mounted.returncode:
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must be able to mount a tmpfs (run as root): {mounted.stderr.strip()}")
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         run = disk / "run"
-        proc = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *RUN, f"hydra.run.dir={run}"], cwd=tmp_path,
-                                env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mnist_hydra", *RUN, f"hydra.run.dir={run}"],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 300
         while _pointer_epoch(run) < 1:
             assert proc.poll() is None, proc.communicate()
@@ -248,7 +302,8 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_finis
         assert proc.returncode == 1, err
         assert err.splitlines() == [
             f"mnist_hydra: error: cannot write {run}/checkpoints/epoch-0002.keras: No space left on device; the "
-            f"checkpoint of epoch 1 is kept: make room, then continue with resume={run}"], err
+            f"checkpoint of epoch 1 is kept: make room, then continue with resume={run}"
+        ], err
         assert "Traceback" not in out + err
         checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
         assert checkpoints == ["checkpoint.json", "epoch-0001.keras"], checkpoints  # no half-written file

@@ -15,9 +15,10 @@ import pytest
 
 from mnist_hydra.data import datasets as data
 from mnist_hydra.data.datasets import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
-from mnist_hydra.errors import DataError, FieldError
 from mnist_hydra.data.idx import write_idx
-from tests.conftest import FASHION_DIR as REAL_FASHION, skip_unless_ci
+from mnist_hydra.errors import DataError, FieldError
+from tests.conftest import FASHION_DIR as REAL_FASHION
+from tests.conftest import skip_unless_ci
 
 # Read once at import: the isolation fixture below clears the variable for every test.
 REAL_MNIST = os.environ.get("MNIST_HYDRA_DATA")
@@ -62,7 +63,7 @@ def make_fake(folder: Path, n_train: int = 50, n_test: int = 20, suffix: str = "
         "y_test": (np.arange(n_test) % 10).astype(np.uint8),
     }
     arrays.update(override)
-    for name, array in zip(FILES, arrays.values()):
+    for name, array in zip(FILES, arrays.values(), strict=False):
         write_idx(folder / f"{name}{suffix}", array)
     return folder
 
@@ -74,8 +75,9 @@ def fake_cfg(root: Path | None, **fields) -> DataConfig:
 # --- config and registry
 
 
-@pytest.mark.parametrize("field, value", [("val_split", 1.5), ("val_split", -0.1), ("val_split", 1.0),
-                                          ("train_limit", 0), ("test_limit", 0)])
+@pytest.mark.parametrize(
+    "field, value", [("val_split", 1.5), ("val_split", -0.1), ("val_split", 1.0), ("train_limit", 0), ("test_limit", 0)]
+)
 def test_check_rejects_out_of_range(field, value):
     with pytest.raises(FieldError) as info:
         DataConfig(**{field: value}).check()
@@ -97,7 +99,9 @@ def test_registry_holds_both_data_sets_as_partials_of_one_loader():
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, mnist_hydra.data.datasets; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    code = (
+        "import sys, mnist_hydra.data.datasets; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -121,7 +125,7 @@ def test_verify_rejects_fake_files_naming_each(tmp_path):
         load_dataset(MNIST, fake_cfg(folder, verify=True))
     message = str(info.value)
     assert message.startswith(f"data.root={folder}: 4 bad MNIST files: ")
-    for name, digest in zip(FILES, MNIST.sha256):
+    for name, digest in zip(FILES, MNIST.sha256, strict=False):
         assert f"{folder / name}.gz: SHA-256 of the decompressed content is " in message
         assert f"expected {digest[:12]}..." in message
     assert "\n" not in message
@@ -134,10 +138,13 @@ def test_one_file_failing_its_checksum_shows_both_digests_in_full(tmp_path, real
     with pytest.raises(DataError) as info:
         load_dataset(MNIST, DataConfig(root=str(folder)))
     message = str(info.value)
-    assert message.startswith(f"data.root={folder}: {folder / 't10k-labels-idx1-ubyte.gz'}: SHA-256 of the decompressed "
-                              "content is ")
-    assert message.endswith(f", expected {MNIST.sha256[3]} for MNIST; is it another data set or damaged? "
-                            "(data.verify=false skips this check)")
+    assert message.startswith(
+        f"data.root={folder}: {folder / 't10k-labels-idx1-ubyte.gz'}: SHA-256 of the decompressed content is "
+    )
+    assert message.endswith(
+        f", expected {MNIST.sha256[3]} for MNIST; is it another data set or damaged? "
+        "(data.verify=false skips this check)"
+    )
 
 
 def test_every_bad_file_is_named_in_one_line(tmp_path):
@@ -146,9 +153,11 @@ def test_every_bad_file_is_named_in_one_line(tmp_path):
     with pytest.raises(DataError) as info:
         load_dataset(MNIST, fake_cfg(folder))
     message = str(info.value)
-    assert message == (f"data.root={folder}: 2 bad MNIST files: "
-                       f"{folder / 'train-labels-idx1-ubyte.gz'}: label 12 out of range 0..9; "
-                       f"{folder / 't10k-images-idx3-ubyte.gz'}: corrupt gzip: Not a gzipped file (b'ga')")
+    assert message == (
+        f"data.root={folder}: 2 bad MNIST files: "
+        f"{folder / 'train-labels-idx1-ubyte.gz'}: label 12 out of range 0..9; "
+        f"{folder / 't10k-images-idx3-ubyte.gz'}: corrupt gzip: Not a gzipped file (b'ga')"
+    )
 
 
 def test_mismatched_counts(tmp_path):
@@ -163,11 +172,14 @@ def test_labels_out_of_range(tmp_path):
         load_dataset(MNIST, fake_cfg(folder))
 
 
-@pytest.mark.parametrize("key, array, file", [
-    ("x_train", np.zeros((5, 28, 27), dtype=np.uint8), "train-images-idx3-ubyte"),
-    ("x_test", np.zeros((20, 28, 28), dtype=np.float32), "t10k-images-idx3-ubyte"),
-    ("y_train", np.zeros(50, dtype=np.int16), "train-labels-idx1-ubyte"),
-])
+@pytest.mark.parametrize(
+    "key, array, file",
+    [
+        ("x_train", np.zeros((5, 28, 27), dtype=np.uint8), "train-images-idx3-ubyte"),
+        ("x_test", np.zeros((20, 28, 28), dtype=np.float32), "t10k-images-idx3-ubyte"),
+        ("y_train", np.zeros(50, dtype=np.int16), "train-labels-idx1-ubyte"),
+    ],
+)
 def test_wrong_dtype_or_shape(tmp_path, key, array, file):
     folder = make_fake(tmp_path / "fake", **{key: array})
     with pytest.raises(DataError, match=rf"{file}\.gz: expected uint8"):
@@ -184,8 +196,13 @@ def test_corrupt_file_is_named_even_without_verify(tmp_path):
 def test_fake_npz_loads_and_is_checked_as_idx(tmp_path):
     folder = tmp_path / "npz"
     folder.mkdir()
-    np.savez(folder / "mnist.npz", x_train=ids(30), y_train=np.zeros(30, np.uint8),
-             x_test=ids(10), y_test=np.ones(10, np.uint8))
+    np.savez(
+        folder / "mnist.npz",
+        x_train=ids(30),
+        y_train=np.zeros(30, np.uint8),
+        x_test=ids(10),
+        y_test=np.ones(10, np.uint8),
+    )
     raw = load_dataset(MNIST, fake_cfg(folder))
     assert raw.source == str(folder / "mnist.npz")
     assert (raw.x_train.shape, raw.y_test.tolist()) == ((30, 28, 28), [1] * 10)
@@ -196,8 +213,9 @@ def test_fake_npz_loads_and_is_checked_as_idx(tmp_path):
 def test_fashion_does_not_accept_mnist_npz(tmp_path):
     folder = tmp_path / "npz"
     folder.mkdir()
-    np.savez(folder / "mnist.npz", x_train=ids(3), y_train=np.zeros(3, np.uint8),
-             x_test=ids(3), y_test=np.zeros(3, np.uint8))
+    np.savez(
+        folder / "mnist.npz", x_train=ids(3), y_train=np.zeros(3, np.uint8), x_test=ids(3), y_test=np.zeros(3, np.uint8)
+    )
     with pytest.raises(DataError, match="has no Fashion-MNIST files"):
         load_dataset(FASHION_MNIST, fake_cfg(folder))
 
@@ -280,8 +298,10 @@ def test_offline_download_is_one_line_error_with_the_fix(monkeypatch):
     monkeypatch.setattr(data, "download_with_keras", REAL_DOWNLOAD)
 
     def offline():
-        raise Exception("URL fetch failure on https://storage.googleapis.com/mnist.npz: None --\n"
-                        "[Errno -3] Temporary failure in name resolution")
+        raise Exception(
+            "URL fetch failure on https://storage.googleapis.com/mnist.npz: None --\n"
+            "[Errno -3] Temporary failure in name resolution"
+        )
 
     monkeypatch.setattr("keras.datasets.mnist.load_data", offline)
     with pytest.raises(DataError) as info:
@@ -342,7 +362,7 @@ def test_k_folds_partition_the_training_set(tmp_path):
     assert sorted(len(v) for v in vals) == [20, 20, 21, 21, 21]
     assert set().union(*vals) == set(range(103))  # every image validates exactly once
     assert sum(len(v) for v in vals) == 103
-    for s, val in zip(splits, vals):
+    for s, val in zip(splits, vals, strict=False):
         assert set(image_ids(s.x_train)) == set(range(103)) - val
         assert not s.val_is_test
     again = load_splits(fake_cfg(folder, folds=5, fold=2), seed=4)
@@ -351,8 +371,15 @@ def test_k_folds_partition_the_training_set(tmp_path):
     assert set(image_ids(other_seed.x_val)) != vals[2]
 
 
-@pytest.mark.parametrize("fields, key", [({"folds": 1}, "folds"), ({"folds": 5, "fold": 5}, "fold"),
-                                         ({"folds": 5, "fold": -1}, "fold"), ({"fold": 2}, "fold")])
+@pytest.mark.parametrize(
+    "fields, key",
+    [
+        ({"folds": 1}, "folds"),
+        ({"folds": 5, "fold": 5}, "fold"),
+        ({"folds": 5, "fold": -1}, "fold"),
+        ({"fold": 2}, "fold"),
+    ],
+)
 def test_check_rejects_bad_folds(fields, key):
     with pytest.raises(FieldError) as info:
         DataConfig(**fields).check()
@@ -373,7 +400,7 @@ def test_real_mnist(real_mnist):
     s = load_splits(DataConfig(root=str(real_mnist)), seed=0)
     assert (s.x_train.shape, s.x_val.shape, s.x_test.shape) == ((54000, 28, 28), (6000, 28, 28), (10000, 28, 28))
     assert len(s.y_train) + len(s.y_val) == 60000 and len(s.y_test) == 10000
-    assert s.checksums == dict(zip(MNIST.files, MNIST.sha256))
+    assert s.checksums == dict(zip(MNIST.files, MNIST.sha256, strict=False))
     assert set(np.unique(s.y_test)) == set(range(10))
 
 
@@ -407,12 +434,12 @@ def test_mnist_in_the_environment_variable_does_not_disturb_fashion_mnist(real_m
     fashion, warnings = load_quietly(caplog, "fashion_mnist")
     assert warnings == []
     assert fashion.source == str(REAL_FASHION)
-    assert fashion.checksums == dict(zip(FASHION_MNIST.files, FASHION_MNIST.sha256))
+    assert fashion.checksums == dict(zip(FASHION_MNIST.files, FASHION_MNIST.sha256, strict=False))
     assert fashion.class_names[0] == "T-shirt/top" and fashion.class_names[9] == "Ankle boot"
     caplog.clear()
     mnist, warnings = load_quietly(caplog, "mnist")
     assert warnings == [] and mnist.source == str(real_mnist)
-    assert mnist.checksums == dict(zip(MNIST.files, MNIST.sha256))
+    assert mnist.checksums == dict(zip(MNIST.files, MNIST.sha256, strict=False))
 
 
 @needs_fashion
@@ -429,7 +456,7 @@ def test_one_folder_with_a_subfolder_per_data_set(real_mnist, tmp_path, monkeypa
             caplog.clear()
             raw, warnings = load_quietly(caplog, name, **fields)
             assert warnings == [] and raw.source == str(tmp_path / "datasets" / folder), (how, name)
-            assert raw.checksums == dict(zip(spec.files, spec.sha256))
+            assert raw.checksums == dict(zip(spec.files, spec.sha256, strict=False))
 
 
 @needs_fashion
@@ -452,7 +479,9 @@ def test_keras_cache_layout_mnist_beside_a_fashion_subfolder(real_mnist, tmp_pat
 def test_a_root_holding_the_other_data_set_says_which_it_holds(real_mnist):
     with pytest.raises(DataError) as info:
         load_dataset(FASHION_MNIST, DataConfig(name="fashion_mnist", root=str(real_mnist)))
-    assert str(info.value).startswith(f"data.root={real_mnist}: {real_mnist}: holds MNIST (data=mnist), not Fashion-MNIST")
+    assert str(info.value).startswith(
+        f"data.root={real_mnist}: {real_mnist}: holds MNIST (data=mnist), not Fashion-MNIST"
+    )
     with pytest.raises(DataError, match=r"holds Fashion-MNIST \(data=fashion_mnist\), not MNIST"):
         load_dataset(MNIST, DataConfig(root=str(REAL_FASHION), verify=False))  # recognised even unverified
 
@@ -462,9 +491,11 @@ def test_a_root_that_is_a_file_is_called_a_file(tmp_path):
     note.write_text("root:x:0:0")
     with pytest.raises(DataError) as info:
         load_dataset(MNIST, fake_cfg(note))
-    assert str(info.value) == (f"data.root={note}: {note} is a file, not a folder; accepts a folder holding the four "
-                               "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                               "t10k-labels-idx1-ubyte), each .gz or plain, or mnist.npz")
+    assert str(info.value) == (
+        f"data.root={note}: {note} is a file, not a folder; accepts a folder holding the four "
+        "IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+        "t10k-labels-idx1-ubyte), each .gz or plain, or mnist.npz"
+    )
     folder = make_fake(tmp_path / "fake")
     with pytest.raises(DataError, match=rf"is a file, not a folder \(its folder: data\.root={folder}\); accepts"):
         load_dataset(MNIST, fake_cfg(folder / "train-images-idx3-ubyte.gz"))
@@ -482,10 +513,16 @@ def test_an_environment_variable_naming_a_file_is_skipped_with_a_warning(tmp_pat
 
 
 def test_data_root_a_file_through_the_app(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mnist_hydra", "data.root=/etc/passwd", f"hydra.run.dir={tmp_path}/run"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_hydra", "data.root=/etc/passwd", f"hydra.run.dir={tmp_path}/run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "mnist_hydra: error: data.root=/etc/passwd: /etc/passwd is a file, not a folder; accepts a folder holding "
-        f"{data._accepts(MNIST)}"]
+        f"{data._accepts(MNIST)}"
+    ]
     assert not (tmp_path / "run").exists()

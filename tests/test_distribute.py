@@ -12,12 +12,20 @@ import sys
 import keras
 import pytest
 
-from mnist_hydra.training.distribute import is_chief, read_tf_config, weights_digest
 from mnist_hydra.errors import ConfigError
+from mnist_hydra.training.distribute import is_chief, read_tf_config, weights_digest
 from tests.conftest import SMALL_RUN, run_app
 
-ARTIFACTS = ["metrics.json", "history.csv", "model.keras", "training_curves.png", "confusion_matrix.png",
-             "misclassified.png", "report.html", "train.log"]
+ARTIFACTS = [
+    "metrics.json",
+    "history.csv",
+    "model.keras",
+    "training_curves.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "report.html",
+    "train.log",
+]
 # What Hydra itself puts in every run directory; a non-chief worker's directory must hold nothing else.
 HYDRA_FILES = {".hydra", "train.log"}
 DIGEST = re.compile(r"final weights: sha256 ([0-9a-f]{64})")
@@ -25,8 +33,9 @@ WORKER_TIMEOUT = 240  # seconds for both workers; about 20 on two cores
 
 
 def _tf_config(ports: list[int], index: int) -> str:
-    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
-                       "task": {"type": "worker", "index": index}})
+    return json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}}
+    )
 
 
 def _free_ports(count: int) -> list[int]:
@@ -45,8 +54,13 @@ def _free_ports(count: int) -> list[int]:
 def mirrored_run(tmp_path_factory, mnist_dir):
     """`trainer.strategy=mirrored` on this machine's CPU (one replica)."""
     cwd = tmp_path_factory.mktemp("mirrored")
-    result = run_app("trainer.strategy=mirrored", *SMALL_RUN, f"hydra.run.dir={cwd}/run", cwd=cwd,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "trainer.strategy=mirrored",
+        *SMALL_RUN,
+        f"hydra.run.dir={cwd}/run",
+        cwd=cwd,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 0, result.stderr
     return cwd / "run"
 
@@ -59,20 +73,38 @@ def two_workers(tmp_path_factory, mnist_dir):
     procs = []
     try:
         for index in (0, 1):
-            env = {**os.environ, "MNIST_HYDRA_DATA": str(mnist_dir), "TF_CPP_MIN_LOG_LEVEL": "2",
-                   "TF_CONFIG": _tf_config(ports, index)}
+            env = {
+                **os.environ,
+                "MNIST_HYDRA_DATA": str(mnist_dir),
+                "TF_CPP_MIN_LOG_LEVEL": "2",
+                "TF_CONFIG": _tf_config(ports, index),
+            }
             env.pop("HYDRA_FULL_ERROR", None)
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "mnist_hydra", "trainer.strategy=multi_worker", "trainer.threads=1",
-                 *SMALL_RUN, f"hydra.run.dir={cwd}/worker{index}"],
-                cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "mnist_hydra",
+                        "trainer.strategy=multi_worker",
+                        "trainer.threads=1",
+                        *SMALL_RUN,
+                        f"hydra.run.dir={cwd}/worker{index}",
+                    ],
+                    cwd=cwd,
+                    env=env,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
         outputs = [proc.communicate(timeout=WORKER_TIMEOUT) for proc in procs]
     finally:
         for proc in procs:  # one worker's failure leaves the other waiting for it: never leave it behind
             if proc.poll() is None:
                 proc.kill()
                 proc.communicate()
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (out, err) in zip(procs, outputs, strict=False):
         assert proc.returncode == 0, out + err
     return [cwd / f"worker{index}" for index in (0, 1)], [out for out, _ in outputs]
 
@@ -124,25 +156,33 @@ def test_workers_split_each_global_batch_between_them(two_workers, mirrored_run)
 
 
 def test_bad_tf_config_is_one_line_naming_tf_config(tmp_path, mnist_dir):
-    result = run_app("trainer.strategy=multi_worker", *SMALL_RUN, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir), "TF_CONFIG": "{not json"})
+    result = run_app(
+        "trainer.strategy=multi_worker",
+        *SMALL_RUN,
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir), "TF_CONFIG": "{not json"},
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
     assert len(errors) == 1 and "TF_CONFIG" in errors[0] and "is not valid JSON" in errors[0], result.stderr
 
 
-@pytest.mark.parametrize("value, problem", [
-    ("", "is not set"),
-    ("[1, 2]", "is not a JSON object"),
-    ('{"task": {"type": "worker", "index": 0}}', 'has no "cluster" object'),
-    ('{"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "worker", "index": 0}}', 'names a "ps" job'),
-    ('{"cluster": {"worker": ["h"]}, "task": {"type": "worker", "index": 0}}', '"host:port" strings'),
-    ('{"cluster": {"worker": ["h:1"]}}', 'has no "task" object'),
-    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', 'task type "chief"'),
-    ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}}', "index must be 0 to 1"),
-    ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}', 'task index "0"'),
-])
+@pytest.mark.parametrize(
+    "value, problem",
+    [
+        ("", "is not set"),
+        ("[1, 2]", "is not a JSON object"),
+        ('{"task": {"type": "worker", "index": 0}}', 'has no "cluster" object'),
+        ('{"cluster": {"ps": ["h:1"], "worker": ["h:2"]}, "task": {"type": "worker", "index": 0}}', 'names a "ps" job'),
+        ('{"cluster": {"worker": ["h"]}, "task": {"type": "worker", "index": 0}}', '"host:port" strings'),
+        ('{"cluster": {"worker": ["h:1"]}}', 'has no "task" object'),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "chief", "index": 0}}', 'task type "chief"'),
+        ('{"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 2}}', "index must be 0 to 1"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": "0"}}', 'task index "0"'),
+    ],
+)
 def test_tf_config_mistakes_say_what_tf_config_must_hold(value, problem):
     with pytest.raises(ConfigError) as caught:
         read_tf_config({"TF_CONFIG": value})

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
 
 import pytest
 
@@ -45,8 +44,12 @@ def expected_sections() -> dict[str, tuple[type, str]]:
     for group, registry in (("data", DATASETS), ("model", MODELS), ("optimizer", OPTIMIZERS)):
         found.update({f"{group}={name}": (registry.schema(name), f"{group}.") for name in registry.names()})
     found.update({f"logger={name}": (LOGGERS.schema(name), f"logger.{name}.") for name in LOGGERS.names()})
-    for app, schema in (("evaluate", EvaluateConfig), ("predict", PredictConfig), ("serve", ServeConfig),
-                        ("export", ExportConfig)):
+    for app, schema in (
+        ("evaluate", EvaluateConfig),
+        ("predict", PredictConfig),
+        ("serve", ServeConfig),
+        ("export", ExportConfig),
+    ):
         found[f"python -m mnist_hydra.{app}"] = (schema, "")
     return found
 
@@ -101,15 +104,17 @@ class _Base:
 class _Schema(_Base):
     # Said on the line above,
     # over two lines.
-    depth: Optional[int] = None
-    names: List[str] = field(default_factory=lambda: ["a", "b"])  # names, in order
+    depth: int | None = None
+    names: list[str] = field(default_factory=lambda: ["a", "b"])  # names, in order
     ratio: float = 0.5
 
 
 def test_a_new_field_reaches_the_reference_with_its_comment(reference):
     rows = {r.key: r for r in reference.rows(_Schema, "x.")}
     assert rows["x.width"] == reference.Row("x.width", "int", "`3`", "the base's meaning")
-    assert rows["x.depth"] == reference.Row("x.depth", "int or null", "`null`", "Said on the line above, over two lines.")
+    assert rows["x.depth"] == reference.Row(
+        "x.depth", "int or null", "`null`", "Said on the line above, over two lines."
+    )
     assert rows["x.names"] == reference.Row("x.names", "list of string", "`[a, b]`", "names, in order")
     assert rows["x.ratio"].meaning == ""  # what test_every_key_of_every_schema_is_in_the_reference refuses
 

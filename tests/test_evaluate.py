@@ -23,8 +23,9 @@ from tests.conftest import run_app
 
 EVALUATE = "mnist_hydra.evaluate"
 FILES = ["metrics.json", "per_class.csv", "confusion_matrix.png", "misclassified.png", "evaluate.log"]
-PRINTED = re.compile(r"^accuracy (\d\.\d{4}) \(loss \d+\.\d{4}\) on (\d+) (\w+) test images; evaluation directory: (.+)$")
-
+PRINTED = re.compile(
+    r"^accuracy (\d\.\d{4}) \(loss \d+\.\d{4}\) on (\d+) (\w+) test images; evaluation directory: (.+)$"
+)
 
 
 def evaluate(*args: str, cwd: Path, mnist_dir: Path):
@@ -64,8 +65,9 @@ def test_by_default_scores_the_runs_own_test_set_into_the_run_directory(trained_
 
 def test_a_data_key_changes_that_field_of_the_runs_data_config(trained_run, mnist_dir, tmp_path):
     out = tmp_path / "elsewhere"
-    result = evaluate(f"run={trained_run}", "data.test_limit=800", f"hydra.run.dir={out}", cwd=tmp_path,
-                      mnist_dir=mnist_dir)
+    result = evaluate(
+        f"run={trained_run}", "data.test_limit=800", f"hydra.run.dir={out}", cwd=tmp_path, mnist_dir=mnist_dir
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 800 and metrics["data"]["train_limit"] == 2000  # the rest stays the run's
@@ -73,23 +75,31 @@ def test_a_data_key_changes_that_field_of_the_runs_data_config(trained_run, mnis
 
 
 def test_a_data_option_replaces_the_runs_data_config(trained_run, mnist_dir, tmp_path):
-    result = evaluate(f"run={trained_run}", "data=mnist", f"hydra.run.dir={tmp_path}/ev", cwd=tmp_path,
-                      mnist_dir=mnist_dir)
+    result = evaluate(
+        f"run={trained_run}", "data=mnist", f"hydra.run.dir={tmp_path}/ev", cwd=tmp_path, mnist_dir=mnist_dir
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["n"] == 10_000 and metrics["data"]["test_limit"] is None  # the option's default: all
     assert 0.7 < metrics["accuracy"] < 1
 
 
-@pytest.mark.parametrize("args,fragment,code", [
-    ([], "run has no value", 2),
-    (["run={tmp}/no-such-run"], "run={tmp}/no-such-run: no such directory", 2),
-    (["run={tmp}"], "run={tmp}: no model.keras in it", 2),
-    (["run={run}", "batch_size=0"], "batch_size=0 is not allowed", 2),
-    (["run={run}", "data.test_limit=ten"], "data.test_limit=ten has the wrong type", 2),
-    (["run={run}", "data=svhn"], "data=svhn is not a data option; choose one of: csv, fashion_mnist, folder, idx, mnist", 2),
-    (["run={run}", "data.root={tmp}"], "data.root={tmp}", 1),
-])
+@pytest.mark.parametrize(
+    "args,fragment,code",
+    [
+        ([], "run has no value", 2),
+        (["run={tmp}/no-such-run"], "run={tmp}/no-such-run: no such directory", 2),
+        (["run={tmp}"], "run={tmp}: no model.keras in it", 2),
+        (["run={run}", "batch_size=0"], "batch_size=0 is not allowed", 2),
+        (["run={run}", "data.test_limit=ten"], "data.test_limit=ten has the wrong type", 2),
+        (
+            ["run={run}", "data=svhn"],
+            "data=svhn is not a data option; choose one of: csv, fashion_mnist, folder, idx, mnist",
+            2,
+        ),
+        (["run={run}", "data.root={tmp}"], "data.root={tmp}", 1),
+    ],
+)
 def test_mistakes_fail_with_one_line_and_leave_no_directory(trained_run, mnist_dir, tmp_path, args, fragment, code):
     values = {"run": trained_run, "tmp": tmp_path}
     before = sorted((trained_run / "evaluate").glob("*")) if (trained_run / "evaluate").is_dir() else []
@@ -125,6 +135,7 @@ def test_data_config_from_a_run_is_checked_like_the_apps():
 
 
 # A damaged model.keras: named, and called damaged, not "File not found".
+
 
 def damage(model: Path, how: str) -> None:
     """Spoil a copy of a real model.keras the way `how` says."""
@@ -169,9 +180,11 @@ def test_a_damaged_model_is_called_damaged_and_named(trained_run, tmp_path, how)
 
 def test_load_model_checks_the_archive_before_importing_tensorflow(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"junk")
-    code = ("import sys\nfrom mnist_hydra.runs.rundir import load_model\n"
-            f"try:\n    load_model({str(tmp_path / 'model.keras')!r})\nexcept Exception as e:\n    print(type(e).__name__)\n"
-            "print('tensorflow' in sys.modules)")
+    code = (
+        "import sys\nfrom mnist_hydra.runs.rundir import load_model\n"
+        f"try:\n    load_model({str(tmp_path / 'model.keras')!r})\nexcept Exception as e:\n    print(type(e).__name__)\n"
+        "print('tensorflow' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout.split()
     assert out == ["DataError", "False"]
 
@@ -188,8 +201,10 @@ def test_apps_report_a_damaged_model_in_one_line(trained_run, mnist_dir, tmp_pat
     result = run_app(*args, cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, module=module)
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith(f"{module}:")]
-    assert lines == [f"{module}: error: {run / 'model.keras'}: damaged or not a Keras archive: "
-                     f"{(run / 'model.keras').stat().st_size} bytes that are not a zip archive "
-                     "(a .keras file is a zip archive); train the run again or restore the file"], result.stderr
+    assert lines == [
+        f"{module}: error: {run / 'model.keras'}: damaged or not a Keras archive: "
+        f"{(run / 'model.keras').stat().st_size} bytes that are not a zip archive "
+        "(a .keras file is a zip archive); train the run again or restore the file"
+    ], result.stderr
     assert "Traceback" not in result.stderr
     assert not (run / "evaluate").exists()  # no evaluation directory left behind

@@ -29,8 +29,11 @@ def test_seed_reference_is_the_defaults_validated_on_the_test_set(compose_config
     reference = validate(compose_config("+experiment=seed_reference"))
     defaults = validate(compose_config())
     assert reference.data.val_split == 0.0
-    assert (reference.model, reference.optimizer, reference.trainer) == (defaults.model, defaults.optimizer,
-                                                                         defaults.trainer)
+    assert (reference.model, reference.optimizer, reference.trainer) == (
+        defaults.model,
+        defaults.optimizer,
+        defaults.trainer,
+    )
     assert reference.model.name == "cnn" and reference.optimizer == AdamConfig(lr=1e-3)
     assert (reference.trainer.epochs, reference.trainer.batch_size) == (10, 64)
 
@@ -138,16 +141,19 @@ def test_a_schedule_without_the_step_count_is_a_clear_error():
         OPTIMIZERS.get("adam")(AdamConfig(schedule="cosine"))
 
 
-@pytest.mark.parametrize("override,key", [
-    ("model.shift=-0.1", "model.shift"),
-    ("model.shift=0.8", "model.shift"),
-    ("model.rotation=-5", "model.rotation"),
-    ("model.rotation=90", "model.rotation"),
-    ("model.zoom=-0.1", "model.zoom"),
-    ("optimizer.schedule=linear", "optimizer.schedule"),
-    ("optimizer.final_lr_fraction=1.5", "optimizer.final_lr_fraction"),
-    ("optimizer.warmup_fraction=1", "optimizer.warmup_fraction"),
-])
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ("model.shift=-0.1", "model.shift"),
+        ("model.shift=0.8", "model.shift"),
+        ("model.rotation=-5", "model.rotation"),
+        ("model.rotation=90", "model.rotation"),
+        ("model.zoom=-0.1", "model.zoom"),
+        ("optimizer.schedule=linear", "optimizer.schedule"),
+        ("optimizer.final_lr_fraction=1.5", "optimizer.final_lr_fraction"),
+        ("optimizer.warmup_fraction=1", "optimizer.warmup_fraction"),
+    ],
+)
 def test_bad_values_are_rejected_in_one_line_naming_the_key(compose_config, override, key):
     with pytest.raises(FieldError) as caught:
         validate(compose_config("+experiment=best", override))

@@ -118,22 +118,26 @@ def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tam
     from mnist_hydra.runs.rundir import load_model
 
     tamper(run_copy / "export" / "onnx", load_model(run_copy / "model.keras").layers[-1].get_weights()[1])
-    result = run_app(f"run={run_copy}", "format=onnx", "verify=true", "limit=100", cwd=tmp_path, module=EXPORT,
-                     env=env)
+    result = run_app(f"run={run_copy}", "format=onnx", "verify=true", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"{EXPORT}: error:")]
-    assert len(ours) == 1 and "does not match model.keras" in ours[0] and "images change class" in ours[0], \
+    assert len(ours) == 1 and "does not match model.keras" in ours[0] and "images change class" in ours[0], (
         result.stderr
+    )
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("args, code, words", [
-    (["run={run}"], 2, "format has no value: set it on the command line, e.g. format=onnx"),
-    (["run={run}", "format=pickle"], 2, "format=pickle is not allowed: expected one of saved_model, litert, onnx"),
-    (["run={tmp}/nothing", "format=onnx"], 2, "run={tmp}/nothing: no such directory"),
-    (["run={run}", "format=litert", "verify=true"], 1, "format=litert: {run}/export/litert does not exist"),
-], ids=["no format", "bad format", "missing run", "nothing to verify"])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        (["run={run}"], 2, "format has no value: set it on the command line, e.g. format=onnx"),
+        (["run={run}", "format=pickle"], 2, "format=pickle is not allowed: expected one of saved_model, litert, onnx"),
+        (["run={tmp}/nothing", "format=onnx"], 2, "run={tmp}/nothing: no such directory"),
+        (["run={run}", "format=litert", "verify=true"], 1, "format=litert: {run}/export/litert does not exist"),
+    ],
+    ids=["no format", "bad format", "missing run", "nothing to verify"],
+)
 def test_bad_arguments_fail_in_one_line(run_copy, tmp_path, args, code, words):
     values = {"run": run_copy, "tmp": tmp_path}
     shutil.rmtree(run_copy / "export" / "litert", ignore_errors=True)
@@ -171,8 +175,11 @@ def test_a_format_that_cannot_be_produced_says_what_to_use_instead(run_copy, mon
         raise RuntimeError("ConverterError: op not supported")
 
     monkeypatch.setattr(tf.lite.TFLiteConverter, "from_saved_model", refuse)
-    with pytest.raises(export.ExportError, match=r"format=litert: TFLiteConverter cannot convert this model "
-                                                 r"\(ConverterError: op not supported\); use format=saved_model"):
+    with pytest.raises(
+        export.ExportError,
+        match=r"format=litert: TFLiteConverter cannot convert this model "
+        r"\(ConverterError: op not supported\); use format=saved_model",
+    ):
         export.export_run(run_copy, "litert", limit=LIMIT)
     assert not [p for p in (run_copy / "export").iterdir() if p.name.startswith(".")]  # no staging left behind
 

@@ -38,7 +38,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = "open"
         for other in sorted(graph[node]):
             if state.get(other) == "open":
-                found.append(path[path.index(other):] + [other] if other in path else [node, other])
+                found.append(path[path.index(other) :] + [other] if other in path else [node, other])
             elif other not in state:
                 visit(other, path + [other])
         state[node] = "done"
@@ -53,8 +53,10 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_no_import_cycles(folder, package):
     graph = module_graph(ROOT / folder, package)
     # A package's __init__ is imported by its modules' import anyway; only module-to-module edges count.
-    graph = {name: {o for o in deps if not (name.startswith(o + ".") or o.startswith(name + "."))}
-             for name, deps in graph.items()}
+    graph = {
+        name: {o for o in deps if not (name.startswith(o + ".") or o.startswith(name + "."))}
+        for name, deps in graph.items()
+    }
     assert cycles(graph) == []
 
 

@@ -30,9 +30,13 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_only_the_apps_and_the_config_module_import_hydra_or_omegaconf():
-    offenders = [str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
-                 if "apps" not in path.relative_to(PACKAGE).parts and path not in ALLOWED
-                 and _imports(path) & {"hydra", "omegaconf"}]
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted(PACKAGE.rglob("*.py"))
+        if "apps" not in path.relative_to(PACKAGE).parts
+        and path not in ALLOWED
+        and _imports(path) & {"hydra", "omegaconf"}
+    ]
     assert offenders == []
     # ...and the check itself can fail: the apps do import Hydra.
     assert "hydra" in _imports(PACKAGE / "apps" / "train.py")
@@ -57,8 +61,15 @@ def test_train_and_evaluate_runs_in_process_and_leaves_every_artifact(small_conf
     on_disk = json.loads((workdir / "metrics.json").read_text())
     assert on_disk["test_accuracy"] == metrics["test_accuracy"]
     assert np.asarray(on_disk["confusion_matrix"]).sum() == 300
-    for name in ("provenance.json", "history.csv", "model.keras", "training_curves.png", "confusion_matrix.png",
-                 "misclassified.png", "report.html"):
+    for name in (
+        "provenance.json",
+        "history.csv",
+        "model.keras",
+        "training_curves.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "report.html",
+    ):
         assert (workdir / name).is_file(), name
     assert json.loads((workdir / "provenance.json").read_text())["overrides"] == ["trainer.epochs=1"]
     assert not (workdir / "checkpoints").exists()  # model.keras replaces them once the run is complete

@@ -12,8 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_every_config_and_runs_from_another_directory(tmp_path):
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
-                           capture_output=True, text=True, timeout=300)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert build.returncode == 0, build.stderr
     wheel = next(tmp_path.glob("mnist_hydra-*.whl"))
     shipped = set(zipfile.ZipFile(wheel).namelist())
@@ -27,9 +31,18 @@ def test_wheel_ships_every_config_and_runs_from_another_directory(tmp_path):
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(site)}
     result = subprocess.run(
-        [sys.executable, "-c", "import runpy, sys, mnist_hydra; print(mnist_hydra.__file__); "
-         "sys.argv = ['mnist_hydra', '--cfg', 'job', 'model=cnn_deep']; runpy.run_module('mnist_hydra', run_name='__main__')"],
-        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "import runpy, sys, mnist_hydra; print(mnist_hydra.__file__); "
+            "sys.argv = ['mnist_hydra', '--cfg', 'job', 'model=cnn_deep']; runpy.run_module('mnist_hydra', run_name='__main__')",
+        ],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(str(site))
     assert "name: cnn_deep" in result.stdout and "convs_per_block: 2" in result.stdout

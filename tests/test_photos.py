@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_hydra.runs.rundir import load_model
 from mnist_hydra.data.idx import read_idx
 from mnist_hydra.data.preprocess import to_grayscale, to_mnist
+from mnist_hydra.runs.rundir import load_model
 from tests.photos import BACKGROUNDS, clean, make_photos, paper
 
 PHOTOS = 300  # the first 300 MNIST test digits, one photo each
@@ -77,7 +77,7 @@ def seven(light: np.ndarray, chalk: bool = False, ink: float = 0.8) -> np.ndarra
     """A thick 7 on paper whose brightness is `light` (h x w): ink taking `ink` of the light, or chalk on a board."""
     h, w = light.shape
     mask = Image.new("L", (w, h), 0)
-    ImageDraw.Draw(mask).line([(w * .3, h * .2), (w * .7, h * .2), (w * .45, h * .8)], fill=255, width=w // 12)
+    ImageDraw.Draw(mask).line([(w * 0.3, h * 0.2), (w * 0.7, h * 0.2), (w * 0.45, h * 0.8)], fill=255, width=w // 12)
     coverage = np.asarray(mask, np.float64) / 255
     reflectance = 0.25 + 0.65 * coverage if chalk else 1 - ink * coverage
     return light * reflectance

@@ -8,8 +8,7 @@ from mnist_hydra.runs import plots
 from mnist_hydra.runs.metrics import confusion_matrix
 
 DIGITS = [str(i) for i in range(10)]
-FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
 def open_png(path):
@@ -22,8 +21,12 @@ def open_png(path):
 
 def history(epochs):
     e = np.arange(1, epochs + 1)
-    return {"loss": list(1 / e), "accuracy": list(1 - 0.5 / e),
-            "val_loss": list(1.1 / e), "val_accuracy": list(1 - 0.6 / e)}
+    return {
+        "loss": list(1 / e),
+        "accuracy": list(1 - 0.5 / e),
+        "val_loss": list(1.1 / e),
+        "val_accuracy": list(1 - 0.6 / e),
+    }
 
 
 @pytest.mark.parametrize("epochs", [1, 10])

@@ -14,7 +14,7 @@ from tests.conftest import run_app
 
 TINY = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=500", "data.test_limit=200"]
 
-MY_MODELS = '''
+MY_MODELS = """
 from dataclasses import dataclass
 
 from mnist_hydra.errors import require
@@ -37,7 +37,7 @@ def build_tiny(cfg, input_shape, num_classes):
     return keras.Sequential([keras.Input(shape=input_shape), keras.layers.Flatten(),
                              keras.layers.Dense(cfg.units, activation="relu"),
                              keras.layers.Dense(num_classes, activation="softmax")], name="tiny")
-'''
+"""
 
 
 def _env(mnist_dir: Path, **extra: str) -> dict[str, str]:
@@ -46,15 +46,18 @@ def _env(mnist_dir: Path, **extra: str) -> dict[str, str]:
 
 def test_a_model_variant_in_your_own_config_dir_trains(tmp_path, mnist_dir):
     (tmp_path / "myconf" / "model").mkdir(parents=True)
-    (tmp_path / "myconf" / "model" / "small_cnn.yaml").write_text(textwrap.dedent("""\
+    (tmp_path / "myconf" / "model" / "small_cnn.yaml").write_text(
+        textwrap.dedent("""\
         defaults:
           - /schema/model/cnn@_here_
           - _self_
         filters: 8
         dense_units: 16
-        """))
-    result = run_app("--config-dir", "myconf", "model=small_cnn", *TINY, "hydra.run.dir=run", cwd=tmp_path,
-                     env=_env(mnist_dir))
+        """)
+    )
+    result = run_app(
+        "--config-dir", "myconf", "model=small_cnn", *TINY, "hydra.run.dir=run", cwd=tmp_path, env=_env(mnist_dir)
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # Conv 8x(3x3+1) = 80; 13x13x8 = 1352 -> Dense 16: 21,648; Dense 10: 170.
@@ -63,18 +66,27 @@ def test_a_model_variant_in_your_own_config_dir_trains(tmp_path, mnist_dir):
 
 def test_a_builder_in_your_own_module_trains_with_plugins(tmp_path, mnist_dir):
     (tmp_path / "my_models.py").write_text(MY_MODELS)
-    result = run_app("plugins=[my_models]", "model=tiny", "model.units=8", *TINY, "hydra.run.dir=run",
-                     cwd=tmp_path, env=_env(mnist_dir))
+    result = run_app(
+        "plugins=[my_models]",
+        "model=tiny",
+        "model.units=8",
+        *TINY,
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        env=_env(mnist_dir),
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["params"] == 784 * 8 + 8 + 8 * 10 + 10
     saved = json.loads((tmp_path / "run" / "provenance.json").read_text())["config"]
     assert saved["plugins"] == ["my_models"] and saved["model"] == {"name": "tiny", "units": 8}
     # The plugin's schema checks its fields like a built-in one.
-    bad = run_app("plugins=[my_models]", "model=tiny", "model.units=0", "hydra.run.dir=bad", cwd=tmp_path,
-                  env=_env(mnist_dir))
+    bad = run_app(
+        "plugins=[my_models]", "model=tiny", "model.units=0", "hydra.run.dir=bad", cwd=tmp_path, env=_env(mnist_dir)
+    )
     assert bad.returncode == 2 and bad.stderr.strip() == (
-        "mnist_hydra: error: model.units=0 is not allowed: expected an integer >= 1")
+        "mnist_hydra: error: model.units=0 is not allowed: expected an integer >= 1"
+    )
     assert not (tmp_path / "bad").exists()
 
 
@@ -82,21 +94,36 @@ def test_an_installed_packages_entry_point_adds_its_builder(tmp_path):
     site = tmp_path / "site"
     (site / "tiny_plugin-0.1.dist-info").mkdir(parents=True)
     (site / "tiny_plugin.py").write_text(MY_MODELS)
-    (site / "tiny_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n")
+    (site / "tiny_plugin-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: tiny-plugin\nVersion: 0.1\n"
+    )
     (site / "tiny_plugin-0.1.dist-info" / "entry_points.txt").write_text("[mnist_hydra.plugins]\ntiny = tiny_plugin\n")
     result = run_app("--cfg", "job", "model=tiny", cwd=tmp_path, env={"PYTHONPATH": str(site)})
     assert result.returncode == 0, result.stderr
     assert "name: tiny\n  units: 16" in result.stdout
 
 
-@pytest.mark.parametrize("module,source,expected", [
-    ("no_such_module", None, "plugins=[no_such_module]: no module named no_such_module; give importable module names"),
-    ("dup_models", "from mnist_hydra.models.networks import MODELS, CNNConfig\n"
-                   "MODELS.register('cnn', schema=CNNConfig)(lambda *a: None)\n",
-     "plugins=[dup_models]: importing it failed: ValueError: model 'cnn' is registered twice"),
-    ("broken_models", "import numpy as np\nraise RuntimeError('half-written plugin')\n",
-     "plugins=[broken_models]: importing it failed: RuntimeError: half-written plugin"),
-])
+@pytest.mark.parametrize(
+    "module,source,expected",
+    [
+        (
+            "no_such_module",
+            None,
+            "plugins=[no_such_module]: no module named no_such_module; give importable module names",
+        ),
+        (
+            "dup_models",
+            "from mnist_hydra.models.networks import MODELS, CNNConfig\n"
+            "MODELS.register('cnn', schema=CNNConfig)(lambda *a: None)\n",
+            "plugins=[dup_models]: importing it failed: ValueError: model 'cnn' is registered twice",
+        ),
+        (
+            "broken_models",
+            "import numpy as np\nraise RuntimeError('half-written plugin')\n",
+            "plugins=[broken_models]: importing it failed: RuntimeError: half-written plugin",
+        ),
+    ],
+)
 def test_a_plugin_that_cannot_load_is_a_one_line_error(tmp_path, module, source, expected):
     if source is not None:
         (tmp_path / f"{module}.py").write_text(source)

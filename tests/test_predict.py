@@ -26,7 +26,7 @@ def drawn_seven(size=(300, 400), ink=0, paper=255, width=24, mode="L") -> Image.
     image = Image.new(mode, size, paper if mode == "L" else (paper,) * 3)
     fill = ink if mode == "L" else (ink,) * 3
     w, h = size
-    ImageDraw.Draw(image).line([(w * .2, h * .15), (w * .8, h * .15), (w * .4, h * .85)], fill=fill, width=width)
+    ImageDraw.Draw(image).line([(w * 0.2, h * 0.15), (w * 0.8, h * 0.15), (w * 0.4, h * 0.85)], fill=fill, width=width)
     return image
 
 
@@ -41,6 +41,7 @@ def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
 
 
 # Preprocessing, on drawn images.
+
 
 def test_output_is_a_centred_digit_fitted_into_20x20():
     out = to_mnist(np.asarray(drawn_seven(), dtype=np.float32))
@@ -127,13 +128,17 @@ def test_a_drawing_is_read_in_its_marks_box_and_the_box_gives_what_the_whole_can
 def test_blank_and_broken_files_raise_image_error_naming_the_file(tmp_path):
     Image.new("RGB", (64, 64), (250, 250, 250)).save(tmp_path / "blank.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
-    for name, words in (("blank.png", "no digit found"), ("broken.png", "not a readable image"),
-                        ("absent.png", "no such file")):
+    for name, words in (
+        ("blank.png", "no digit found"),
+        ("broken.png", "not a readable image"),
+        ("absent.png", "no such file"),
+    ):
         with pytest.raises(ImageError, match=re.escape(str(tmp_path / name)) + ".*" + words):
             preprocess_file(tmp_path / name)
 
 
 # Real MNIST digits, redrawn the ways people draw them.
+
 
 @pytest.fixture(scope="module")
 def test_digits(mnist_dir):
@@ -157,10 +162,11 @@ def render_on_paper(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
 def test_redrawn_mnist_digits_come_back_close_to_the_originals(test_digits):
     images, _ = test_digits
     rng = np.random.default_rng(0)
-    similarity = [np.corrcoef(to_mnist(np.asarray(render_on_paper(d, rng).convert("L"), np.float32)).ravel(),
-                              d.ravel())[0, 1] for d in images]
+    similarity = [
+        np.corrcoef(to_mnist(np.asarray(render_on_paper(d, rng).convert("L"), np.float32)).ravel(), d.ravel())[0, 1]
+        for d in images
+    ]
     assert np.median(similarity) > 0.9 and min(similarity) > 0.6, similarity
-
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +175,7 @@ def picture_folder(tmp_path_factory, test_digits) -> Path:
     plus a corrupt PNG and a text file."""
     folder = tmp_path_factory.mktemp("pictures")
     rng = np.random.default_rng(0)
-    for i, (digit, label) in enumerate(zip(*test_digits)):
+    for i, (digit, label) in enumerate(zip(*test_digits, strict=False)):
         render_on_paper(digit, rng).save(folder / f"paper_{i:02d}_{label}.jpg", quality=90)
         Image.fromarray(digit).save(folder / f"mnist_{i:02d}_{label}.png")
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not an image")
@@ -202,15 +208,17 @@ def test_predicts_a_folder_reporting_the_corrupt_file_and_going_on(trained_run, 
     right = sum(predicted[name] == truth[name] for name in paper)
     assert right >= 0.75 * DIGITS, {name: (predicted[name], truth[name]) for name in paper}
     # The redrawn digit gets the prediction of the original 28x28 image, nearly always.
-    agree = sum(predicted[name] == predicted[name.replace("paper_", "mnist_").replace(".jpg", ".png")]
-                for name in paper)
+    agree = sum(
+        predicted[name] == predicted[name.replace("paper_", "mnist_").replace(".jpg", ".png")] for name in paper
+    )
     assert agree >= 0.85 * DIGITS
 
 
 def test_json_output_lists_every_predicted_file_with_its_top_k(trained_run, picture_folder):
     one = next(picture_folder.glob("paper_00_*.jpg"))
-    result = run_app(f"run={trained_run}", f"images={one}", "output=json", "top_k=5", cwd=picture_folder,
-                     module=PREDICT)
+    result = run_app(
+        f"run={trained_run}", f"images={one}", "output=json", "top_k=5", cwd=picture_folder, module=PREDICT
+    )
     assert result.returncode == 0, result.stderr
     [record] = json.loads(result.stdout)
     assert record["file"] == str(one) and record["class"] == str(record["label"])
@@ -224,8 +232,10 @@ def test_exit_code_is_non_zero_only_when_nothing_could_be_predicted(trained_run,
     assert result.returncode == 1 and result.stdout == ""
     errors = our_stderr_lines(result.stderr)
     # One mistake, one line: the file and why, not a "skipped" line and then an error.
-    assert errors == [f"{PREDICT}: error: {picture_folder / 'corrupt.png'}: not a readable image (no format Pillow "
-                      "knows, or a broken or zero-size image)"], errors
+    assert errors == [
+        f"{PREDICT}: error: {picture_folder / 'corrupt.png'}: not a readable image (no format Pillow "
+        "knows, or a broken or zero-size image)"
+    ], errors
     assert list(tmp_path.iterdir()) == []  # predict writes nothing
 
 
@@ -239,7 +249,7 @@ def formats_folder(tmp_path_factory, test_digits) -> Path:
     """One test digit per format Pillow writes, a PNG without a name ending, a text file and a sub-folder."""
     folder = tmp_path_factory.mktemp("formats")
     images, labels = test_digits
-    for (suffix, name), digit, label in zip(FORMATS.items(), images, labels):
+    for (suffix, name), digit, label in zip(FORMATS.items(), images, labels, strict=False):
         Image.fromarray(255 - digit).resize((84, 84)).save(folder / f"{suffix}_{label}.{suffix}", name)
     Image.fromarray(images[6]).save(folder / f"scan_{labels[6]}", "PNG")  # no suffix: known by its first bytes
     (folder / "notes.txt").write_text("not a picture")
@@ -250,11 +260,14 @@ def formats_folder(tmp_path_factory, test_digits) -> Path:
 
 def test_a_folder_takes_every_format_pillow_reads_and_names_what_it_skips(formats_folder):
     found, skipped = find_images(formats_folder)
-    assert sorted(p.name for p in found) == sorted(p.name for p in formats_folder.iterdir()
-                                                   if p.name not in ("notes.txt", "more"))
+    assert sorted(p.name for p in found) == sorted(
+        p.name for p in formats_folder.iterdir() if p.name not in ("notes.txt", "more")
+    )
     assert len(found) == len(FORMATS) + 1
-    assert skipped == [f"{formats_folder / 'more'}: a folder (sub-folders are not searched)",
-                       f"{formats_folder / 'notes.txt'}: not an image (no format Pillow reads)"]
+    assert skipped == [
+        f"{formats_folder / 'more'}: a folder (sub-folders are not searched)",
+        f"{formats_folder / 'notes.txt'}: not an image (no format Pillow reads)",
+    ]
     assert {".gif", ".webp", ".tif", ".tiff", ".bmp", ".png", ".jpg", ".jpeg"} <= image_suffixes()
     assert ".txt" not in image_suffixes() and ".h5" not in image_suffixes()  # HDF5 is a stub: Pillow cannot decode it
 
@@ -276,17 +289,22 @@ def test_predicts_gif_webp_tiff_bmp_in_a_folder_and_reports_the_rest(trained_run
     assert {name.split("_")[0] for name in names} == {*FORMATS, "scan"}
     right = sum(int(Path(r["file"]).stem.split("_")[1]) == r["label"] for r in records)
     assert right >= len(records) - 2, records  # the session's model reads about 85% of MNIST right
-    assert failures == [f"{formats_folder / 'more'}: a folder (sub-folders are not searched)",
-                        f"{formats_folder / 'notes.txt'}: not an image (no format Pillow reads)"]
+    assert failures == [
+        f"{formats_folder / 'more'}: a folder (sub-folders are not searched)",
+        f"{formats_folder / 'notes.txt'}: not an image (no format Pillow reads)",
+    ]
 
 
-@pytest.mark.parametrize("args,fragment,code", [
-    (["images={pictures}"], "run has no value", 2),
-    (["run={run}"], "images has no value", 2),
-    (["run={run}", "images={pictures}/nothing-here"], "images={pictures}/nothing-here: no such file or folder", 2),
-    (["run={pictures}", "images={pictures}"], "run={pictures}: no model.keras", 2),
-    (["run={run}", "images={pictures}", "output=xml"], "output=xml is not allowed", 2),
-])
+@pytest.mark.parametrize(
+    "args,fragment,code",
+    [
+        (["images={pictures}"], "run has no value", 2),
+        (["run={run}"], "images has no value", 2),
+        (["run={run}", "images={pictures}/nothing-here"], "images={pictures}/nothing-here: no such file or folder", 2),
+        (["run={pictures}", "images={pictures}"], "run={pictures}: no model.keras", 2),
+        (["run={run}", "images={pictures}", "output=xml"], "output=xml is not allowed", 2),
+    ],
+)
 def test_bad_arguments_fail_with_one_line(trained_run, picture_folder, tmp_path, args, fragment, code):
     values = {"run": trained_run, "pictures": picture_folder}
     result = run_app(*(a.format(**values) for a in args), cwd=tmp_path, module=PREDICT)

@@ -43,8 +43,14 @@ def test_the_docs_home_page_repeats_the_readme_install_command():
         assert line in README, line
 
 
-@pytest.mark.parametrize("override, page", [("trainer.epochs=0", "running.md"), ("model=resnet9000", "running.md"),
-                                            ("logger=[tensorboard,wandb]", "tracking.md")])
+@pytest.mark.parametrize(
+    "override, page",
+    [
+        ("trainer.epochs=0", "running.md"),
+        ("model=resnet9000", "running.md"),
+        ("logger=[tensorboard,wandb]", "tracking.md"),
+    ],
+)
 def test_docs_error_examples_are_what_the_app_prints(tmp_path, override, page):
     text = (DOCS / page).read_text()
     shown = re.search(rf"\$ python -m mnist_hydra {re.escape(override)}\n(.*)\n", text).group(1)
@@ -59,8 +65,16 @@ def test_adding_a_model_as_the_docs_show(tmp_path, mnist_dir):
     module = re.search(r"# (\w+)\.py", python).group(1)
     (tmp_path / f"{module}.py").write_text(python)
     command = re.search(rf"python -m mnist_hydra (plugins=\[{module}\] .*)", page).group(1).split()
-    result = run_app(*command, "trainer.epochs=1", "trainer.verbose=0", "data.train_limit=500", "data.test_limit=100",
-                     "hydra.run.dir=run", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        *command,
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        "data.train_limit=500",
+        "data.test_limit=100",
+        "hydra.run.dir=run",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load((tmp_path / "run" / ".hydra" / "config.yaml").read_text())
     assert config["model"] == {"name": "lenet", "dense_units": 120} and config["plugins"] == [module]
@@ -72,5 +86,11 @@ def test_adding_a_model_as_the_docs_show(tmp_path, mnist_dir):
     command = re.search(r"python -m mnist_hydra (--config-dir .*)", page).group(1).split()
     result = run_app(*command, "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert yaml.safe_load(result.stdout)["model"] == {"name": "cnn", "filters": 8, "kernel_size": 3, "pool_size": 2,
-                                                     "dense_units": 16, "dropout": 0.0}
+    assert yaml.safe_load(result.stdout)["model"] == {
+        "name": "cnn",
+        "filters": 8,
+        "kernel_size": 3,
+        "pool_size": 2,
+        "dense_units": 16,
+        "dropout": 0.0,
+    }

@@ -18,7 +18,6 @@ from mnist_hydra.apps.report import main as report_main
 from mnist_hydra.runs.report import write_run_report, write_sweep_report
 from mnist_hydra.runs.sweeps import summarize_sweep
 
-
 RUN_SECTIONS = {"metrics", "config", "curves", "confusion-matrix", "misclassified", "history", "provenance"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -86,11 +85,10 @@ def parse(path: Path) -> Page:
     return page
 
 
-
 def test_run_report_holds_config_metrics_plots_and_history(trained_run):
     path = trained_run / "report.html"  # as training wrote it, not rewritten here
     page = parse(path)
-    assert RUN_SECTIONS <= page.ids
+    assert page.ids >= RUN_SECTIONS
     assert len(page.srcs) == 3 and page.hrefs == []  # the three plots, inlined; no links at all
     text = " ".join(page.text)
     metrics = json.loads((trained_run / "metrics.json").read_text())
@@ -127,7 +125,7 @@ def test_run_report_without_plots_or_metrics_says_what_is_missing(tmp_path):
     (tmp_path / "training_curves.png").write_bytes(b"not a png")
     page = parse(write_run_report(tmp_path))
     text = " ".join(page.text)
-    assert page.srcs == [] and RUN_SECTIONS <= page.ids
+    assert page.srcs == [] and page.ids >= RUN_SECTIONS
     assert "no metrics.json" in text and "training_curves.png is not a PNG file" in text
     assert "misclassified.png was not written" in text and "seed: 3" in text
 
@@ -135,8 +133,9 @@ def test_run_report_without_plots_or_metrics_says_what_is_missing(tmp_path):
 def test_every_text_is_escaped(tmp_path):
     evil = '<script>alert("x")</script>&<b>'
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "failed", "error": evil}))
-    (tmp_path / "provenance.json").write_text(json.dumps({"overrides": [f"+note={evil}"], "config": {"note": evil},
-                                                          "command": ["python", evil]}))
+    (tmp_path / "provenance.json").write_text(
+        json.dumps({"overrides": [f"+note={evil}"], "config": {"note": evil}, "command": ["python", evil]})
+    )
     path = write_run_report(tmp_path)
     raw = path.read_text()
     page = parse(path)
@@ -181,7 +180,9 @@ def test_report_command_rewrites_a_sweeps_or_a_runs_page(trained_run, tmp_path, 
     sweep = tmp_path / "sweep"
     make_sweep(trained_run, sweep)
     (sweep / "multirun.yaml").write_text("hydra: {}\n")
-    assert report_main([str(sweep)]) == 0 and (sweep / "report.html").is_file() and (sweep / "sweep_results.csv").is_file()
+    assert (
+        report_main([str(sweep)]) == 0 and (sweep / "report.html").is_file() and (sweep / "sweep_results.csv").is_file()
+    )
     (sweep / "0" / "report.html").unlink()
     assert report_main([str(sweep / "0")]) == 0 and (sweep / "0" / "report.html").is_file()
     assert capsys.readouterr().out.split() == [str(sweep / "report.html"), str(sweep / "0" / "report.html")]

@@ -33,11 +33,18 @@ def _env(mnist_dir: Path) -> dict[str, str]:
     return env
 
 
-def _stop_after_first_epoch(args: list[str], checkpoint_dir: Path, sig: int, cwd: Path,
-                            mnist_dir: Path) -> subprocess.CompletedProcess:
+def _stop_after_first_epoch(
+    args: list[str], checkpoint_dir: Path, sig: int, cwd: Path, mnist_dir: Path
+) -> subprocess.CompletedProcess:
     """Start the app, send `sig` once `checkpoint_dir` holds epoch 1's checkpoint, and wait for it to end."""
-    proc = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(mnist_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnist_hydra", *args],
+        cwd=cwd,
+        env=_env(mnist_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pointer = checkpoint_dir / "checkpoints" / "checkpoint.json"
     deadline = time.monotonic() + 240
     try:
@@ -132,11 +139,25 @@ def test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs(reference, tmp_pat
 # A run that exercises everything a resume must restore: batch norm statistics, dropout, the random
 # augmentation layers' seed state, AdamW's moments, the cosine schedule's step, and multi-step executions
 # (16 steps an epoch: trainer.steps_per_execution=6 becomes 4, so each epoch is 4 calls of 4 steps).
-DEEP_RUN = ["model=cnn_deep", "model.filters=[8,16]", "model.convs_per_block=1", "model.dense_units=32",
-            "model.shift=0.1", "model.rotation=10", "optimizer=adamw", "optimizer.schedule=cosine",
-            "optimizer.warmup_fraction=0.1", "trainer.epochs=3", "trainer.batch_size=64",
-            "trainer.steps_per_execution=6", "trainer.verbose=0", "data.train_limit=1024", "data.val_split=0.05",
-            "data.test_limit=500", "trainer.fused_adam=true"]
+DEEP_RUN = [
+    "model=cnn_deep",
+    "model.filters=[8,16]",
+    "model.convs_per_block=1",
+    "model.dense_units=32",
+    "model.shift=0.1",
+    "model.rotation=10",
+    "optimizer=adamw",
+    "optimizer.schedule=cosine",
+    "optimizer.warmup_fraction=0.1",
+    "trainer.epochs=3",
+    "trainer.batch_size=64",
+    "trainer.steps_per_execution=6",
+    "trainer.verbose=0",
+    "data.train_limit=1024",
+    "data.val_split=0.05",
+    "data.test_limit=500",
+    "trainer.fused_adam=true",
+]
 
 
 def _final_weights(run: Path) -> list[np.ndarray]:
@@ -147,11 +168,14 @@ def _final_weights(run: Path) -> list[np.ndarray]:
 
 def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, mnist_dir):
     never_stopped = tmp_path / "reference"
-    result = run_app(*DEEP_RUN, f"hydra.run.dir={never_stopped}", cwd=tmp_path,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        *DEEP_RUN, f"hydra.run.dir={never_stopped}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}
+    )
     assert result.returncode == 0, result.stderr
-    assert "steps per execution: 4 (trainer.steps_per_execution=6; a divisor of the 16 steps an epoch)" in (
-        never_stopped / "train.log").read_text()
+    assert (
+        "steps per execution: 4 (trainer.steps_per_execution=6; a divisor of the 16 steps an epoch)"
+        in (never_stopped / "train.log").read_text()
+    )
 
     run = tmp_path / "run"
     stopped = _stop_after_first_epoch([*DEEP_RUN, f"hydra.run.dir={run}"], run, signal.SIGTERM, tmp_path, mnist_dir)
@@ -167,20 +191,23 @@ def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the
     reference = _metrics(never_stopped)
     _assert_same_run(_metrics(run), reference)
     final, expected = _final_weights(run), _final_weights(never_stopped)
-    assert len(final) == len(expected) and all(np.array_equal(a, b) for a, b in zip(final, expected))
+    assert len(final) == len(expected) and all(np.array_equal(a, b) for a, b in zip(final, expected, strict=False))
     digests = [re.findall(r"final weights: sha256 (\w+)", (d / "train.log").read_text()) for d in (run, never_stopped)]
     assert digests[0] == digests[1] and len(digests[0]) == 1
 
 
-@pytest.mark.parametrize("limit, steps, expected", [
-    (32, 844, 4),  # the reference run: 54,000 images at batch 64
-    (32, 79, 1),  # a prime: one step per call
-    (32, 16, 16),  # a whole epoch in one call
-    (6, 16, 4),
-    (32, 64, 32),
-    (1, 844, 1),
-    (100, 5, 5),
-])
+@pytest.mark.parametrize(
+    "limit, steps, expected",
+    [
+        (32, 844, 4),  # the reference run: 54,000 images at batch 64
+        (32, 79, 1),  # a prime: one step per call
+        (32, 16, 16),  # a whole epoch in one call
+        (6, 16, 4),
+        (32, 64, 32),
+        (1, 844, 1),
+        (100, 5, 5),
+    ],
+)
 def test_steps_per_execution_is_the_largest_divisor_of_an_epoch_up_to_the_limit(limit, steps, expected):
     from mnist_hydra.training.loop import steps_per_execution
 
@@ -188,8 +215,13 @@ def test_steps_per_execution_is_the_largest_divisor_of_an_epoch_up_to_the_limit(
 
 
 def test_diverging_loss_ends_the_run_with_one_line_and_a_record(tmp_path, mnist_dir):
-    result = run_app("trainer=fast", "optimizer.lr=1e6", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "trainer=fast",
+        "optimizer.lr=1e6",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
     assert len(errors) == 1 and "training diverged at epoch 1" in errors[0] and "optimizer.lr" in errors[0]
@@ -201,8 +233,9 @@ def test_diverging_loss_ends_the_run_with_one_line_and_a_record(tmp_path, mnist_
 
 def test_resuming_a_complete_run_trains_nothing(reference, tmp_path, mnist_dir):
     run = tmp_path / "run"
-    first = run_app(*RUN, "trainer.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path,
-                    env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    first = run_app(
+        *RUN, "trainer.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}
+    )
     assert first.returncode == 0, first.stderr
     before = (run / "metrics.json").read_bytes()
     again = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
@@ -211,10 +244,13 @@ def test_resuming_a_complete_run_trains_nothing(reference, tmp_path, mnist_dir):
     assert f"run directory: {run}" in again.stdout
 
 
-@pytest.mark.parametrize("target, extra, expected", [
-    ("nowhere", [], "resume=nowhere is not a run directory"),
-    ("run", ["trainer.epochs=5"], "resume=run continues with the config saved there: drop trainer.epochs=5"),
-])
+@pytest.mark.parametrize(
+    "target, extra, expected",
+    [
+        ("nowhere", [], "resume=nowhere is not a run directory"),
+        ("run", ["trainer.epochs=5"], "resume=run continues with the config saved there: drop trainer.epochs=5"),
+    ],
+)
 def test_resume_mistakes_are_one_line_and_create_nothing(target, extra, expected, tmp_path):
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)
@@ -242,9 +278,13 @@ def test_checkpoints_keep_the_newest_epoch_and_drop_leftovers(tmp_path):
     assert sorted(p.name for p in checkpoints.folder.iterdir()) == ["checkpoint.json", "epoch-0002.keras"]
     model_file, state = checkpoints.latest()
     assert (model_file.name, state.epoch, state.history, state.epoch_seconds) == (
-        "epoch-0002.keras", 2, {"loss": [0.5, 0.4]}, [1.0, 1.1])
+        "epoch-0002.keras",
+        2,
+        {"loss": [0.5, 0.4]},
+        [1.0, 1.1],
+    )
     restored = keras.models.load_model(model_file)
-    assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights()))
+    assert all(np.array_equal(a, b) for a, b in zip(restored.get_weights(), model.get_weights(), strict=False))
     checkpoints.remove()
     assert not checkpoints.folder.exists()
 
@@ -255,8 +295,15 @@ def test_checkpoints_keep_the_random_layers_seed_states(tmp_path):
     from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, random_states, restore_random_states
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input(shape=(4, 4, 1)), keras.layers.RandomTranslation(0.2, 0.2, name="shift"),
-                              keras.layers.Flatten(), keras.layers.Dropout(0.5, name="drop"), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(4, 4, 1)),
+            keras.layers.RandomTranslation(0.2, 0.2, name="shift"),
+            keras.layers.Flatten(),
+            keras.layers.Dropout(0.5, name="drop"),
+            keras.layers.Dense(2),
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     model.fit(np.ones((8, 4, 4, 1)), np.ones((8, 2)), batch_size=4, epochs=1, verbose=0)
     trained = random_states(model)
@@ -272,13 +319,14 @@ def test_checkpoints_keep_the_random_layers_seed_states(tmp_path):
 
 
 def test_a_broken_pointer_says_how_to_start_over(tmp_path):
-    from mnist_hydra.training.checkpoints import Checkpoints
     from mnist_hydra.errors import UserError
+    from mnist_hydra.training.checkpoints import Checkpoints
 
     checkpoints = Checkpoints(tmp_path)
     checkpoints.folder.mkdir()
-    (checkpoints.folder / "checkpoint.json").write_text('{"file": "epoch-0003.keras", "epoch": 3, '
-                                                        '"history": {}, "epoch_seconds": []}')
+    (checkpoints.folder / "checkpoint.json").write_text(
+        '{"file": "epoch-0003.keras", "epoch": 3, "history": {}, "epoch_seconds": []}'
+    )
     with pytest.raises(UserError, match="epoch-0003.keras, which is missing; delete"):
         checkpoints.latest()
 
@@ -291,7 +339,7 @@ def test_each_epochs_order_depends_on_the_seed_and_epoch_alone():
 
     def epochs(seed, first, last):
         batches = [y.numpy().tolist() for _, y in make_training_dataset(images, labels, 4, seed, first, last)]
-        return [sum(batches[i:i + 3], []) for i in range(0, len(batches), 3)]  # 3 batches an epoch
+        return [sum(batches[i : i + 3], []) for i in range(0, len(batches), 3)]  # 3 batches an epoch
 
     whole = epochs(0, 0, 3)
     assert epochs(0, 1, 3) == whole[1:]  # a resumed run sees the epochs it missed, as they were

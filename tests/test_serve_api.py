@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gzip
 import io
 import json
 import os
@@ -14,32 +13,14 @@ import zlib
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mnist_hydra.data.preprocess import preprocess_file
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.inputs import InputError, parse_json
-from mnist_hydra.serving.settings import ServeSettings
-
-LIMITS = ServeSettings(max_bytes=200_000, max_pixels=1_000_000, max_batch=8)
-DIGITS = 16
-
-
-@pytest.fixture(scope="module")
-def digits(mnist_dir) -> tuple[np.ndarray, np.ndarray]:
-    """The first DIGITS MNIST test images (uint8 28x28) and labels."""
-    with gzip.open(mnist_dir / "t10k-images-idx3-ubyte.gz") as f:
-        images = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28)[:DIGITS]
-    with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
-        labels = np.frombuffer(f.read(), np.uint8, offset=8)[:DIGITS]
-    return images, labels
-
-
-@pytest.fixture(scope="module")
-def client(predictor):
-    with TestClient(create_app(predictor=predictor, settings=LIMITS, top_k=3)) as test_client:
-        yield test_client
+from tests.conftest import DIGITS, LIMITS
 
 
 def picture(digit: np.ndarray, size: int = 200, fmt: str = "PNG") -> bytes:
@@ -51,11 +32,16 @@ def picture(digit: np.ndarray, size: int = 200, fmt: str = "PNG") -> bytes:
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG that declares width x height pixels but holds (almost) no data: what a decompression bomb looks like."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
 
 
 def upload(client, data: bytes, name: str = "digit.png", **params):
@@ -64,10 +50,11 @@ def upload(client, data: bytes, name: str = "digit.png", **params):
 
 # The three forms of /predict.
 
+
 def test_an_uploaded_picture_is_predicted_with_every_probability_and_the_top_k(client, digits):
     images, labels = digits
     right = 0
-    for digit, label in zip(images, labels):
+    for digit, label in zip(images, labels, strict=False):
         response = upload(client, picture(digit))
         assert response.status_code == 200, response.text
         body = response.json()
@@ -75,7 +62,9 @@ def test_an_uploaded_picture_is_predicted_with_every_probability_and_the_top_k(c
         assert len(body["probabilities"]) == 10 and abs(sum(body["probabilities"]) - 1) < 1e-4
         assert body["label"] == int(np.argmax(body["probabilities"])) and body["class_name"] == str(body["label"])
         assert [t["label"] for t in body["top_k"]][0] == body["label"] and len(body["top_k"]) == 3
-        assert [t["probability"] for t in body["top_k"]] == sorted((t["probability"] for t in body["top_k"]), reverse=True)
+        assert [t["probability"] for t in body["top_k"]] == sorted(
+            (t["probability"] for t in body["top_k"]), reverse=True
+        )
         right += body["label"] == label
     assert right >= 0.75 * DIGITS  # the small test run scores about 0.85
 
@@ -88,8 +77,9 @@ def test_jpeg_works_and_top_k_and_the_image_the_model_saw_can_be_asked_for(clien
     assert image.shape == (28, 28) and image.min() == 0 and image.max() == 1
 
 
-def test_uploads_go_through_exactly_the_preprocessing_and_model_of_the_predict_command(client, digits, trained_run,
-                                                                                       tmp_path):
+def test_uploads_go_through_exactly_the_preprocessing_and_model_of_the_predict_command(
+    client, digits, trained_run, tmp_path
+):
     from mnist_hydra.serving.predict import predict_images
 
     path = tmp_path / "seven.png"
@@ -115,7 +105,7 @@ def test_a_batch_returns_one_prediction_per_image_in_order(client, digits):
     singles = [client.post("/predict", json={"pixels": image.tolist()}).json() for image in images[:8]]
     assert [p["label"] for p in batch] == [p["label"] for p in singles]
     assert np.allclose([p["probabilities"] for p in batch], [p["probabilities"] for p in singles], atol=1e-5)
-    assert sum(p["label"] == label for p, label in zip(batch, labels)) >= 6
+    assert sum(p["label"] == label for p, label in zip(batch, labels, strict=False)) >= 6
 
 
 def test_concurrent_requests_share_model_calls_and_get_their_own_answers(predictor, digits):
@@ -128,8 +118,9 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_answers(predict
         async with app.router.lifespan_context(app):
             transport = httpx2.ASGITransport(app=app)
             async with httpx2.AsyncClient(transport=transport, base_url="http://test") as http:
-                responses = await asyncio.gather(*(http.post("/predict", json={"pixels": image.tolist()})
-                                                   for image in images))
+                responses = await asyncio.gather(
+                    *(http.post("/predict", json={"pixels": image.tolist()}) for image in images)
+                )
                 return [r.json() for r in responses], app.state.batcher.calls
 
     answers, calls = asyncio.run(run())
@@ -140,6 +131,7 @@ def test_concurrent_requests_share_model_calls_and_get_their_own_answers(predict
 
 
 # The other endpoints.
+
 
 def test_health_and_model(client, predictor, trained_run):
     health = client.get("/health").json()
@@ -166,6 +158,10 @@ def test_a_fashion_mnist_run_answers_with_its_class_names(trained_run, tmp_path,
     config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
     config["data"]["name"] = "fashion_mnist"  # the names come from the run's data config
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
+    # ... when its metrics.json records none (a run of an older version; newer ones record them, and those win).
+    metrics = json.loads((run / "metrics.json").read_text())
+    del metrics["class_names"]
+    (run / "metrics.json").write_text(json.dumps(metrics))
     with TestClient(create_app(predictor=Predictor(run))) as fashion:
         names = fashion.get("/model").json()["class_names"]
         assert names[0] == "T-shirt/top" and names[9] == "Ankle boot" and len(names) == 10
@@ -188,7 +184,9 @@ def test_openapi_describes_the_typed_models_and_both_body_forms(client):
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]
     assert set(body) == {"multipart/form-data", "application/json"}
-    assert {"Prediction", "BatchPrediction", "ModelInfo", "Health", "ErrorResponse"} <= set(spec["components"]["schemas"])
+    assert {"Prediction", "BatchPrediction", "ModelInfo", "Health", "ErrorResponse"} <= set(
+        spec["components"]["schemas"]
+    )
     assert {"413", "415", "422"} <= set(spec["paths"]["/predict"]["post"]["responses"])
     assert client.get("/docs").status_code == 200
 
@@ -204,42 +202,67 @@ NAN_BODY = b'{"pixels": [' + b",".join([b"[" + b",".join([b"NaN"] * 28) + b"]"] 
 ROWS_27 = {"pixels": [[0] * 28] * 27}
 
 
-@pytest.mark.parametrize("request_args, status, words", [
-    ({"files": {"file": ("notes.pdf", NOT_AN_IMAGE, "image/png")}}, 422, "notes.pdf: not a readable image"),
-    ({"files": {"file": ("zero.png", ZERO_SIZE, "image/png")}}, 422, "zero.png: not a readable image"),
-    ({"files": {"file": ("empty.png", b"", "image/png")}}, 422, "empty.png: the uploaded file is empty"),
-    ({"files": {"file": ("blank.png", BLANK, "image/png")}}, 422, "blank.png: no digit found"),
-    ({"files": {"file": ("bomb.png", BOMB, "image/png")}}, 422, "decompression bomb"),
-    ({"files": {"file": ("big.png", TOO_MANY_PIXELS, "image/png")}}, 422, "2000x2000 = 4000000 pixels is over the limit of 1000000"),
-    ({"files": {"picture": ("d.png", BLANK, "image/png")}}, 422, "no field 'file'"),
-    ({"data": {"file": "not a file"}, "files": {"other": ("x", b"x")}}, 422, "holds text, not a file"),
-    ({"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}}, 400,
-     "could not be read (Missing boundary in multipart); send one image in the field 'file'"),
-    ({"files": [("file", ("a.png", BLANK, "image/png")), ("file", ("b.png", BLANK, "image/png"))]}, 400,
-     "could not be read (Too many files. Maximum number of files is 1); send one image"),
-    ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "the request body is empty"),
-    ({}, 400, "the request body is empty"),
-    ({"content": b"x" * 300_000, "headers": {"content-type": "application/json"}}, 413, "over the limit of 200000 bytes"),
-    ({"content": (b"x" * 50_000 for _ in range(6)), "headers": {"content-type": "application/json"}}, 413,
-     "over the limit of 200000 bytes"),  # chunked, no Content-Length: counted as it arrives
-    ({"content": b"7", "headers": {"content-type": "text/plain"}}, 415, "content type text/plain is not accepted"),
-    ({"content": b"7"}, 415, "content type (none) is not accepted"),
-    ({"content": b"{pixels:", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
-    ({"json": [1, 2, 3]}, 422, 'expected {"pixels"'),
-    ({"json": ROWS_27}, 422, "pixels must be 28 rows of 28 numbers; got 27 rows of 28"),
-    ({"json": {"pixels": [[0] * 28] * 27 + [[0] * 30]}}, 422, "28 rows of lengths 28 to 30"),
-    ({"json": {"pixels": [[[0]] * 28] * 28}}, 422, "pixels must be 28 rows of 28 numbers"),
-    ({"json": {"pixels": [["a"] * 28] * 28}}, 422, "a JSON string among the numbers"),
-    ({"content": NAN_BODY, "headers": {"content-type": "application/json"}}, 422, "NaN, infinite or null"),
-    ({"json": {"pixels": [[None] * 28] * 28}}, 422, "NaN, infinite or null"),
-    ({"json": {"pixels": [[-1] * 28] * 28}}, 422, "values must lie in [0, 1] or in 0..255; got min -1"),
-    ({"json": {"pixels": [[256] * 28] * 28}}, 422, "got min 256, max 256"),
-    ({"json": {"images": []}}, 422, '"images" must be a non-empty list'),
-    ({"json": {"images": [[[0] * 28] * 28] * 9}}, 422, "holds 9 images, over the limit of 8"),
-    ({"json": {"images": [[[0] * 28] * 28, [[0] * 28] * 3]}}, 422, "images[1] must be 28 rows of 28 numbers"),
-    ({"json": {"pixels": [[0] * 28] * 28, "images": []}}, 422, "not both"),
-    ({"json": {"pixels": [[0] * 28] * 28}, "params": {"top_k": 0}}, 422, "top_k: Input should be greater than or equal to 1"),
-], ids=lambda value: None)
+@pytest.mark.parametrize(
+    "request_args, status, words",
+    [
+        ({"files": {"file": ("notes.pdf", NOT_AN_IMAGE, "image/png")}}, 422, "notes.pdf: not a readable image"),
+        ({"files": {"file": ("zero.png", ZERO_SIZE, "image/png")}}, 422, "zero.png: not a readable image"),
+        ({"files": {"file": ("empty.png", b"", "image/png")}}, 422, "empty.png: the uploaded file is empty"),
+        ({"files": {"file": ("blank.png", BLANK, "image/png")}}, 422, "blank.png: no digit found"),
+        ({"files": {"file": ("bomb.png", BOMB, "image/png")}}, 422, "decompression bomb"),
+        (
+            {"files": {"file": ("big.png", TOO_MANY_PIXELS, "image/png")}},
+            422,
+            "2000x2000 = 4000000 pixels is over the limit of 1000000",
+        ),
+        ({"files": {"picture": ("d.png", BLANK, "image/png")}}, 422, "no field 'file'"),
+        ({"data": {"file": "not a file"}, "files": {"other": ("x", b"x")}}, 422, "holds text, not a file"),
+        (
+            {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}},
+            400,
+            "could not be read (Missing boundary in multipart); send one image in the field 'file'",
+        ),
+        (
+            {"files": [("file", ("a.png", BLANK, "image/png")), ("file", ("b.png", BLANK, "image/png"))]},
+            400,
+            "could not be read (Too many files. Maximum number of files is 1); send one image",
+        ),
+        ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "the request body is empty"),
+        ({}, 400, "the request body is empty"),
+        (
+            {"content": b"x" * 300_000, "headers": {"content-type": "application/json"}},
+            413,
+            "over the limit of 200000 bytes",
+        ),
+        (
+            {"content": (b"x" * 50_000 for _ in range(6)), "headers": {"content-type": "application/json"}},
+            413,
+            "over the limit of 200000 bytes",
+        ),  # chunked, no Content-Length: counted as it arrives
+        ({"content": b"7", "headers": {"content-type": "text/plain"}}, 415, "content type text/plain is not accepted"),
+        ({"content": b"7"}, 415, "content type (none) is not accepted"),
+        ({"content": b"{pixels:", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"json": [1, 2, 3]}, 422, 'expected {"pixels"'),
+        ({"json": ROWS_27}, 422, "pixels must be 28 rows of 28 numbers; got 27 rows of 28"),
+        ({"json": {"pixels": [[0] * 28] * 27 + [[0] * 30]}}, 422, "28 rows of lengths 28 to 30"),
+        ({"json": {"pixels": [[[0]] * 28] * 28}}, 422, "pixels must be 28 rows of 28 numbers"),
+        ({"json": {"pixels": [["a"] * 28] * 28}}, 422, "a JSON string among the numbers"),
+        ({"content": NAN_BODY, "headers": {"content-type": "application/json"}}, 422, "NaN, infinite or null"),
+        ({"json": {"pixels": [[None] * 28] * 28}}, 422, "NaN, infinite or null"),
+        ({"json": {"pixels": [[-1] * 28] * 28}}, 422, "values must lie in [0, 1] or in 0..255; got min -1"),
+        ({"json": {"pixels": [[256] * 28] * 28}}, 422, "got min 256, max 256"),
+        ({"json": {"images": []}}, 422, '"images" must be a non-empty list'),
+        ({"json": {"images": [[[0] * 28] * 28] * 9}}, 422, "holds 9 images, over the limit of 8"),
+        ({"json": {"images": [[[0] * 28] * 28, [[0] * 28] * 3]}}, 422, "images[1] must be 28 rows of 28 numbers"),
+        ({"json": {"pixels": [[0] * 28] * 28, "images": []}}, 422, "not both"),
+        (
+            {"json": {"pixels": [[0] * 28] * 28}, "params": {"top_k": 0}},
+            422,
+            "top_k: Input should be greater than or equal to 1",
+        ),
+    ],
+    ids=lambda value: None,
+)
 def test_every_bad_input_is_a_4xx_json_error_and_the_server_goes_on(client, digits, request_args, status, words):
     response = client.post("/predict", **request_args)
     assert response.status_code == status, response.text
@@ -277,10 +300,16 @@ def test_a_bug_is_a_500_json_error_and_the_next_request_is_served(digits):
 # Fuzzing: whatever arrives, the answer is an image or a 4xx, never a crash.
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-300, 300) | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=3),
-    lambda inner: st.lists(inner, max_size=30) | st.dictionaries(st.sampled_from(["pixels", "images", "x"]), inner,
-                                                                   max_size=2),
-    max_leaves=60)
+    st.none()
+    | st.booleans()
+    | st.integers(-300, 300)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=30) | st.dictionaries(st.sampled_from(["pixels", "images", "x"]), inner, max_size=2)
+    ),
+    max_leaves=60,
+)
 
 
 @settings(max_examples=80, deadline=None)

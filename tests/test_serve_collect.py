@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from mnist_hydra.data.preprocess import preprocess_file
@@ -20,7 +21,8 @@ from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.collect import Collector, folder_name, prepare_collect_dir
 from mnist_hydra.serving.inputs import InputError
 from mnist_hydra.serving.settings import ServeSettings
-from tests.test_serve_api import LIMITS, client, digits, picture, upload  # noqa: F401 (fixtures)
+from tests.conftest import LIMITS
+from tests.test_serve_api import picture, upload
 
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -30,8 +32,17 @@ class NamedPredictor:
 
     def __init__(self, names: tuple[str, ...] = FASHION) -> None:
         self.class_names, self.num_classes = names, len(names)
-        self.info = {"run": "fake/run", "run_dir": "/fake/run", "model": "cnn", "data": "fashion_mnist",
-                     "precision": "float32", "params": 1, "class_names": list(names), "config": {}, "metrics": {}}
+        self.info = {
+            "run": "fake/run",
+            "run_dir": "/fake/run",
+            "model": "cnn",
+            "data": "fashion_mnist",
+            "precision": "float32",
+            "params": 1,
+            "class_names": list(names),
+            "config": {},
+            "metrics": {},
+        }
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         out = np.full((len(images), self.num_classes), 0.01, np.float32)
@@ -86,15 +97,23 @@ def test_a_labelled_upload_is_saved_as_the_28x28_image_the_model_saw(collecting,
     assert [p.name for p in saved_dir.iterdir() if p.is_file()] == []  # no temporary file left beside the folders
 
 
-def test_the_saved_image_read_back_through_preprocessing_gets_the_same_prediction(collecting, saved_dir, digits,
-                                                                                  predictor):
+def test_the_saved_image_read_back_through_preprocessing_gets_the_same_prediction(
+    collecting, saved_dir, digits, predictor
+):
     """What data=folder does with the saved file: the loop from use back to training."""
     for index in range(1, 6):
-        body = collecting.post("/collect", files={"file": ("d.png", picture(digits[0][index]), "image/png")},
-                               data={"label": str(int(digits[1][index]))}).json()
+        body = collecting.post(
+            "/collect",
+            files={"file": ("d.png", picture(digits[0][index]), "image/png")},
+            data={"label": str(int(digits[1][index]))},
+        ).json()
         again = preprocess_file(saved_dir / body["file"])
-        original = np.asarray(collecting.post("/predict", files={"file": ("d.png", picture(digits[0][index]))},
-                                              params={"include_image": "true"}).json()["image"], np.float32)
+        original = np.asarray(
+            collecting.post(
+                "/predict", files={"file": ("d.png", picture(digits[0][index]))}, params={"include_image": "true"}
+            ).json()["image"],
+            np.float32,
+        )
         first, second = predictor.predict(np.stack([original, again]))
         assert first.argmax() == second.argmax() and np.abs(first - second).max() < 0.05
 
@@ -112,12 +131,16 @@ def test_labels_by_name_and_by_index_go_to_the_class_folder(fashion, digits):
     by_name = client.post("/collect", json={"pixels": pixels, "label": "T-shirt/top"}).json()
     by_index = client.post("/collect", json={"pixels": pixels, "label": 9}).json()
     by_text = client.post("/collect", files={"file": ("d.png", picture(digits[0][0]))}, data={"label": "1"}).json()
-    by_form_name = client.post("/collect", files={"file": ("d.png", picture(digits[0][0]))},
-                               data={"label": "Ankle boot"}).json()
+    by_form_name = client.post(
+        "/collect", files={"file": ("d.png", picture(digits[0][0]))}, data={"label": "Ankle boot"}
+    ).json()
     assert (by_name["label"], by_name["class_name"]) == (0, "T-shirt/top")
     assert by_name["file"].startswith("T-shirt-top/")  # "/" in a class name makes no subfolder
-    assert (by_index["class_name"], by_text["class_name"], by_form_name["class_name"]) == \
-        ("Ankle boot", "Trouser", "Ankle boot")
+    assert (by_index["class_name"], by_text["class_name"], by_form_name["class_name"]) == (
+        "Ankle boot",
+        "Trouser",
+        "Ankle boot",
+    )
     assert sorted(p.name for p in folder.iterdir() if p.is_dir()) == ["Ankle boot", "T-shirt-top", "Trouser"]
     assert len(pngs(folder / "Ankle boot")) == 2 and len(pngs(folder)) == 4
 
@@ -162,10 +185,19 @@ def test_without_hard_links_the_name_is_reserved_and_still_never_overwritten(tmp
     assert os.listdir(tmp_path) == ["a"]
 
 
-@pytest.mark.parametrize("name, folder", [
-    ("T-shirt/top", "T-shirt-top"), ("a\\b", "a-b"), ("7", "7"), ("Ankle boot", "Ankle boot"), ("..", "_.."),
-    ("", "_"), ("tab\there", "tab-here"), ("ä", "ä"),
-])
+@pytest.mark.parametrize(
+    "name, folder",
+    [
+        ("T-shirt/top", "T-shirt-top"),
+        ("a\\b", "a-b"),
+        ("7", "7"),
+        ("Ankle boot", "Ankle boot"),
+        ("..", "_.."),
+        ("", "_"),
+        ("tab\there", "tab-here"),
+        ("ä", "ä"),
+    ],
+)
 def test_class_folder_names_are_safe(name, folder):
     assert folder_name(name) == folder
 
@@ -176,13 +208,20 @@ def test_a_name_is_read_before_an_index(tmp_path):
     for digits_that_int_refuses in ("\u00b2", "\u2460"):
         with pytest.raises(InputError, match="is not a class"):
             collector.label(digits_that_int_refuses)
-    with pytest.raises(InputError, match="label \"7\" is not a class"):
+    with pytest.raises(InputError, match='label "7" is not a class'):
         collector.label("7")
 
 
 @settings(max_examples=200, deadline=None)
-@given(value=st.none() | st.booleans() | st.integers(-20, 20) | st.floats() | st.text(max_size=12)
-       | st.sampled_from(FASHION) | st.lists(st.integers(), max_size=2))
+@given(
+    value=st.none()
+    | st.booleans()
+    | st.integers(-20, 20)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(FASHION)
+    | st.lists(st.integers(), max_size=2)
+)
 def test_any_label_is_a_class_index_or_a_422(tmp_path_factory, value):
     collector = Collector(tmp_path_factory.getbasetemp(), FASHION)
     try:
@@ -196,9 +235,11 @@ def test_any_label_is_a_class_index_or_a_422(tmp_path_factory, value):
 
 def test_a_bad_collect_dir_is_refused_in_one_line(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    for path, words in ((tmp_path / "notes.txt", "a file, not a folder"),
-                        (tmp_path / "notes.txt" / "below", "cannot create it"),
-                        (Path("/proc/forbidden"), "cannot create it")):
+    for path, words in (
+        (tmp_path / "notes.txt", "a file, not a folder"),
+        (tmp_path / "notes.txt" / "below", "cannot create it"),
+        (Path("/proc/forbidden"), "cannot create it"),
+    ):
         with pytest.raises(UserError, match=words) as caught:
             prepare_collect_dir(path)
         assert str(caught.value).startswith(f"serve.collect_dir={path}: ") and "\n" not in str(caught.value)
@@ -229,27 +270,40 @@ def test_a_folder_that_breaks_while_serving_is_a_503_and_predict_goes_on(tmp_pat
 PIXELS = [[0] * 28] * 27 + [[0] * 13 + [255] * 2 + [0] * 13]
 
 
-@pytest.mark.parametrize("request_args, status, words", [
-    ({"json": {"pixels": PIXELS}}, 422, "the request has no label; send the image's class"),
-    ({"files": {"file": ("d.png", picture(np.eye(28, dtype=np.uint8) * 255))}}, 422, "-F label=7 beside the file"),
-    ({"json": {"pixels": PIXELS, "label": "Sock"}}, 422, 'label "Sock" is not a class of this model; send a class '
-                                                         "name (T-shirt/top, Trouser,"),
-    ({"json": {"pixels": PIXELS, "label": 10}}, 422, "label 10 is not a class of this model"),
-    ({"json": {"pixels": PIXELS, "label": -1}}, 422, "or an index 0..9"),
-    ({"json": {"pixels": PIXELS, "label": True}}, 422, "label true is not a class"),
-    ({"json": {"pixels": PIXELS, "label": None}}, 422, "label null is not a class"),
-    ({"json": {"pixels": PIXELS, "label": 1.5}}, 422, "label 1.5 is not a class"),
-    ({"json": {"pixels": PIXELS, "label": [1]}}, 422, "label [1] is not a class"),
-    ({"files": {"file": ("d.png", picture(np.eye(28, dtype=np.uint8) * 255))}, "data": {"label": "12"}}, 422,
-     'label "12" is not a class'),
-    ({"json": {"images": [PIXELS], "label": 1}}, 422, 'send one image to /collect'),
-    ({"json": {"pixels": [[0] * 28] * 3, "label": 1}}, 422, "pixels must be 28 rows of 28 numbers"),
-    ({"files": {"file": ("blank.png", picture(np.zeros((28, 28), np.uint8)))}, "data": {"label": "1"}}, 422,
-     "blank.png: no digit found"),
-    ({"content": b"{label: 1", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
-    ({"content": b"1", "headers": {"content-type": "text/plain"}}, 415, "content type text/plain is not accepted"),
-    ({"content": b"x" * 300_000, "headers": {"content-type": "application/json"}}, 413, "over the limit"),
-], ids=lambda value: None)
+@pytest.mark.parametrize(
+    "request_args, status, words",
+    [
+        ({"json": {"pixels": PIXELS}}, 422, "the request has no label; send the image's class"),
+        ({"files": {"file": ("d.png", picture(np.eye(28, dtype=np.uint8) * 255))}}, 422, "-F label=7 beside the file"),
+        (
+            {"json": {"pixels": PIXELS, "label": "Sock"}},
+            422,
+            'label "Sock" is not a class of this model; send a class name (T-shirt/top, Trouser,',
+        ),
+        ({"json": {"pixels": PIXELS, "label": 10}}, 422, "label 10 is not a class of this model"),
+        ({"json": {"pixels": PIXELS, "label": -1}}, 422, "or an index 0..9"),
+        ({"json": {"pixels": PIXELS, "label": True}}, 422, "label true is not a class"),
+        ({"json": {"pixels": PIXELS, "label": None}}, 422, "label null is not a class"),
+        ({"json": {"pixels": PIXELS, "label": 1.5}}, 422, "label 1.5 is not a class"),
+        ({"json": {"pixels": PIXELS, "label": [1]}}, 422, "label [1] is not a class"),
+        (
+            {"files": {"file": ("d.png", picture(np.eye(28, dtype=np.uint8) * 255))}, "data": {"label": "12"}},
+            422,
+            'label "12" is not a class',
+        ),
+        ({"json": {"images": [PIXELS], "label": 1}}, 422, "send one image to /collect"),
+        ({"json": {"pixels": [[0] * 28] * 3, "label": 1}}, 422, "pixels must be 28 rows of 28 numbers"),
+        (
+            {"files": {"file": ("blank.png", picture(np.zeros((28, 28), np.uint8)))}, "data": {"label": "1"}},
+            422,
+            "blank.png: no digit found",
+        ),
+        ({"content": b"{label: 1", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"content": b"1", "headers": {"content-type": "text/plain"}}, 415, "content type text/plain is not accepted"),
+        ({"content": b"x" * 300_000, "headers": {"content-type": "application/json"}}, 413, "over the limit"),
+    ],
+    ids=lambda value: None,
+)
 def test_every_bad_collect_request_is_a_4xx_json_error_and_saves_nothing(fashion, request_args, status, words):
     client, folder = fashion
     before = pngs(folder)

@@ -26,8 +26,14 @@ def start_server(*args: str, cwd: Path) -> tuple[subprocess.Popen, str]:
     """The server started with ARGS as a user starts it (TF_CPP_MIN_LOG_LEVEL unset); its URL from the one line
     it prints once it listens."""
     env = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", "TF_CPP_MIN_LOG_LEVEL")}
-    process = subprocess.Popen([sys.executable, "-m", SERVE, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", SERVE, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = process.stdout.readline()
     found = re.search(r" at (http://127\.0\.0\.1:\d+/)", line)
     if not found:
@@ -52,8 +58,9 @@ def mnist_test_digit(mnist_dir: Path, index: int) -> tuple[bytes, int]:
     return buffer.getvalue(), label
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)],
-                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum", [signal.SIGTERM, pytest.param(signal.SIGINT, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT"]
+)
 def test_serves_a_real_digit_then_stops_cleanly_on_a_signal(trained_run, mnist_dir, tmp_path, signum):
     import httpx2
 
@@ -73,7 +80,9 @@ def test_serves_a_real_digit_then_stops_cleanly_on_a_signal(trained_run, mnist_d
             answer = http.post("predict", files={"file": ("seven.png", digit, "image/png")})
             assert answer.status_code == 200 and answer.json()["label"] == label == 7
             assert http.post("predict", content=b"7", headers={"content-type": "text/plain"}).status_code == 415
-            broken = http.post("predict", content=b"garbage", headers={"content-type": "multipart/form-data; boundary=x"})
+            broken = http.post(
+                "predict", content=b"garbage", headers={"content-type": "multipart/form-data; boundary=x"}
+            )
             assert broken.status_code == 400 and "send one image in the field 'file'" in broken.json()["detail"]
             assert http.get("health").json()["images_predicted"] == 1
     finally:
@@ -94,22 +103,43 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(trained_run, tmp_path):
     assert err == ""  # uvicorn logged the app's cancelled shutdown as an ERROR with two tracebacks
 
 
-@pytest.mark.parametrize("args, code, words", [
-    ([], 2, "run has no value: set it on the command line, e.g. run="),
-    (["run={tmp}/no-such-run"], 2, "run={tmp}/no-such-run: no such directory"),
-    (["run={tmp}"], 2, "run={tmp}: no model.keras in it"),
-    (["run={run}", "serve.port=70000"], 2, "serve.port=70000 is not allowed: expected a TCP port"),
-    (["run={run}", "serve.workers=0"], 2, "serve.workers=0 is not allowed"),
-    (["run={run}", "serve.prot=1"], 2, "serve.prot is not a config key"),
-    (["run={run}", "serve.port={busy}"], 1, "serve.port={busy}: already in use on 127.0.0.1"),
-    (["run={run}", "serve.collect_dir={tmp}/notes.txt"], 2,
-     "serve.collect_dir={tmp}/notes.txt: a file, not a folder; give a folder to save the labelled drawings in"),
-    (["run={run}", "serve.collect_dir={tmp}/notes.txt/below"], 2,
-     "serve.collect_dir={tmp}/notes.txt/below: cannot create it (Not a directory)"),
-    (["run={run}", "serve.collect_dir=/proc/forbidden"], 2, "serve.collect_dir=/proc/forbidden: cannot create it"),
-    (["run={run}", "serve.collect_dir="], 2, "serve.collect_dir= is not allowed: expected null (off) or a folder"),
-], ids=["no run", "missing run", "not a run", "bad port", "no workers", "typo", "port in use", "collect_dir a file",
-        "collect_dir under a file", "collect_dir not writable", "collect_dir empty"])
+@pytest.mark.parametrize(
+    "args, code, words",
+    [
+        ([], 2, "run has no value: set it on the command line, e.g. run="),
+        (["run={tmp}/no-such-run"], 2, "run={tmp}/no-such-run: no such directory"),
+        (["run={tmp}"], 2, "run={tmp}: no model.keras in it"),
+        (["run={run}", "serve.port=70000"], 2, "serve.port=70000 is not allowed: expected a TCP port"),
+        (["run={run}", "serve.workers=0"], 2, "serve.workers=0 is not allowed"),
+        (["run={run}", "serve.prot=1"], 2, "serve.prot is not a config key"),
+        (["run={run}", "serve.port={busy}"], 1, "serve.port={busy}: already in use on 127.0.0.1"),
+        (
+            ["run={run}", "serve.collect_dir={tmp}/notes.txt"],
+            2,
+            "serve.collect_dir={tmp}/notes.txt: a file, not a folder; give a folder to save the labelled drawings in",
+        ),
+        (
+            ["run={run}", "serve.collect_dir={tmp}/notes.txt/below"],
+            2,
+            "serve.collect_dir={tmp}/notes.txt/below: cannot create it (Not a directory)",
+        ),
+        (["run={run}", "serve.collect_dir=/proc/forbidden"], 2, "serve.collect_dir=/proc/forbidden: cannot create it"),
+        (["run={run}", "serve.collect_dir="], 2, "serve.collect_dir= is not allowed: expected null (off) or a folder"),
+    ],
+    ids=[
+        "no run",
+        "missing run",
+        "not a run",
+        "bad port",
+        "no workers",
+        "typo",
+        "port in use",
+        "collect_dir a file",
+        "collect_dir under a file",
+        "collect_dir not writable",
+        "collect_dir empty",
+    ],
+)
 def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, code, words):
     (tmp_path / "notes.txt").write_text("not a folder\n")
     with socket.socket() as busy:
@@ -136,14 +166,17 @@ def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
 def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tmp_path):
     import httpx2
 
-    process, url = start_server(f"run={trained_run}", "serve.port=0", "serve.workers=2", "serve.collect_dir=drawn",
-                                cwd=tmp_path)
+    process, url = start_server(
+        f"run={trained_run}", "serve.port=0", "serve.workers=2", "serve.collect_dir=drawn", cwd=tmp_path
+    )
     try:
         digit, label = mnist_test_digit(mnist_dir, 0)
         with httpx2.Client(base_url=url, timeout=120) as http:
             answers = [http.post("predict", files={"file": ("d.png", digit, "image/png")}).json() for _ in range(8)]
-            saved = [http.post("collect", files={"file": ("d.png", digit, "image/png")}, data={"label": "7"})
-                     for _ in range(4)]
+            saved = [
+                http.post("collect", files={"file": ("d.png", digit, "image/png")}, data={"label": "7"})
+                for _ in range(4)
+            ]
         assert all(a["label"] == label for a in answers)
         assert [r.status_code for r in saved] == [201] * 4  # each worker saves where the parent was told, relative
         assert len({r.json()["file"] for r in saved}) == 4 == len(list((tmp_path / "drawn" / "7").glob("*.png")))

@@ -36,9 +36,16 @@ def _interactive_signals() -> None:
 
 
 def _start(args: list[str], cwd: Path, mnist_dir: Path, **options) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(mnist_dir),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_interactive_signals, **options)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mnist_hydra", *args],
+        cwd=cwd,
+        env=_env(mnist_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_interactive_signals,
+        **options,
+    )
 
 
 def _wait_for(proc: subprocess.Popen, ready, what: str, timeout: float = 240) -> None:
@@ -70,11 +77,14 @@ def _loads_tensorflow(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("sig, moment", [
-    (signal.SIGINT, "claimed"),  # the run directory was just created and locked: Hydra is composing, data next
-    (signal.SIGINT, "tensorflow"),  # TensorFlow's import is under way (about 5 s of start-up)
-    (signal.SIGTERM, "claimed"),
-])
+@pytest.mark.parametrize(
+    "sig, moment",
+    [
+        (signal.SIGINT, "claimed"),  # the run directory was just created and locked: Hydra is composing, data next
+        (signal.SIGINT, "tensorflow"),  # TensorFlow's import is under way (about 5 s of start-up)
+        (signal.SIGTERM, "claimed"),
+    ],
+)
 def test_a_signal_during_start_up_prints_one_line_and_leaves_no_directory(sig, moment, tmp_path, mnist_dir):
     run = tmp_path / "outputs" / "run"
     proc = _start([*TINY, f"hydra.run.dir={run}"], tmp_path, mnist_dir)
@@ -86,16 +96,23 @@ def test_a_signal_during_start_up_prints_one_line_and_leaves_no_directory(sig, m
     result = _finish(proc)
     name = "Ctrl-C" if sig == signal.SIGINT else "SIGTERM"
     assert result.returncode == 128 + sig, result.stderr
-    assert result.stderr.splitlines() == [f"mnist_hydra: interrupted ({name}); nothing of this command was kept"], \
+    assert result.stderr.splitlines() == [f"mnist_hydra: interrupted ({name}); nothing of this command was kept"], (
         result.stderr
+    )
     assert not (tmp_path / "outputs").exists(), "a stub directory was left"  # nor the folder made above it
 
 
 # A second Ctrl-C must land while the first one's clean stop is still under way: after a stop request Keras
 # still validates the epoch in progress, and 6,000 images in one-step batches of 10 keep it going for
 # seconds (the test sends the second Ctrl-C within milliseconds of seeing the first one's log line).
-SLOW_STOP_RUN = ["trainer.epochs=2", "trainer.verbose=0", "data.train_limit=2000", "data.test_limit=500",
-                 "trainer.eval_batch_size=10", "trainer.steps_per_execution=1"]
+SLOW_STOP_RUN = [
+    "trainer.epochs=2",
+    "trainer.verbose=0",
+    "data.train_limit=2000",
+    "data.test_limit=500",
+    "trainer.eval_batch_size=10",
+    "trainer.steps_per_execution=1",
+]
 
 
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(tmp_path, mnist_dir):
@@ -114,8 +131,11 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(tmp_path, mnist_
 
     assert result.returncode == 130, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr  # no traceback, nothing but the one line
-    assert re.fullmatch(rf"mnist_hydra: SIGINT stopped training after 1 of 2 epochs; the checkpoint is kept\. "
-                        rf"Resume with: python -m mnist_hydra resume={re.escape(str(run))}\n", result.stderr)
+    assert re.fullmatch(
+        rf"mnist_hydra: SIGINT stopped training after 1 of 2 epochs; the checkpoint is kept\. "
+        rf"Resume with: python -m mnist_hydra resume={re.escape(str(run))}\n",
+        result.stderr,
+    )
     metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["status"], metrics["epochs_run"], metrics["signal"]) == ("interrupted", 1, "SIGINT")
     checkpoint = json.loads(pointer.read_text())
@@ -136,8 +156,16 @@ def test_a_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(tmp_path, mnist_
 def test_ctrl_c_stops_every_job_of_a_parallel_sweep_and_resume_finishes_it(tmp_path, mnist_dir):
     sweep = tmp_path / "sweep"
     pid_format = "'pid %(process)d [%(name)s] %(message)s'"
-    args = ["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.threads=1", *TINY, "seed=0,1,2",
-            f"hydra.sweep.dir={sweep}", f"hydra.job_logging.formatters.simple.format={pid_format}"]
+    args = [
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "trainer.threads=1",
+        *TINY,
+        "seed=0,1,2",
+        f"hydra.sweep.dir={sweep}",
+        f"hydra.job_logging.formatters.simple.format={pid_format}",
+    ]
     # Its own process group, as a terminal gives a command: Ctrl-C reaches the launcher and every worker.
     proc = _start(args, tmp_path, mnist_dir, start_new_session=True)
     pointers = [sweep / job / "checkpoints" / "checkpoint.json" for job in "01"]
@@ -148,18 +176,29 @@ def test_ctrl_c_stops_every_job_of_a_parallel_sweep_and_resume_finishes_it(tmp_p
     result = _finish(proc)
 
     assert result.returncode == 130, result.stderr
-    assert result.stderr.splitlines() == [f"mnist_hydra: interrupted (Ctrl-C); what was done is kept in {sweep}. "
-                                          f"Resume with: python -m mnist_hydra resume={sweep}"], result.stderr
+    assert result.stderr.splitlines() == [
+        f"mnist_hydra: interrupted (Ctrl-C); what was done is kept in {sweep}. "
+        f"Resume with: python -m mnist_hydra resume={sweep}"
+    ], result.stderr
     deadline = time.monotonic() + 30
     while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a worker outlived the sweep"
-    assert not any((sweep / job / "metrics.json").is_file() and json.loads(
-        (sweep / job / "metrics.json").read_text())["status"] == "completed" for job in "01")
+    assert not any(
+        (sweep / job / "metrics.json").is_file()
+        and json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
+        for job in "01"
+    )
     assert not (sweep / "2").exists()  # the third job never started
 
-    resumed = subprocess.run([sys.executable, "-m", "mnist_hydra", f"resume={sweep}"], cwd=tmp_path,
-                             env=_env(mnist_dir), capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "mnist_hydra", f"resume={sweep}"],
+        cwd=tmp_path,
+        env=_env(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     for job in "012":
         metrics = json.loads((sweep / job / "metrics.json").read_text())

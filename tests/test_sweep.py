@@ -31,8 +31,14 @@ def make_job(sweep: Path, num: int, overrides: list[str], metrics: dict | None) 
 
 
 def done(val: float, test: float) -> dict:
-    return {"status": "completed", "val_accuracy": val, "test_accuracy": test, "test_loss": 1 - test,
-            "epochs_run": 1, "train_seconds": 1.0}
+    return {
+        "status": "completed",
+        "val_accuracy": val,
+        "test_accuracy": test,
+        "test_loss": 1 - test,
+        "epochs_run": 1,
+        "train_seconds": 1.0,
+    }
 
 
 @pytest.fixture
@@ -41,8 +47,12 @@ def fake_sweep(tmp_path) -> Path:
     vals = {("adam", 1): 0.90, ("adam", 2): 0.94, ("sgd", 1): 0.80, ("sgd", 2): 0.86}
     for num, ((opt, seed), val) in enumerate(vals.items()):
         make_job(sweep, num, [f"optimizer={opt}", f"seed={seed}", "trainer.epochs=1"], done(val, val - 0.01))
-    make_job(sweep, 4, ["optimizer=rmsprop", "seed=1", "trainer.epochs=1"],
-             {"status": "failed", "error": "optimizer.lr=-1.0 is not allowed"})
+    make_job(
+        sweep,
+        4,
+        ["optimizer=rmsprop", "seed=1", "trainer.epochs=1"],
+        {"status": "failed", "error": "optimizer.lr=-1.0 is not allowed"},
+    )
     make_job(sweep, 5, ["optimizer=rmsprop", "seed=2", "trainer.epochs=1"], None)  # killed mid-run
     return sweep  # no multirun.yaml: Optuna's sweeper writes none either
 
@@ -115,9 +125,11 @@ def test_no_groups_without_replicate_keys(tmp_path):
 
 
 def test_list_runs_is_newest_first_with_overrides(tmp_path):
-    for stamp, overrides, acc in [("2026-11-20/09-00-00.000001", ["seed=1"], 0.97),
-                                  ("2026-11-24/10-30-00.500000", [], 0.98),
-                                  ("2026-11-22/23-59-59.999999", ["model=mlp"], None)]:
+    for stamp, overrides, acc in [
+        ("2026-11-20/09-00-00.000001", ["seed=1"], 0.97),
+        ("2026-11-24/10-30-00.500000", [], 0.98),
+        ("2026-11-22/23-59-59.999999", ["model=mlp"], None),
+    ]:
         run = tmp_path / "outputs" / stamp
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
@@ -146,8 +158,15 @@ def test_summarize_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path, mnist_dir):
     sweep = tmp_path / "sweep"
-    result = run_app("--multirun", "optimizer=adam,sgd", "data.val_split=0.1,1.5", *SMALL,
-                     f"hydra.sweep.dir={sweep}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "--multirun",
+        "optimizer=adam,sgd",
+        "data.val_split=0.1,1.5",
+        *SMALL,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(sweep / "sweep_results.csv")
     assert len(table) == 4 and {"optimizer", "data.val_split"} <= set(table.columns)
@@ -173,8 +192,15 @@ def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path
 
 def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_dir):
     sweep = tmp_path / "cv"
-    result = run_app("--multirun", "data.folds=3", "data.fold=0,1,2", *SMALL, f"hydra.sweep.dir={sweep}",
-                     cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "--multirun",
+        "data.folds=3",
+        "data.fold=0,1,2",
+        *SMALL,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 0, result.stderr
     jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)]
     assert [job["val_images"] for job in jobs] == [20000, 20000, 20000]  # 60,000 / 3 folds
@@ -185,7 +211,7 @@ def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_
     assert [len(val) for val in vals] == [20000, 20000, 20000]
     assert not (vals[0] & vals[1] or vals[0] & vals[2] or vals[1] & vals[2])
     assert vals[0] | vals[1] | vals[2] == set(range(60000))
-    for val, split in zip(vals, splits):
+    for val, split in zip(vals, splits, strict=False):
         assert len(split["train"]) == 600 and not val & set(split["train"].tolist())
     groups = pd.read_csv(sweep / "sweep_groups.csv")
     assert len(groups) == 1 and groups["runs"].iloc[0] == 3

@@ -37,8 +37,10 @@ def test_apps_import_keras_without_scikit_learn_which_still_imports_after():
     import pytest
 
     pytest.importorskip("sklearn")  # installed with MLflow
-    runs = {mode: subprocess.run([sys.executable, "-c", LEAN_CHILD, mode], capture_output=True, text=True, timeout=180)
-            for mode in ("lean", "plain")}
+    runs = {
+        mode: subprocess.run([sys.executable, "-c", LEAN_CHILD, mode], capture_output=True, text=True, timeout=180)
+        for mode in ("lean", "plain")
+    }
     for result in runs.values():
         assert result.returncode == 0, result.stderr[-2000:]
     assert runs["lean"].stdout.split() == ["False", "sklearn"]
@@ -53,8 +55,9 @@ def test_a_log_level_we_set_is_not_taken_for_the_users_in_a_process_we_start():
     def users(**env: str) -> str:
         clean = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", OWN_LEVEL)}
         code = "from mnist_hydra import tf_runtime; print(tf_runtime._user_level)"
-        return subprocess.run([sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True,
-                              timeout=60).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, timeout=60
+        ).stdout.strip()
 
     assert users() == "False"
     assert users(TF_CPP_MIN_LOG_LEVEL="0") == "True"

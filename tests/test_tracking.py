@@ -44,8 +44,9 @@ def make_config(*overrides: str) -> Config:
 def train(tmp: Path, *overrides: str, run: str = "run", resume: bool = False, **info) -> dict:
     """train_and_evaluate in `tmp/run`, launched from `tmp` (where the default MLflow store goes)."""
     config = make_config(*overrides)
-    return train_and_evaluate(config, tmp / run, resume=resume,
-                              run_info=RunInfo(run_dir=tmp / run, launch_dir=tmp, resumed=resume, **info))
+    return train_and_evaluate(
+        config, tmp / run, resume=resume, run_info=RunInfo(run_dir=tmp / run, launch_dir=tmp, resumed=resume, **info)
+    )
 
 
 def store(tmp: Path) -> MlflowClient:
@@ -54,8 +55,9 @@ def store(tmp: Path) -> MlflowClient:
 
 def only_run(client: MlflowClient, name: str = "run"):
     """The one MLflow run named `name` (a run directory's name) in the store."""
-    runs = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
-            if r.info.run_name == name]
+    runs = [
+        r for r in client.search_runs([e.experiment_id for e in client.search_experiments()]) if r.info.run_name == name
+    ]
     assert len(runs) == 1, [r.info.run_name for r in runs]
     return runs[0]
 
@@ -68,8 +70,11 @@ def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar tag of one TensorBoard run folder: [(step, value)], read with TensorBoard's own reader."""
     events = EventAccumulator(str(folder), size_guidance={"tensors": 0})
     events.Reload()
-    return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
-            for tag in events.Tags()["tensors"] if events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"}
+    return {
+        tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto))) for e in events.Tensors(tag)]
+        for tag in events.Tags()["tensors"]
+        if events.SummaryMetadata(tag).plugin_data.plugin_name == "scalars"
+    }
 
 
 def hparams_session(folder: Path) -> dict[str, object]:
@@ -78,13 +83,17 @@ def hparams_session(folder: Path) -> dict[str, object]:
     events.Reload()
     content = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
     info = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
-    return {key: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
-            for key, value in info.hparams.items()}
+    return {
+        key: value.WhichOneof("kind") and getattr(value, value.WhichOneof("kind"))
+        for key, value in info.hparams.items()
+    }
 
 
 def tracker_warnings(caplog) -> list[str]:
     """Warnings logged by anyone but TensorFlow (whose retracing notice several runs in one process earn)."""
-    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and not r.name.startswith("tensorflow")]
+    return [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and not r.name.startswith("tensorflow")
+    ]
 
 
 def stop_after_epoch(monkeypatch, epoch: int) -> None:
@@ -115,9 +124,16 @@ def keep_every_checkpoint(monkeypatch, folder: Path) -> None:
 def logged_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
     """Three epochs with both loggers, the plateau schedule cutting the lr after epoch 2."""
     tmp = tmp_path_factory.mktemp("logged")
-    metrics = train(tmp, "logger=[tensorboard,mlflow]", "logger.tensorboard.update_freq=8",
-                    "optimizer.schedule=plateau", "optimizer.plateau_patience=1", "optimizer.plateau_min_delta=10",
-                    overrides=["logger=[tensorboard,mlflow]"], git_commit="abc123")
+    metrics = train(
+        tmp,
+        "logger=[tensorboard,mlflow]",
+        "logger.tensorboard.update_freq=8",
+        "optimizer.schedule=plateau",
+        "optimizer.plateau_patience=1",
+        "optimizer.plateau_min_delta=10",
+        overrides=["logger=[tensorboard,mlflow]"],
+        git_commit="abc123",
+    )
     return tmp, metrics
 
 
@@ -131,11 +147,17 @@ def test_logger_group_takes_one_name_or_a_list_and_defaults_to_none():
     assert sorted(both) == ["mlflow", "tensorboard"] and both["mlflow"].experiment == "mine"
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("logger=[tensorboard,wandb]", "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
-    ("logger.mlflow.tracking_uri=ftp://host/x", "logger.mlflow.tracking_uri=ftp://host/x is not allowed: expected null"),
-    ("logger.mlflow.tracking_uri=/some/folder", "logger.mlflow.tracking_uri=/some/folder is not allowed"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("logger=[tensorboard,wandb]", "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
+        (
+            "logger.mlflow.tracking_uri=ftp://host/x",
+            "logger.mlflow.tracking_uri=ftp://host/x is not allowed: expected null",
+        ),
+        ("logger.mlflow.tracking_uri=/some/folder", "logger.mlflow.tracking_uri=/some/folder is not allowed"),
+    ],
+)
 def test_a_misconfigured_logger_is_a_one_line_config_error(override, expected):
     extra = [] if override.startswith("logger=[") else ["logger=mlflow"]
     with pytest.raises(Exception) as caught:
@@ -149,11 +171,13 @@ def test_trainer_keys_check_their_values():
     assert config.trainer.stopping.patience == 2 and config.trainer.best_monitor == ("val_accuracy", "max")
     assert make_config("trainer.early_stopping=null").trainer.stopping is None
     assert make_config("trainer.early_stopping.monitor=val_loss").trainer.best_monitor == ("val_loss", "min")
-    for override, key in [("trainer.keep=worst", "trainer.keep"),
-                          ("trainer.early_stopping.monitor=val_f1", "trainer.early_stopping.monitor"),
-                          ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience"),
-                          ("optimizer.plateau_factor=1.5", "optimizer.plateau_factor"),
-                          ("optimizer.min_lr=1", "optimizer.min_lr")]:
+    for override, key in [
+        ("trainer.keep=worst", "trainer.keep"),
+        ("trainer.early_stopping.monitor=val_f1", "trainer.early_stopping.monitor"),
+        ("trainer.early_stopping.patience=-1", "trainer.early_stopping.patience"),
+        ("optimizer.plateau_factor=1.5", "optimizer.plateau_factor"),
+        ("optimizer.min_lr=1", "optimizer.min_lr"),
+    ]:
         with pytest.raises(ConfigError, match=f"^{key}="):
             make_config(override)
 
@@ -192,7 +216,9 @@ def test_tensorboard_hparams_record_holds_the_config_and_the_images_are_there(lo
     assert not any(key.startswith("logger.") for key in session)
     events = EventAccumulator(str(board), size_guidance={"tensors": 0})
     events.Reload()
-    images = [tag for tag in events.Tags()["tensors"] if events.SummaryMetadata(tag).plugin_data.plugin_name == "images"]
+    images = [
+        tag for tag in events.Tags()["tensors"] if events.SummaryMetadata(tag).plugin_data.plugin_name == "images"
+    ]
     assert sorted(images) == ["confusion_matrix", "misclassified"]
 
 
@@ -215,8 +241,14 @@ def test_mlflow_run_has_params_epoch_metrics_artifacts_tags_and_status(logged_ru
     assert run.data.metrics["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
     assert run.data.metrics["kept_epoch"] == 3
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"training_curves.png", "confusion_matrix.png", "misclassified.png", "report.html", "metrics.json",
-            "model"} <= artifacts
+    assert {
+        "training_curves.png",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "report.html",
+        "metrics.json",
+        "model",
+    } <= artifacts
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == ["model/model.keras"]
     tags = run.data.tags
     assert tags["mnist_hydra.overrides"] == "logger=[tensorboard,mlflow]"
@@ -231,12 +263,20 @@ def test_an_unreachable_tracking_server_costs_one_warning_line_and_nothing_else(
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     with caplog.at_level(logging.WARNING):
-        metrics = train(tmp_path, "trainer.epochs=1", "logger=[mlflow,tensorboard]",
-                        f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}")
+        metrics = train(
+            tmp_path,
+            "trainer.epochs=1",
+            "logger=[mlflow,tensorboard]",
+            f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}",
+        )
     warnings = tracker_warnings(caplog)
     assert len(warnings) == 1, warnings
-    assert warnings[0].startswith(f"mlflow logger stopped: cannot reach the MLflow tracking server "
-                                  f"http://127.0.0.1:{port}") and "\n" not in warnings[0]
+    assert (
+        warnings[0].startswith(
+            f"mlflow logger stopped: cannot reach the MLflow tracking server http://127.0.0.1:{port}"
+        )
+        and "\n" not in warnings[0]
+    )
     run = tmp_path / "run"
     assert metrics["status"] == "completed"
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
@@ -259,10 +299,15 @@ def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, capl
     with caplog.at_level(logging.WARNING):
         metrics = train(tmp_path, "logger=tensorboard")
     warnings = tracker_warnings(caplog)
-    assert warnings == ["tensorboard logger stopped: OSError: [Errno 28] No space left on device; "
-                        "training and the run directory go on without it"]
+    assert warnings == [
+        "tensorboard logger stopped: OSError: [Errno 28] No space left on device; "
+        "training and the run directory go on without it"
+    ]
     assert calls == [1]  # dropped: not asked again for epochs 2 and 3, the test figures or the images
-    assert metrics["epochs_run"] == 3 and json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+    assert (
+        metrics["epochs_run"] == 3
+        and json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
+    )
 
 
 # --- early stopping, keep=best, plateau, resume -------------------------------------------------------------
@@ -270,8 +315,9 @@ def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, capl
 
 def test_early_stopping_stops_at_the_predicted_epoch(tmp_path, mnist_dir):
     # Nothing improves by 100: epoch 1 sets the best, epoch 2 is one epoch without improvement = patience.
-    metrics = train(tmp_path, "trainer.epochs=5", "trainer.early_stopping.patience=1",
-                    "trainer.early_stopping.min_delta=100")
+    metrics = train(
+        tmp_path, "trainer.epochs=5", "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=100"
+    )
     assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True
     assert metrics["kept_epoch"] == 2 and metrics["keep"] == "last"
     assert len(metrics["history"]["val_loss"]) == 2
@@ -281,8 +327,9 @@ def test_keep_best_scores_the_best_epochs_weights(tmp_path, mnist_dir, monkeypat
     saved = tmp_path / "every_epoch"
     keep_every_checkpoint(monkeypatch, saved)
     # The best *training loss* by max is epoch 1's (the loss falls every epoch): a best that is not the last.
-    metrics = train(tmp_path, "trainer.keep=best", "trainer.early_stopping.monitor=loss",
-                    "trainer.early_stopping.mode=max")
+    metrics = train(
+        tmp_path, "trainer.keep=best", "trainer.early_stopping.monitor=loss", "trainer.early_stopping.mode=max"
+    )
     assert metrics["kept_epoch"] == 1 and metrics["epochs_run"] == 3
     assert metrics["val_accuracy"] == metrics["history"]["val_accuracy"][0]
     config = make_config()
@@ -301,10 +348,18 @@ def test_keep_best_scores_the_best_epochs_weights(tmp_path, mnist_dir, monkeypat
 # Early stopping on val_loss that never falls by 10: epoch 1 best, stop after epoch 3 (patience 2). keep=best on
 # val_loss; the plateau cuts the lr after epochs 2 and 3. A run stopped after epoch 2 must resume with the patience
 # counter at 1 and the lr already cut, or it would train longer or differently.
-CONTROLLED = ["trainer.epochs=6", "trainer.early_stopping.patience=2", "trainer.early_stopping.min_delta=10",
-              "trainer.early_stopping.monitor=val_loss", "trainer.keep=best", "optimizer.schedule=plateau",
-              "optimizer.plateau_patience=1", "optimizer.plateau_min_delta=10", "logger=[tensorboard,mlflow]",
-              "logger.tensorboard.update_freq=8"]
+CONTROLLED = [
+    "trainer.epochs=6",
+    "trainer.early_stopping.patience=2",
+    "trainer.early_stopping.min_delta=10",
+    "trainer.early_stopping.monitor=val_loss",
+    "trainer.keep=best",
+    "optimizer.schedule=plateau",
+    "optimizer.plateau_patience=1",
+    "optimizer.plateau_min_delta=10",
+    "logger=[tensorboard,mlflow]",
+    "logger.tensorboard.update_freq=8",
+]
 
 
 def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(tmp_path, mnist_dir, monkeypatch):
@@ -323,8 +378,16 @@ def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(tmp_pa
 
     monkeypatch.undo()
     resumed = train(tmp_path, *CONTROLLED, resume=True)
-    for key in ("epochs_run", "kept_epoch", "stopped_early", "test_accuracy", "test_loss", "val_loss", "history",
-                "confusion_matrix"):
+    for key in (
+        "epochs_run",
+        "kept_epoch",
+        "stopped_early",
+        "test_accuracy",
+        "test_loss",
+        "val_loss",
+        "history",
+        "confusion_matrix",
+    ):
         assert resumed[key] == reference[key], key
 
     # The same MLflow run, continued: every epoch once, the lr as the uninterrupted run had it.

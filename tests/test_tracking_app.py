@@ -22,17 +22,30 @@ from mnist_hydra.tracking.fanout import Loggers
 from mnist_hydra.tracking.mlflow_logger import MlflowConfig, MlflowLogger
 from tests.conftest import run_app
 
-TINY_JOB = ["trainer.epochs=2", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300",
-            "data.val_split=0.02", "logger=[tensorboard,mlflow]"]
+TINY_JOB = [
+    "trainer.epochs=2",
+    "trainer.verbose=0",
+    "data.train_limit=1000",
+    "data.test_limit=300",
+    "data.val_split=0.02",
+    "logger=[tensorboard,mlflow]",
+]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["logger=mlflow", "logger.mlflow.tracking_uri=ftp://host/store"],
-     "logger.mlflow.tracking_uri=ftp://host/store is not allowed: expected null (sqlite:///mlruns.db"),
-    (["logger=[tensorboard,wandb]"], "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
-    (["--multirun", "logger=mlflow", "logger.mlflow.tracking_uri=mlruns", "seed=1,2"],
-     "logger.mlflow.tracking_uri=mlruns is not allowed"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["logger=mlflow", "logger.mlflow.tracking_uri=ftp://host/store"],
+            "logger.mlflow.tracking_uri=ftp://host/store is not allowed: expected null (sqlite:///mlruns.db",
+        ),
+        (["logger=[tensorboard,wandb]"], "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
+        (
+            ["--multirun", "logger=mlflow", "logger.mlflow.tracking_uri=mlruns", "seed=1,2"],
+            "logger.mlflow.tracking_uri=mlruns is not allowed",
+        ),
+    ],
+)
 def test_a_misconfigured_logger_stops_the_app_in_one_line_before_any_data(args, expected, tmp_path):
     # data.root points nowhere: had the data been read first, the error would be about it.
     result = run_app(*args, f"data.root={tmp_path}/no-data", cwd=tmp_path)
@@ -49,12 +62,23 @@ def runs_by_name(client: MlflowClient) -> dict:
 def test_a_sweep_is_a_parent_run_with_a_child_per_job_failed_one_included(tmp_path, mnist_dir):
     # A logger's own setting is in every job's overrides; it names no child run (as it is no param).
     store = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    result = run_app("--multirun", *TINY_JOB, f"logger.mlflow.tracking_uri={store}", "optimizer.lr=0.001,1e6",
-                     f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "--multirun",
+        *TINY_JOB,
+        f"logger.mlflow.tracking_uri={store}",
+        "optimizer.lr=0.001,1e6",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 0, result.stderr
     client = MlflowClient(store)
     runs = runs_by_name(client)
-    assert sorted(runs) == ["job 0: optimizer.lr=0.001", "job 1: optimizer.lr=1000000.0", f"sweep {tmp_path.name}/sweep"]
+    assert sorted(runs) == [
+        "job 0: optimizer.lr=0.001",
+        "job 1: optimizer.lr=1000000.0",
+        f"sweep {tmp_path.name}/sweep",
+    ]
     parent = runs[f"sweep {tmp_path.name}/sweep"]
     done, failed = runs["job 0: optimizer.lr=0.001"], runs["job 1: optimizer.lr=1000000.0"]
     assert parent.info.status == "FINISHED" and done.info.status == "FINISHED" and failed.info.status == "FAILED"
@@ -62,8 +86,12 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_failed_one_included(tmp_pa
         assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
         assert child.data.tags["mnist_hydra.run_dir"] == str(tmp_path / "sweep" / child.data.tags["mnist_hydra.job"])
     assert "mlflow.parentRunId" not in parent.data.tags
-    assert parent.data.metrics == {"jobs": 2, "jobs_completed": 1, "jobs_failed": 1,
-                                   "best_val_accuracy": done.data.metrics["val_accuracy"]}
+    assert parent.data.metrics == {
+        "jobs": 2,
+        "jobs_completed": 1,
+        "jobs_failed": 1,
+        "best_val_accuracy": done.data.metrics["val_accuracy"],
+    }
     assert {"sweep_results.csv", "sweep_summary.png"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert [m.step for m in client.get_metric_history(done.info.run_id, "val_accuracy")] == [1, 2]
     failure = [a.path for a in client.list_artifacts(failed.info.run_id)]
@@ -78,9 +106,18 @@ def test_a_sweep_is_a_parent_run_with_a_child_per_job_failed_one_included(tmp_pa
 
 @pytest.mark.slow
 def test_parallel_joblib_jobs_on_the_sqlite_store_lose_no_run(tmp_path, mnist_dir):
-    result = run_app("--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "trainer.threads=1", *TINY_JOB,
-                     "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep", cwd=tmp_path,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir)}, timeout=600)
+    result = run_app(
+        "--multirun",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "trainer.threads=1",
+        *TINY_JOB,
+        "seed=1,2",
+        f"hydra.sweep.dir={tmp_path}/sweep",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "locked" not in result.stdout + result.stderr and "logger stopped" not in result.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
@@ -98,8 +135,14 @@ def test_parallel_joblib_jobs_on_the_sqlite_store_lose_no_run(tmp_path, mnist_di
 def test_a_resumed_sweep_continues_its_parent_and_stopped_child_runs(tmp_path, mnist_dir):
     env = {**os.environ, "MNIST_HYDRA_DATA": str(mnist_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
     args = ["--multirun", *TINY_JOB, "trainer.epochs=3", "data.train_limit=3000", "seed=1,2", "hydra.sweep.dir=sweep"]
-    sweep = subprocess.Popen([sys.executable, "-m", "mnist_hydra", *args], cwd=tmp_path, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "mnist_hydra", *args],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     pointer = tmp_path / "sweep" / "0" / "checkpoints" / "checkpoint.json"
     deadline = time.monotonic() + 300
     while not (pointer.is_file() and json.loads(pointer.read_text())["epoch"] >= 1):
@@ -110,7 +153,9 @@ def test_a_resumed_sweep_continues_its_parent_and_stopped_child_runs(tmp_path, m
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns.db'}")
     stopped = runs_by_name(client)
     assert {name: run.info.status for name, run in stopped.items()} == {
-        f"sweep {tmp_path.name}/sweep": "KILLED", "job 0: seed=1": "KILLED"}
+        f"sweep {tmp_path.name}/sweep": "KILLED",
+        "job 0: seed=1": "KILLED",
+    }
 
     result = run_app("resume=sweep", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, timeout=600)
     assert result.returncode == 0, result.stderr

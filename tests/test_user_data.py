@@ -40,7 +40,7 @@ def digits(mnist_dir):
 def write_folder(folder: Path, images: np.ndarray, labels: np.ndarray, names=None) -> None:
     """One file per image under folder/CLASS/: PNG and JPEG, 28, 56 and 100 pixels, light on dark and dark on light,
     grey and RGB."""
-    for i, (image, label) in enumerate(zip(images, labels)):
+    for i, (image, label) in enumerate(zip(images, labels, strict=False)):
         picture = Image.fromarray(image)
         if i % 3 == 1:  # dark ink on white paper, twice the size
             picture = Image.fromarray(255 - image).resize((56, 56), Image.BILINEAR)
@@ -79,8 +79,9 @@ def runs(user_data, tmp_path_factory, mnist_dir):
     env = {"MNIST_HYDRA_DATA": str(mnist_dir), "MNIST_HYDRA_CACHE": str(cwd / "cache")}
     out = {}
     for layout, path in user_data.items():
-        result = run_app(f"data={layout}", f"data.root={path}", *TRAIN, f"hydra.run.dir={cwd}/{layout}", cwd=cwd,
-                         env=env)
+        result = run_app(
+            f"data={layout}", f"data.root={path}", *TRAIN, f"hydra.run.dir={cwd}/{layout}", cwd=cwd, env=env
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         out[layout] = cwd / layout
     return out
@@ -114,8 +115,13 @@ def test_predict_and_serving_name_the_runs_classes(runs, user_data, digits):
 
     from mnist_hydra.serving.api import create_app
 
-    result = run_app(f"run={runs['idx']}", f"images={user_data['folder'] / '2'}", "top_k=2", cwd=runs["idx"],
-                     module="mnist_hydra.predict")
+    result = run_app(
+        f"run={runs['idx']}",
+        f"images={user_data['folder'] / '2'}",
+        "top_k=2",
+        cwd=runs["idx"],
+        module="mnist_hydra.predict",
+    )
     assert result.returncode == 0, result.stderr
     rows = result.stdout.strip().splitlines()
     assert rows and sum(" two " in row for row in rows) >= 0.8 * len(rows), result.stdout
@@ -131,9 +137,16 @@ def test_predict_and_serving_name_the_runs_classes(runs, user_data, digits):
 
 
 def test_init_from_a_run_with_other_classes_replaces_only_the_last_layer(runs, user_data, tmp_path, mnist_dir):
-    result = run_app("data=idx", f"data.root={user_data['idx']}", "trainer.epochs=1", "trainer.verbose=0",
-                     f"init_from={runs['folder']}", f"hydra.run.dir={tmp_path}/tuned", cwd=tmp_path,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "data=idx",
+        f"data.root={user_data['idx']}",
+        "trainer.epochs=1",
+        "trainer.verbose=0",
+        f"init_from={runs['folder']}",
+        f"hydra.run.dir={tmp_path}/tuned",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "tuned" / "train.log").read_text()
     assert "its model has 10 classes and this data 3, so the last layer (" in log and "starts afresh" in log
@@ -144,9 +157,16 @@ def test_init_from_a_run_with_other_classes_replaces_only_the_last_layer(runs, u
 
 
 def test_init_from_a_run_of_another_network_is_one_line(runs, user_data, tmp_path, mnist_dir):
-    result = run_app("data=csv", f"data.root={user_data['csv']}", "model=mlp", "trainer.verbose=0",
-                     f"init_from={runs['csv']}", f"hydra.run.dir={tmp_path}/other", cwd=tmp_path,
-                     env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = run_app(
+        "data=csv",
+        f"data.root={user_data['csv']}",
+        "model=mlp",
+        "trainer.verbose=0",
+        f"init_from={runs['csv']}",
+        f"hydra.run.dir={tmp_path}/other",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
     lines = result.stderr.splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
     assert lines[0].startswith(f"mnist_hydra: error: init_from={runs['csv']}: its model is another network")
@@ -220,8 +240,9 @@ def test_train_and_test_folders_are_the_splits_and_classes_can_be_ordered(tmp_pa
     splits = load_splits(FolderConfig(root=str(tmp_path / "data"), cache=False, val_split=0), seed=0)
     assert splits.class_names == ("one", "zero")  # sorted
     assert len(splits.y_train) == 30 and len(splits.y_test) == 10
-    ordered = load_splits(FolderConfig(root=str(tmp_path / "data"), cache=False, val_split=0,
-                                       classes=["zero", "one"]), seed=0)
+    ordered = load_splits(
+        FolderConfig(root=str(tmp_path / "data"), cache=False, val_split=0, classes=["zero", "one"]), seed=0
+    )
     assert ordered.class_names == ("zero", "one")
     assert np.bincount(ordered.y_test).tolist() == np.bincount(splits.y_test).tolist()[::-1]
 
@@ -272,8 +293,8 @@ def test_emnist_layout_with_a_prefix_a_mapping_and_transposed_images(tmp_path, d
     for prefix, count in (("emnist-letters", 60), ("emnist-digits", 40)):
         write_idx(tmp_path / f"{prefix}-train-images-idx3-ubyte.gz", x[:count])
         write_idx(tmp_path / f"{prefix}-train-labels-idx1-ubyte.gz", (y[:count] % 3 + 1).astype(np.uint8))
-        write_idx(tmp_path / f"{prefix}-test-images-idx3-ubyte.gz", x[count:count + 10])
-        write_idx(tmp_path / f"{prefix}-test-labels-idx1-ubyte.gz", (y[count:count + 10] % 3 + 1).astype(np.uint8))
+        write_idx(tmp_path / f"{prefix}-test-images-idx3-ubyte.gz", x[count : count + 10])
+        write_idx(tmp_path / f"{prefix}-test-labels-idx1-ubyte.gz", (y[count : count + 10] % 3 + 1).astype(np.uint8))
     (tmp_path / "emnist-letters-mapping.txt").write_text("1 65 97\n2 66 98\n3 67 99\n")
     with pytest.raises(DataError, match=r"several train images files .*data\.prefix=emnist-digits"):
         load_splits(IdxConfig(root=str(tmp_path)), seed=0)

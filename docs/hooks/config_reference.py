@@ -17,10 +17,12 @@ import re
 import sys
 import textwrap
 import tokenize
+import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -77,7 +79,7 @@ def schemas() -> Iterator[tuple[str, str, type, str]]:
     yield "python -m mnist_hydra.export", "", ExportConfig, ""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def field_comments(cls: type) -> dict[str, str]:
     """Each field's comment in `cls`'s own source: the one on its line, else the comment lines right above it."""
     try:
@@ -93,8 +95,9 @@ def field_comments(cls: type) -> dict[str, str]:
     found = {}
     for node in ast.parse(source).body[0].body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            trailing = [comments[n][0] for n in range(node.lineno, node.end_lineno + 1)
-                        if n in comments and not comments[n][1]]
+            trailing = [
+                comments[n][0] for n in range(node.lineno, node.end_lineno + 1) if n in comments and not comments[n][1]
+            ]
             above, line = [], node.lineno - 1
             while line in comments and comments[line][1]:
                 above.insert(0, comments[line][0])
@@ -116,7 +119,7 @@ def meaning(cls: type, name: str) -> str:
 def type_name(hint: Any) -> str:
     """A type hint as a reader of YAML thinks of it: int, float, string, list of int, int or null, any."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         kinds = [type_name(a) for a in args if a is not type(None)]
         return " or ".join(kinds) + (" or null" if type(None) in args else "")
     if origin in (list, tuple, typing.Sequence):
@@ -161,7 +164,8 @@ def rows(schema: type, prefix: str) -> Iterator[Row]:
     for field in dataclasses.fields(schema):
         key, hint = f"{prefix}{field.name}", hints[field.name]
         inner = [a for a in typing.get_args(hint) if dataclasses.is_dataclass(a)] or (
-            [hint] if dataclasses.is_dataclass(hint) else [])
+            [hint] if dataclasses.is_dataclass(hint) else []
+        )
         if inner:
             text = meaning(schema, field.name)
             if text:
@@ -243,8 +247,10 @@ def sections() -> list[Section]:
         anchor = re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
         table = [_group_row(r, schema) for r in rows(schema, prefix)]
         if "/" in option:  # a registered option: its `name` is the name it was registered under
-            table = [dataclasses.replace(r, default=f"`{option.split('/')[1]}`") if r.key == f"{prefix}name" else r
-                     for r in table]
+            table = [
+                dataclasses.replace(r, default=f"`{option.split('/')[1]}`") if r.key == f"{prefix}name" else r
+                for r in table
+            ]
         out.append(Section(title, anchor, f"{summary} Schema: {where}.".strip(), tuple(table), tuple(options)))
     return out
 
@@ -258,8 +264,12 @@ def _group_row(row: Row, schema: type) -> Row:
     chosen = _default_options()[row.key]
     anchor = "trainer" if row.key == "trainer" else f"{row.key}-{chosen}".replace("_", "-")
     see = f"[{row.key}={chosen}](#{anchor})"
-    return Row(row.key, "config group", f"`{chosen}`", f"pick an option with {row.key}=OPTION; its keys are {row.key}.KEY "
-               f"(see {see})")
+    return Row(
+        row.key,
+        "config group",
+        f"`{chosen}`",
+        f"pick an option with {row.key}=OPTION; its keys are {row.key}.KEY (see {see})",
+    )
 
 
 def _default_options() -> dict[str, str]:
@@ -287,9 +297,12 @@ def experiments() -> list[tuple[str, str, tuple[tuple[str, str, str], ...]]]:
     for path in sorted((CONF / "experiment").glob("*.yaml")):
         text = path.read_text()
         comments = _yaml_comments(text)
-        picks = [(group.split("/")[-1], value)  # `- override /model: cnn_deep` picks model=cnn_deep
-                 for entry in yaml.safe_load(text).get("defaults", []) if isinstance(entry, dict)
-                 for group, value in entry.items()]
+        picks = [
+            (group.split("/")[-1], value)  # `- override /model: cnn_deep` picks model=cnn_deep
+            for entry in yaml.safe_load(text).get("defaults", [])
+            if isinstance(entry, dict)
+            for group, value in entry.items()
+        ]
         changes = [(group, f"`{value}`", f"picks {group}={value}") for group, value in picks]
         changes += [(k, show(v), comments.get(k, "")) for k, v in _flatten(_load(text), "")]
         out.append((path.stem, _leading_comment(text), tuple(changes)))
@@ -304,8 +317,14 @@ def render() -> str:
     """The reference's Markdown: a table of contents, then a table per schema and the options' changes."""
     parts = []
     for section in sections():
-        parts += [f"## {section.title} {{#{section.anchor}}}", "", section.summary, "",
-                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        parts += [
+            f"## {section.title} {{#{section.anchor}}}",
+            "",
+            section.summary,
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         parts += [f"| `{r.key}` | {_cell(r.type)} | {_cell(r.default)} | {_cell(r.meaning)} |" for r in section.rows]
         parts.append("")
         for name, comment, changes in section.options:
@@ -325,8 +344,12 @@ def render() -> str:
 
 
 def _render_experiments() -> list[str]:
-    parts = ["## Experiments: +experiment=NAME {#experiments}", "",
-             "Presets in `mnist_hydra/conf/experiment/` (`# @package _global_`): each lists only what it changes.", ""]
+    parts = [
+        "## Experiments: +experiment=NAME {#experiments}",
+        "",
+        "Presets in `mnist_hydra/conf/experiment/` (`# @package _global_`): each lists only what it changes.",
+        "",
+    ]
     for name, comment, changes in experiments():
         parts += [f"`+experiment={name}`: {comment}", "", "| key | value | why |", "|---|---|---|"]
         parts += [f"| `{k}` | {_cell(v)} | {_cell(c)} |" for k, v, c in changes]
@@ -334,7 +357,7 @@ def _render_experiments() -> list[str]:
     return parts
 
 
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> Optional[str]:
+def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str | None:
     """mkdocs hook: fill the configuration page's marker with the generated tables."""
     if page.file.src_uri != PAGE:
         return markdown

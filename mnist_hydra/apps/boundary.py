@@ -23,7 +23,8 @@ import re
 import signal
 import sys
 import threading
-from typing import Any, Callable, NoReturn, Optional, TypeVar
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
@@ -112,8 +113,10 @@ def check_hydra_flags(argv: list[str]) -> None:
         error(f"unrecognized arguments: {' '.join(unknown)}")
     for override in OverridesParser.create().parse_overrides(known.overrides):
         if not override.key_or_group:
-            error(f"cannot parse the override {override.input_line}: it has no key before the '='; "
-                  "overrides are key=value or group=option")
+            error(
+                f"cannot parse the override {override.input_line}: it has no key before the '='; "
+                "overrides are key=value or group=option"
+            )
 
 
 def guard(prog: str) -> Callable[[F], F]:
@@ -138,7 +141,7 @@ def guard(prog: str) -> Callable[[F], F]:
     return wrap
 
 
-def interrupted(prog: str, stop: Optional[BaseException] = None) -> NoReturn:
+def interrupted(prog: str, stop: BaseException | None = None) -> NoReturn:
     """Ctrl-C or SIGTERM outside a clean stop of training (start-up, data loading, writing, a sweep's launcher):
     one line, exit 128 + the signal's number, no stub directory; what holds a checkpoint is kept and named."""
     signum = getattr(stop, "signum", signal.SIGINT)
@@ -147,19 +150,22 @@ def interrupted(prog: str, stop: Optional[BaseException] = None) -> NoReturn:
     if kept is None:
         print(f"{prog}: interrupted ({name}); nothing of this command was kept", file=sys.stderr)
     else:
-        print(f"{prog}: interrupted ({name}); what was done is kept in {kept}. Resume with: python -m mnist_hydra "
-              f"resume={kept}", file=sys.stderr)
+        print(
+            f"{prog}: interrupted ({name}); what was done is kept in {kept}. Resume with: python -m mnist_hydra "
+            f"resume={kept}",
+            file=sys.stderr,
+        )
     sys.exit(128 + signum)
 
 
-def user_error(err: BaseException) -> Optional[BaseException]:
+def user_error(err: BaseException) -> BaseException | None:
     """The user's mistake behind `err`, or None for a bug.
 
     A UserError raised inside an OmegaConf resolver reaches us wrapped in an
     InterpolationResolutionError (as its __context__), so the chain is searched first.
     """
     seen: set[int] = set()
-    link: Optional[BaseException] = err
+    link: BaseException | None = err
     while link is not None and id(link) not in seen:
         if isinstance(link, UserError):
             return link
@@ -179,37 +185,58 @@ def exit_code(cause: BaseException) -> int:
     """A UserError's own code; 1 for a path that cannot be written and for memory, as for data; else 2 (usage)."""
     if hasattr(cause, "exit_code"):
         return int(cause.exit_code)
-    if isinstance(cause, OSError) and cause.errno in PATH_ERRNOS or isinstance(cause, MemoryError) or \
-            _out_of_memory(cause):
+    if (
+        isinstance(cause, OSError)
+        and cause.errno in PATH_ERRNOS
+        or isinstance(cause, MemoryError)
+        or _out_of_memory(cause)
+    ):
         return 1
     return 2
 
 
 # What a path the user chose can do wrong when written or created: theirs to fix, not a bug of ours.
-PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EEXIST,
-               errno.ENOENT, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+PATH_ERRNOS = {
+    errno.EACCES,
+    errno.EPERM,
+    errno.EROFS,
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.ENOENT,
+    errno.EISDIR,
+    errno.ENAMETOOLONG,
+    errno.ELOOP,
+}
 
 
-def describe(err: BaseException) -> Optional[str]:
+def describe(err: BaseException) -> str | None:
     """One line saying what was wrong and what would be accepted; None for errors that are bugs."""
     if isinstance(err, UserError):
         return one_line(str(err))
     if isinstance(err, OSError) and err.filename and err.errno in PATH_ERRNOS:
         # Hydra's own mkdir of a hydra.run.dir / hydra.sweep.dir given literally.
-        return (f"cannot write {err.filename}: {err.strerror}; choose another output directory with "
-                "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+        return (
+            f"cannot write {err.filename}: {err.strerror}; choose another output directory with "
+            "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)"
+        )
     if isinstance(err, MemoryError) or _out_of_memory(err):
         # TensorFlow's message names the tensor: "OOM when allocating tensor with shape[4732,100000000] ...".
         shape = re.search(r"OOM when allocating tensor with shape\[[^\]]*\]", str(err))
-        return (f"out of memory{': ' + shape.group(0) if shape else ''}; choose a smaller model "
-                "(model.*) or batch (trainer.batch_size, trainer.eval_batch_size)")
+        return (
+            f"out of memory{': ' + shape.group(0) if shape else ''}; choose a smaller model "
+            "(model.*) or batch (trainer.batch_size, trainer.eval_batch_size)"
+        )
     unwrapped = _hydra_input_error(err)
     if unwrapped is not None:
         return unwrapped
     if isinstance(err, ValueError) and str(err) == "No trials are completed yet.":
         # Optuna's sweeper asks for the best trial after a search in which every trial failed.
-        return ("no trial of the search completed, so there is no best one; each job's metrics.json "
-                "in the sweep directory says why it failed")
+        return (
+            "no trial of the search completed, so there is no best one; each job's metrics.json "
+            "in the sweep directory says why it failed"
+        )
     if isinstance(err, MissingConfigException):
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
         # Hydra lists the options only for a single choice; for one item of a list (logger=[a,b]) we look.
@@ -219,8 +246,10 @@ def describe(err: BaseException) -> Optional[str]:
             return f"{group}={option} is not {article} {group} option; choose one of: {', '.join(options)}"
     if isinstance(err, OverrideParseException):
         reason = "; ".join(line for line in str(err).splitlines() if line.strip() and not line.startswith("See "))
-        return (f"cannot parse the override {getattr(err, 'override', '') or ''!s}: {one_line(reason)}; a value with "
-                """spaces or any of ()[]{},='" must be quoted, e.g. 'data.root="/my data/mnist"' (see --help)""")
+        return (
+            f"cannot parse the override {getattr(err, 'override', '') or ''!s}: {one_line(reason)}; a value with "
+            """spaces or any of ()[]{},='" must be quoted, e.g. 'data.root="/my data/mnist"' (see --help)"""
+        )
     if isinstance(err, HydraException):
         not_here = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(err))
         if not_here:  # Hydra then suggests `+key=`, which only leads to a cryptic ConfigKeyError
@@ -232,7 +261,7 @@ def describe(err: BaseException) -> Optional[str]:
     return None
 
 
-def _hydra_input_error(err: BaseException) -> Optional[str]:
+def _hydra_input_error(err: BaseException) -> str | None:
     """One line for a ValueError or TypeError that Hydra lets through unwrapped while it reads the command line,
     else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, Hydra's own
     for a group given a number or a list of numbers (`model=5`, `data=[1]`) while the defaults list is built."""
@@ -247,11 +276,15 @@ def _hydra_input_error(err: BaseException) -> Optional[str]:
     for frame in frames:
         override = frame.f_locals.get("override")
         if hydra_dir in frame.f_code.co_filename and type(override).__name__ == "Override":
-            return (f"cannot apply the override {getattr(override, 'input_line', None) or override}: "
-                    f"{one_line(err)}; --help lists the groups and their options, --cfg job every key")
+            return (
+                f"cannot apply the override {getattr(override, 'input_line', None) or override}: "
+                f"{one_line(err)}; --help lists the groups and their options, --cfg job every key"
+            )
     if any(frame.f_code.co_filename.endswith(f"{hydra_dir}_internal{os.sep}defaults_list.py") for frame in frames):
-        return (f"cannot pick the config groups' options from the command line: {one_line(err)}; a group takes "
-                "an option's name, e.g. model=cnn (--help lists them)")
+        return (
+            f"cannot pick the config groups' options from the command line: {one_line(err)}; a group takes "
+            "an option's name, e.g. model=cnn (--help lists them)"
+        )
     return None
 
 
@@ -260,9 +293,9 @@ def _out_of_memory(err: BaseException) -> bool:
     return any(cls.__name__ == "ResourceExhaustedError" for cls in type(err).__mro__)
 
 
-def _field_error(err: BaseException) -> Optional[OmegaConfBaseException]:
+def _field_error(err: BaseException) -> OmegaConfBaseException | None:
     """OmegaConf's error about one key somewhere in `err`'s chain (Hydra wraps it once or twice)."""
-    link: Optional[BaseException] = err
+    link: BaseException | None = err
     for _ in range(5):
         link = link.__cause__ or link.__context__ if link is not None else None
         if isinstance(link, OmegaConfBaseException) and getattr(link, "full_key", None):

@@ -74,8 +74,14 @@ class TrackSweep(Callback):
         from mnist_hydra.tracking.sweep import open_sweep
 
         commit = (git_state(PROJECT_DIR) or {}).get("commit")
-        open_sweep(loggers, Path(config.hydra.sweep.dir), Path.cwd(), str(config.hydra.help.app_name),
-                   list(config.hydra.overrides.task), commit)
+        open_sweep(
+            loggers,
+            Path(config.hydra.sweep.dir),
+            Path.cwd(),
+            str(config.hydra.help.app_name),
+            list(config.hydra.overrides.task),
+            commit,
+        )
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mnist_hydra.runs import rundir

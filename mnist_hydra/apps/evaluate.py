@@ -67,8 +67,10 @@ def evaluate(cfg: DictConfig) -> None:
     from mnist_hydra.runs.evaluation import evaluate_run
 
     metrics = evaluate_run(run_dir, data, workdir, batch_size=settings.batch_size, record={"overrides": overrides})
-    print(f"accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f}) on {metrics['n']} "
-          f"{metrics['data']['name']} test images; evaluation directory: {workdir}")
+    print(
+        f"accuracy {metrics['accuracy']:.4f} (loss {metrics['loss']:.4f}) on {metrics['n']} "
+        f"{metrics['data']['name']} test images; evaluation directory: {workdir}"
+    )
 
 
 def _chosen_data(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
@@ -77,15 +79,17 @@ def _chosen_data(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
     keys = [o.key_or_group for o in parsed]
     unknown = [k for k in keys if k.split(".")[0] not in ("run", "data", "batch_size", "hydra")]
     if unknown:  # Hydra would suggest `+key=`, which leads nowhere: this app has only these keys
-        raise ConfigError(f"{unknown[0]} is not a key of {PROG}; it takes run=, data=OPTION, data.KEY=VALUE "
-                          "and batch_size= (the model is the run's own)")
+        raise ConfigError(
+            f"{unknown[0]} is not a key of {PROG}; it takes run=, data=OPTION, data.KEY=VALUE "
+            "and batch_size= (the model is the run's own)"
+        )
     composed = OmegaConf.to_container(cfg.data, resolve=True)
     if "data" in keys:
         return composed
     values = dict(rundir.read_config(run_dir)["data"])
     # Unless picked with data=OPTION, the composed data option only gives `data.KEY=VALUE` a typed home.
     for key in keys:
-        field = key[len("data."):] if key.startswith("data.") else None
+        field = key[len("data.") :] if key.startswith("data.") else None
         if field in composed:
             values[field] = composed[field]
     return values

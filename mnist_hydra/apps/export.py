@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -17,8 +16,7 @@ from mnist_hydra.runs.rundir import RUN_EXAMPLE
 
 PROG = "mnist_hydra.export"
 FORMATS = ("saved_model", "litert", "onnx")  # mnist_hydra.serving.export.FORMATS, without importing it for --help
-EXAMPLES = {"run": RUN_EXAMPLE,
-            "format": f"format=onnx (one of {', '.join(FORMATS)})"}
+EXAMPLES = {"run": RUN_EXAMPLE, "format": f"format=onnx (one of {', '.join(FORMATS)})"}
 
 
 @dataclass
@@ -28,7 +26,7 @@ class ExportConfig:
     run: str = MISSING  # the training run's directory: holds model.keras
     format: str = MISSING  # saved_model (TF Serving), litert (.tflite) or onnx
     verify: bool = False  # only check RUN_DIR/export/<format>/ against model.keras again; write nothing
-    limit: Optional[int] = None  # compare on the first N test images; null = the run's test set
+    limit: int | None = None  # compare on the first N test images; null = the run's test set
 
     def check(self) -> None:
         require(self.format in FORMATS, "format", self.format, f"one of {', '.join(FORMATS)}")
@@ -55,8 +53,9 @@ def export(cfg: DictConfig) -> None:
     for line in library.summary_lines(record):
         print(f"{PROG}: {line}")
     if not record["passed"]:
-        raise library.ExportError(f"format={settings.format}: {record['path']} does not match model.keras "
-                                  f"({library.mismatch_words(record)})")
+        raise library.ExportError(
+            f"format={settings.format}: {record['path']} does not match model.keras ({library.mismatch_words(record)})"
+        )
 
 
 def main() -> None:

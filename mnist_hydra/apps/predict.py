@@ -58,8 +58,11 @@ def predict(cfg: DictConfig) -> None:
 
     records, failures = predict_images(settings.run, settings.images, settings.top_k)
     if not records:  # one error line, naming every file and why, not a line each and then the error
-        raise DataError(failures[0] if len(failures) == 1 else
-                        f"no image could be predicted: {'; '.join(failures) or settings.images}")
+        raise DataError(
+            failures[0]
+            if len(failures) == 1
+            else f"no image could be predicted: {'; '.join(failures) or settings.images}"
+        )
     for message in failures:
         print(f"{PROG}: skipped {message}", file=sys.stderr)
     if settings.output == "json":

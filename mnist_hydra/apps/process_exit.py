@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
@@ -34,8 +35,6 @@ def finish(code: Any = 0) -> NoReturn:
         sys.exit(status)
     atexit._run_exitfuncs()  # noqa: SLF001 - the hooks Py_Finalize would run; it then clears them
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can reach it
-            pass
     os._exit(status)

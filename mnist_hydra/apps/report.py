@@ -14,7 +14,9 @@ PROG = "mnist_hydra.report"
 def write_report(argv: list[str] | None = None) -> None:
     """Write the page and print its path."""
     parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    parser.add_argument("dir", type=Path, help="a run directory (outputs/DATE/TIME) or a sweep directory (multirun/DATE/TIME)")
+    parser.add_argument(
+        "dir", type=Path, help="a run directory (outputs/DATE/TIME) or a sweep directory (multirun/DATE/TIME)"
+    )
     folder: Path = parser.parse_args(argv).dir
     if not folder.is_dir():
         raise UserError(f"{folder} is not a directory; give a run or sweep directory")
@@ -28,8 +30,9 @@ def write_report(argv: list[str] | None = None) -> None:
 
         path = write_run_report(folder)
     else:
-        raise UserError(f"{folder} holds neither a run (.hydra/, metrics.json) nor a sweep (multirun.yaml, or job "
-                        "directories)")
+        raise UserError(
+            f"{folder} holds neither a run (.hydra/, metrics.json) nor a sweep (multirun.yaml, or job directories)"
+        )
     print(path)
 
 

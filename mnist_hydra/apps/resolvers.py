@@ -20,7 +20,7 @@ import os
 import shutil
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -37,16 +37,18 @@ _sweep: list[Path] = []  # the sweep directory of this process, once checked
 
 def register() -> None:
     """Register the resolvers the apps' YAML uses; safe to call more than once."""
-    for name, function, cached in (("mnist_hydra.run_dir", resume_or_default, False),
-                                   ("mnist_hydra.sweep_dir", resume_or_default, False),
-                                   # Cached: Hydra reads the subdir more than once, and it must stay the same.
-                                   ("mnist_hydra.config_subdir", config_subdir, True),
-                                   ("mnist_hydra.evaluation_dir", evaluation_dir, False)):
+    for name, function, cached in (
+        ("mnist_hydra.run_dir", resume_or_default, False),
+        ("mnist_hydra.sweep_dir", resume_or_default, False),
+        # Cached: Hydra reads the subdir more than once, and it must stay the same.
+        ("mnist_hydra.config_subdir", config_subdir, True),
+        ("mnist_hydra.evaluation_dir", evaluation_dir, False),
+    ):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function, use_cache=cached)
 
 
-def resume_or_default(resume: Optional[str], default: str) -> str:
+def resume_or_default(resume: str | None, default: str) -> str:
     """hydra.run.dir / hydra.sweep.dir: the directory `resume` names (checked), else the new default."""
     return default if resume is None else str(_resumable(resume))
 
@@ -64,9 +66,12 @@ def claim_sweep_dir(config: Any) -> None:
     _check_job_name(config)
     folder = _output_dir(config, "sweep")
     if OmegaConf.select(config, "resume", default=None) is None and (
-            (folder / rundir.SWEEP_RECORD).is_file() or rundir.job_dirs(folder)):
-        raise ConfigError(f"hydra.sweep.dir={folder} already holds a sweep; continue it with resume={folder}, "
-                          "or choose a new directory")
+        (folder / rundir.SWEEP_RECORD).is_file() or rundir.job_dirs(folder)
+    ):
+        raise ConfigError(
+            f"hydra.sweep.dir={folder} already holds a sweep; continue it with resume={folder}, "
+            "or choose a new directory"
+        )
     _make(folder, "hydra.sweep.dir")
     _sweep[:] = [folder]
 
@@ -81,7 +86,7 @@ def evaluation_dir(stamp: str, *, _root_: Any) -> str:
     return str(run / "evaluate" / stamp)
 
 
-def config_subdir(output_dir: str, resume: Optional[str] = None) -> str:
+def config_subdir(output_dir: str, resume: str | None = None) -> str:
     """hydra.output_subdir: .hydra, or .hydra/resumed-TIME when a resumed directory has a saved config to keep."""
     if resume is not None and (Path(output_dir) / rundir.SAVED_CONFIG).is_file():
         return str(Path(".hydra") / f"resumed-{datetime.now():%Y-%m-%d_%H-%M-%S}")
@@ -105,8 +110,9 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         os.close(fd)
         for entry in made:  # the other process's directory now, whoever created it
             _created.remove(entry)
-        raise ConfigError(f"{key}={folder} is in use by another mnist_hydra process; wait for it to end, "
-                          "or choose another directory") from None
+        raise ConfigError(
+            f"{key}={folder} is in use by another mnist_hydra process; wait for it to end, or choose another directory"
+        ) from None
     if fresh and rundir.holds_run(folder):  # a run that ended between the first check and the lock
         os.close(fd)
         raise _holds_run(folder, key)
@@ -115,7 +121,7 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         _found[folder] = before
 
 
-def discard_created() -> Optional[Path]:
+def discard_created() -> Path | None:
     """Remove what this process created and that holds no result: the run or evaluation directory it
     claimed when it has no metrics.json, model or checkpoints (the command failed or was interrupted before
     making anything), or in a directory that existed, what was added to it; then the folders made above it
@@ -152,8 +158,10 @@ def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, boo
     missing: list[Path] = []
     try:
         if folder.exists() and not folder.is_dir():
-            raise OutputError(f"cannot write {folder}: it is a file, not a directory; choose a directory with "
-                              "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)")
+            raise OutputError(
+                f"cannot write {folder}: it is a file, not a directory; choose a directory with "
+                "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)"
+            )
         missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not _exists(p)]
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
@@ -163,8 +171,10 @@ def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, boo
         for path in missing:  # deepest first
             with contextlib.suppress(OSError):
                 path.rmdir()  # only an empty folder goes
-        raise OutputError(f"cannot write {folder}: {err.strerror or err}; choose another directory with "
-                          "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)") from None
+        raise OutputError(
+            f"cannot write {folder}: {err.strerror or err}; choose another directory with "
+            "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)"
+        ) from None
     made = [(path, claimed and path == folder.absolute()) for path in reversed(missing)]  # outermost first
     _created.extend(made)
     return made
@@ -182,16 +192,20 @@ def _resumable(resume: str) -> Path:
         raise ConfigError(f"resume= is empty; give a run or sweep directory, {RESUME_EXAMPLE}")
     folder = Path(str(resume))
     if not (rundir.is_run(folder) or rundir.is_sweep(folder)):
-        raise ConfigError(f"resume={resume} is not a run directory (no {rundir.SAVED_CONFIG}) nor a sweep "
-                          f"directory (no {rundir.SWEEP_RECORD}); expected a directory a run or a --multirun "
-                          f"sweep wrote, {RESUME_EXAMPLE}")
+        raise ConfigError(
+            f"resume={resume} is not a run directory (no {rundir.SAVED_CONFIG}) nor a sweep "
+            f"directory (no {rundir.SWEEP_RECORD}); expected a directory a run or a --multirun "
+            f"sweep wrote, {RESUME_EXAMPLE}"
+        )
     return folder
 
 
 def _holds_run(folder: Path, key: str) -> ConfigError:
     status = rundir.read_metrics(folder).get("status", "stopped")
-    return ConfigError(f"{key}={folder} already holds a run ({status}); a new run never overwrites one: "
-                       f"continue it with resume={folder}, or choose a new directory")
+    return ConfigError(
+        f"{key}={folder} already holds a run ({status}); a new run never overwrites one: "
+        f"continue it with resume={folder}, or choose a new directory"
+    )
 
 
 def _output_dir(config: Any, mode: str) -> Path:
@@ -199,13 +213,16 @@ def _output_dir(config: Any, mode: str) -> Path:
     directory itself."""
     value = str(OmegaConf.select(config, f"hydra.{mode}.dir", default="") or "")
     if not value.strip():
-        raise ConfigError(f"hydra.{mode}.dir is empty; give the directory to write to, e.g. "
-                          f"hydra.{mode}.dir=outputs/my-{mode}")
+        raise ConfigError(
+            f"hydra.{mode}.dir is empty; give the directory to write to, e.g. hydra.{mode}.dir=outputs/my-{mode}"
+        )
     return Path(value)
 
 
 def _check_job_name(config: Any) -> None:
     name = str(OmegaConf.select(config, "hydra.job.name", default="") or "")
     if not name or "/" in name or name in (".", "..") or "\0" in name:
-        raise ConfigError(f"hydra.job.name={name} cannot name the job's log file; expected a plain name "
-                          "without '/', e.g. hydra.job.name=train")
+        raise ConfigError(
+            f"hydra.job.name={name} cannot name the job's log file; expected a plain name "
+            "without '/', e.g. hydra.job.name=train"
+        )

@@ -11,8 +11,9 @@ which also keep Hydra's own files of the new start beside, not over, those of th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -26,7 +27,7 @@ RESUME_EXAMPLE = "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna sear
 OWN_HYDRA_OVERRIDES = ("hydra.sweep.dir=", "hydra.run.dir=", "hydra.mode=")
 
 
-def resume_argv(argv: Sequence[str]) -> Optional[list[str]]:
+def resume_argv(argv: Sequence[str]) -> list[str] | None:
     """Check a `resume=DIR` command line before Hydra runs; for a sweep, the command line that resumes it.
 
     A resumed run or sweep takes its config from DIR, so other arguments are refused here, before Hydra
@@ -64,8 +65,10 @@ def run_config(cfg: DictConfig, workdir: Path, sweep: bool) -> DictConfig:
     if saved is None:  # a sweep job that had not started: it starts now, as composed
         return cfg
     if sweep and _without_resume(cfg) != _without_resume(saved):
-        raise ConfigError(f"{workdir} was run with another config ({workdir / SAVED_CONFIG}): resume a sweep "
-                          "with `resume=SWEEP_DIR` alone, which launches it with its own overrides")
+        raise ConfigError(
+            f"{workdir} was run with another config ({workdir / SAVED_CONFIG}): resume a sweep "
+            "with `resume=SWEEP_DIR` alone, which launches it with its own overrides"
+        )
     return saved
 
 

@@ -9,8 +9,9 @@ the commands that look at it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
@@ -53,8 +54,11 @@ def changed_keys(cfg: DictConfig, defaults: DictConfig) -> list[tuple[str, Any, 
 def end_lines(metrics: Mapping[str, Any], workdir: Path, seconds: float) -> list[str]:
     """The lines printed after a finished run: its figures, then where it is and how to look at it."""
     best = metrics.get("best_epoch")
-    epochs = f"best epoch {best} of {metrics.get('epochs_run')} (val_accuracy {metrics['best_val_accuracy']:.4f}); " \
-        if best and "best_val_accuracy" in metrics else ""
+    epochs = (
+        f"best epoch {best} of {metrics.get('epochs_run')} (val_accuracy {metrics['best_val_accuracy']:.4f}); "
+        if best and "best_val_accuracy" in metrics
+        else ""
+    )
     trained = f"{metrics['train_seconds']:.1f} s training, " if "train_seconds" in metrics else ""
     return [
         f"test accuracy {metrics['test_accuracy']:.4f} (loss {metrics['test_loss']:.4f}); {epochs}"

@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -34,7 +34,7 @@ prepare_hydra()
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="config")
 @guard(PROG)
-def train(cfg: DictConfig) -> Optional[float]:
+def train(cfg: DictConfig) -> float | None:
     """Train and evaluate one config in Hydra's run directory; return its validation accuracy."""
     workdir = Path(HydraConfig.get().runtime.output_dir)
     if HydraConfig.get().mode == RunMode.MULTIRUN:
@@ -64,20 +64,31 @@ def _run(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict:
         print("\n".join(start_lines(cfg, workdir, resumed=resuming)), flush=True)
     from mnist_hydra.training.run import train_and_evaluate
 
-    return train_and_evaluate(config, workdir, resume=resuming, overrides=HydraConfig.get().overrides.task,
-                              run_info=_run_info(workdir, resuming))
+    return train_and_evaluate(
+        config,
+        workdir,
+        resume=resuming,
+        overrides=HydraConfig.get().overrides.task,
+        run_info=_run_info(workdir, resuming),
+    )
 
 
 def _run_info(workdir: Path, resuming: bool) -> RunInfo:
     """What the loggers are told about this run: where it was launched, its overrides, its sweep and job."""
     hydra_config = HydraConfig.get()
     sweep = hydra_config.mode == RunMode.MULTIRUN
-    return RunInfo(run_dir=workdir, launch_dir=Path.cwd(), app=PROG, overrides=list(hydra_config.overrides.task),
-                   job=str(hydra_config.job.num) if sweep else None,
-                   sweep_dir=Path(hydra_config.sweep.dir) if sweep else None, resumed=resuming)
+    return RunInfo(
+        run_dir=workdir,
+        launch_dir=Path.cwd(),
+        app=PROG,
+        overrides=list(hydra_config.overrides.task),
+        job=str(hydra_config.job.num) if sweep else None,
+        sweep_dir=Path(hydra_config.sweep.dir) if sweep else None,
+        resumed=resuming,
+    )
 
 
-def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
+def _sweep_job(cfg: DictConfig, workdir: Path) -> float | None:
     """One job of a sweep: a failure is recorded in its directory, and the sweep goes on."""
     try:
         metrics = _run(cfg, workdir)
@@ -102,8 +113,11 @@ def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
         from mnist_hydra.tracking.sweep import interrupt_sweep
 
         interrupt_sweep(target)
-    print(f"{PROG}: {stop.signal_name} stopped training after {stop.epochs_done} of {stop.epochs} epochs; "
-          f"the checkpoint is kept. Resume with: python -m mnist_hydra resume={target}", file=sys.stderr)
+    print(
+        f"{PROG}: {stop.signal_name} stopped training after {stop.epochs_done} of {stop.epochs} epochs; "
+        f"the checkpoint is kept. Resume with: python -m mnist_hydra resume={target}",
+        file=sys.stderr,
+    )
     sys.exit(stop.exit_code)
 
 

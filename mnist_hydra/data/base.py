@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -29,12 +29,12 @@ HOLDOUT_SEED = 0
 class SplitConfig:
     """The keys every data option has: how its training set is split and cut."""
 
-    name: str = "mnist"                # registered data set: mnist, fashion_mnist, folder, csv, idx
-    val_split: float = 0.1             # share of the training set held out (seeded) for validation; 0 = validate on the test set
-    train_limit: Optional[int] = None  # train on only this many images (after the split); null = all
-    test_limit: Optional[int] = None   # score only this many test images; null = all
-    folds: Optional[int] = None        # k-fold cross-validation: K seeded folds of the training set; null = use val_split
-    fold: int = 0                      # with folds: which fold (0..K-1) validates; the other K-1 train
+    name: str = "mnist"  # registered data set: mnist, fashion_mnist, folder, csv, idx
+    val_split: float = 0.1  # share of the training set held out (seeded) for validation; 0 = validate on the test set
+    train_limit: int | None = None  # train on only this many images (after the split); null = all
+    test_limit: int | None = None  # score only this many test images; null = all
+    folds: int | None = None  # k-fold cross-validation: K seeded folds of the training set; null = use val_split
+    fold: int = 0  # with folds: which fold (0..K-1) validates; the other K-1 train
 
     def check(self) -> None:
         """Raise FieldError for a value out of range; keys are relative to the `data` group."""
@@ -63,22 +63,23 @@ class Raw:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
-    source: str                         # folder or file the arrays were read from
-    checksums: dict[str, str]           # file name -> SHA-256 of its content (or of the folder's listing)
+    source: str  # folder or file the arrays were read from
+    checksums: dict[str, str]  # file name -> SHA-256 of its content (or of the folder's listing)
 
 
-def require_root(root: Optional[str], accepts: str) -> None:
+def require_root(root: str | None, accepts: str) -> None:
     """FieldError unless `root` names something: your own data has no place to be searched for."""
     require(root is not None and bool(str(root).strip()), "root", root, accepts)
 
 
-def resolve_path(value: Optional[str]) -> Path:
+def resolve_path(value: str | None) -> Path:
     """`data.root` as an absolute path (relative to the launch directory: Hydra does not chdir)."""
     return Path(os.path.expanduser(str(value))).absolute()
 
 
-def class_names_for(labels: Sequence[np.ndarray], given: Optional[Sequence[str]], where: str,
-                    named_by: str = "data.classes") -> tuple[str, ...]:
+def class_names_for(
+    labels: Sequence[np.ndarray], given: Sequence[str] | None, where: str, named_by: str = "data.classes"
+) -> tuple[str, ...]:
     """The class names: `given` (one per label, in label order), else "0".."max label"; DataError for a label
     outside them or below 0."""
     found = [np.asarray(y) for y in labels if len(y)]
@@ -90,21 +91,28 @@ def class_names_for(labels: Sequence[np.ndarray], given: Optional[Sequence[str]]
         present = np.unique(np.concatenate(found)) if found else np.zeros(0, int)
         empty = high + 1 - len(present)
         if empty > len(present):
-            raise DataError(f"{where}: labels run up to {high}, which makes {high + 1} classes, {empty} of them "
-                            f"without an image; is label {high} a mistake? Labels are class indices 0, 1, 2, ..., "
-                            f"or name the classes with {named_by}=[...]")
+            raise DataError(
+                f"{where}: labels run up to {high}, which makes {high + 1} classes, {empty} of them "
+                f"without an image; is label {high} a mistake? Labels are class indices 0, 1, 2, ..., "
+                f"or name the classes with {named_by}=[...]"
+            )
         if empty:
-            missing = sorted(set(range(high + 1)) - set(int(p) for p in present))
-            log.warning("data: labels run from 0 to %d, but class(es) %s have no image", high,
-                        ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else ""))
+            missing = sorted(set(range(high + 1)) - {int(p) for p in present})
+            log.warning(
+                "data: labels run from 0 to %d, but class(es) %s have no image",
+                high,
+                ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else ""),
+            )
         return tuple(str(i) for i in range(high + 1))
     names = tuple(str(name) for name in given)
     if len(set(names)) != len(names):
         twice = sorted({n for n in names if names.count(n) > 1})
         raise DataError(f"{named_by}: names a class twice ({', '.join(twice)}); each class once, in label order")
     if high >= len(names):
-        raise DataError(f"{where}: label {high} is out of range for the {len(names)} classes of {named_by} "
-                        f"(labels 0..{len(names) - 1})")
+        raise DataError(
+            f"{where}: label {high} is out of range for the {len(names)} classes of {named_by} "
+            f"(labels 0..{len(names) - 1})"
+        )
     return names
 
 
@@ -128,8 +136,14 @@ def holdout(labels: np.ndarray, share: float, num_classes: int) -> tuple[np.ndar
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def split_raw(images: np.ndarray, labels: np.ndarray, share: float, class_names: tuple[str, ...], source: str,
-              checksums: dict[str, str]) -> Raw:
+def split_raw(
+    images: np.ndarray,
+    labels: np.ndarray,
+    share: float,
+    class_names: tuple[str, ...],
+    source: str,
+    checksums: dict[str, str],
+) -> Raw:
     """A data set without a test split of its own, with `share` of each class held out for testing."""
     train, test = holdout(labels, share, len(class_names))
     return Raw(images[train], labels[train], images[test], labels[test], class_names, source, checksums)

@@ -13,12 +13,22 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.base import (IMAGE_SHAPE, Raw, SplitConfig, check_test_split, class_names_for, label_dtype,
-                                   require_classes, require_root, resolve_path, split_raw)
+from mnist_hydra.data.base import (
+    IMAGE_SHAPE,
+    Raw,
+    SplitConfig,
+    check_test_split,
+    class_names_for,
+    label_dtype,
+    require_classes,
+    require_root,
+    resolve_path,
+    split_raw,
+)
 from mnist_hydra.errors import DataError, one_line
 
 log = logging.getLogger(__name__)
@@ -31,9 +41,9 @@ class CsvConfig(SplitConfig):
     """A CSV file: a label column and 784 pixel columns (Kaggle's train.csv)."""
 
     name: str = "csv"
-    root: Optional[str] = None  # the CSV file (plain, or .gz/.zip/.bz2/.xz: pandas reads them)
+    root: str | None = None  # the CSV file (plain, or .gz/.zip/.bz2/.xz: pandas reads them)
     label_column: str = "label"  # the column holding the class index of each row
-    classes: Optional[List[str]] = None  # class names in label order; null = "0" .. the largest label
+    classes: list[str] | None = None  # class names in label order; null = "0" .. the largest label
     test_split: float = 0.2  # share of each class held out for testing
 
     def check(self) -> None:
@@ -48,8 +58,10 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
     given = f"data.root={cfg.root}"
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "no such file"
-        raise DataError(f"{given}: {path}: {what}; data=csv accepts a CSV file with a '{cfg.label_column}' "
-                        f"column and {PIXELS} pixel columns (Kaggle's train.csv)")
+        raise DataError(
+            f"{given}: {path}: {what}; data=csv accepts a CSV file with a '{cfg.label_column}' "
+            f"column and {PIXELS} pixel columns (Kaggle's train.csv)"
+        )
     frame = _read(path, given)
     images, labels = _arrays(frame, path, cfg.label_column)
     class_names = class_names_for([labels], cfg.classes, str(path))
@@ -57,8 +69,14 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
     labels = labels.astype(label_dtype(len(class_names)))
     checksums = {path.name: _sha256(path)}
     raw = split_raw(images, labels, cfg.test_split, class_names, str(path), checksums)
-    log.info("data: %d train + %d test images in %d classes from %s (data.test_split=%g of each class held out)",
-             len(raw.y_train), len(raw.y_test), len(class_names), path, cfg.test_split)
+    log.info(
+        "data: %d train + %d test images in %d classes from %s (data.test_split=%g of each class held out)",
+        len(raw.y_train),
+        len(raw.y_test),
+        len(class_names),
+        path,
+        cfg.test_split,
+    )
     return raw
 
 
@@ -78,15 +96,21 @@ def _arrays(frame: Any, path: Path, label_column: str) -> tuple[np.ndarray, np.n
     columns = [str(c) for c in frame.columns]
     if label_column not in columns:
         if len(columns) == PIXELS:
-            raise DataError(f"{path}: no '{label_column}' column: its {PIXELS} columns are pixels only (images "
-                            "without labels, like Kaggle's test.csv), which cannot be trained on; give a CSV with a "
-                            "label column, or name it with data.label_column=NAME")
-        raise DataError(f"{path}: no '{label_column}' column (its columns: {_shown(columns)}); name the label "
-                        "column with data.label_column=NAME")
+            raise DataError(
+                f"{path}: no '{label_column}' column: its {PIXELS} columns are pixels only (images "
+                "without labels, like Kaggle's test.csv), which cannot be trained on; give a CSV with a "
+                "label column, or name it with data.label_column=NAME"
+            )
+        raise DataError(
+            f"{path}: no '{label_column}' column (its columns: {_shown(columns)}); name the label "
+            "column with data.label_column=NAME"
+        )
     pixel_columns = [c for c in frame.columns if str(c) != label_column]
     if len(pixel_columns) != PIXELS:
-        raise DataError(f"{path}: {len(pixel_columns)} pixel columns beside '{label_column}'; expected {PIXELS} "
-                        "(28x28 images, one row each: label,pixel0,...,pixel783)")
+        raise DataError(
+            f"{path}: {len(pixel_columns)} pixel columns beside '{label_column}'; expected {PIXELS} "
+            "(28x28 images, one row each: label,pixel0,...,pixel783)"
+        )
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows; expected one row per image")
     labels = _integers(frame[[label_column]], path, "label", "labels are class indices 0, 1, 2, ...")
@@ -94,8 +118,10 @@ def _arrays(frame: Any, path: Path, label_column: str) -> tuple[np.ndarray, np.n
     bad = np.argwhere((pixels < 0) | (pixels > 255))
     if len(bad):
         row, col = bad[0]
-        raise DataError(f"{path}: row {row + 2}, column '{pixel_columns[col]}': pixel {pixels[row, col]:g} is outside "
-                        f"0..255 ({len(bad)} such cells); pixels are 8-bit grey levels")
+        raise DataError(
+            f"{path}: row {row + 2}, column '{pixel_columns[col]}': pixel {pixels[row, col]:g} is outside "
+            f"0..255 ({len(bad)} such cells); pixels are 8-bit grey levels"
+        )
     if labels.max() >= 2**31:
         raise DataError(f"{path}: label {labels.max():g} is too large; labels are class indices 0, 1, 2, ...")
     return pixels.astype(np.uint8).reshape(-1, *IMAGE_SHAPE), labels.reshape(-1).astype(np.int64)
@@ -106,7 +132,7 @@ def _integers(frame: Any, path: Path, what: str, accepted: str) -> np.ndarray:
 
     Rows are numbered as in an editor: the header is line 1, the first image line 2.
     """
-    for col, name in enumerate(frame.columns):
+    for _col, name in enumerate(frame.columns):
         values = frame[name]
         if values.dtype.kind in "iu":
             continue

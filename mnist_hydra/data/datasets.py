@@ -32,13 +32,15 @@ import importlib
 import logging
 import os
 import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data import csv_table, folder, idx_set
+from mnist_hydra.data import csv_table, idx_set
+from mnist_hydra.data import folder as image_folder
 from mnist_hydra.data.base import IMAGE_SHAPE, Raw, SplitConfig
 from mnist_hydra.data.idx import idx_digest, read_idx_with_digest
 from mnist_hydra.errors import DataError, one_line
@@ -56,24 +58,26 @@ _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 class DataConfig(SplitConfig):
     """MNIST and Fashion-MNIST: where their IDX files are, and whether to fetch and verify them."""
 
-    root: Optional[str] = None         # folder holding the four IDX files (.gz or plain) or mnist.npz, or a subfolder per data set; null = search (see module docstring)
-    download: bool = True              # when no local copy is found, fetch one with Keras's downloader
-    verify: bool = True                # check the SHA-256 of each file's decompressed content
+    root: str | None = (
+        None  # folder holding the four IDX files (.gz or plain) or mnist.npz, or a subfolder per data set; null = search (see module docstring)
+    )
+    download: bool = True  # when no local copy is found, fetch one with Keras's downloader
+    verify: bool = True  # check the SHA-256 of each file's decompressed content
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """One data set's files, checksums and whereabouts."""
 
-    name: str                           # registry name, e.g. "fashion_mnist"
-    title: str                          # shown in messages, e.g. "Fashion-MNIST"
-    files: tuple[str, str, str, str]    # IDX names without .gz: train images, train labels, test images, test labels
-    sha256: tuple[str, str, str, str]   # SHA-256 of each file's decompressed content, same order
-    class_names: tuple[str, ...]        # label index -> name
-    keras_loader: str                   # module under keras.datasets whose load_data() downloads it
-    keras_subdir: str = ""              # folder under Keras's datasets cache where that loader puts it
-    npz: Optional[str] = None           # Keras's single-file copy (x_train, y_train, x_test, y_test), if it has one
-    search_dirs: tuple[str, ...] = ()   # extra folders to try after $MNIST_HYDRA_DATA and Keras's cache
+    name: str  # registry name, e.g. "fashion_mnist"
+    title: str  # shown in messages, e.g. "Fashion-MNIST"
+    files: tuple[str, str, str, str]  # IDX names without .gz: train images, train labels, test images, test labels
+    sha256: tuple[str, str, str, str]  # SHA-256 of each file's decompressed content, same order
+    class_names: tuple[str, ...]  # label index -> name
+    keras_loader: str  # module under keras.datasets whose load_data() downloads it
+    keras_subdir: str = ""  # folder under Keras's datasets cache where that loader puts it
+    npz: str | None = None  # Keras's single-file copy (x_train, y_train, x_test, y_test), if it has one
+    search_dirs: tuple[str, ...] = ()  # extra folders to try after $MNIST_HYDRA_DATA and Keras's cache
 
 
 @dataclass(frozen=True)
@@ -87,12 +91,12 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...]
-    source: str                         # folder or file the arrays were read from
-    checksums: dict[str, str]           # IDX file name -> SHA-256 of its content
-    val_is_test: bool                   # True when val_split=0 made the test set double as validation
+    source: str  # folder or file the arrays were read from
+    checksums: dict[str, str]  # IDX file name -> SHA-256 of its content
+    val_is_test: bool  # True when val_split=0 made the test set double as validation
     # Which images of the data set's training file train and validate, in order (val: empty when val_is_test).
-    train_indices: Optional[np.ndarray] = None
-    val_indices: Optional[np.ndarray] = None
+    train_indices: np.ndarray | None = None
+    val_indices: np.ndarray | None = None
 
 
 class _Missing(DataError):
@@ -128,8 +132,16 @@ FASHION_MNIST = DatasetSpec(
         "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
     ),
     class_names=(
-        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-        "Sandal", "Shirt", "Bag", "Sneaker", "Ankle boot",
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Bag",
+        "Sneaker",
+        "Ankle boot",
     ),
     keras_loader="fashion_mnist",
     keras_subdir="fashion-mnist",
@@ -155,7 +167,9 @@ def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
         try:
             download_with_keras(spec)
         except Exception as e:  # whatever the downloader raises offline, the user needs the same advice
-            tried.append(f"download with keras.datasets.{spec.keras_loader}.load_data(): {one_line(f'{type(e).__name__}: {e}')}")
+            tried.append(
+                f"download with keras.datasets.{spec.keras_loader}.load_data(): {one_line(f'{type(e).__name__}: {e}')}"
+            )
         else:
             for folder in _keras_caches(spec, after_download=True):
                 raw = _try_folder(spec, folder, cfg.verify, tried)
@@ -186,7 +200,7 @@ def load_folder(spec: DatasetSpec, folder: Path, verify: bool) -> Raw:
     if not any(found):
         raise _Missing(f"{folder}: has no {spec.title} files")
     # A partial set looks intended, so it is an error worth a warning, not a miss.
-    missing = ", ".join(f"{name}[.gz]" for name, path in zip(spec.files, found) if path is None)
+    missing = ", ".join(f"{name}[.gz]" for name, path in zip(spec.files, found, strict=False) if path is None)
     raise DataError(f"{folder}: incomplete {spec.title} files: lacks {missing}")
 
 
@@ -234,7 +248,9 @@ def load_splits(cfg: SplitConfig, seed: int) -> Splits:
 
 
 def _candidates(spec: DatasetSpec) -> list[Path]:
-    folders = _with_subfolders(spec, Path(os.environ[ENV_VAR]).expanduser().absolute()) if os.environ.get(ENV_VAR) else []
+    folders = (
+        _with_subfolders(spec, Path(os.environ[ENV_VAR]).expanduser().absolute()) if os.environ.get(ENV_VAR) else []
+    )
     folders += _keras_caches(spec, after_download=False)
     folders += [Path(d) for d in spec.search_dirs]
     return list(dict.fromkeys(folders))
@@ -272,7 +288,7 @@ def _file_names(spec: DatasetSpec) -> set[str]:
     return {*spec.files, *(f"{name}.gz" for name in spec.files), *([spec.npz] if spec.npz else [])}
 
 
-def _other_dataset(spec: DatasetSpec, found: Sequence[Optional[Path]]) -> Optional[DatasetSpec]:
+def _other_dataset(spec: DatasetSpec, found: Sequence[Path | None]) -> DatasetSpec | None:
     """The other known data set whose label files these are (compared by checksum; they are small), if any."""
     for i in (1, 3):  # train and test labels: 60 kB and 10 kB
         path = found[i]
@@ -299,7 +315,7 @@ def _keras_caches(spec: DatasetSpec, after_download: bool) -> list[Path]:
     return [h / "datasets" / spec.keras_subdir if spec.keras_subdir else h / "datasets" for h in homes]
 
 
-def _try_folder(spec: DatasetSpec, folder: Path, verify: bool, tried: list[str]) -> Optional[Raw]:
+def _try_folder(spec: DatasetSpec, folder: Path, verify: bool, tried: list[str]) -> Raw | None:
     try:
         raw = load_folder(spec, folder, verify)
     except _Missing as e:
@@ -313,7 +329,7 @@ def _try_folder(spec: DatasetSpec, folder: Path, verify: bool, tried: list[str])
     return raw
 
 
-def _find_idx(folder: Path, name: str) -> Optional[Path]:
+def _find_idx(folder: Path, name: str) -> Path | None:
     for path in (folder / f"{name}.gz", folder / name):
         if path.is_file():
             return path
@@ -322,8 +338,8 @@ def _find_idx(folder: Path, name: str) -> Optional[Path]:
 
 def _load_idx(spec: DatasetSpec, found: Sequence[Path], source: str, verify: bool) -> Raw:
     names = [str(path) for path in found]
-    arrays: list[Optional[np.ndarray]] = [None] * 4
-    digests: list[Optional[str]] = [None] * 4
+    arrays: list[np.ndarray | None] = [None] * 4
+    digests: list[str | None] = [None] * 4
     unreadable: dict[int, str] = {}
     for i, path in enumerate(found):
         try:
@@ -346,17 +362,28 @@ def _load_npz(spec: DatasetSpec, path: Path, verify: bool) -> Raw:
     return _verified(spec, names, arrays, digests, str(path), verify, problems)
 
 
-def _verified(spec: DatasetSpec, names: list[str], arrays: Sequence[Optional[np.ndarray]],
-              digests: Sequence[Optional[str]], source: str, verify: bool, problems: dict[int, str]) -> Raw:
+def _verified(
+    spec: DatasetSpec,
+    names: list[str],
+    arrays: Sequence[np.ndarray | None],
+    digests: Sequence[str | None],
+    source: str,
+    verify: bool,
+    problems: dict[int, str],
+) -> Raw:
     """The Raw data set, or one DataError naming every file that fails a check (`problems`: file index -> why)."""
     mismatched = [i for i in range(4) if verify and i not in problems and digests[i] != spec.sha256[i]]
     if not problems and not mismatched:
-        return Raw(*arrays, class_names=spec.class_names, source=source, checksums=dict(zip(spec.files, digests)))
+        return Raw(
+            *arrays, class_names=spec.class_names, source=source, checksums=dict(zip(spec.files, digests, strict=False))
+        )
     several = len(problems) + len(mismatched) > 1
     for i in mismatched:
         got, want = (digests[i][:12] + "...", spec.sha256[i][:12] + "...") if several else (digests[i], spec.sha256[i])
         problems[i] = f"SHA-256 of the decompressed content is {got}, expected {want}"
-    parts = [text if text.startswith(f"{names[i]}: ") else f"{names[i]}: {text}" for i, text in sorted(problems.items())]
+    parts = [
+        text if text.startswith(f"{names[i]}: ") else f"{names[i]}: {text}" for i, text in sorted(problems.items())
+    ]
     message = "; ".join(parts) if len(parts) == 1 else f"{len(parts)} bad {spec.title} files: " + "; ".join(parts)
     if mismatched and len(parts) == 1:
         message += f" for {spec.title}; is it another data set or damaged? (data.verify=false skips this check)"
@@ -365,7 +392,7 @@ def _verified(spec: DatasetSpec, names: list[str], arrays: Sequence[Optional[np.
     raise DataError(message)
 
 
-def _array_problems(names: list[str], arrays: Sequence[Optional[np.ndarray]]) -> dict[int, str]:
+def _array_problems(names: list[str], arrays: Sequence[np.ndarray | None]) -> dict[int, str]:
     """The checks that hold with or without checksums (dtypes, shapes, matching counts, labels in range), per file."""
     problems: dict[int, str] = {}
     for i in (0, 2):
@@ -400,7 +427,7 @@ DATASETS: Registry[Callable[[Any], Raw]] = Registry("dataset")
 DATASETS.register("mnist", schema=DataConfig)(functools.partial(load_dataset, MNIST))
 DATASETS.register("fashion_mnist", schema=DataConfig)(functools.partial(load_dataset, FASHION_MNIST))
 # Your own data: a folder of images, a CSV of pixels, any IDX set.
-DATASETS.register("folder", schema=folder.FolderConfig)(folder.load_folder_dataset)
+DATASETS.register("folder", schema=image_folder.FolderConfig)(image_folder.load_folder_dataset)
 DATASETS.register("csv", schema=csv_table.CsvConfig)(csv_table.load_csv_dataset)
 # Any IDX set is taken on its own word; one whose files are MNIST's or Fashion-MNIST's is said to be.
 KNOWN_FILES = {digest: spec.title for spec in SPECS for digest in spec.sha256}

@@ -29,14 +29,23 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 import numpy as np
 
-from mnist_hydra.data.base import (IMAGE_SHAPE, Raw, SplitConfig, check_test_split, label_dtype, require_classes,
-                                   require_root, resolve_path, split_raw)
+from mnist_hydra.data.base import (
+    IMAGE_SHAPE,
+    Raw,
+    SplitConfig,
+    check_test_split,
+    label_dtype,
+    require_classes,
+    require_root,
+    resolve_path,
+    split_raw,
+)
 from mnist_hydra.errors import DataError, OutputError, UserError, one_line, require
 
 log = logging.getLogger(__name__)
@@ -53,20 +62,28 @@ class FolderConfig(SplitConfig):
     """A folder of images, one subfolder per class."""
 
     name: str = "folder"
-    root: Optional[str] = None  # the folder: one subfolder per class, or train/ and test/ each holding them
-    classes: Optional[List[str]] = None  # class names in label order (subfolder names); null = every subfolder, sorted
+    root: str | None = None  # the folder: one subfolder per class, or train/ and test/ each holding them
+    classes: list[str] | None = None  # class names in label order (subfolder names); null = every subfolder, sorted
     test_split: float = 0.2  # share of each class held out for testing when the folder has no train/ and test/
     cache: bool = True  # keep the decoded images for the next run (see cache_dir)
-    cache_dir: Optional[str] = None  # null = $MNIST_HYDRA_CACHE, else $XDG_CACHE_HOME/mnist_hydra, else ~/.cache/mnist_hydra
-    workers: Optional[int] = None  # processes that decode images; null = one per core
+    cache_dir: str | None = (
+        None  # null = $MNIST_HYDRA_CACHE, else $XDG_CACHE_HOME/mnist_hydra, else ~/.cache/mnist_hydra
+    )
+    workers: int | None = None  # processes that decode images; null = one per core
 
     def check(self) -> None:
         super().check()
         require_root(self.root, "the folder of your images, e.g. data.root=/path/to/images (one subfolder per class)")
         check_test_split(self.test_split)
-        require(self.workers is None or self.workers >= 1, "workers", self.workers, "null (one per core) or a count >= 1")
-        require(self.classes is None or len(self.classes) >= 2, "classes", self.classes,
-                "null (every subfolder) or a list of at least two subfolder names")
+        require(
+            self.workers is None or self.workers >= 1, "workers", self.workers, "null (one per core) or a count >= 1"
+        )
+        require(
+            self.classes is None or len(self.classes) >= 2,
+            "classes",
+            self.classes,
+            "null (every subfolder) or a list of at least two subfolder names",
+        )
 
 
 @dataclass(frozen=True)
@@ -84,8 +101,10 @@ def load_folder_dataset(cfg: FolderConfig) -> Raw:
     given = f"data.root={cfg.root}"
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "no such folder"
-        raise DataError(f"{given}: {root}: {what}; data=folder accepts a folder with one subfolder of images per "
-                        "class (or train/ and test/ folders holding them)")
+        raise DataError(
+            f"{given}: {root}: {what}; data=folder accepts a folder with one subfolder of images per "
+            "class (or train/ and test/ folders holding them)"
+        )
     split_layout = all((root / name).is_dir() for name in SPLIT_FOLDERS)
     top = root / "train" if split_layout else root
     class_names = _class_names(top, cfg.classes, given)
@@ -102,27 +121,37 @@ def load_folder_dataset(cfg: FolderConfig) -> Raw:
         raw = Raw(x_train, y_train, x_test, y_test, class_names, str(root), fingerprint)
     else:
         raw = split_raw(*arrays["train"], cfg.test_split, class_names, str(root), fingerprint)
-    log.info("data: %d train + %d test images in %d classes from %s%s", len(raw.y_train), len(raw.y_test),
-             len(class_names), root, "" if split_layout else f" (data.test_split={cfg.test_split:g} of each class held out)")
+    log.info(
+        "data: %d train + %d test images in %d classes from %s%s",
+        len(raw.y_train),
+        len(raw.y_test),
+        len(class_names),
+        root,
+        "" if split_layout else f" (data.test_split={cfg.test_split:g} of each class held out)",
+    )
     return raw
 
 
-def _class_names(top: Path, classes: Optional[Sequence[str]], given: str) -> tuple[str, ...]:
+def _class_names(top: Path, classes: Sequence[str] | None, given: str) -> tuple[str, ...]:
     """The classes: `classes` as given (each must be a subfolder), else every subfolder's name, sorted."""
     folders = sorted(entry.name for entry in os.scandir(top) if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
         images = sum(1 for entry in os.scandir(top) if entry.is_file() and _has_image_suffix(Path(entry.name)))
         held = f" (it holds {images} image files directly)" if images else ""
-        raise DataError(f"{given}: {top} has no class subfolders{held}; data=folder expects one subfolder per "
-                        f"class, named after it, e.g. {top}/cat/1.png and {top}/dog/2.png")
+        raise DataError(
+            f"{given}: {top} has no class subfolders{held}; data=folder expects one subfolder per "
+            f"class, named after it, e.g. {top}/cat/1.png and {top}/dog/2.png"
+        )
     if classes is None:
         require_classes(folders, f"{given}: {top}")
         return tuple(folders)
     names = tuple(str(c) for c in classes)
     missing = [name for name in names if name not in folders]
     if missing:
-        raise DataError(f"data.classes names {', '.join(missing)}, which {top} has no subfolder for; "
-                        f"its subfolders: {', '.join(folders)}")
+        raise DataError(
+            f"data.classes names {', '.join(missing)}, which {top} has no subfolder for; "
+            f"its subfolders: {', '.join(folders)}"
+        )
     if len(set(names)) != len(names):
         raise DataError(f"data.classes={list(names)} names a class twice; each subfolder once, in label order")
     left_out = [name for name in folders if name not in names]
@@ -141,8 +170,10 @@ def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False)
     for label, name in enumerate(class_names):
         folder = top / name
         if not folder.is_dir():  # only a test/ folder can lack a class: train/'s subfolders are the classes
-            raise DataError(f"{given}: {folder}: no such folder; {top} needs a subfolder for every class of "
-                            f"{top.parent / 'train'} ({', '.join(class_names)})")
+            raise DataError(
+                f"{given}: {folder}: no such folder; {top} needs a subfolder for every class of "
+                f"{top.parent / 'train'} ({', '.join(class_names)})"
+            )
         found = 0
         for path in _walk(folder):
             if _has_image_suffix(path) or is_image_file(path):
@@ -152,9 +183,11 @@ def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False)
             else:
                 ignored.append(path)
         if not found:
-            raise DataError(f"{given}: class folder {folder} holds no image file; put the images of class "
-                            f"'{name}' there (any format Pillow reads: .png, .jpg, .bmp, ...)"
-                            + ("" if test else ", or leave the class out with data.classes=[...]"))
+            raise DataError(
+                f"{given}: class folder {folder} holds no image file; put the images of class "
+                f"'{name}' there (any format Pillow reads: .png, .jpg, .bmp, ...)"
+                + ("" if test else ", or leave the class out with data.classes=[...]")
+            )
     return Listing(tuple(files), np.asarray(labels, dtype=label_dtype(len(class_names))), tuple(ignored))
 
 
@@ -187,7 +220,7 @@ def _fingerprint(listings: dict[str, Listing], class_names: Sequence[str]) -> st
     digest.update(Path(preprocess.__file__).read_bytes())
     for split, listing in listings.items():
         digest.update(f"\0split {split}\0".encode())
-        for path, label in zip(listing.files, listing.labels):
+        for path, label in zip(listing.files, listing.labels, strict=False):
             stat = path.stat()
             digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{label}\0".encode())
     return digest.hexdigest()
@@ -202,8 +235,9 @@ def cache_folder(cfg: FolderConfig) -> Path:
     return Path(base) / "mnist_hydra"
 
 
-def _decode_cached(key: str, listings: dict[str, Listing], cfg: FolderConfig, given: str,
-                   class_names: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _decode_cached(
+    key: str, listings: dict[str, Listing], cfg: FolderConfig, given: str, class_names: Sequence[str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each split's (images, labels), from the cache when the folder is unchanged (`key`), else decoded (and, when
     every class kept an image, cached)."""
     path = cache_folder(cfg) / f"folder-{key[:24]}.npz"
@@ -211,8 +245,11 @@ def _decode_cached(key: str, listings: dict[str, Listing], cfg: FolderConfig, gi
         cached = _read_cache(path)
         if cached is not None:
             arrays, skipped = cached
-            log.info("data: read %d decoded images from the cache %s (the folder is unchanged since)",
-                     sum(len(y) for _, y in arrays.values()), path)
+            log.info(
+                "data: read %d decoded images from the cache %s (the folder is unchanged since)",
+                sum(len(y) for _, y in arrays.values()),
+                path,
+            )
             _say_skipped(skipped)
             return arrays
     arrays, skipped = {}, []
@@ -222,8 +259,12 @@ def _decode_cached(key: str, listings: dict[str, Listing], cfg: FolderConfig, gi
         arrays[split] = (images, listing.labels[keep])
         skipped += bad
     count = sum(len(y) for _, y in arrays.values())
-    log.info("data: decoded %d images in %.1f s (%s)", count, time.perf_counter() - start,
-             f"cached in {path}" if cfg.cache else "data.cache=false: not cached")
+    log.info(
+        "data: decoded %d images in %.1f s (%s)",
+        count,
+        time.perf_counter() - start,
+        f"cached in {path}" if cfg.cache else "data.cache=false: not cached",
+    )
     _say_skipped(skipped)
     _require_every_class(arrays["train"][1], class_names, given)
     if cfg.cache:
@@ -231,7 +272,7 @@ def _decode_cached(key: str, listings: dict[str, Listing], cfg: FolderConfig, gi
     return arrays
 
 
-def decode(files: Sequence[Path], workers: Optional[int] = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def decode(files: Sequence[Path], workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Preprocess every file: (uint8 images (n, 28, 28), indices of the files decoded, "file: why" per skipped one).
 
     Large folders are decoded by `workers` processes (one per core by default), in chunks that keep the order.
@@ -247,9 +288,9 @@ def decode(files: Sequence[Path], workers: Optional[int] = None) -> tuple[np.nda
         # spawn, not fork: TensorFlow may be loaded already (a sweep's later jobs), and forking it is unsafe.
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = pool.map(_decode_chunk, [names[s:s + chunk] for s in starts])
-            for start, (part, part_ok, part_skipped) in zip(starts, results):
-                images[start:start + len(part)], ok[start:start + len(part)] = part, part_ok
+            results = pool.map(_decode_chunk, [names[s : s + chunk] for s in starts])
+            for start, (part, part_ok, part_skipped) in zip(starts, results, strict=False):
+                images[start : start + len(part)], ok[start : start + len(part)] = part, part_ok
                 skipped += part_skipped
     else:
         images[:], ok[:], skipped = _decode_chunk(names)
@@ -277,14 +318,15 @@ def _say_skipped(skipped: Sequence[str]) -> None:
         log.warning("data: skipped %d image file(s) that could not be read: %s", len(skipped), shown)
 
 
-def _read_cache(path: Path) -> Optional[tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]]:
+def _read_cache(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]] | None:
     """The cached arrays, or None when there are none or they cannot be read (then the folder is decoded)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {split: (npz[f"{split}_x"], npz[f"{split}_y"]) for split in ("train", "test")
-                      if f"{split}_x" in npz}
+            arrays = {
+                split: (npz[f"{split}_x"], npz[f"{split}_y"]) for split in ("train", "test") if f"{split}_x" in npz
+            }
             skipped = [str(s) for s in npz["skipped"]]
     except Exception as err:  # a damaged cache file costs a decode, never the run
         log.warning("data: ignoring the unreadable cache file %s (%s)", path, one_line(err))
@@ -300,14 +342,19 @@ def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], s
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: np.savez(tmp, skipped=np.asarray(list(skipped), dtype=str), **content))
     except (OSError, OutputError) as err:  # a read-only home: the run goes on, only the next one decodes again
-        log.warning("data: could not cache the decoded images in %s (%s); set data.cache_dir=DIR to keep them",
-                    path.parent, one_line(err))
+        log.warning(
+            "data: could not cache the decoded images in %s (%s); set data.cache_dir=DIR to keep them",
+            path.parent,
+            one_line(err),
+        )
 
 
 def _require_every_class(labels: np.ndarray, class_names: Sequence[str], given: str) -> None:
     """DataError for a class none of whose images could be read: the model would learn a class it never saw."""
     counts = np.bincount(labels, minlength=len(class_names))
-    empty = [name for name, n in zip(class_names, counts) if n == 0]
+    empty = [name for name, n in zip(class_names, counts, strict=False) if n == 0]
     if empty:
-        raise DataError(f"{given}: no readable image of class {', '.join(empty)} is left for training; "
-                        "add images to its folder, or leave the class out with data.classes=[...]")
+        raise DataError(
+            f"{given}: no readable image of class {', '.join(empty)} is left for training; "
+            "add images to its folder, or leave the class out with data.classes=[...]"
+        )

@@ -17,14 +17,23 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.base import (IMAGE_SHAPE, Raw, SplitConfig, class_names_for, label_dtype, require_classes,
-                                   require_root, resolve_path)
+from mnist_hydra.data.base import (
+    IMAGE_SHAPE,
+    Raw,
+    SplitConfig,
+    class_names_for,
+    label_dtype,
+    require_classes,
+    require_root,
+    resolve_path,
+)
 from mnist_hydra.data.idx import read_idx_with_digest
 from mnist_hydra.errors import DataError
 
@@ -39,24 +48,30 @@ class IdxConfig(SplitConfig):
     """A folder holding four IDX files: train and test images and labels."""
 
     name: str = "idx"
-    root: Optional[str] = None  # the folder with the four IDX files (.gz or plain)
-    prefix: Optional[str] = None  # with several sets in the folder, the one whose files start with this, e.g. emnist-letters
-    classes: Optional[List[str]] = None  # class names in label order; null = classes.txt, EMNIST's mapping, or the label numbers
-    transpose: Optional[bool] = None  # store-to-upright transpose of every image; null = for EMNIST's files (emnist-*)
+    root: str | None = None  # the folder with the four IDX files (.gz or plain)
+    prefix: str | None = (
+        None  # with several sets in the folder, the one whose files start with this, e.g. emnist-letters
+    )
+    classes: list[str] | None = (
+        None  # class names in label order; null = classes.txt, EMNIST's mapping, or the label numbers
+    )
+    transpose: bool | None = None  # store-to-upright transpose of every image; null = for EMNIST's files (emnist-*)
 
     def check(self) -> None:
         super().check()
         require_root(self.root, "the folder of your four IDX files, e.g. data.root=/path/to/emnist")
 
 
-def load_idx_dataset(cfg: IdxConfig, known: Optional[Mapping[str, str]] = None) -> Raw:
+def load_idx_dataset(cfg: IdxConfig, known: Mapping[str, str] | None = None) -> Raw:
     """The IDX set in `cfg.root`, checked; `known` maps a file content's SHA-256 to the data set it belongs to."""
     root = resolve_path(cfg.root)
     given = f"data.root={cfg.root}"
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "no such folder"
-        raise DataError(f"{given}: {root}: {what}; data=idx accepts a folder with four IDX files (train and test "
-                        "images and labels, .gz or plain)")
+        raise DataError(
+            f"{given}: {root}: {what}; data=idx accepts a folder with four IDX files (train and test "
+            "images and labels, .gz or plain)"
+        )
     files = find_files(root, cfg.prefix, given)
     arrays, digests = [], {}
     for path in files:
@@ -64,20 +79,31 @@ def load_idx_dataset(cfg: IdxConfig, known: Optional[Mapping[str, str]] = None) 
         arrays.append(array)
     x_train, y_train, x_test, y_test = _checked(files, arrays)
     if cfg.transpose if cfg.transpose is not None else files[0].name.lower().startswith("emnist"):
-        x_train, x_test = np.ascontiguousarray(x_train.transpose(0, 2, 1)), np.ascontiguousarray(x_test.transpose(0, 2, 1))
-        log.info("data: images transposed to stand upright (EMNIST stores them transposed; data.transpose=false "
-                 "keeps them as stored)")
+        x_train, x_test = (
+            np.ascontiguousarray(x_train.transpose(0, 2, 1)),
+            np.ascontiguousarray(x_test.transpose(0, 2, 1)),
+        )
+        log.info(
+            "data: images transposed to stand upright (EMNIST stores them transposed; data.transpose=false "
+            "keeps them as stored)"
+        )
     names, named_by = _given_names(root, files, cfg.classes)
     class_names = class_names_for([y_train, y_test], names, str(root), named_by)
     require_classes(class_names, f"{given}: {root}")
     dtype = label_dtype(len(class_names))
     matches = sorted({known[d] for d in digests.values() if known and d in known})
-    log.info("data: %d train + %d test images in %d classes from %s%s", len(y_train), len(y_test), len(class_names),
-             root, f" (checksums: {', '.join(matches)}'s files)" if matches else " (checksums recorded in provenance.json)")
+    log.info(
+        "data: %d train + %d test images in %d classes from %s%s",
+        len(y_train),
+        len(y_test),
+        len(class_names),
+        root,
+        f" (checksums: {', '.join(matches)}'s files)" if matches else " (checksums recorded in provenance.json)",
+    )
     return Raw(x_train, y_train.astype(dtype), x_test, y_test.astype(dtype), class_names, str(root), digests)
 
 
-def find_files(root: Path, prefix: Optional[str], given: str) -> list[Path]:
+def find_files(root: Path, prefix: str | None, given: str) -> list[Path]:
     """The four files, in ROLES order; DataError naming what is missing or which files compete for a role."""
     candidates: dict[str, list[Path]] = {role: [] for role in ROLES}
     for path in sorted(root.iterdir()):
@@ -91,23 +117,26 @@ def find_files(root: Path, prefix: Optional[str], given: str) -> list[Path]:
         paths = _prefer_gz(paths)
         if not paths:
             named = f" whose name starts with {prefix}" if prefix else ""
-            raise DataError(f"{given}: {root} has no {role} file{named}; data=idx needs four IDX files named like "
-                            "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-                            "t10k-labels-idx1-ubyte (.gz or plain)")
+            raise DataError(
+                f"{given}: {root} has no {role} file{named}; data=idx needs four IDX files named like "
+                "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
+                "t10k-labels-idx1-ubyte (.gz or plain)"
+            )
         if len(paths) > 1:
             sets = sorted({p.name.split(role.split()[0])[0].rstrip("-_") or "(no prefix)" for p in paths})
-            raise DataError(f"{given}: {root} holds several {role} files ({', '.join(p.name for p in paths)}); "
-                            f"pick one set with data.prefix=NAME, e.g. data.prefix={sets[0]}")
+            raise DataError(
+                f"{given}: {root} holds several {role} files ({', '.join(p.name for p in paths)}); "
+                f"pick one set with data.prefix=NAME, e.g. data.prefix={sets[0]}"
+            )
         chosen.append(paths[0])
     return chosen
 
 
-def role_of(name: str) -> Optional[str]:
+def role_of(name: str) -> str | None:
     """'train images', 'test labels', ... for an IDX file's name; None for a name that says neither."""
     words = set(re.split(r"[^a-z0-9]+", name.lower().removesuffix(".gz")))
     split = "train" if "train" in words else "test" if words & {"test", "t10k"} else None
-    kind = ("images" if words & {"images", "idx3"} else
-            "labels" if words & {"labels", "idx1", "idx2"} else None)
+    kind = "images" if words & {"images", "idx3"} else "labels" if words & {"labels", "idx1", "idx2"} else None
     if split is None or kind is None or (words & {"images", "idx3"} and words & {"labels", "idx1", "idx2"}):
         return None
     return f"{split} {kind}"
@@ -125,20 +154,23 @@ def _checked(files: list[Path], arrays: list[np.ndarray]) -> tuple[np.ndarray, .
     for i in (0, 2):
         x, y = arrays[i], arrays[i + 1]
         if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
-            raise DataError(f"{files[i]}: expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}; "
-                            "other sizes: data=folder resizes images of any size")
+            raise DataError(
+                f"{files[i]}: expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}; "
+                "other sizes: data=folder resizes images of any size"
+            )
         if y.ndim == 2 and y.shape[1] >= 1:  # QMNIST's extended labels: the class, then its provenance
             y = y[:, 0]
         if y.ndim != 1 or y.dtype.kind not in "iu":
             raise DataError(f"{files[i + 1]}: expected integer labels of shape (n,), found {y.dtype} {y.shape}")
         if len(x) != len(y):
-            raise DataError(f"{files[i + 1]}: {len(y)} labels for the {len(x)} images of {files[i].name}; "
-                            "the counts must agree")
+            raise DataError(
+                f"{files[i + 1]}: {len(y)} labels for the {len(x)} images of {files[i].name}; the counts must agree"
+            )
         out += [x, y.astype(np.int64)]
     return tuple(out)
 
 
-def _given_names(root: Path, files: list[Path], classes: Optional[List[str]]) -> tuple[Optional[list[str]], str]:
+def _given_names(root: Path, files: list[Path], classes: list[str] | None) -> tuple[list[str] | None, str]:
     """Class names from data.classes, classes.txt, or EMNIST's mapping file, and where they came from."""
     if classes is not None:
         return [str(c) for c in classes], "data.classes"

@@ -17,8 +17,9 @@ def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.
     return _finish(dataset.map(_scale_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
 
 
-def make_training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
-                          first_epoch: int, epochs: int) -> tf.data.Dataset:
+def make_training_dataset(
+    images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, first_epoch: int, epochs: int
+) -> tf.data.Dataset:
     """Epochs `first_epoch` to `epochs - 1` back to back, each in its own order, seeded by (seed, epoch).
 
     Fit it with steps_per_epoch = ceil(len(images) / batch_size). Each epoch's order depends on its
@@ -30,13 +31,17 @@ def make_training_dataset(images: np.ndarray, labels: np.ndarray, batch_size: in
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
         order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
+        )
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
     batches = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_batches)
     # Gathering one batch of indices is one op per batch, and keeps the copy in memory uint8.
-    dataset = batches.map(lambda index: _scale_batch(tf.gather(images_t, index), tf.gather(labels_t, index)),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = batches.map(
+        lambda index: _scale_batch(tf.gather(images_t, index), tf.gather(labels_t, index)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
     return _finish(dataset)
 
 

@@ -45,7 +45,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -71,19 +71,19 @@ class ImageError(UserError):
     exit_code = 1
 
 
-def preprocess_file(path: str | os.PathLike, max_pixels: Optional[int] = None) -> np.ndarray:
+def preprocess_file(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
     """The image in `path` as the model's input: float32 (28, 28) in [0, 1], white digit on black."""
     return _preprocess(path, str(path), max_pixels)
 
 
-def preprocess_bytes(data: bytes, name: str = "upload", max_pixels: Optional[int] = None) -> np.ndarray:
+def preprocess_bytes(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
     """The same as `preprocess_file`, for an image file's content; errors start with `name`."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes), no image in it")
     return _preprocess(io.BytesIO(data), name, max_pixels)
 
 
-def _preprocess(source: str | os.PathLike | BinaryIO, name: str, max_pixels: Optional[int]) -> np.ndarray:
+def _preprocess(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
     gray = read_image(source, name, max_pixels)
     try:
         return to_mnist(gray)
@@ -93,8 +93,11 @@ def _preprocess(source: str | os.PathLike | BinaryIO, name: str, max_pixels: Opt
 
 def image_suffixes() -> frozenset[str]:
     """The file name endings of every format Pillow can decode (.png, .jpg, .gif, .webp, .tif, .bmp...)."""
-    return frozenset(suffix for suffix, name in Image.registered_extensions().items()
-                     if name in Image.OPEN and not _is_stub(Image.OPEN[name][0]))
+    return frozenset(
+        suffix
+        for suffix, name in Image.registered_extensions().items()
+        if name in Image.OPEN and not _is_stub(Image.OPEN[name][0])
+    )
 
 
 def _is_stub(factory: object) -> bool:
@@ -125,8 +128,9 @@ def _open_nonblocking(path: str | os.PathLike) -> BinaryIO:
     return os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
 
 
-def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
-               max_pixels: Optional[int] = None) -> np.ndarray:
+def read_image(
+    source: str | os.PathLike | BinaryIO, name: str | None = None, max_pixels: int | None = None
+) -> np.ndarray:
     """A PNG, JPEG (any format Pillow reads) as grayscale (h, w) in [0, 255]: `to_grayscale`'s array.
 
     `source` is a path or a binary stream; `name` is what errors call it (default: the path).
@@ -153,17 +157,23 @@ def read_image(source: str | os.PathLike | BinaryIO, name: Optional[str] = None,
         raise ImageError(f"{name}: no such file") from None
     except Image.DecompressionBombError as err:  # over twice Pillow's limit: refused inside Image.open
         size = re.search(r"(\d+) pixels", str(err))
-        raise ImageError(f"{name}: refused, {size.group(1) if size else 'too many'} pixels is over the limit of "
-                         f"{limit} (a decompression bomb?)") from None
+        raise ImageError(
+            f"{name}: refused, {size.group(1) if size else 'too many'} pixels is over the limit of "
+            f"{limit} (a decompression bomb?)"
+        ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a readable image (no format Pillow knows, or a broken or zero-size image)") from None
+        raise ImageError(
+            f"{name}: not a readable image (no format Pillow knows, or a broken or zero-size image)"
+        ) from None
     except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors... for broken files
         raise ImageError(f"{name}: not a readable image ({one_line(err)})") from None
 
 
 def _too_large(name: str, width: int, height: int, limit: int) -> ImageError:
-    return ImageError(f"{name}: refused, {width}x{height} = {width * height} pixels is over the limit of {limit} "
-                      "(a decompression bomb?); send a smaller picture")
+    return ImageError(
+        f"{name}: refused, {width}x{height} = {width * height} pixels is over the limit of {limit} "
+        "(a decompression bomb?); send a smaller picture"
+    )
 
 
 def to_grayscale(image: Image.Image) -> np.ndarray:
@@ -245,14 +255,14 @@ def _dark_ink(g: np.ndarray) -> bool:
     median, *tails = np.percentile(sample, [50, *TAILS, *(100 - t for t in TAILS)])
     lows = [*tails[: len(TAILS)], g.min()]
     highs = [*tails[len(TAILS) :], g.max()]
-    for low, high in zip(lows, highs):
+    for low, high in zip(lows, highs, strict=False):
         below, above = median - low, high - median
         if max(below, above) >= MIN_CONTRAST and max(below, above) > 1.25 * min(below, above):
             return bool(below > above)
     return median > 0.5  # no clear tail: light paper means dark ink
 
 
-def _flat_paper(g: np.ndarray) -> Optional[tuple[np.generic, bool]]:
+def _flat_paper(g: np.ndarray) -> tuple[np.generic, bool] | None:
     """The paper's brightness, and whether the ink is dark, when the paper is one exact value; else None.
 
     That is a drawing canvas or a screenshot: at least half the pixels share the brightest value (dark ink on

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING
 
 from mnist_hydra.errors import require
 from mnist_hydra.registry import Registry
@@ -31,8 +31,12 @@ class CNNConfig:
         require(self.filters >= 1, "filters", self.filters, "an integer >= 1")
         require(1 <= self.kernel_size <= 28, "kernel_size", self.kernel_size, "an integer from 1 to 28")
         conv_side = 28 - self.kernel_size + 1
-        require(1 <= self.pool_size <= conv_side, "pool_size", self.pool_size,
-                f"an integer from 1 to {conv_side} (the conv output side for kernel_size={self.kernel_size})")
+        require(
+            1 <= self.pool_size <= conv_side,
+            "pool_size",
+            self.pool_size,
+            f"an integer from 1 to {conv_side} (the conv output side for kernel_size={self.kernel_size})",
+        )
         require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
 
@@ -42,7 +46,7 @@ class DeepCNNConfig:
     """[Augmentation ->] conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout."""
 
     name: str = "cnn_deep"
-    filters: List[int] = field(default_factory=lambda: [32, 64])  # Conv2D filters, one entry per block
+    filters: list[int] = field(default_factory=lambda: [32, 64])  # Conv2D filters, one entry per block
     convs_per_block: int = 2  # Conv-BatchNorm-ReLU layers in each block
     kernel_size: int = 3  # Conv2D kernel side, pixels ("same" padding)
     dense_units: int = 128  # width of the hidden Dense layer
@@ -73,12 +77,16 @@ class MLPConfig:
     """A fully connected network on the flattened image."""
 
     name: str = "mlp"
-    hidden_units: List[int] = field(default_factory=lambda: [256, 128])  # width of each hidden layer
+    hidden_units: list[int] = field(default_factory=lambda: [256, 128])  # width of each hidden layer
     dropout: float = 0.2  # dropout rate after each hidden layer
 
     def check(self) -> None:
-        require(all(u >= 1 for u in self.hidden_units), "hidden_units", list(self.hidden_units),
-                "a list of layer widths >= 1")
+        require(
+            all(u >= 1 for u in self.hidden_units),
+            "hidden_units",
+            list(self.hidden_units),
+            "a list of layer widths >= 1",
+        )
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
 
 

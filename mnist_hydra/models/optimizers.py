@@ -39,8 +39,12 @@ class OptimizerConfig:
         require(self.schedule in SCHEDULES, "schedule", self.schedule, f"one of {', '.join(SCHEDULES)}")
         require(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", self.final_lr_fraction, "a fraction in [0, 1]")
         require(0 <= self.warmup_fraction < 1, "warmup_fraction", self.warmup_fraction, "a share in [0, 1)")
-        require(self.warmup_fraction == 0 or self.schedule == "cosine", "warmup_fraction", self.warmup_fraction,
-                "0 unless optimizer.schedule=cosine")
+        require(
+            self.warmup_fraction == 0 or self.schedule == "cosine",
+            "warmup_fraction",
+            self.warmup_fraction,
+            "0 unless optimizer.schedule=cosine",
+        )
         require(0 < self.plateau_factor < 1, "plateau_factor", self.plateau_factor, "a factor in (0, 1)")
         require(self.plateau_patience >= 0, "plateau_patience", self.plateau_patience, "a number of epochs >= 0")
         require(self.plateau_min_delta >= 0, "plateau_min_delta", self.plateau_min_delta, "a number >= 0")
@@ -106,7 +110,9 @@ def build_optimizer(keras_class: str, cfg: OptimizerConfig, total_steps: int = 0
     return getattr(keras.optimizers, keras_class)(learning_rate=build_schedule(cfg, total_steps), **kwargs)
 
 
-def build_schedule(cfg: OptimizerConfig, total_steps: int = 0) -> float | keras.optimizers.schedules.LearningRateSchedule:
+def build_schedule(
+    cfg: OptimizerConfig, total_steps: int = 0
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
     """cfg.lr as a float (constant), or a Keras schedule that ends at step `total_steps` (0 = unknown)."""
     if cfg.schedule in ("constant", "plateau"):
         # A plain float, as before schedules existed: the reference run is unchanged. Keras keeps it in a
@@ -124,8 +130,9 @@ def build_schedule(cfg: OptimizerConfig, total_steps: int = 0) -> float | keras.
     if not warmup:
         return schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=cfg.final_lr_fraction)
     # Keras's warmup rises linearly from initial_learning_rate to warmup_target, then decays from there.
-    return schedules.CosineDecay(0.0, decay_steps=total_steps - warmup, alpha=cfg.final_lr_fraction,
-                                 warmup_target=cfg.lr, warmup_steps=warmup)
+    return schedules.CosineDecay(
+        0.0, decay_steps=total_steps - warmup, alpha=cfg.final_lr_fraction, warmup_target=cfg.lr, warmup_steps=warmup
+    )
 
 
 def fuse_adam_update(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.Optimizer:
@@ -157,10 +164,17 @@ def fuse_adam_update(optimizer: keras.optimizers.Optimizer) -> keras.optimizers.
         index = inner._get_variable_index(variable)  # noqa: SLF001 - how Keras's own step finds m and v
         beta_1, beta_2 = tf.cast(inner.beta_1, dtype), tf.cast(inner.beta_2, dtype)
         return tf.raw_ops.ResourceApplyAdam(
-            var=variable.handle, m=inner._momentums[index].value.handle,  # noqa: SLF001
+            var=variable.handle,
+            m=inner._momentums[index].value.handle,  # noqa: SLF001
             v=inner._velocities[index].value.handle,  # noqa: SLF001
-            beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype),
-            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(inner.epsilon, dtype), grad=tf.cast(gradient, dtype))
+            beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step),
+            lr=tf.cast(learning_rate, dtype),
+            beta1=beta_1,
+            beta2=beta_2,
+            epsilon=tf.cast(inner.epsilon, dtype),
+            grad=tf.cast(gradient, dtype),
+        )
 
     inner.update_step = update_step
     return optimizer

@@ -10,8 +10,9 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import OutputError
 
@@ -65,11 +66,15 @@ def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
             probe.unlink(missing_ok=True)  # a full disk lets the file be made, then refuses its bytes
         free = shutil.disk_usage(directory).free
     except OSError as err:
-        raise OutputError(f"cannot write the run directory {directory}: {err.strerror or err}; "
-                          "choose another with hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)") from err
+        raise OutputError(
+            f"cannot write the run directory {directory}: {err.strerror or err}; "
+            "choose another with hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)"
+        ) from err
     if free < need_bytes:
-        raise OutputError(f"the run directory {directory} has {free / 1e6:.1f} MB free, a run needs about "
-                          f"{need_bytes / 1e6:.0f} MB; free some space or choose another with hydra.run.dir=PATH")
+        raise OutputError(
+            f"the run directory {directory} has {free / 1e6:.1f} MB free, a run needs about "
+            f"{need_bytes / 1e6:.0f} MB; free some space or choose another with hydra.run.dir=PATH"
+        )
 
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import dataclasses
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 
@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 EVALUATION_BYTES = 5_000_000
 
 
-def evaluate_run(run_dir: Path, data: SplitConfig, workdir: Path, batch_size: int = 256,
-                 record: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: Path, data: SplitConfig, workdir: Path, batch_size: int = 256, record: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Score `run_dir`'s model.keras on `data`'s test set; write metrics.json, per_class.csv and plots in `workdir`.
 
     Args:
@@ -43,13 +44,17 @@ def evaluate_run(run_dir: Path, data: SplitConfig, workdir: Path, batch_size: in
     model = rundir.load_model(model_path)
     num_classes = len(splits.class_names)
     if tuple(model.input_shape[1:]) != (28, 28, 1) or model.output_shape[-1] != num_classes:
-        raise UserError(f"{model_path} maps {model.input_shape[1:]} to {model.output_shape[-1]} classes; "
-                        f"{data.name} needs (28, 28, 1) to {num_classes} classes")
+        raise UserError(
+            f"{model_path} maps {model.input_shape[1:]} to {model.output_shape[-1]} classes; "
+            f"{data.name} needs (28, 28, 1) to {num_classes} classes"
+        )
     trained = rundir.class_names(run_dir, num_classes)
     if trained != tuple(splits.class_names) and trained != tuple(str(i) for i in range(num_classes)):
         # The same count in another order would score every image against the wrong class.
-        raise UserError(f"{data.name}'s classes ({', '.join(splits.class_names)}) are not those the run was "
-                        f"trained on ({', '.join(trained)}), in that order; give data.classes=[...] in the run's order")
+        raise UserError(
+            f"{data.name}'s classes ({', '.join(splits.class_names)}) are not those the run was "
+            f"trained on ({', '.join(trained)}), in that order; give data.classes=[...] in the run's order"
+        )
     from mnist_hydra.data.pipeline import make_dataset
 
     start = time.perf_counter()
@@ -78,11 +83,27 @@ def evaluate_run(run_dir: Path, data: SplitConfig, workdir: Path, batch_size: in
         "confusion_matrix": matrix.tolist(),
     }
     artifacts.write_csv(workdir / "per_class.csv", scores)
-    plots.plot_confusion_matrix(matrix, splits.class_names, workdir / "confusion_matrix.png",
-                                title=f"Confusion matrix: {data.name} test set ({n} images)")
-    plots.plot_misclassified(splits.x_test, splits.y_test, predicted, probabilities.max(axis=1),
-                             splits.class_names, workdir / "misclassified.png")
+    plots.plot_confusion_matrix(
+        matrix,
+        splits.class_names,
+        workdir / "confusion_matrix.png",
+        title=f"Confusion matrix: {data.name} test set ({n} images)",
+    )
+    plots.plot_misclassified(
+        splits.x_test,
+        splits.y_test,
+        predicted,
+        probabilities.max(axis=1),
+        splits.class_names,
+        workdir / "misclassified.png",
+    )
     artifacts.write_json(workdir / "metrics.json", metrics)  # last: marks a complete evaluation
-    log.info("accuracy %.4f, loss %.4f on %d %s test images; evaluation in %s",
-             metrics["accuracy"], metrics["loss"], n, data.name, workdir)
+    log.info(
+        "accuracy %.4f, loss %.4f on %d %s test images; evaluation in %s",
+        metrics["accuracy"],
+        metrics["loss"],
+        n,
+        data.name,
+        workdir,
+    )
     return metrics

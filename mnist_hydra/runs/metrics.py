@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +17,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
     for name, labels in (("y_true", y_true), ("y_pred", y_pred)):
         if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(
-                f"{name} holds labels in [{labels.min()}, {labels.max()}]; "
-                f"expected 0 to {num_classes - 1}"
+                f"{name} holds labels in [{labels.min()}, {labels.max()}]; expected 0 to {num_classes - 1}"
             )
     counts = np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes).astype(np.int64)
@@ -54,5 +53,12 @@ def per_class_scores(matrix: np.ndarray, class_names: Sequence[str]) -> pd.DataF
         recall = np.where(support > 0, tp / support, np.nan)
         denominator = predicted + support  # 2TP + FP + FN
         f1 = np.where(denominator > 0, 2 * tp / denominator, np.nan)
-    return pd.DataFrame({"class": list(class_names), "precision": precision, "recall": recall, "f1": f1,
-                         "support": support.astype(np.int64)})
+    return pd.DataFrame(
+        {
+            "class": list(class_names),
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support.astype(np.int64),
+        }
+    )

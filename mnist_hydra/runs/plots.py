@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import os
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -22,7 +23,7 @@ def plot_training_curves(history: dict[str, list[float]], path: str | os.PathLik
     """Draw loss and accuracy per epoch, train against validation, side by side."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     epochs = max((len(values) for values in history.values()), default=0)
-    for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy")):
+    for ax, metric, label in zip(fig.subplots(1, 2), ("loss", "accuracy"), ("Loss", "Accuracy"), strict=False):
         drawn = False
         for key, name in ((metric, "train"), (f"val_{metric}", "validation")):
             values = history.get(key)
@@ -114,24 +115,30 @@ def plot_misclassified(
     fig = Figure(figsize=(max(1.9 * cols, 5.0), height))
     # Fixed margins, not layout="constrained": its layout passes over 25 titled images took 0.9 of the
     # figure's 1.3 s of CPU (a third of the run's work after its last epoch); a grid of equal cells needs none.
-    axes = fig.subplots(rows, cols, squeeze=False, gridspec_kw={
-        "left": 0.01, "right": 0.99, "bottom": 0.01, "top": 1 - 0.7 / height, "wspace": 0.05, "hspace": 0.35,
-    }).ravel()
+    axes = fig.subplots(
+        rows,
+        cols,
+        squeeze=False,
+        gridspec_kw={
+            "left": 0.01,
+            "right": 0.99,
+            "bottom": 0.01,
+            "top": 1 - 0.7 / height,
+            "wspace": 0.05,
+            "hspace": 0.35,
+        },
+    ).ravel()
     vmax = 255 if np.issubdtype(images.dtype, np.integer) else 1.0
-    for ax, index in zip(axes, shown):
+    for ax, index in zip(axes, shown, strict=False):
         ax.imshow(images[index], cmap="gray", vmin=0, vmax=vmax)
-        ax.set_title(_describe_mistake(class_names, y_true[index], y_pred[index], confidence[index]),
-                     fontsize=8)
+        ax.set_title(_describe_mistake(class_names, y_true[index], y_pred[index], confidence[index]), fontsize=8)
     for ax in axes:
         ax.set_axis_off()
-    fig.suptitle(f"{len(shown)} most confident of {len(wrong)} misclassified "
-                 f"(of {len(images)} images)")
+    fig.suptitle(f"{len(shown)} most confident of {len(wrong)} misclassified (of {len(images)} images)")
     _save(fig, path)
 
 
-def _pick_mistakes(
-    y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, max_images: int
-) -> np.ndarray:
+def _pick_mistakes(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, max_images: int) -> np.ndarray:
     """Indices of at most `max_images` mistakes, most confident first."""
     wrong = np.flatnonzero(y_true != y_pred)
     # The most confident mistakes tell the most about what the model got wrong.
@@ -151,9 +158,11 @@ def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str
     # At least 6 inches: the title of a one-key sweep must fit (constrained layout does not shrink a suptitle).
     fig = Figure(figsize=(max(6.0, 4.2 * len(keys)), 3.8), layout="constrained")
     failed = len(table) - len(done)
-    fig.suptitle(f"{objective} of {len(done)} completed jobs" + (f"\n({failed} not completed, not shown)" if failed else ""),
-                 fontsize=11)
-    for ax, key in zip(np.atleast_1d(fig.subplots(1, len(keys))), keys):
+    fig.suptitle(
+        f"{objective} of {len(done)} completed jobs" + (f"\n({failed} not completed, not shown)" if failed else ""),
+        fontsize=11,
+    )
+    for ax, key in zip(np.atleast_1d(fig.subplots(1, len(keys))), keys, strict=False):
         ax.set_xlabel(key)
         ax.set_ylabel(objective)
         if done.empty:
@@ -176,9 +185,17 @@ def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str
         points = {value: y[x == value] for value in np.unique(x)}
         if any(len(ys) > 1 for ys in points.values()):
             xs = sorted(points)
-            ax.errorbar(xs, [points[v].mean() for v in xs], yerr=[points[v].std(ddof=1) if len(points[v]) > 1 else 0
-                        for v in xs], color="black", marker="_", markersize=14, capsize=4, linestyle="none",
-                        label="mean ± std")
+            ax.errorbar(
+                xs,
+                [points[v].mean() for v in xs],
+                yerr=[points[v].std(ddof=1) if len(points[v]) > 1 else 0 for v in xs],
+                color="black",
+                marker="_",
+                markersize=14,
+                capsize=4,
+                linestyle="none",
+                label="mean ± std",
+            )
             ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     _save(fig, path)

@@ -7,16 +7,17 @@ import platform
 import socket
 import subprocess
 import sys
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
-from mnist_hydra.runs import artifacts
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits
+from mnist_hydra.runs import artifacts
 
 PACKAGES = ("mnist-hydra", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas", "matplotlib")
 PROJECT_DIR = Path(__file__).resolve().parent
@@ -47,13 +48,14 @@ def write_provenance(workdir: Path, config: Config, splits: Splits, overrides: S
 
 def write_split(path: Path, splits: Splits) -> None:
     """Which images of the training file trained (`train`) and validated (`val`) the run, as an .npz of indices."""
-    artifacts.atomic_write(path, lambda tmp: np.savez_compressed(tmp, train=splits.train_indices,
-                                                                 val=splits.val_indices))
+    artifacts.atomic_write(
+        path, lambda tmp: np.savez_compressed(tmp, train=splits.train_indices, val=splits.val_indices)
+    )
 
 
-def package_versions() -> dict[str, Optional[str]]:
+def package_versions() -> dict[str, str | None]:
     """Installed versions, read from package metadata (no import, so no TensorFlow start-up)."""
-    versions: dict[str, Optional[str]] = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
@@ -62,10 +64,10 @@ def package_versions() -> dict[str, Optional[str]]:
     return versions
 
 
-def git_state(directory: Path) -> Optional[dict[str, Any]]:
+def git_state(directory: Path) -> dict[str, Any] | None:
     """The commit the code in `directory` comes from, and whether it had uncommitted changes; None outside git."""
 
-    def git(*args: str) -> Optional[str]:
+    def git(*args: str) -> str | None:
         try:
             done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):  # no git on the machine

@@ -13,9 +13,10 @@ import base64
 import html
 import math
 import os
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -26,12 +27,35 @@ from mnist_hydra.runs.artifacts import atomic_write, read_json
 
 REPORT = "report.html"
 # Run metrics shown first, in this order; other plain values follow.
-HEADLINE = ["status", "error", "test_accuracy", "test_loss", "val_accuracy", "val_loss", "best_val_accuracy",
-            "best_epoch", "epochs_run", "stopped_early", "keep", "kept_epoch", "train_seconds", "params", "train_images",
-            "val_images", "test_images", "val_is_test", "seed", "strategy", "replicas", "data_source"]
-PLOTS = [("training_curves.png", "curves", "Training curves", "Loss and accuracy per epoch, train and validation"),
-         ("confusion_matrix.png", "confusion-matrix", "Confusion matrix", "The test set: rows true, columns predicted"),
-         ("misclassified.png", "misclassified", "Misclassified digits", "The most confident mistakes on the test set")]
+HEADLINE = [
+    "status",
+    "error",
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "val_loss",
+    "best_val_accuracy",
+    "best_epoch",
+    "epochs_run",
+    "stopped_early",
+    "keep",
+    "kept_epoch",
+    "train_seconds",
+    "params",
+    "train_images",
+    "val_images",
+    "test_images",
+    "val_is_test",
+    "seed",
+    "strategy",
+    "replicas",
+    "data_source",
+]
+PLOTS = [
+    ("training_curves.png", "curves", "Training curves", "Loss and accuracy per epoch, train and validation"),
+    ("confusion_matrix.png", "confusion-matrix", "Confusion matrix", "The test set: rows true, columns predicted"),
+    ("misclassified.png", "misclassified", "Misclassified digits", "The most confident mistakes on the test set"),
+]
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem auto; max-width: 72rem;
@@ -51,7 +75,7 @@ figcaption { color: #666; font-size: .85rem; }
 """
 
 
-def write_run_report(run_dir: str | os.PathLike, metrics: Optional[dict[str, Any]] = None) -> Path:
+def write_run_report(run_dir: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
     """Write run_dir/report.html from the run's files; `metrics` stands in for a metrics.json not yet written."""
     run_dir = Path(run_dir)
     if metrics is None:
@@ -62,7 +86,8 @@ def write_run_report(run_dir: str | os.PathLike, metrics: Optional[dict[str, Any
     body = [
         f"<header><h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(str(run_dir.absolute()))} &middot; <span class="{_e(status)}">{_e(status)}</span>'
-        + (f" &middot; started {_e(provenance['started'])}" if provenance.get("started") else "") + "</p>",
+        + (f" &middot; started {_e(provenance['started'])}" if provenance.get("started") else "")
+        + "</p>",
         "</header>",
         _section("metrics", "Final metrics", _metrics_table(metrics)),
         _section("config", "Config", _config_html(run_dir, provenance)),
@@ -96,20 +121,28 @@ def write_sweep_report(sweep_dir: str | os.PathLike, summary: Any) -> Path:
         f"<header><h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(str(sweep_dir.absolute()))} &middot; {len(table)} jobs, {completed} completed'
         + (f', <span class="failed">{len(table) - completed} not completed</span>' if completed < len(table) else "")
-        + (f" &middot; swept: {_e(', '.join(summary.swept))}" if summary.swept else "") + "</p>",
+        + (f" &middot; swept: {_e(', '.join(summary.swept))}" if summary.swept else "")
+        + "</p>",
         "</header>",
         _section("best", "Best run", _best_html(summary, links)),
         _section("jobs", "Jobs", _jobs_table(table, summary.swept, links)),
     ]
     if summary.groups is not None:
-        body.append(_section("groups", "Mean and standard deviation over replicates",
-                             _frame_table(summary.groups)))
-    body.append(_section("summary-plot", "Summary plot",
-                         _figure(sweep_dir / "sweep_summary.png", "Validation accuracy against each swept key")))
+        body.append(_section("groups", "Mean and standard deviation over replicates", _frame_table(summary.groups)))
+    body.append(
+        _section(
+            "summary-plot",
+            "Summary plot",
+            _figure(sweep_dir / "sweep_summary.png", "Validation accuracy against each swept key"),
+        )
+    )
     failed = summary.failed
     if not failed.empty:
-        items = "".join(f"<li>job {_link_or_text(str(job['job']), links)} <span class=\"failed\">"
-                        f"{_e(str(job['status']))}</span>: {_e(str(job['error']))}</li>" for _, job in failed.iterrows())
+        items = "".join(
+            f'<li>job {_link_or_text(str(job["job"]), links)} <span class="failed">'
+            f"{_e(str(job['status']))}</span>: {_e(str(job['error']))}</li>"
+            for _, job in failed.iterrows()
+        )
         body.append(_section("failures", "Failures", f"<ul>{items}</ul>"))
     return _write_page(sweep_dir / REPORT, title, body)
 
@@ -138,8 +171,9 @@ def _figure(path: Path, caption: str) -> str:
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
         return _missing(f"{path.name} is not a PNG file")
     uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-    return (f'<figure><img src="{uri}" alt="{_e(caption)}">'
-            f"<figcaption>{_e(path.name)}: {_e(caption)}</figcaption></figure>")
+    return (
+        f'<figure><img src="{uri}" alt="{_e(caption)}"><figcaption>{_e(path.name)}: {_e(caption)}</figcaption></figure>'
+    )
 
 
 def _format(key: str, value: Any) -> str:
@@ -161,14 +195,20 @@ def _cell(key: str, value: Any) -> str:
     return f'<td class="num">{_e(_format(key, value))}</td>' if numeric else f"<td>{_e(_format(key, value))}</td>"
 
 
-def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], row_classes: Optional[Sequence[str]] = None,
-           raw_columns: Sequence[str] = ()) -> str:
+def _table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    row_classes: Sequence[str] | None = None,
+    raw_columns: Sequence[str] = (),
+) -> str:
     """A table; cells of `raw_columns` are HTML made here (already escaped), every other cell is escaped."""
     head = "".join(f"<th>{_e(c)}</th>" for c in columns)
     lines = []
     for i, row in enumerate(rows):
-        cells = "".join(f"<td>{value}</td>" if column in raw_columns else _cell(column, value)
-                        for column, value in zip(columns, row))
+        cells = "".join(
+            f"<td>{value}</td>" if column in raw_columns else _cell(column, value)
+            for column, value in zip(columns, row, strict=False)
+        )
         css = f' class="{_e(row_classes[i])}"' if row_classes and row_classes[i] else ""
         lines.append(f"<tr{css}>{cells}</tr>")
     return _scroll(f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(lines) + "\n</tbody>\n</table>")
@@ -176,8 +216,15 @@ def _table(columns: Sequence[str], rows: Iterable[Sequence[Any]], row_classes: O
 
 def _frame_table(frame: pd.DataFrame) -> str:
     """A plain table of numbers and text: pandas writes it, escaping every cell."""
-    return _scroll(frame.to_html(escape=True, index=False, na_rep="", border=0,
-                                 float_format=lambda v: f"{v:.4g}" if abs(v) >= 1e4 or 0 < abs(v) < 1e-3 else f"{v:.4f}"))
+    return _scroll(
+        frame.to_html(
+            escape=True,
+            index=False,
+            na_rep="",
+            border=0,
+            float_format=lambda v: f"{v:.4g}" if abs(v) >= 1e4 or 0 < abs(v) < 1e-3 else f"{v:.4f}",
+        )
+    )
 
 
 def _scroll(table: str) -> str:
@@ -203,8 +250,11 @@ def _config_html(run_dir: Path, provenance: dict[str, Any]) -> str:
     overrides = provenance.get("overrides")
     if overrides is None:
         overrides = rundir.read_overrides(run_dir)
-    parts = [f"<p>Overrides: <code>{_e(' '.join(map(str, overrides)))}</code></p>" if overrides
-             else "<p>Overrides: none (the defaults)</p>"]
+    parts = [
+        f"<p>Overrides: <code>{_e(' '.join(map(str, overrides)))}</code></p>"
+        if overrides
+        else "<p>Overrides: none (the defaults)</p>"
+    ]
     if isinstance(provenance.get("config"), dict):
         text, source = yaml.safe_dump(provenance["config"], sort_keys=False), "provenance.json (validated)"
     else:
@@ -212,7 +262,7 @@ def _config_html(run_dir: Path, provenance: dict[str, Any]) -> str:
             text, source = (run_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"), ".hydra/config.yaml"
         except OSError:
             return "".join(parts) + _missing("no provenance.json and no .hydra/config.yaml")
-    return "".join(parts) + f"<pre>{_e(text)}</pre><p class=\"meta\">from {_e(source)}</p>"
+    return "".join(parts) + f'<pre>{_e(text)}</pre><p class="meta">from {_e(source)}</p>'
 
 
 def _history_html(run_dir: Path, metrics: dict[str, Any]) -> str:
@@ -271,28 +321,32 @@ def _best_html(summary: Any, links: dict[str, str]) -> str:
         return _missing("no job completed")
     setting = " ".join(f"{k}={best[k]}" for k in summary.swept) or "(no overrides)"
     report = f' &middot; <a href="{_e(links[str(best["job"])])}">its report</a>' if str(best["job"]) in links else ""
-    return (f"<p>job {_link_or_text(str(best['job']), links)}: <code>{_e(setting)}</code> &middot; "
-            f"val_accuracy {_e(_format('val_accuracy', _plain(best['val_accuracy'])))} &middot; "
-            f"test_accuracy {_e(_format('test_accuracy', _plain(best['test_accuracy'])))}{report}</p>")
+    return (
+        f"<p>job {_link_or_text(str(best['job']), links)}: <code>{_e(setting)}</code> &middot; "
+        f"val_accuracy {_e(_format('val_accuracy', _plain(best['val_accuracy'])))} &middot; "
+        f"test_accuracy {_e(_format('test_accuracy', _plain(best['test_accuracy'])))}{report}</p>"
+    )
 
 
 def _write_page(path: Path, title: str, body: list[str]) -> Path:
     stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-    page = "\n".join([
-        "<!DOCTYPE html>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)} - mnist_hydra</title>",
-        f"<style>{CSS}</style>",
-        "</head>",
-        "<body>",
-        *body,
-        f'<footer><p class="meta">Written by mnist_hydra.runs.report at {_e(stamp)}.</p></footer>',
-        "</body>",
-        "</html>",
-        "",
-    ])
+    page = "\n".join(
+        [
+            "<!DOCTYPE html>",
+            '<html lang="en">',
+            "<head>",
+            '<meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width, initial-scale=1">',
+            f"<title>{_e(title)} - mnist_hydra</title>",
+            f"<style>{CSS}</style>",
+            "</head>",
+            "<body>",
+            *body,
+            f'<footer><p class="meta">Written by mnist_hydra.runs.report at {_e(stamp)}.</p></footer>',
+            "</body>",
+            "</html>",
+            "",
+        ]
+    )
     atomic_write(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
     return path

@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -46,15 +46,19 @@ def require_run(run_dir: Path, key: str = "run") -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         what = "is a file, not a directory" if run_dir.exists() else "no such directory"
-        raise UserError(f"{key}={run_dir}: {what}; give a run directory of python -m mnist_hydra, "
-                        f"e.g. {key}=outputs/2026-11-24/13-20-02.850171")
+        raise UserError(
+            f"{key}={run_dir}: {what}; give a run directory of python -m mnist_hydra, "
+            f"e.g. {key}=outputs/2026-11-24/13-20-02.850171"
+        )
     model_path = run_dir / MODEL
     if not model_path.is_file():
         status = read_metrics(run_dir).get("status")
         why = f" (the run {status})" if status and status != "completed" else ""
         hint = " (a sweep's runs are its numbered sub-directories)" if is_sweep(run_dir) else ""
-        raise UserError(f"{key}={run_dir}: no {MODEL} in it{why}; give the directory of a finished run of "
-                        f"python -m mnist_hydra{hint}")
+        raise UserError(
+            f"{key}={run_dir}: no {MODEL} in it{why}; give the directory of a finished run of "
+            f"python -m mnist_hydra{hint}"
+        )
     return model_path
 
 
@@ -84,16 +88,22 @@ def check_model_file(path: Path) -> None:
             size = os.fstat(file.fileno()).st_size
             if not zipfile.is_zipfile(file):
                 what = "an empty file" if size == 0 else f"{size} bytes that are not a zip archive"
-                raise DataError(f"{path}: damaged or not a Keras archive: {what} (a .keras file is a zip archive); "
-                                "train the run again or restore the file")
+                raise DataError(
+                    f"{path}: damaged or not a Keras archive: {what} (a .keras file is a zip archive); "
+                    "train the run again or restore the file"
+                )
             with zipfile.ZipFile(file) as archive:
                 missing = [name for name in KERAS_ARCHIVE_MEMBERS if name not in archive.namelist()]
                 if missing:
-                    raise DataError(f"{path}: damaged or not a Keras archive: the zip archive lacks {', '.join(missing)}")
+                    raise DataError(
+                        f"{path}: damaged or not a Keras archive: the zip archive lacks {', '.join(missing)}"
+                    )
                 broken = archive.testzip()  # reads every member against its CRC: a few MB, milliseconds
                 if broken is not None:
-                    raise DataError(f"{path}: damaged Keras archive: {broken} fails its CRC check; "
-                                    "train the run again or restore the file")
+                    raise DataError(
+                        f"{path}: damaged Keras archive: {broken} fails its CRC check; "
+                        "train the run again or restore the file"
+                    )
     except OSError as err:
         raise DataError(f"{path}: cannot read the model: {err.strerror or err}") from err
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as err:  # cut short, garbled
@@ -110,8 +120,10 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         elif provenance.is_file():
             config = read_json(provenance)["config"]
         else:
-            raise UserError(f"run={run_dir}: has neither {SAVED_CONFIG} nor provenance.json, "
-                            "so its data config is unknown; pick the data with data=OPTION")
+            raise UserError(
+                f"run={run_dir}: has neither {SAVED_CONFIG} nor provenance.json, "
+                "so its data config is unknown; pick the data with data=OPTION"
+            )
     except (OSError, ValueError, KeyError, yaml.YAMLError) as err:
         raise UserError(f"run={run_dir}: cannot read its config: {one_line(err)}") from err
     if not isinstance(config, dict) or not isinstance(config.get("data"), dict):
@@ -124,7 +136,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
     return read_json(Path(run_dir) / METRICS)
 
 
-def completed_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
+def completed_metrics(run_dir: Path) -> dict[str, Any] | None:
     """metrics.json of a run that finished, or None."""
     metrics = read_metrics(run_dir)
     return metrics if metrics.get("status") == "completed" else None
@@ -189,12 +201,14 @@ def list_runs(folder: Path) -> Any:
     for hydra_dir in Path(folder).rglob(".hydra"):
         run = hydra_dir.parent
         metrics = read_metrics(run)
-        rows.append({
-            "started": started(run),
-            "overrides": " ".join(read_overrides(run)) or "(defaults)",
-            "status": metrics.get("status", "completed" if metrics else "incomplete"),
-            "test_accuracy": metrics.get("test_accuracy"),
-            "dir": str(run),
-        })
+        rows.append(
+            {
+                "started": started(run),
+                "overrides": " ".join(read_overrides(run)) or "(defaults)",
+                "status": metrics.get("status", "completed" if metrics else "incomplete"),
+                "test_accuracy": metrics.get("test_accuracy"),
+                "dir": str(run),
+            }
+        )
     frame = pd.DataFrame(rows, columns=["started", "overrides", "status", "test_accuracy", "dir"])
     return frame.sort_values("started", ascending=False, kind="stable").reset_index(drop=True)

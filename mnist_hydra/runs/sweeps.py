@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import pandas as pd
 
@@ -17,8 +16,7 @@ from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 
 OBJECTIVE = "val_accuracy"
-METRICS = ["val_accuracy", "test_accuracy", "best_val_accuracy", "val_loss", "test_loss", "epochs_run",
-           "train_seconds"]
+METRICS = ["val_accuracy", "test_accuracy", "best_val_accuracy", "val_loss", "test_loss", "epochs_run", "train_seconds"]
 # Keys whose values repeat an experiment rather than change it: jobs differing only in these are grouped.
 REPLICATE_KEYS = ("seed", "data.fold")
 
@@ -29,14 +27,14 @@ class SweepSummary:
 
     table: pd.DataFrame  # one row per job, best first; failed and unfinished jobs last
     swept: list[str]  # override keys whose values differ between jobs
-    groups: Optional[pd.DataFrame]  # mean/std/count per configuration, when replicate keys were swept
+    groups: pd.DataFrame | None  # mean/std/count per configuration, when replicate keys were swept
 
     @property
     def failed(self) -> pd.DataFrame:
         return self.table[self.table["status"] != "completed"]
 
     @property
-    def best(self) -> Optional[pd.Series]:
+    def best(self) -> pd.Series | None:
         done = self.table[self.table["status"] == "completed"]
         return None if done.empty else done.iloc[0]
 
@@ -49,11 +47,13 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
     sweep_dir = Path(sweep_dir)
     rows = [_job_row(job) for job in rundir.job_dirs(sweep_dir)]
     if not rows:
-        raise UserError(f"{sweep_dir}: no job directories (with .hydra/overrides.yaml) found, so there is no "
-                        "sweep to summarize (were all its jobs killed before they started?)")
+        raise UserError(
+            f"{sweep_dir}: no job directories (with .hydra/overrides.yaml) found, so there is no "
+            "sweep to summarize (were all its jobs killed before they started?)"
+        )
     table = pd.DataFrame(rows)
     override_keys = [c for c in table.columns if c not in ("job", "status", "error", "dir", *METRICS)]
-    swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or override_keys
+    swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or override_keys  # noqa: PD101 (a few rows)
     table = table[["job", *swept, "status", *[m for m in METRICS if m in table], "error", "dir"]]
     table = table.sort_values(OBJECTIVE, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
     groups = _replicate_groups(table, swept)
@@ -72,14 +72,21 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
 def report(summary: SweepSummary, sweep_dir: Path) -> str:
     """What a user reads at the end of a sweep: the table, replicate statistics, failures, the best run."""
     shown = summary.table.drop(columns=["dir", "error"])
-    lines = [f"sweep summary ({len(summary.table)} jobs) -> {Path(sweep_dir) / 'sweep_results.csv'}",
-             shown.to_string(index=False, float_format=lambda v: f"{v:.4f}")]
+    lines = [
+        f"sweep summary ({len(summary.table)} jobs) -> {Path(sweep_dir) / 'sweep_results.csv'}",
+        shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+    ]
     if summary.groups is not None:
         # The CSV has every metric; the screen gets the two accuracies.
-        wanted = [c for c in summary.groups.columns
-                  if not c.startswith(tuple(METRICS)) or c.split("_")[0] in ("val", "test") and "accuracy" in c]
-        lines += ["mean and standard deviation over " + ", ".join(k for k in REPLICATE_KEYS if k in summary.swept),
-                  summary.groups[wanted].to_string(index=False, float_format=lambda v: f"{v:.4f}")]
+        wanted = [
+            c
+            for c in summary.groups.columns
+            if not c.startswith(tuple(METRICS)) or c.split("_")[0] in ("val", "test") and "accuracy" in c
+        ]
+        lines += [
+            "mean and standard deviation over " + ", ".join(k for k in REPLICATE_KEYS if k in summary.swept),
+            summary.groups[wanted].to_string(index=False, float_format=lambda v: f"{v:.4f}"),
+        ]
     for _, job in summary.failed.iterrows():
         lines.append(f"job {job['job']} {job['status']}: {job['error']}")
     best = summary.best
@@ -87,8 +94,10 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
         lines.append("no job completed")
     else:
         setting = " ".join(f"{k}={best[k]}" for k in summary.swept) or "(no overrides)"
-        lines.append(f"best: job {best['job']} {setting}: val_accuracy {best['val_accuracy']:.4f}, "
-                     f"test_accuracy {best['test_accuracy']:.4f}; {best['dir']}")
+        lines.append(
+            f"best: job {best['job']} {setting}: val_accuracy {best['val_accuracy']:.4f}, "
+            f"test_accuracy {best['test_accuracy']:.4f}; {best['dir']}"
+        )
     return "\n".join(lines)
 
 
@@ -117,7 +126,7 @@ def _number_or_text(value: str) -> object:
     return int(number) if number.is_integer() and "." not in value and "e" not in value.lower() else number
 
 
-def _replicate_groups(table: pd.DataFrame, swept: list[str]) -> Optional[pd.DataFrame]:
+def _replicate_groups(table: pd.DataFrame, swept: list[str]) -> pd.DataFrame | None:
     replicates = [k for k in REPLICATE_KEYS if k in swept]
     if not replicates:
         return None
@@ -132,6 +141,8 @@ def _replicate_groups(table: pd.DataFrame, swept: list[str]) -> Optional[pd.Data
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     counts = stats.filter(like="_count")
     stats = stats.drop(columns=counts.columns).assign(runs=counts.iloc[:, 0].astype(int)).reset_index()
-    return stats.sort_values(f"{OBJECTIVE}_mean", ascending=False).reset_index(drop=True).rename(
-        columns={"_all": "setting"})
-
+    return (
+        stats.sort_values(f"{OBJECTIVE}_mean", ascending=False)
+        .reset_index(drop=True)
+        .rename(columns={"_all": "setting"})
+    )

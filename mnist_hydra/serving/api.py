@@ -14,10 +14,11 @@ import logging
 import math
 import os
 import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Optional, Union
+from typing import Any
 
 import anyio
 import numpy as np
@@ -28,13 +29,13 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
 from mnist_hydra.serving.collect import Collector
 from mnist_hydra.serving.inputs import JSON_FORMS, InputError, decode_json, json_images
 from mnist_hydra.serving.limits import BodyLimit, BodyTooLarge
 from mnist_hydra.serving.predictor import Predictor, describe
-from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
 from mnist_hydra.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -43,30 +44,49 @@ log = logging.getLogger(__name__)
 # 280x280 drawing); larger ones in a worker thread.
 INLINE_PIXELS = 640 * 640
 
-ACCEPTED = ("multipart/form-data with the image in the field 'file', "
-            f"or application/json with {JSON_FORMS}")
-ERRORS = {status: {"model": schemas.ErrorResponse, "description": words} for status, words in (
-    (400, "An empty or malformed body"),
-    (413, "A body over serve.max_bytes"),
-    (415, "A content type other than multipart/form-data or application/json"),
-    (422, "Not an image, no digit in it, too many pixels, a wrong pixel shape, NaN or out-of-range values, "
-          "a batch over serve.max_batch"),
-)}
+ACCEPTED = f"multipart/form-data with the image in the field 'file', or application/json with {JSON_FORMS}"
+ERRORS = {
+    status: {"model": schemas.ErrorResponse, "description": words}
+    for status, words in (
+        (400, "An empty or malformed body"),
+        (413, "A body over serve.max_bytes"),
+        (415, "A content type other than multipart/form-data or application/json"),
+        (
+            422,
+            "Not an image, no digit in it, too many pixels, a wrong pixel shape, NaN or out-of-range values, "
+            "a batch over serve.max_batch",
+        ),
+    )
+}
 COLLECT_ERRORS = {
     **{status: ERRORS[status] for status in (400, 413, 415)},
-    403: {"model": schemas.ErrorResponse, "description": "Collection is off: start the server with "
-                                                         "serve.collect_dir=DIR"},
-    422: {"model": schemas.ErrorResponse, "description": "As for /predict; a missing label or one that is not a class "
-                                                         "of the model; a batch (send one image)"},
-    503: {"model": schemas.ErrorResponse, "description": "The server cannot write in serve.collect_dir (507: its disk "
-                                                         "is full); /predict still works"},
+    403: {
+        "model": schemas.ErrorResponse,
+        "description": "Collection is off: start the server with serve.collect_dir=DIR",
+    },
+    422: {
+        "model": schemas.ErrorResponse,
+        "description": "As for /predict; a missing label or one that is not a class "
+        "of the model; a batch (send one image)",
+    },
+    503: {
+        "model": schemas.ErrorResponse,
+        "description": "The server cannot write in serve.collect_dir (507: its disk is full); /predict still works",
+    },
 }
-COLLECT_OFF = ("collecting labelled drawings is off on this server; start it with serve.collect_dir=DIR "
-               "(python -m mnist_hydra.serve run=RUN_DIR serve.collect_dir=DIR) to save them as DIR/CLASS/TIME.png")
+COLLECT_OFF = (
+    "collecting labelled drawings is off on this server; start it with serve.collect_dir=DIR "
+    "(python -m mnist_hydra.serve run=RUN_DIR serve.collect_dir=DIR) to save them as DIR/CLASS/TIME.png"
+)
 
 
-def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Optional[Predictor] = None,
-               settings: Optional[ServeSettings] = None, top_k: int = 3) -> FastAPI:
+def create_app(
+    run_dir: str | os.PathLike | None = None,
+    *,
+    predictor: Predictor | None = None,
+    settings: ServeSettings | None = None,
+    top_k: int = 3,
+) -> FastAPI:
     """The API for `run_dir`'s model (loaded at start-up), or for an already loaded `predictor`.
 
     Args:
@@ -83,8 +103,9 @@ def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Option
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir), settings.threads)
         collector = Collector(settings.collect_dir, served.class_names) if settings.collect_dir else None
-        batcher = MicroBatcher(served.predict, max_images=max(settings.max_batch, 64),
-                               wait_s=settings.batch_wait_ms / 1000)
+        batcher = MicroBatcher(
+            served.predict, max_images=max(settings.max_batch, 64), wait_s=settings.batch_wait_ms / 1000
+        )
         await batcher.start()
         app.state.predictor, app.state.batcher, app.state.started = served, batcher, time.monotonic()
         app.state.collector = collector
@@ -93,8 +114,12 @@ def create_app(run_dir: Optional[str | os.PathLike] = None, *, predictor: Option
         finally:
             await batcher.stop()
 
-    app = FastAPI(title="mnist_hydra", version="1", lifespan=lifespan,
-                  summary="Predict handwritten digits (or Fashion-MNIST articles) with a trained run's model.")
+    app = FastAPI(
+        title="mnist_hydra",
+        version="1",
+        lifespan=lifespan,
+        summary="Predict handwritten digits (or Fashion-MNIST articles) with a trained run's model.",
+    )
     app.state.settings, app.state.top_k = settings, top_k
     # Decoding a big image is CPU-bound and takes memory: at most one per core at a time.
     app.state.decoders = anyio.CapacityLimiter(max(os.cpu_count() or 1, 1))
@@ -122,9 +147,14 @@ def _page_html() -> str:
 @api_router.get("/health", response_model=schemas.Health, summary="Is the server up")
 async def health(request: Request) -> dict[str, Any]:
     state = request.app.state
-    return {"status": "ok", "run": state.predictor.info["run"],
-            "uptime_seconds": round(time.monotonic() - state.started, 3),
-            "images_predicted": state.batcher.images, "model_calls": state.batcher.calls, "worker_pid": os.getpid()}
+    return {
+        "status": "ok",
+        "run": state.predictor.info["run"],
+        "uptime_seconds": round(time.monotonic() - state.started, 3),
+        "images_predicted": state.batcher.images,
+        "model_calls": state.batcher.calls,
+        "worker_pid": os.getpid(),
+    }
 
 
 @api_router.get("/model", response_model=schemas.ModelInfo, summary="The run being served")
@@ -136,15 +166,16 @@ PREDICT_BODY = {
     "required": True,
     "content": {
         "multipart/form-data": {"schema": schemas.UploadRequest.model_json_schema()},
-        "application/json": {"schema": {"oneOf": [schemas.PixelsRequest.model_json_schema(),
-                                                   schemas.BatchRequest.model_json_schema()]}},
+        "application/json": {
+            "schema": {"oneOf": [schemas.PixelsRequest.model_json_schema(), schemas.BatchRequest.model_json_schema()]}
+        },
     },
 }
 
 
 @api_router.post(
     "/predict",
-    response_model=Union[schemas.Prediction, schemas.BatchPrediction],
+    response_model=schemas.Prediction | schemas.BatchPrediction,
     response_model_exclude_none=True,
     responses=ERRORS,
     openapi_extra={"requestBody": PREDICT_BODY},
@@ -152,7 +183,7 @@ PREDICT_BODY = {
 )
 async def predict(
     request: Request,
-    top_k: Optional[int] = Query(None, ge=1, description="Classes in top_k (default: the server's top_k)"),
+    top_k: int | None = Query(None, ge=1, description="Classes in top_k (default: the server's top_k)"),
     include_image: bool = Query(False, description="Also return the 28x28 image the model saw"),
 ) -> dict[str, Any]:
     """An image file (multipart field `file`): preprocessed exactly as `mnist_hydra.predict` does.
@@ -164,7 +195,7 @@ async def predict(
     probabilities = await state.batcher.predict(received.images)
     predictions = [describe(p, predictor.class_names, k) for p in probabilities]
     if include_image:
-        for prediction, image in zip(predictions, received.images):
+        for prediction, image in zip(predictions, received.images, strict=False):
             prediction["image"] = np.round(image, 3).tolist()
     return {"predictions": predictions} if received.batch else predictions[0]
 
@@ -190,17 +221,21 @@ async def collect(request: Request) -> dict[str, Any]:
     """The image as /predict takes it (a file, preprocessed; or `pixels`) and its `label`, a class name or index:
     the 28x28 image the model sees is saved as serve.collect_dir/CLASS/TIME.png, never over another file."""
     state = request.app.state
-    collector: Optional[Collector] = state.collector
+    collector: Collector | None = state.collector
     if collector is None:
         raise InputError(403, COLLECT_OFF)
     received = await _read_images(request, state)
     if received.batch:
-        raise InputError(422, 'send one image to /collect ({"pixels": ..., "label": ...} or a file with a label '
-                              'field), not "images"')
+        raise InputError(
+            422, 'send one image to /collect ({"pixels": ..., "label": ...} or a file with a label field), not "images"'
+        )
     if "label" not in received.fields:
-        raise InputError(422, f"the request has no label; send the image's class, a name or an index "
-                              f"0..{len(collector.class_names) - 1}: -F label=7 beside the file, or \"label\": 7 "
-                              f"beside \"pixels\"")
+        raise InputError(
+            422,
+            f"the request has no label; send the image's class, a name or an index "
+            f'0..{len(collector.class_names) - 1}: -F label=7 beside the file, or "label": 7 '
+            f'beside "pixels"',
+        )
     label = collector.label(received.fields["label"])
     saved = await anyio.to_thread.run_sync(collector.save, received.images[0], label)
     return {"label": label, "class_name": collector.class_names[label], "file": saved.as_posix()}
@@ -226,8 +261,7 @@ async def _read_images(request: Request, state: Any) -> Received:
         if _pixel_count(data) <= INLINE_PIXELS:  # a drawing or a small photo: cheaper than a thread hop
             image = _preprocess(data, name, settings.max_pixels)
         else:  # a big picture would hold up every other request on the event loop
-            image = await anyio.to_thread.run_sync(_preprocess, data, name, settings.max_pixels,
-                                                   limiter=state.decoders)
+            image = await anyio.to_thread.run_sync(_preprocess, data, name, settings.max_pixels, limiter=state.decoders)
         return Received(image[np.newaxis], False, fields)
     if media == "application/json" or media.endswith("+json"):
         body = await request.body()
@@ -244,13 +278,17 @@ async def _upload(request: Request) -> tuple[bytes, str, dict[str, str]]:
     try:
         form = await request.form(max_files=1, max_fields=8)
     except StarletteHTTPException as err:  # python-multipart's words for a broken body; add what would do
-        raise InputError(err.status_code, f"the multipart body could not be read ({str(err.detail).rstrip('.')}); "
-                                          "send one image in the field 'file', as curl -F file=@digit.png does") from None
+        raise InputError(
+            err.status_code,
+            f"the multipart body could not be read ({str(err.detail).rstrip('.')}); "
+            "send one image in the field 'file', as curl -F file=@digit.png does",
+        ) from None
     upload = form.get("file")
     if upload is None:
         fields = ", ".join(sorted(form.keys())) or "none"
-        raise InputError(422, f"the multipart body has no field 'file' (its fields: {fields}); "
-                              "send the image as file=@digit.png")
+        raise InputError(
+            422, f"the multipart body has no field 'file' (its fields: {fields}); send the image as file=@digit.png"
+        )
     if not isinstance(upload, UploadFile):
         raise InputError(422, "the multipart field 'file' holds text, not a file; send the image as file=@digit.png")
     data = await upload.read()
@@ -289,8 +327,9 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{' '.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')}"
-                             for e in err.errors())
+        problems = "; ".join(
+            f"{' '.join(str(part) for part in e.get('loc', ()))}: {e.get('msg')}" for e in err.errors()
+        )
         return JSONResponse({"detail": problems or "invalid request"}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
@@ -301,5 +340,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def bug(request: Request, err: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
-        return JSONResponse({"detail": f"internal error ({type(err).__name__}); this is a bug in mnist_hydra, "
-                                       "the server goes on serving"}, status_code=500)
+        return JSONResponse(
+            {
+                "detail": f"internal error ({type(err).__name__}); this is a bug in mnist_hydra, "
+                "the server goes on serving"
+            },
+            status_code=500,
+        )

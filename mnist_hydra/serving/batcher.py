@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -17,15 +18,14 @@ class MicroBatcher:
     request can also wait `wait_s` for company; measurement decides (benchmarks/bench_serve.py).
     """
 
-    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_images: int = 256,
-                 wait_s: float = 0.0) -> None:
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], max_images: int = 256, wait_s: float = 0.0) -> None:
         self._predict = predict
         self._max_images = max_images
         self._wait_s = wait_s
         self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
-        self._ready: Optional[asyncio.Event] = None
-        self._task: Optional[asyncio.Task] = None
-        self._executor: Optional[ThreadPoolExecutor] = None
+        self._ready: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self.calls = 0  # model calls so far
         self.images = 0  # images predicted so far
 
@@ -39,10 +39,8 @@ class MicroBatcher:
         """Stop the loop; requests still queued get a RuntimeError."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         for _, future in self._pending:
             if not future.done():
                 future.set_exception(RuntimeError("the server is shutting down"))
@@ -83,7 +81,7 @@ class MicroBatcher:
             start = 0
             for part, future in batch:
                 if not future.done():  # a client that went away cancelled its future
-                    future.set_result(probabilities[start:start + len(part)])
+                    future.set_result(probabilities[start : start + len(part)])
                 start += len(part)
 
     def _queued(self) -> int:

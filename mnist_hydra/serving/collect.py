@@ -24,8 +24,9 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -88,8 +89,11 @@ class Collector:
         elif isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
             return value
         shown = ", ".join(names[:12]) + (f", ... ({len(names)} in all)" if len(names) > 12 else "")
-        raise InputError(422, f"label {json.dumps(value)[:80]} is not a class of this model; "
-                              f"send a class name ({shown}) or an index 0..{len(names) - 1}")
+        raise InputError(
+            422,
+            f"label {json.dumps(value)[:80]} is not a class of this model; "
+            f"send a class name ({shown}) or an index 0..{len(names) - 1}",
+        )
 
     def save(self, image: np.ndarray, label: int) -> Path:
         """Write `image` (28x28 in [0, 1]) as ROOT/<class folder>/<UTC time>.png; its path relative to ROOT."""
@@ -112,8 +116,9 @@ class Collector:
                     os.unlink(temporary)
         except OSError as err:  # the server's disk, not the request: the prediction API goes on working
             status = 507 if err.errno in (errno.ENOSPC, errno.EDQUOT) else 503
-            raise InputError(status, f"cannot save the drawing in {folder} ({err.strerror or err}); "
-                                     f"check {KEY}={self.root}") from None
+            raise InputError(
+                status, f"cannot save the drawing in {folder} ({err.strerror or err}); check {KEY}={self.root}"
+            ) from None
 
 
 def _place(temporary: Path, folder: Path, stem: str) -> Path:

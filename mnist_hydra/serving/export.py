@@ -27,6 +27,7 @@ a failed export never replaces a good one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -35,10 +36,10 @@ import shutil
 import sys
 import tempfile
 import time
-import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 import numpy as np
 
@@ -71,10 +72,10 @@ class Runtime:
     name: str
     version: str
     predict: Callable[[np.ndarray], np.ndarray]
-    class_names: Optional[list[str]] = None  # what the export says its classes are, where it says it itself
+    class_names: list[str] | None = None  # what the export says its classes are, where it says it itself
 
 
-def export_run(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = None) -> dict[str, Any]:
+def export_run(run_dir: str | os.PathLike, fmt: str, limit: int | None = None) -> dict[str, Any]:
     """Write RUN_DIR/export/<fmt>/, check it against model.keras on the run's test images, and
     return the check's record (also written to export.json there).
 
@@ -100,12 +101,19 @@ def export_run(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = None
         WRITERS[fmt](float32_copy(model) if precision != "float32" else model, staging, names)
         seconds = time.perf_counter() - started
         record = compare(model, LOADERS[fmt](staging), images, precision, names)
-        record.update(format=fmt, run=str(run_dir.resolve()), data=data_name, export_seconds=round(seconds, 2),
-                      files=_files(staging), bytes=_size(staging))
+        record.update(
+            format=fmt,
+            run=str(run_dir.resolve()),
+            data=data_name,
+            export_seconds=round(seconds, 2),
+            files=_files(staging),
+            bytes=_size(staging),
+        )
         write_json(staging / "export.json", record)
         if not record["passed"]:
-            raise ExportError(f"format={fmt}: the export does not match model.keras ({mismatch_words(record)}); "
-                              "nothing was replaced")
+            raise ExportError(
+                f"format={fmt}: the export does not match model.keras ({mismatch_words(record)}); nothing was replaced"
+            )
         _move_into_place(staging, export_root / fmt)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -113,15 +121,17 @@ def export_run(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = None
     return record
 
 
-def verify_export(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = None) -> dict[str, Any]:
+def verify_export(run_dir: str | os.PathLike, fmt: str, limit: int | None = None) -> dict[str, Any]:
     """Check an existing RUN_DIR/export/<fmt>/ against model.keras again; the record, `passed` saying how it went."""
     run_dir = Path(run_dir)
     model_path = require_run(run_dir)
     check_format(fmt)
     folder = run_dir / "export" / fmt
     if not folder.is_dir():
-        raise ExportError(f"format={fmt}: {folder} does not exist; export it first with "
-                          f"python -m mnist_hydra.export run={run_dir} format={fmt}")
+        raise ExportError(
+            f"format={fmt}: {folder} does not exist; export it first with "
+            f"python -m mnist_hydra.export run={run_dir} format={fmt}"
+        )
     require_runtime(fmt)
     images, data_name = test_images(run_dir, limit)
     model = load_model(model_path)
@@ -134,8 +144,14 @@ def verify_export(run_dir: str | os.PathLike, fmt: str, limit: Optional[int] = N
     if runtime.class_names is None and recorded is not None:  # no names inside the export: those beside it
         runtime = dataclasses.replace(runtime, class_names=recorded)
     record = compare(model, runtime, images, model_precision(model), names)
-    record.update(format=fmt, run=str(run_dir.resolve()), data=data_name, files=_files(folder),
-                  bytes=_size(folder), path=str(folder))
+    record.update(
+        format=fmt,
+        run=str(run_dir.resolve()),
+        data=data_name,
+        files=_files(folder),
+        bytes=_size(folder),
+        path=str(folder),
+    )
     return record
 
 
@@ -153,7 +169,7 @@ def require_runtime(fmt: str) -> None:
         raise ExportError(f"format={fmt} needs {packages}: pip install 'mnist-hydra[export]'")
 
 
-def test_images(run_dir: Path, limit: Optional[int]) -> tuple[np.ndarray, str]:
+def test_images(run_dir: Path, limit: int | None) -> tuple[np.ndarray, str]:
     """The run's own test images, float32 (n, 28, 28, 1) in [0, 1] as the model was scored on, and the data's name."""
     from mnist_hydra.config import typed_group
     from mnist_hydra.data.datasets import load_splits
@@ -188,6 +204,7 @@ def _replace_policy(value: Any, old: str, new: str) -> Any:
 
 # Writers: each fills an empty folder.
 
+
 def _signature(model):
     import tensorflow as tf
 
@@ -195,7 +212,7 @@ def _signature(model):
     return spec, (lambda images: {"probabilities": model(images, training=False)})
 
 
-def write_saved_model(model, folder: Path, names: Optional[list[str]] = None) -> None:
+def write_saved_model(model, folder: Path, names: list[str] | None = None) -> None:
     """A SavedModel whose serving_default maps `images` to `probabilities`.
 
     A tf.Module that tracks the model's TensorFlow variables themselves. Keras's ExportArchive
@@ -221,7 +238,7 @@ def write_saved_model(model, folder: Path, names: Optional[list[str]] = None) ->
         tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serving_default})
 
 
-def write_litert(model, folder: Path, names: Optional[list[str]] = None) -> None:
+def write_litert(model, folder: Path, names: list[str] | None = None) -> None:
     """model.tflite, converted from the SavedModel above (same signature)."""
     import tensorflow as tf
 
@@ -231,12 +248,14 @@ def write_litert(model, folder: Path, names: Optional[list[str]] = None) -> None
             with _native_output_quiet():
                 flatbuffer = tf.lite.TFLiteConverter.from_saved_model(str(Path(tmp) / "saved_model")).convert()
         except Exception as err:
-            raise ExportError(f"format=litert: TFLiteConverter cannot convert this model ({_one_line(err)}); "
-                              "use format=saved_model (TF Serving) instead") from err
+            raise ExportError(
+                f"format=litert: TFLiteConverter cannot convert this model ({_one_line(err)}); "
+                "use format=saved_model (TF Serving) instead"
+            ) from err
     (folder / "model.tflite").write_bytes(flatbuffer)
 
 
-def write_onnx(model, folder: Path, names: Optional[list[str]] = None) -> None:
+def write_onnx(model, folder: Path, names: list[str] | None = None) -> None:
     """model.onnx, converted by tf2onnx from the same function; the batch dimension named `batch`; the class names
     in its metadata_props."""
     import tensorflow as tf
@@ -245,11 +264,14 @@ def write_onnx(model, folder: Path, names: Optional[list[str]] = None) -> None:
     spec, serve = _signature(model)
     try:
         with _native_output_quiet():
-            proto, _ = tf2onnx.convert.from_function(tf.function(serve, input_signature=[spec]), input_signature=[spec],
-                                                     opset=ONNX_OPSET)
+            proto, _ = tf2onnx.convert.from_function(
+                tf.function(serve, input_signature=[spec]), input_signature=[spec], opset=ONNX_OPSET
+            )
     except Exception as err:
-        raise ExportError(f"format=onnx: tf2onnx cannot convert this model ({_one_line(err)}); use format=saved_model "
-                          "and convert it with python -m tf2onnx.convert --saved-model DIR --output model.onnx") from err
+        raise ExportError(
+            f"format=onnx: tf2onnx cannot convert this model ({_one_line(err)}); use format=saved_model "
+            "and convert it with python -m tf2onnx.convert --saved-model DIR --output model.onnx"
+        ) from err
     for value in (*proto.graph.input, *proto.graph.output):
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     if names is not None:
@@ -263,12 +285,14 @@ WRITERS = {"saved_model": write_saved_model, "litert": write_litert, "onnx": wri
 
 # Loaders: each runs an export in its own runtime.
 
+
 def load_saved_model(folder: Path) -> Runtime:
     import tensorflow as tf
 
     serve = tf.saved_model.load(str(folder)).signatures["serving_default"]
-    return Runtime("TensorFlow SavedModel", tf.__version__,
-                   lambda x: serve(images=tf.constant(x))["probabilities"].numpy())
+    return Runtime(
+        "TensorFlow SavedModel", tf.__version__, lambda x: serve(images=tf.constant(x))["probabilities"].numpy()
+    )
 
 
 def load_litert(folder: Path) -> Runtime:
@@ -288,11 +312,15 @@ def load_onnx(folder: Path) -> Runtime:
     options.log_severity_level = 3  # errors only
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
     stored = session.get_modelmeta().custom_metadata_map.get("class_names")
-    return Runtime("ONNX Runtime", onnxruntime.__version__,
-                   lambda x: session.run(["probabilities"], {"images": x})[0], _names(stored))
+    return Runtime(
+        "ONNX Runtime",
+        onnxruntime.__version__,
+        lambda x: session.run(["probabilities"], {"images": x})[0],
+        _names(stored),
+    )
 
 
-def _names(stored: Optional[str]) -> Optional[list[str]]:
+def _names(stored: str | None) -> list[str] | None:
     """The class names of an ONNX model's metadata (a JSON list); None when absent, [] when unreadable."""
     if stored is None:
         return None
@@ -308,17 +336,19 @@ LOADERS = {"saved_model": load_saved_model, "litert": load_litert, "onnx": load_
 
 # The check.
 
-def compare(model, runtime: Runtime, images: np.ndarray, precision: str,
-            names: Optional[list[str]] = None) -> dict[str, Any]:
+
+def compare(
+    model, runtime: Runtime, images: np.ndarray, precision: str, names: list[str] | None = None
+) -> dict[str, Any]:
     """model.keras and the export on the same images: classes, probability differences, latency; and the class
     names the export carries against the run's `names`."""
     reference = np.asarray(model.predict(images, batch_size=BATCH, verbose=0), dtype=np.float64)
-    exported = np.concatenate([np.asarray(runtime.predict(images[i:i + BATCH]), dtype=np.float64)
-                               for i in range(0, len(images), BATCH)])
+    exported = np.concatenate(
+        [np.asarray(runtime.predict(images[i : i + BATCH]), dtype=np.float64) for i in range(0, len(images), BATCH)]
+    )
     tolerance = TOLERANCES[precision]
     if exported.shape != reference.shape:
-        raise ExportError(f"the export returns shape {exported.shape[1:]} per batch, model.keras "
-                          f"{reference.shape[1:]}")
+        raise ExportError(f"the export returns shape {exported.shape[1:]} per batch, model.keras {reference.shape[1:]}")
     same = reference.argmax(axis=1) == exported.argmax(axis=1)
     top_two = np.sort(reference, axis=1)[:, -2:]
     near_ties = (top_two[:, 1] - top_two[:, 0]) <= tolerance
@@ -354,8 +384,9 @@ def mismatch_words(record: dict[str, Any]) -> str:
     if np.isnan(difference):
         parts.append("it computes NaN probabilities")
     else:
-        parts.append(f"max |probability difference| {difference:.2g} {'>' if difference > tolerance else '<='} "
-                     f"{tolerance:.0e}")
+        parts.append(
+            f"max |probability difference| {difference:.2g} {'>' if difference > tolerance else '<='} {tolerance:.0e}"
+        )
     return ", ".join(parts)
 
 
@@ -383,8 +414,11 @@ def _latency(predict: Callable[[np.ndarray], np.ndarray], image: np.ndarray) -> 
 
 
 def _files(folder: Path) -> dict[str, int]:
-    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != "export.json"}
+    return {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "export.json"
+    }
 
 
 def _size(folder: Path) -> int:

@@ -46,8 +46,11 @@ def json_images(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
     if not isinstance(images, list) or not images:
         raise InputError(422, f'"images" must be a non-empty list of 28x28 images; got {_describe(images)}')
     if len(images) > max_batch:
-        raise InputError(422, f'"images" holds {len(images)} images, over the limit of {max_batch} a request '
-                              "(serve.max_batch); split the batch")
+        raise InputError(
+            422,
+            f'"images" holds {len(images)} images, over the limit of {max_batch} a request '
+            "(serve.max_batch); split the batch",
+        )
     try:
         batch = np.asarray(images, dtype=np.float32)
     except (ValueError, TypeError):
@@ -74,8 +77,11 @@ def _scaled(array: np.ndarray, where: str) -> np.ndarray:
     finite = np.isfinite(array)
     if not finite.all():
         row, col = np.argwhere(~finite)[0]
-        raise InputError(422, f"{where} holds NaN, infinite or null values (first at row {row}, column {col}); "
-                              "send numbers in [0, 1] or 0..255")
+        raise InputError(
+            422,
+            f"{where} holds NaN, infinite or null values (first at row {row}, column {col}); "
+            "send numbers in [0, 1] or 0..255",
+        )
     low, high = float(array.min()), float(array.max())
     if low >= 0 and high <= 1:
         return array

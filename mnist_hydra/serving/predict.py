@@ -8,14 +8,16 @@ first (mnist_hydra.data.preprocess): any size, colour or grayscale, dark ink on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from mnist_hydra.data.preprocess import ImageError, is_image_file, preprocess_file
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
+
 
 def find_images(path: Path) -> tuple[list[Path], list[str]]:
     """`path` itself when it is a file; the images in it, by name, when it is a folder: (images, a message per
@@ -25,8 +27,10 @@ def find_images(path: Path) -> tuple[list[Path], list[str]]:
     if not path.exists():
         raise UserError(f"images={path}: no such file or folder")
     if not path.is_dir():
-        raise UserError(f"images={path}: not a regular file or a folder (a pipe, socket or device); "
-                        "give an image file or a folder of them")
+        raise UserError(
+            f"images={path}: not a regular file or a folder (a pipe, socket or device); "
+            "give an image file or a folder of them"
+        )
     images, skipped = [], []
     for entry in sorted(path.iterdir()):
         if is_image_file(entry):
@@ -40,8 +44,9 @@ def find_images(path: Path) -> tuple[list[Path], list[str]]:
     if not images:
         entries = f"{len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'}"
         found = f"{entries}, none an image" if skipped else "it is empty"
-        raise UserError(f"images={path}: no image in this folder ({found}); "
-                        "give PNG, JPEG or any other format Pillow reads")
+        raise UserError(
+            f"images={path}: no image in this folder ({found}); give PNG, JPEG or any other format Pillow reads"
+        )
     return images, skipped
 
 
@@ -62,7 +67,7 @@ def read_images(paths: Sequence[Path]) -> tuple[list[Path], np.ndarray, list[str
 def rank(probabilities: np.ndarray, files: Sequence[Path], class_names: Sequence[str], top_k: int) -> list[dict]:
     """One record per image: file, predicted class and label, its probability, the top_k classes."""
     records = []
-    for path, probs in zip(files, np.asarray(probabilities, dtype=np.float64)):
+    for path, probs in zip(files, np.asarray(probabilities, dtype=np.float64), strict=False):
         order = np.argsort(-probs, kind="stable")[:top_k]
         top = [{"class": class_names[i], "label": int(i), "probability": float(probs[i])} for i in order]
         records.append({"file": str(path), **top[0], "top": top})

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,24 +28,30 @@ class Predictor:
     retracing and no Keras `predict` loop per call. Batches are zero-padded to BUCKETS sizes.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, threads: Optional[int] = None) -> None:
+    def __init__(self, run_dir: str | os.PathLike, threads: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.model_path = require_run(self.run_dir)  # a wrong path fails before TensorFlow loads
         if threads is not None:
             _limit_threads(threads)
         model = load_model(self.model_path)
         if tuple(model.input_shape[1:]) != INPUT_SHAPE or len(model.output_shape) != 2:
-            raise UserError(f"run={self.run_dir}: its model maps {model.input_shape[1:]} to {model.output_shape[1:]}; "
-                            f"serving needs a classifier of {INPUT_SHAPE} images")
+            raise UserError(
+                f"run={self.run_dir}: its model maps {model.input_shape[1:]} to {model.output_shape[1:]}; "
+                f"serving needs a classifier of {INPUT_SHAPE} images"
+            )
         import tensorflow as tf
 
         self.num_classes = int(model.output_shape[-1])
         self.class_names: tuple[str, ...] = tuple(class_names(self.run_dir, self.num_classes))
-        self.info: dict[str, Any] = {**read_run_info(self.run_dir, self.model_path),
-                                     "params": int(model.count_params()), "class_names": list(self.class_names)}
+        self.info: dict[str, Any] = {
+            **read_run_info(self.run_dir, self.model_path),
+            "params": int(model.count_params()),
+            "class_names": list(self.class_names),
+        }
         spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="images")
-        self._call = tf.function(lambda images: model(images, training=False),
-                                 input_signature=[spec]).get_concrete_function()
+        self._call = tf.function(
+            lambda images: model(images, training=False), input_signature=[spec]
+        ).get_concrete_function()
         self._model = model  # the concrete function holds the variables weakly
         self._tf = tf
         for size in BUCKETS:  # build every shape's kernels now

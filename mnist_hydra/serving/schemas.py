@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -12,9 +12,11 @@ Image28 = list[list[float]]
 class PixelsRequest(BaseModel):
     """One image as numbers: 28 rows of 28, white digit on black."""
 
-    pixels: Image28 = Field(description="28 rows of 28 numbers, white digit on black, as MNIST. All in [0, 1] "
-                                        "are taken as they are; otherwise they must lie in 0..255 and are divided "
-                                        "by 255. Not preprocessed: centre and scale the digit as MNIST does.")
+    pixels: Image28 = Field(
+        description="28 rows of 28 numbers, white digit on black, as MNIST. All in [0, 1] "
+        "are taken as they are; otherwise they must lie in 0..255 and are divided "
+        "by 255. Not preprocessed: centre and scale the digit as MNIST does."
+    )
 
 
 class BatchRequest(BaseModel):
@@ -26,8 +28,10 @@ class BatchRequest(BaseModel):
 class UploadRequest(BaseModel):
     """One image file (PNG, JPEG or any format Pillow reads), preprocessed as `mnist_hydra.predict` does."""
 
-    file: bytes = Field(json_schema_extra={"format": "binary"},
-                        description="The picture: any size, colour or grayscale, dark on light or light on dark.")
+    file: bytes = Field(
+        json_schema_extra={"format": "binary"},
+        description="The picture: any size, colour or grayscale, dark on light or light on dark.",
+    )
 
 
 LABEL = "The image's class: a class name of GET /model's class_names, or its index"
@@ -36,7 +40,7 @@ LABEL = "The image's class: a class name of GET /model's class_names, or its ind
 class LabelledPixels(PixelsRequest):
     """POST /collect: one image as numbers, and its class."""
 
-    label: Union[int, str] = Field(description=LABEL)
+    label: int | str = Field(description=LABEL)
 
 
 class LabelledUpload(UploadRequest):
@@ -50,8 +54,10 @@ class Collected(BaseModel):
 
     label: int = Field(description="Class index")
     class_name: str
-    file: str = Field(description="The PNG's path inside serve.collect_dir: CLASS_FOLDER/TIME.png (the class name, "
-                                  "with / and \\ as -)")
+    file: str = Field(
+        description="The PNG's path inside serve.collect_dir: CLASS_FOLDER/TIME.png (the class name, "
+        "with / and \\ as -)"
+    )
 
 
 class ClassProbability(BaseModel):
@@ -68,8 +74,11 @@ class Prediction(BaseModel):
     probability: float = Field(description="Its probability")
     probabilities: list[float] = Field(description="Every class's probability, by label")
     top_k: list[ClassProbability] = Field(description="The top_k classes, most probable first")
-    image: Optional[Image28] = Field(None, description="With ?include_image=true: the 28x28 image the model saw, "
-                                                        "in [0, 1] (after preprocessing, for uploads)")
+    image: Image28 | None = Field(
+        None,
+        description="With ?include_image=true: the 28x28 image the model saw, "
+        "in [0, 1] (after preprocessing, for uploads)",
+    )
 
 
 class BatchPrediction(BaseModel):
@@ -98,8 +107,8 @@ class ModelInfo(BaseModel):
     data: str = Field(description="data.name: mnist or fashion_mnist")
     precision: str
     params: int
-    test_accuracy: Optional[float] = None
-    trained: Optional[str] = Field(None, description="When the run started (ISO 8601)")
+    test_accuracy: float | None = None
+    trained: str | None = Field(None, description="When the run started (ISO 8601)")
     class_names: list[str] = Field(description="Every class's name, by label: the run's own")
     collecting: bool = Field(False, description="Whether POST /collect saves labelled images (serve.collect_dir)")
     config: dict[str, Any] = Field(description="The run's composed config")

@@ -12,8 +12,8 @@ import sys
 import tempfile
 import threading
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from mnist_hydra.errors import OutputError, UserError
 from mnist_hydra.runs.rundir import require_run
@@ -37,8 +37,13 @@ class Stopped(Exception):
         return signal.Signals(self.signum).name
 
 
-def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, prog: str = "mnist_hydra.serve",
-          say: Callable[[str], None] = print) -> Optional[str]:
+def serve(
+    run_dir: str | os.PathLike,
+    settings: ServeSettings,
+    top_k: int = 3,
+    prog: str = "mnist_hydra.serve",
+    say: Callable[[str], None] = print,
+) -> str | None:
     """Serve `run_dir`'s model until SIGINT or SIGTERM; return the name of the signal that stopped it.
 
     Args:
@@ -94,12 +99,20 @@ def serve(run_dir: str | os.PathLike, settings: ServeSettings, top_k: int = 3, p
 def _config(app, settings: ServeSettings, **extra):
     import uvicorn
 
-    return uvicorn.Config(app, log_level="warning", access_log=settings.access_log, lifespan="on",
-                          timeout_graceful_shutdown=10, server_header=False, **extra)
+    return uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=settings.access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        **extra,
+    )
 
 
-def _run_one(predictor, settings: ServeSettings, top_k: int, sock: socket.socket,
-             announce: Callable[[], None]) -> Optional[str]:
+def _run_one(
+    predictor, settings: ServeSettings, top_k: int, sock: socket.socket, announce: Callable[[], None]
+) -> str | None:
     """One process: the model loaded here, uvicorn on this event loop."""
     import uvicorn
 
@@ -122,8 +135,9 @@ def _run_one(predictor, settings: ServeSettings, top_k: int, sock: socket.socket
     return None
 
 
-def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: socket.socket,
-                 announce: Callable[[], None]) -> Optional[str]:
+def _run_workers(
+    run_dir, settings: ServeSettings, top_k: int, prog: str, sock: socket.socket, announce: Callable[[], None]
+) -> str | None:
     """Several processes sharing the socket, each with its own model (uvicorn's supervisor).
 
     The start line waits until a worker answers GET /health; a worker that cannot load the model
@@ -134,7 +148,7 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
     from mnist_hydra.serving import worker
 
     class Supervisor(Multiprocess):
-        stopped_by: Optional[str] = None
+        stopped_by: str | None = None
 
         def handle_int(self) -> None:
             self.stopped_by = "SIGINT"
@@ -147,8 +161,9 @@ def _run_workers(run_dir, settings: ServeSettings, top_k: int, prog: str, sock: 
     with tempfile.TemporaryDirectory(prefix="mnist_hydra-serve-") as tmp:
         error_file = Path(tmp) / "worker-error.txt"
         os.environ[worker.ENV_VAR] = worker.worker_spec(str(run_dir), settings, top_k, error_file)
-        config = _config("mnist_hydra.serving.worker:create_worker_app", settings, factory=True,
-                         workers=settings.workers)
+        config = _config(
+            "mnist_hydra.serving.worker:create_worker_app", settings, factory=True, workers=settings.workers
+        )
         # The supervisor logs a worker's failed start as an ERROR; the parent words it itself below.
         logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
         supervisor = Supervisor(config, sockets=[sock])
@@ -186,8 +201,10 @@ def listen(host: str, port: int) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise OutputError(f"serve.host={host}: not an address of this machine ({err.strerror}); "
-                        "e.g. serve.host=127.0.0.1, or 0.0.0.0 for every interface") from None
+        raise OutputError(
+            f"serve.host={host}: not an address of this machine ({err.strerror}); "
+            "e.g. serve.host=127.0.0.1, or 0.0.0.0 for every interface"
+        ) from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -197,11 +214,13 @@ def listen(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         if err.errno == errno.EADDRINUSE:
-            raise OutputError(f"serve.port={port}: already in use on {host}; pick another port, "
-                            "or serve.port=0 for a free one") from None
+            raise OutputError(
+                f"serve.port={port}: already in use on {host}; pick another port, or serve.port=0 for a free one"
+            ) from None
         if err.errno in (errno.EACCES, errno.EPERM):
-            raise OutputError(f"serve.port={port}: not allowed ({err.strerror}); ports below 1024 need root, "
-                            "pick one above") from None
+            raise OutputError(
+                f"serve.port={port}: not allowed ({err.strerror}); ports below 1024 need root, pick one above"
+            ) from None
         raise OutputError(f"serve.host={host} serve.port={port}: cannot listen ({err.strerror})") from None
     return sock
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from mnist_hydra.errors import require
 
@@ -15,13 +14,13 @@ class ServeSettings:
     host: str = "127.0.0.1"  # interface to listen on; 0.0.0.0 exposes the server to the network: your choice
     port: int = 8000  # TCP port; 0 picks a free one (the URL is printed)
     workers: int = 1  # server processes, each with its own model: more serve more uploads a second, at that much memory
-    threads: Optional[int] = 1  # TensorFlow threads per process for the model; null = one per core
+    threads: int | None = 1  # TensorFlow threads per process for the model; null = one per core
     max_bytes: int = 10_000_000  # largest request body (an upload or JSON), in bytes; larger gets 413
     max_pixels: int = 16_777_216  # largest image accepted, in pixels (4096 x 4096); a decompression bomb gets 422
     max_batch: int = 256  # most images in one {"images": [...]} request
     batch_wait_ms: float = 0.0  # how long a lone request waits for others to share its model call
     access_log: bool = False  # a log line per request (costs throughput)
-    collect_dir: Optional[str] = None  # save drawings the user labels as DIR/<class>/<time>.png; null = off
+    collect_dir: str | None = None  # save drawings the user labels as DIR/<class>/<time>.png; null = off
 
     def check(self) -> None:
         require(0 <= self.port <= 65535, "serve.port", self.port, "a TCP port 1-65535, or 0 for a free one")
@@ -31,5 +30,9 @@ class ServeSettings:
         require(self.max_pixels >= 28 * 28, "serve.max_pixels", self.max_pixels, "a pixel count >= 784")
         require(self.max_batch >= 1, "serve.max_batch", self.max_batch, "an integer >= 1")
         require(0 <= self.batch_wait_ms <= 100, "serve.batch_wait_ms", self.batch_wait_ms, "milliseconds in [0, 100]")
-        require(self.collect_dir is None or bool(self.collect_dir.strip()), "serve.collect_dir", self.collect_dir,
-                "null (off) or a folder to save labelled drawings in")
+        require(
+            self.collect_dir is None or bool(self.collect_dir.strip()),
+            "serve.collect_dir",
+            self.collect_dir,
+            "null (off) or a folder to save labelled drawings in",
+        )

@@ -10,9 +10,9 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from mnist_hydra.errors import UserError
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.predictor import Predictor
-from mnist_hydra.errors import UserError
 from mnist_hydra.serving.process import prepare_process
 from mnist_hydra.serving.settings import ServeSettings
 
@@ -22,8 +22,7 @@ STARTUP_FAILURE = 3  # uvicorn's exit code for a worker that cannot start: its s
 
 def worker_spec(run_dir: str, settings: ServeSettings, top_k: int, error_file: Path) -> str:
     """What a worker needs to build its app, and where it says why it could not: the JSON value of ENV_VAR."""
-    return json.dumps({"run": str(run_dir), "settings": vars(settings), "top_k": top_k,
-                       "error_file": str(error_file)})
+    return json.dumps({"run": str(run_dir), "settings": vars(settings), "top_k": top_k, "error_file": str(error_file)})
 
 
 def create_worker_app() -> FastAPI:

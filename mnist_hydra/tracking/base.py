@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
 from mnist_hydra.registry import Registry
 
@@ -30,9 +31,9 @@ class RunInfo:
     launch_dir: Path = field(default_factory=Path.cwd)  # where the command was typed: the default MLflow store
     app: str = "mnist_hydra"  # the app's name: the default MLflow experiment
     overrides: list[str] = field(default_factory=list)  # the command line's overrides, as typed
-    git_commit: Optional[str] = None  # the project's commit, when it runs from a git checkout
-    job: Optional[str] = None  # the job's number in a sweep; None for a single run
-    sweep_dir: Optional[Path] = None  # the sweep directory, for a job of a sweep
+    git_commit: str | None = None  # the project's commit, when it runs from a git checkout
+    job: str | None = None  # the job's number in a sweep; None for a single run
+    sweep_dir: Path | None = None  # the sweep directory, for a job of a sweep
     resumed: bool = False  # True when this start continues a stopped run
 
     @property
@@ -45,16 +46,16 @@ class Logger(abc.ABC):
     """One tracker's view of a run. Methods may raise: `Loggers` reports the failure and drops the logger."""
 
     name = "logger"
-    step_every: Optional[int] = None  # training steps between the step figures it wants; None = none
+    step_every: int | None = None  # training steps between the step figures it wants; None = none
 
     @abc.abstractmethod
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         """Open (or, for a resumed run, reopen) the run; `params` is the flattened config."""
 
-    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
+    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:  # noqa: B027 (optional: a no-op by default)
         """Figures of training step `step` (counted over the whole run, from 1); ignored unless a logger wants them."""
 
-    def discard_steps(self) -> None:
+    def discard_steps(self) -> None:  # noqa: B027 (optional: a no-op by default)
         """Forget the steps of the epoch in progress: it was cut short and will run again on resume."""
 
     @abc.abstractmethod
@@ -110,7 +111,7 @@ def plain_value(value: Any) -> bool | int | float | str:
 
 def run_params(config: Any) -> dict[str, Any]:
     """What a tracker records as the run's hyperparameters: the flattened config, without the loggers' settings."""
-    return {key: value for key, value in flatten(config).items() if not key.split(".", 1)[0] == "logger"}
+    return {key: value for key, value in flatten(config).items() if key.split(".", 1)[0] != "logger"}
 
 
 def run_tags(info: RunInfo) -> dict[str, str]:

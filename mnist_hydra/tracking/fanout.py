@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mnist_hydra.tracking.base import Logger, RunInfo
 from mnist_hydra.tracking.catalog import LOGGERS
@@ -48,11 +49,13 @@ class Loggers:
                 getattr(logger, method)(*args)
             except Exception as err:  # a tracker's trouble of any kind must not cost the run
                 self.active.remove(logger)
-                log.warning("%s logger stopped: %s; training and the run directory go on without it",
-                            logger.name, logger.explain(err))
+                log.warning(
+                    "%s logger stopped: %s; training and the run directory go on without it",
+                    logger.name,
+                    logger.explain(err),
+                )
 
 
 def open_loggers(configs: Mapping[str, Any]) -> Loggers:
     """The loggers chosen in the config's `logger` group (name -> typed config), in name order."""
     return Loggers([LOGGERS.get(name)(configs[name]) for name in sorted(configs)])
-

@@ -16,14 +16,14 @@ import os
 import random
 import re
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Optional, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from mnist_hydra.errors import require
-from mnist_hydra.tracking.base import (LOGGERS, Logger, RunInfo, plain_value, read_record, short_error,
-                                       write_record)
+from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value, read_record, short_error, write_record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -32,34 +32,58 @@ DEFAULT_STORE = "mlruns.db"  # in the launch directory
 # Schemes MLflow 3 takes as a tracking store; a bare folder (file:) is no longer one of them since 3.13.
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 SERVER_SCHEMES = ("http", "https", "databricks")
-EXPECTED_URI = ("null (sqlite:///mlruns.db in the launch directory), a tracking server (http://HOST:PORT, "
-                "https://...) or a database (sqlite:///PATH, postgresql://..., mysql://..., mssql://...)")
+EXPECTED_URI = (
+    "null (sqlite:///mlruns.db in the launch directory), a tracking server (http://HOST:PORT, "
+    "https://...) or a database (sqlite:///PATH, postgresql://..., mysql://..., mssql://...)"
+)
 STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
-RUN_FILES = ("training_curves.png", "confusion_matrix.png", "misclassified.png", "report.html", "metrics.json",
-               "history.csv", "provenance.json")
+RUN_FILES = (
+    "training_curves.png",
+    "confusion_matrix.png",
+    "misclassified.png",
+    "report.html",
+    "metrics.json",
+    "history.csv",
+    "provenance.json",
+)
 SWEEP_FILES = ("sweep_results.csv", "sweep_groups.csv", "sweep_summary.png", "report.html")
-QUIET_LOGS = {"alembic": logging.WARNING, "mlflow.store.db.utils": logging.WARNING,
-              "urllib3.connectionpool": logging.ERROR}
+QUIET_LOGS = {
+    "alembic": logging.WARNING,
+    "mlflow.store.db.utils": logging.WARNING,
+    "urllib3.connectionpool": logging.ERROR,
+}
 PARAMS_PER_CALL = 100  # MLflow's limit for one log_batch
 LOCKED_RETRIES = 8  # SQLite under parallel jobs: a write that finds the store locked tries again (about 25 s in all)
 # A server that is down should cost the run seconds, not MLflow's default four minutes of retries.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "20", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+}
 
 
 @dataclass
 class MlflowConfig:
     """An MLflow run per run directory; a sweep is a parent run with a child per job."""
 
-    tracking_uri: Optional[str] = None  # null = sqlite:///mlruns.db in the launch directory; http://HOST:PORT for a server
-    experiment: Optional[str] = None  # the MLflow experiment; null = the app's name (mnist_hydra)
+    tracking_uri: str | None = None  # null = sqlite:///mlruns.db in the launch directory; http://HOST:PORT for a server
+    experiment: str | None = None  # the MLflow experiment; null = the app's name (mnist_hydra)
     log_model: bool = True  # upload model.keras with the other artifacts
 
     def check(self) -> None:
-        require(self.tracking_uri is None or uri_scheme(self.tracking_uri) in DATABASE_SCHEMES + SERVER_SCHEMES,
-                "tracking_uri", self.tracking_uri, EXPECTED_URI)
-        require(self.experiment is None or bool(self.experiment.strip()), "experiment", self.experiment,
-                "null (the app's name) or a non-empty name")
+        require(
+            self.tracking_uri is None or uri_scheme(self.tracking_uri) in DATABASE_SCHEMES + SERVER_SCHEMES,
+            "tracking_uri",
+            self.tracking_uri,
+            EXPECTED_URI,
+        )
+        require(
+            self.experiment is None or bool(self.experiment.strip()),
+            "experiment",
+            self.experiment,
+            "null (the app's name) or a non-empty name",
+        )
 
 
 def uri_scheme(uri: str) -> str:
@@ -80,8 +104,8 @@ class MlflowLogger(Logger):
     def __init__(self, config: MlflowConfig) -> None:
         self.config = config
         self.client: Any = None
-        self.run_id: Optional[str] = None
-        self.run_dir: Optional[Path] = None
+        self.run_id: str | None = None
+        self.run_dir: Path | None = None
 
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         from mlflow.entities import Param
@@ -105,25 +129,34 @@ class MlflowLogger(Logger):
             # The job's own settings: its overrides that the sweep's command line does not hold as they are
             # (nor resume=SWEEP_DIR, which a resumed sweep adds to the jobs that start only then).
             # The loggers' own settings are left out, as run_params leaves them out of the params.
-            own = [o for o in info.overrides if o not in parent.get("overrides", []) and not o.startswith("resume=")
-                   and not _override_key(o).startswith(("logger.", "logger="))]
+            own = [
+                o
+                for o in info.overrides
+                if o not in parent.get("overrides", [])
+                and not o.startswith("resume=")
+                and not _override_key(o).startswith(("logger.", "logger="))
+            ]
             name = f"{info.name}: {' '.join(own)}" if own else info.name
         run = _retry(self.client.create_run, experiment_id, tags=run_tags, run_name=name[:250])
         self.run_id = run.info.run_id
         # Kept before anything else is logged: a run stopped from here on is continued, not duplicated.
-        write_record(info.run_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id,
-                                              "run_id": self.run_id})
+        write_record(
+            info.run_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": self.run_id}
+        )
         items = [Param(key, str(plain_value(value))) for key, value in params.items()]
         for first in range(0, len(items), PARAMS_PER_CALL):
-            _retry(self.client.log_batch, self.run_id, params=items[first:first + PARAMS_PER_CALL])
+            _retry(self.client.log_batch, self.run_id, params=items[first : first + PARAMS_PER_CALL])
         log.info("mlflow: run %s in experiment %s at %s", self.run_id, self.config.experiment or info.app, uri)
 
     def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
         self._metrics(metrics, step=epoch)
 
     def log_test(self, metrics: Mapping[str, Any]) -> None:
-        final = {key: metrics[key] for key in ("test_accuracy", "test_loss", "best_val_accuracy", "kept_epoch",
-                                                "epochs_run", "train_seconds") if metrics.get(key) is not None}
+        final = {
+            key: metrics[key]
+            for key in ("test_accuracy", "test_loss", "best_val_accuracy", "kept_epoch", "epochs_run", "train_seconds")
+            if metrics.get(key) is not None
+        }
         self._metrics(final, step=int(metrics.get("epochs_run", 0)))
 
     def log_artifacts(self, run_dir: Path) -> None:
@@ -196,12 +229,14 @@ def experiment(client: Any, name: str) -> str:
                 raise
             found = _retry(client.get_experiment_by_name, name)
     if found.lifecycle_stage == "deleted":
-        raise RuntimeError(f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) "
-                           "or choose another with logger.mlflow.experiment=NAME")
+        raise RuntimeError(
+            f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) "
+            "or choose another with logger.mlflow.experiment=NAME"
+        )
     return found.experiment_id
 
 
-def artifact_location(client: Any, name: str) -> Optional[str]:
+def artifact_location(client: Any, name: str) -> str | None:
     """For a SQLite store, the folder mlruns/NAME beside the database file; else the server's choice (None).
 
     MLflow's own default for a database store is ./mlruns of whatever directory the process runs in.
@@ -219,8 +254,9 @@ def _override_key(override: str) -> str:
     return key + ("=" if equals and "." not in key else "")
 
 
-def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app: str, overrides: list[str],
-                   git_commit: Optional[str]) -> str:
+def open_sweep_run(
+    config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app: str, overrides: list[str], git_commit: str | None
+) -> str:
     """Create (or, for a resumed sweep, reopen) the sweep's parent run; its id goes to SWEEP_DIR/tracking.json."""
     uri = tracking_uri(config, launch_dir)
     client = make_client(uri)
@@ -233,11 +269,18 @@ def open_sweep_run(config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app:
     tags = {"overrides": " ".join(overrides), "run_dir": str(sweep_dir), "kind": "sweep"}
     if git_commit:
         tags["git_commit"] = git_commit
-    run = _retry(client.create_run, experiment_id, tags=mlflow_tags(tags),
-                 run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}")
+    run = _retry(
+        client.create_run,
+        experiment_id,
+        tags=mlflow_tags(tags),
+        run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
+    )
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    write_record(sweep_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id,
-                                       "run_id": run.info.run_id, "overrides": list(overrides)})
+    write_record(
+        sweep_dir,
+        "mlflow",
+        {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": run.info.run_id, "overrides": list(overrides)},
+    )
     log.info("mlflow: sweep run %s at %s", run.info.run_id, uri)
     return run.info.run_id
 
@@ -261,8 +304,10 @@ def close_sweep_run(sweep_dir: Path, status: str, metrics: Mapping[str, float]) 
 
 def mlflow_tags(tags: Mapping[str, str]) -> dict[str, str]:
     """Our tags under MLflow's names where it has one (the git commit), else as mnist_hydra.NAME."""
-    return {("mlflow.source.git.commit" if key == "git_commit" else f"mnist_hydra.{key}"): str(value)
-            for key, value in tags.items()}
+    return {
+        ("mlflow.source.git.commit" if key == "git_commit" else f"mnist_hydra.{key}"): str(value)
+        for key, value in tags.items()
+    }
 
 
 def explain(err: BaseException) -> str:
@@ -271,12 +316,14 @@ def explain(err: BaseException) -> str:
     match = re.search(r"API request to (\S+?)/api/\S+ failed", text)
     if match and ("NewConnectionError" in text or "ConnectTimeout" in text or "Max retries exceeded" in text):
         reason = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
-        return (f"cannot reach the MLflow tracking server {match.group(1)}"
-                f"{f' ({reason.group(1).strip()})' if reason else ''}")
+        return (
+            f"cannot reach the MLflow tracking server {match.group(1)}"
+            f"{f' ({reason.group(1).strip()})' if reason else ''}"
+        )
     return short_error(err)
 
 
-def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> Optional[dict[str, Any]]:
+def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> dict[str, Any] | None:
     """The record of a sweep job's parent run (run_id, the sweep's overrides), when the sweep opened one in the
     same store and experiment."""
     if info.sweep_dir is None:
@@ -297,7 +344,7 @@ def _retry(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             attempt += 1
             if attempt >= LOCKED_RETRIES or not _locked(err):
                 raise
-            time.sleep(min(0.1 * 2 ** attempt, 5.0) * (1 + random.random()))
+            time.sleep(min(0.1 * 2**attempt, 5.0) * (1 + random.random()))
 
 
 def _locked(err: BaseException) -> bool:
@@ -312,4 +359,3 @@ def build(config: MlflowConfig) -> MlflowLogger:
 
 
 LOGGERS.register("mlflow", schema=MlflowConfig)(build)
-

@@ -9,17 +9,23 @@ SWEEP_DIR` finds every job's event files.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
-
+from typing import Any
 
 from mnist_hydra.tracking.base import RECORD
 
 log = logging.getLogger(__name__)
 
 
-def open_sweep(loggers: Mapping[str, Any], sweep_dir: Path, launch_dir: Path, app: str, overrides: Sequence[str],
-               git_commit: Optional[str]) -> None:
+def open_sweep(
+    loggers: Mapping[str, Any],
+    sweep_dir: Path,
+    launch_dir: Path,
+    app: str,
+    overrides: Sequence[str],
+    git_commit: str | None,
+) -> None:
     """Open the sweep's parent run in each tracker that has one (MLflow); a failure is one warning line."""
     if "mlflow" not in loggers:
         return
@@ -31,7 +37,7 @@ def open_sweep(loggers: Mapping[str, Any], sweep_dir: Path, launch_dir: Path, ap
         log.warning("mlflow logger: no sweep run: %s; the jobs are logged without a parent", explain(err))
 
 
-def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: Optional[float]) -> None:
+def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: float | None) -> None:
     """End the sweep's parent run with the job counts, the best validation accuracy and the sweep's files."""
     if not (Path(sweep_dir) / RECORD).is_file():
         return

@@ -11,9 +11,10 @@ RUN/tensorboard             test/accuracy, test/loss, the kept epoch, the confus
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from mnist_hydra.errors import require
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value
@@ -26,7 +27,9 @@ IMAGES = ("confusion_matrix.png", "misclassified.png")
 class TensorBoardConfig:
     """Event files in the run directory's tensorboard/ folder."""
 
-    update_freq: int = 100  # steps between points of the training loss (at most one per call of trainer.steps_per_execution)
+    update_freq: int = (
+        100  # steps between points of the training loss (at most one per call of trainer.steps_per_execution)
+    )
 
     def check(self) -> None:
         require(self.update_freq >= 1, "update_freq", self.update_freq, "a number of steps >= 1")

@@ -13,7 +13,8 @@ import dataclasses
 import logging
 import math
 import time
-from typing import Any, Callable, Iterator, Optional, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import keras
 
@@ -39,14 +40,17 @@ class EpochLog(keras.callbacks.Callback):
         self.extra = {FILE_ONLY: file_only}
         self.seconds: list[float] = []
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
         if self.stopped():
-            log.warning("epoch %d/%d dropped: training stopped before it ended, so its figures are not kept",
-                        epoch + 1, self.epochs)
+            log.warning(
+                "epoch %d/%d dropped: training stopped before it ended, so its figures are not kept",
+                epoch + 1,
+                self.epochs,
+            )
             return
         figures = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
         log.info("epoch %d/%d: %s (%.1f s)", epoch + 1, self.epochs, figures, self.seconds[-1], extra=self.extra)
@@ -58,12 +62,17 @@ FILE_ONLY = "mnist_hydra_file_only"  # a log record's attribute: keep it off the
 @contextlib.contextmanager
 def terminals_show_no_file_only() -> Iterator[None]:
     """Meanwhile, the root logger's handlers that write to a terminal drop the records marked FILE_ONLY."""
+
     def keep(record: logging.LogRecord) -> bool:
         return not getattr(record, FILE_ONLY, False)
 
-    handlers = [h for h in logging.getLogger().handlers
-                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
-                and _isatty(getattr(h, "stream", None))]
+    handlers = [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h, logging.StreamHandler)
+        and not isinstance(h, logging.FileHandler)
+        and _isatty(getattr(h, "stream", None))
+    ]
     for handler in handlers:
         handler.addFilter(keep)
     try:
@@ -88,13 +97,16 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
         super().__init__()
         self.stopped = stopped
 
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if not self.stopped():
             super().on_epoch_end(epoch, logs)
         elif self.verbose:
             # verbose 1 leaves the bar's line open: end it first.
-            print(f"{chr(10) if self.verbose == 1 else ''}epoch {epoch + 1}/{self.epochs} dropped: training stopped "
-                  "before it ended", flush=True)
+            print(
+                f"{chr(10) if self.verbose == 1 else ''}epoch {epoch + 1}/{self.epochs} dropped: training stopped "
+                "before it ended",
+                flush=True,
+            )
 
 
 class CheckpointEachEpoch(keras.callbacks.Callback):
@@ -106,22 +118,31 @@ class CheckpointEachEpoch(keras.callbacks.Callback):
     its checkpoint is on disk, so a resumed run never logs an epoch twice.
     """
 
-    def __init__(self, checkpoints: Checkpoints, state: TrainingState, timer: "EpochLog",
-                 stopped: Callable[[], Any], controls: Sequence[Control] = (),
-                 loggers: Optional[Loggers] = None) -> None:
+    def __init__(
+        self,
+        checkpoints: Checkpoints,
+        state: TrainingState,
+        timer: EpochLog,
+        stopped: Callable[[], Any],
+        controls: Sequence[Control] = (),
+        loggers: Loggers | None = None,
+    ) -> None:
         super().__init__()
         self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
         self.controls, self.loggers = list(controls), loggers
 
-    def on_epoch_end(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         if self.stopped():
             return
         figures = {key: float(value) for key, value in (logs or {}).items()}
         # The epoch's state is built aside and kept only once its checkpoint is written: if the save fails (a full
         # disk), the state stays at the last saved epoch, so the run says, and resumes from, the truth.
-        done = dataclasses.replace(self.state, epoch=epoch + 1,
-                                   history={key: list(values) for key, values in self.state.history.items()},
-                                   epoch_seconds=[*self.state.epoch_seconds, self.timer.seconds[-1]])
+        done = dataclasses.replace(
+            self.state,
+            epoch=epoch + 1,
+            history={key: list(values) for key, values in self.state.history.items()},
+            epoch_seconds=[*self.state.epoch_seconds, self.timer.seconds[-1]],
+        )
         for key, value in figures.items():
             done.history.setdefault(key, []).append(value)
         lr = learning_rate(self.model)  # the epoch's own, before a plateau cut
@@ -147,10 +168,10 @@ class LogSteps(keras.callbacks.Callback):
         self.loggers, self.steps_per_epoch, self.every = loggers, steps_per_epoch, every
         self._first = self._last = 0
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._first = self._last = epoch * self.steps_per_epoch
 
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         step = min(self._first + batch + 1, self._first + self.steps_per_epoch)
         if step // self.every > self._last // self.every and "loss" in (logs or {}):
             self.loggers.log_step(step, {"loss": float(logs["loss"])})
@@ -164,7 +185,7 @@ class StopOnRequest(keras.callbacks.Callback):
         super().__init__()
         self.request = request
 
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self.request.signum is not None:
             self.model.stop_training = True
 
@@ -179,13 +200,13 @@ class StopOnDivergence(keras.callbacks.Callback):
     def __init__(self, limit: float) -> None:
         super().__init__()
         self.limit = limit
-        self.where: Optional[str] = None
+        self.where: str | None = None
         self._epoch = 0
 
-    def on_epoch_begin(self, epoch: int, logs: Optional[dict] = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: Optional[dict] = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is None or self.where is not None:
             return

@@ -16,10 +16,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
-from mnist_hydra.runs import artifacts
 from mnist_hydra.errors import UserError
+from mnist_hydra.runs import artifacts
 
 if TYPE_CHECKING:
     import keras
@@ -39,7 +39,7 @@ class TrainingState:
     history: dict[str, list[float]] = field(default_factory=dict)  # Keras's per-epoch logs
     epoch_seconds: list[float] = field(default_factory=list)
     controls: dict[str, dict] = field(default_factory=dict)  # each control's state, by its key
-    best_weights: Optional[str] = None  # keep=best: the file in checkpoints/ with the best epoch's weights
+    best_weights: str | None = None  # keep=best: the file in checkpoints/ with the best epoch's weights
     random_states: dict[str, list[list[int]]] = field(default_factory=dict)  # layer name -> its seed states
 
 
@@ -58,13 +58,18 @@ class Checkpoints:
             artifacts.atomic_write(self.folder / state.best_weights, lambda tmp: _save_weights(model, tmp))
         name = f"epoch-{state.epoch:04d}.keras"
         artifacts.atomic_write(self.folder / name, model.save)
-        artifacts.write_json(self.folder / POINTER, {"file": name, "epoch": state.epoch,
-                                                     "history": state.history,
-                                                     "epoch_seconds": state.epoch_seconds,
-                                                     "controls": state.controls,
-                                                     "best_weights": state.best_weights,
-
-                                                     "random_states": random_states(model)})
+        artifacts.write_json(
+            self.folder / POINTER,
+            {
+                "file": name,
+                "epoch": state.epoch,
+                "history": state.history,
+                "epoch_seconds": state.epoch_seconds,
+                "controls": state.controls,
+                "best_weights": state.best_weights,
+                "random_states": random_states(model),
+            },
+        )
         for old in self.folder.iterdir():  # older epochs, and temp files a killed writer left
             if old.name not in (name, POINTER, state.best_weights):
                 old.unlink(missing_ok=True)
@@ -72,11 +77,13 @@ class Checkpoints:
     def best_weights(self, state: TrainingState) -> Path:
         """The file with the best epoch's weights that `state` names (keep=best)."""
         if state.best_weights is None or not (self.folder / state.best_weights).is_file():
-            raise UserError(f"{self.folder}: no best-epoch weights file for trainer.keep=best "
-                            f"(the checkpoint names {state.best_weights}); delete the folder to start the run over")
+            raise UserError(
+                f"{self.folder}: no best-epoch weights file for trainer.keep=best "
+                f"(the checkpoint names {state.best_weights}); delete the folder to start the run over"
+            )
         return self.folder / state.best_weights
 
-    def latest(self) -> Optional[tuple[Path, TrainingState]]:
+    def latest(self) -> tuple[Path, TrainingState] | None:
         """The newest complete checkpoint's model file and state, or None when there is none."""
         pointer = self.folder / POINTER
         if not pointer.is_file():
@@ -84,16 +91,27 @@ class Checkpoints:
         try:
             record = json.loads(pointer.read_text(encoding="utf-8"))
             model_file = self.folder / record["file"]
-            state = TrainingState(int(record["epoch"]), record["history"], record["epoch_seconds"],
-                                  record.get("controls") or {}, record.get("best_weights"),
-                                  record.get("random_states", {}))
+            state = TrainingState(
+                int(record["epoch"]),
+                record["history"],
+                record["epoch_seconds"],
+                record.get("controls") or {},
+                record.get("best_weights"),
+                record.get("random_states", {}),
+            )
         except (OSError, ValueError, KeyError, TypeError) as err:
-            raise UserError(f"cannot resume from {pointer}: it is unreadable ({err}); "
-                            f"delete the {self.folder} folder to start the run over") from err
-        missing = [name for name in (model_file.name, state.best_weights) if name and not (self.folder / name).is_file()]
+            raise UserError(
+                f"cannot resume from {pointer}: it is unreadable ({err}); "
+                f"delete the {self.folder} folder to start the run over"
+            ) from err
+        missing = [
+            name for name in (model_file.name, state.best_weights) if name and not (self.folder / name).is_file()
+        ]
         if missing:
-            raise UserError(f"cannot resume from {pointer}: it names {missing[0]}, which is missing; "
-                            f"delete the {self.folder} folder to start the run over")
+            raise UserError(
+                f"cannot resume from {pointer}: it names {missing[0]}, which is missing; "
+                f"delete the {self.folder} folder to start the run over"
+            )
         return model_file, state
 
     def remove(self) -> None:
@@ -116,8 +134,11 @@ def _save_weights(model: keras.Model, tmp: Path) -> None:
 
 def random_states(model: keras.Model) -> dict[str, list[list[int]]]:
     """The seed generator states of each random layer (dropout, augmentation), by layer name."""
-    return {layer.name: [v.numpy().tolist() for v in _seed_variables(layer)]
-            for layer in model.layers if _seed_variables(layer)}
+    return {
+        layer.name: [v.numpy().tolist() for v in _seed_variables(layer)]
+        for layer in model.layers
+        if _seed_variables(layer)
+    }
 
 
 def restore_random_states(model: keras.Model, states: dict[str, list[list[int]]]) -> None:
@@ -126,7 +147,7 @@ def restore_random_states(model: keras.Model, states: dict[str, list[list[int]]]
     import numpy as np
 
     for layer in model.layers:
-        for variable, value in zip(_seed_variables(layer), states.get(layer.name, [])):
+        for variable, value in zip(_seed_variables(layer), states.get(layer.name, []), strict=False):
             variable.assign(np.asarray(value, dtype=variable.dtype))
 
 

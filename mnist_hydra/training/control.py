@@ -10,7 +10,8 @@ once per complete epoch, so an epoch cut short by a signal counts for nothing.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import keras
@@ -21,7 +22,7 @@ class Watch:
 
     def __init__(self, monitor: str, direction: str, min_delta: float = 0.0) -> None:
         self.monitor, self.direction, self.min_delta = monitor, direction, min_delta
-        self.best: Optional[float] = None
+        self.best: float | None = None
         self.best_epoch = 0
         self.wait = 0  # complete epochs since the last improvement
 
@@ -68,7 +69,7 @@ class EarlyStopping(Control):
     def __init__(self, monitor: str, direction: str, patience: int, min_delta: float) -> None:
         super().__init__(Watch(monitor, direction, min_delta))
         self.patience = patience
-        self.stopped_epoch: Optional[int] = None
+        self.stopped_epoch: int | None = None
 
     def after_epoch(self, epoch: int, logs: Mapping[str, float], model: keras.Model) -> None:
         if not self.watch.update(epoch, logs) and self.watch.wait >= self.patience:
@@ -147,8 +148,11 @@ def make_controls(trainer: Any, optimizer: Any) -> list[Control]:
     if trainer.keep == "best":
         controls.append(KeepBest(*trainer.best_monitor))
     if optimizer.schedule == "plateau":
-        controls.append(ReduceOnPlateau(optimizer.plateau_factor, optimizer.plateau_patience, optimizer.min_lr,
-                                        optimizer.plateau_min_delta))
+        controls.append(
+            ReduceOnPlateau(
+                optimizer.plateau_factor, optimizer.plateau_patience, optimizer.min_lr, optimizer.plateau_min_delta
+            )
+        )
     return controls
 
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from typing import Any, Mapping, NoReturn, Optional
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from mnist_hydra.errors import ConfigError
 
-TF_CONFIG_EXAMPLE = (
-    '{"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}'
-)
+TF_CONFIG_EXAMPLE = '{"cluster": {"worker": ["host0:port", "host1:port"]}, "task": {"type": "worker", "index": 0}}'
 
 
-def read_tf_config(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+def read_tf_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The cluster and this worker's task from TF_CONFIG; ConfigError, in one line, if it cannot describe them."""
     value = (os.environ if environ is None else environ).get("TF_CONFIG", "")
     if not value.strip():
@@ -35,17 +34,22 @@ def read_tf_config(environ: Optional[Mapping[str, str]] = None) -> dict[str, Any
     if unknown:
         _bad_tf_config(f'names a "{unknown[0]}" job; multi_worker training takes only "chief" and "worker"')
     for job, addresses in cluster.items():
-        if (not isinstance(addresses, list) or not addresses
-                or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses)):
+        if (
+            not isinstance(addresses, list)
+            or not addresses
+            or not all(isinstance(a, str) and a.rpartition(":")[2].isdigit() for a in addresses)
+        ):
             _bad_tf_config(f'has cluster "{job}" = {json.dumps(addresses)}: expected a list of "host:port" strings')
     if not isinstance(task, dict):
         _bad_tf_config('has no "task" object')
     kind, index = task.get("type"), task.get("index")
     if kind not in cluster:
-        _bad_tf_config(f'has task type {json.dumps(kind)}, which is not a job of its cluster ({", ".join(cluster)})')
+        _bad_tf_config(f"has task type {json.dumps(kind)}, which is not a job of its cluster ({', '.join(cluster)})")
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
-        _bad_tf_config(f'has task index {json.dumps(index)}, but its cluster lists {len(cluster[kind])} '
-                       f'"{kind}" address(es), so the index must be 0 to {len(cluster[kind]) - 1}')
+        _bad_tf_config(
+            f"has task index {json.dumps(index)}, but its cluster lists {len(cluster[kind])} "
+            f'"{kind}" address(es), so the index must be 0 to {len(cluster[kind]) - 1}'
+        )
     return tf_config
 
 
@@ -56,7 +60,7 @@ def _bad_tf_config(problem: str) -> NoReturn:
     )
 
 
-def is_chief(strategy: str, environ: Optional[Mapping[str, str]] = None) -> bool:
+def is_chief(strategy: str, environ: Mapping[str, str] | None = None) -> bool:
     """Whether this process writes the run's files: always, except on the non-chief workers of a multi_worker run.
 
     TensorFlow's rule: the "chief" task, or worker 0 when the cluster has no chief. Needs no TensorFlow, so a
@@ -131,6 +135,7 @@ def patch_keras_for_multi_worker() -> None:
     def reduce_scalars_across_workers(values: Any, strategy: Any, reduction: str) -> Any:
         if reduction not in ("auto", "mean") or not multi_worker(strategy):
             return reduce_per_replica(values, strategy, reduction)
+
         def reduce(value: Any) -> Any:
             if strategy.experimental_local_results(value)[0].shape.rank == 0:
                 return strategy.reduce("MEAN", value, axis=None)
@@ -171,7 +176,7 @@ def average_across_replicas(strategy: Any, variables: list[Any]) -> None:
 
         return strategy.run(replica_means)
 
-    for variable, value in zip(variables, averaged()):
+    for variable, value in zip(variables, averaged(), strict=False):
         variable.assign(strategy.experimental_local_results(value)[0])
 
 

@@ -27,8 +27,11 @@ def require_source(run_dir: str) -> Path:
 def source_record(run_dir: str) -> dict[str, Any]:
     """What provenance.json records of where the weights came from: the run and its model file's SHA-256."""
     model_path = Path(run_dir).absolute() / rundir.MODEL
-    return {"run": str(model_path.parent), "model": str(model_path),
-            "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
+    return {
+        "run": str(model_path.parent),
+        "model": str(model_path),
+        "model_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest(),
+    }
 
 
 def load_weights_from(model: Any, run_dir: str) -> None:
@@ -37,25 +40,35 @@ def load_weights_from(model: Any, run_dir: str) -> None:
     source = rundir.load_model(require_source(run_dir))
     mine, theirs = _weighted_layers(model), _weighted_layers(source)
     if len(mine) != len(theirs):
-        raise UserError(f"{given}: its model is another network ({len(theirs)} layers with weights, this config "
-                        f"builds {len(mine)}); init_from takes a run of the same model.* settings")
+        raise UserError(
+            f"{given}: its model is another network ({len(theirs)} layers with weights, this config "
+            f"builds {len(mine)}); init_from takes a run of the same model.* settings"
+        )
     fresh = None
-    for index, (layer, old) in enumerate(zip(mine, theirs)):
+    for index, (layer, old) in enumerate(zip(mine, theirs, strict=False)):
         shapes, old_shapes = _shapes(layer), _shapes(old)
         if shapes == old_shapes and type(layer).__name__ == type(old).__name__:
             layer.set_weights(old.get_weights())
         elif index == len(mine) - 1 and type(layer) is type(old) and _same_but_units(shapes, old_shapes):
             fresh = (layer, old_shapes[0][-1], shapes[0][-1])
         else:
-            raise UserError(f"{given}: its model is another network: layer {index + 1} ({type(old).__name__} "
-                            f"{old_shapes}) differs from this config's ({type(layer).__name__} {shapes}); init_from "
-                            "takes a run of the same model.* settings")
+            raise UserError(
+                f"{given}: its model is another network: layer {index + 1} ({type(old).__name__} "
+                f"{old_shapes}) differs from this config's ({type(layer).__name__} {shapes}); init_from "
+                "takes a run of the same model.* settings"
+            )
     if fresh is None:
         log.info("init_from: starting from the weights of %s (all %d layers)", run_dir, len(mine))
     else:
         layer, was, now = fresh
-        log.info("init_from: starting from the weights of %s; its model has %d classes and this data %d, so the "
-                 "last layer (%s) starts afresh", run_dir, was, now, layer.name)
+        log.info(
+            "init_from: starting from the weights of %s; its model has %d classes and this data %d, so the "
+            "last layer (%s) starts afresh",
+            run_dir,
+            was,
+            now,
+            layer.name,
+        )
 
 
 def _weighted_layers(model: Any) -> list[Any]:
@@ -68,5 +81,9 @@ def _shapes(layer: Any) -> list[tuple[int, ...]]:
 
 def _same_but_units(shapes: list[tuple[int, ...]], old: list[tuple[int, ...]]) -> bool:
     """A Dense layer's kernel and bias that differ only in their output units (the class count)."""
-    return (len(shapes) == len(old) == 2 and len(shapes[0]) == len(old[0]) == 2
-            and shapes[0][0] == old[0][0] and shapes[0][1] != old[0][1])
+    return (
+        len(shapes) == len(old) == 2
+        and len(shapes[0]) == len(old[0]) == 2
+        and shapes[0][0] == old[0][0]
+        and shapes[0][1] != old[0][1]
+    )

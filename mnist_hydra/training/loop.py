@@ -8,8 +8,9 @@ import math
 import signal
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 import keras
 import numpy as np
@@ -23,11 +24,18 @@ from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update
 from mnist_hydra.runs import artifacts, plots, report
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
-from mnist_hydra.training import distribute
 from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
 from mnist_hydra.tracking.fanout import Loggers, open_loggers
-from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, LogSteps, ProgressBar, StopOnDivergence,
-                                            StopOnRequest, terminals_show_no_file_only)
+from mnist_hydra.training import distribute
+from mnist_hydra.training.callbacks import (
+    CheckpointEachEpoch,
+    EpochLog,
+    LogSteps,
+    ProgressBar,
+    StopOnDivergence,
+    StopOnRequest,
+    terminals_show_no_file_only,
+)
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
 from mnist_hydra.training.init_from import load_weights_from
@@ -39,8 +47,9 @@ INPUT_SHAPE = (28, 28, 1)
 DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends training as diverged
 
 
-def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = False,
-                  run_info: Optional[RunInfo] = None) -> dict[str, Any]:
+def fit_and_score(
+    config: Config, workdir: Path, splits: Splits, resume: bool = False, run_info: RunInfo | None = None
+) -> dict[str, Any]:
     """Train `config` on `splits`, score the test set once, write the artifacts; return the metrics.
 
     mnist_hydra.training.run.train_and_evaluate prepares what this needs (data, output checks, provenance);
@@ -49,8 +58,11 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
     completed, failed or interrupted.
     """
     workdir = Path(workdir)
-    set_threads(config.trainer.threads, inter_op_threads(config.trainer.inter_op_threads, config.trainer.strategy),
-                inter_op_chosen=config.trainer.inter_op_threads is not None)
+    set_threads(
+        config.trainer.threads,
+        inter_op_threads(config.trainer.inter_op_threads, config.trainer.strategy),
+        inter_op_chosen=config.trainer.inter_op_threads is not None,
+    )
     # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
     loggers = open_loggers(config.logger) if chief else Loggers([])
@@ -70,29 +82,41 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
     return metrics
 
 
-def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool,
-                   loggers: Loggers) -> dict[str, Any]:
+def _fit_and_score(
+    config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool, loggers: Loggers
+) -> dict[str, Any]:
     """The body of `fit_and_score`, between the loggers' start and end."""
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
-        config.data.name, splits.source, len(splits.y_train), len(splits.y_val),
-        " = the test set" if splits.val_is_test else "", len(splits.y_test),
+        config.data.name,
+        splits.source,
+        len(splits.y_train),
+        len(splits.y_val),
+        " = the test set" if splits.val_is_test else "",
+        len(splits.y_test),
     )
     if config.trainer.strategy != "default":
-        log.info("strategy: %s, %d replica(s) in sync, global batch %d; %s", config.trainer.strategy,
-                 strategy.num_replicas_in_sync, config.trainer.batch_size,
-                 "this process is the chief and writes the artifacts" if chief
-                 else "this process is not the chief: it trains and scores but writes no artifacts")
+        log.info(
+            "strategy: %s, %d replica(s) in sync, global batch %d; %s",
+            config.trainer.strategy,
+            strategy.num_replicas_in_sync,
+            config.trainer.batch_size,
+            "this process is the chief and writes the artifacts"
+            if chief
+            else "this process is not the chief: it trains and scores but writes no artifacts",
+        )
 
     with contextlib.ExitStack() as cleanup:
         # Saving reads every variable; a variable synchronised on read would make that a collective op which
         # every worker must join. So a non-chief worker saves too, to a scratch folder that is dropped.
-        savedir = workdir if chief else Path(cleanup.enter_context(
-            tempfile.TemporaryDirectory(prefix="mnist_hydra-worker-")))
+        savedir = (
+            workdir if chief else Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mnist_hydra-worker-")))
+        )
         checkpoints = Checkpoints(savedir)
-        model, state = _build_or_restore(config, strategy, checkpoints if resume else None, len(splits.y_train),
-                                         len(splits.class_names))
+        model, state = _build_or_restore(
+            config, strategy, checkpoints if resume else None, len(splits.y_train), len(splits.class_names)
+        )
         controls = make_controls(config.trainer, config.optimizer)
         for control in controls:
             if control.key in state.controls:
@@ -107,8 +131,9 @@ def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, 
             kept_epoch = keep.best_epoch
             log.info("keeping epoch %d's weights: the best %s (%.4f)", kept_epoch, keep.watch.monitor, keep.watch.best)
         distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
-        metrics, probabilities = _score(config, model, splits, state, strategy, kept_epoch,
-                                        find(controls, EarlyStopping))
+        metrics, probabilities = _score(
+            config, model, splits, state, strategy, kept_epoch, find(controls, EarlyStopping)
+        )
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
@@ -117,14 +142,19 @@ def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, 
         else:
             model.save(savedir / "model.keras")  # the collective read above; the plots are the chief's job
         checkpoints.remove()  # model.keras holds the final model now
-    log.info("test accuracy %.4f, test loss %.4f, %.1f s training; %s",
-             metrics["test_accuracy"], metrics["test_loss"], metrics["train_seconds"],
-             f"artifacts in {workdir}" if chief else "artifacts left to the chief")
+    log.info(
+        "test accuracy %.4f, test loss %.4f, %.1f s training; %s",
+        metrics["test_accuracy"],
+        metrics["test_loss"],
+        metrics["train_seconds"],
+        f"artifacts in {workdir}" if chief else "artifacts left to the chief",
+    )
     return metrics
 
 
-def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Checkpoints], train_images: int,
-                      classes: int) -> tuple[keras.Model, TrainingState]:
+def _build_or_restore(
+    config: Config, strategy: Any, checkpoints: Checkpoints | None, train_images: int, classes: int
+) -> tuple[keras.Model, TrainingState]:
     """A compiled model and where its training stands: new, or from the newest checkpoint when resuming."""
     latest = checkpoints.latest() if checkpoints else None
     with strategy.scope():  # variables made here are mirrored on every replica
@@ -137,8 +167,9 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
             return model, state
         if checkpoints:
             log.info("no checkpoint in %s: starting from the first epoch", checkpoints.folder)
-        model = with_precision(MODELS.get(config.model.name)(config.model, INPUT_SHAPE, classes),
-                               config.trainer.precision)
+        model = with_precision(
+            MODELS.get(config.model.name)(config.model, INPUT_SHAPE, classes), config.trainer.precision
+        )
         if config.init_from is not None:
             load_weights_from(model, config.init_from)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
@@ -149,16 +180,32 @@ def _build_or_restore(config: Config, strategy: Any, checkpoints: Optional[Check
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             # Keras's multi-step loop cannot ask a multi-worker iterator whether a batch is left: one step a call.
-            steps_per_execution=(1 if config.trainer.strategy == "multi_worker"
-                                 else steps_per_execution(config.trainer.steps_per_execution, steps)),
+            steps_per_execution=(
+                1
+                if config.trainer.strategy == "multi_worker"
+                else steps_per_execution(config.trainer.steps_per_execution, steps)
+            ),
         )
-    log.info("model: %s, %d parameters; optimizer: %s lr=%g", config.model.name,
-             model.count_params(), config.optimizer.name, config.optimizer.lr)
+    log.info(
+        "model: %s, %d parameters; optimizer: %s lr=%g",
+        config.model.name,
+        model.count_params(),
+        config.optimizer.name,
+        config.optimizer.lr,
+    )
     return model, TrainingState()
 
 
-def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkpoints, state: TrainingState,
-         workdir: Optional[Path], controls: list[Control], loggers: Loggers) -> None:
+def _fit(
+    config: Config,
+    model: keras.Model,
+    splits: Splits,
+    checkpoints: Checkpoints,
+    state: TrainingState,
+    workdir: Path | None,
+    controls: list[Control],
+    loggers: Loggers,
+) -> None:
     """Train from `state.epoch` to the last epoch (or an early stop), checkpointing each; `workdir` (chief only)
     gets a failure record."""
     epochs, batch = config.trainer.epochs, config.trainer.batch_size
@@ -195,28 +242,43 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
     if diverged.where or request.signum is not None:
         loggers.discard_steps()  # the cut epoch's steps: a resumed run trains it again
     if stopping is not None and stopping.stopped_epoch is not None:
-        log.info("early stopping after epoch %d: %s has not improved on %.4f (epoch %d) for %d epoch(s)",
-                 stopping.stopped_epoch, stopping.watch.monitor, stopping.watch.best, stopping.watch.best_epoch,
-                 stopping.watch.wait)
+        log.info(
+            "early stopping after epoch %d: %s has not improved on %.4f (epoch %d) for %d epoch(s)",
+            stopping.stopped_epoch,
+            stopping.watch.monitor,
+            stopping.watch.best,
+            stopping.watch.best_epoch,
+            stopping.watch.wait,
+        )
     if diverged.where:
-        error = (f"training diverged at {diverged.where}; try a lower optimizer.lr "
-                 f"(this run: optimizer.lr={config.optimizer.lr:g})")
+        error = (
+            f"training diverged at {diverged.where}; try a lower optimizer.lr "
+            f"(this run: optimizer.lr={config.optimizer.lr:g})"
+        )
         _record_stop(workdir, {"status": "failed", "error": error, "epochs_run": state.epoch})
         raise TrainingDiverged(error)
     if request.signum is not None:
         stop = Interrupted(request.signum, state.epoch, epochs)
-        _record_stop(workdir, {"status": "interrupted", "signal": stop.signal_name, "epochs_run": state.epoch,
-                               "epochs": epochs, "history": state.history})
+        _record_stop(
+            workdir,
+            {
+                "status": "interrupted",
+                "signal": stop.signal_name,
+                "epochs_run": state.epoch,
+                "epochs": epochs,
+                "history": state.history,
+            },
+        )
         raise stop
 
 
-def _record_stop(workdir: Optional[Path], record: dict[str, Any]) -> None:
+def _record_stop(workdir: Path | None, record: dict[str, Any]) -> None:
     if workdir is not None:
         artifacts.write_json(workdir / "metrics.json", record)
 
 
 @contextlib.contextmanager
-def _resumable_if_unwritable(workdir: Optional[Path], state: TrainingState) -> Iterator[None]:
+def _resumable_if_unwritable(workdir: Path | None, state: TrainingState) -> Iterator[None]:
     """A run file that cannot be written (a full disk, mid-run): the checkpoint of the last complete epoch
     stands, so the one-line error says so and how to go on, and metrics.json records it if it still fits."""
     try:
@@ -231,8 +293,15 @@ def _resumable_if_unwritable(workdir: Optional[Path], state: TrainingState) -> I
         raise OutputError(message) from err
 
 
-def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingState, strategy: Any,
-           kept_epoch: int, stopping: Optional[EarlyStopping]) -> tuple[dict[str, Any], np.ndarray]:
+def _score(
+    config: Config,
+    model: keras.Model,
+    splits: Splits,
+    state: TrainingState,
+    strategy: Any,
+    kept_epoch: int,
+    stopping: EarlyStopping | None,
+) -> tuple[dict[str, Any], np.ndarray]:
     """Score the test set once: the run's metrics (history included) and the test images' probabilities.
 
     val_accuracy and val_loss are those of the kept epoch: the last one, or with keep=best the best one.
@@ -273,7 +342,7 @@ def _score(config: Config, model: keras.Model, splits: Splits, state: TrainingSt
     }, probabilities
 
 
-def verbosity(verbose: Optional[int]) -> int:
+def verbosity(verbose: int | None) -> int:
     """Keras's verbose: as set, or (null) a progress bar on a terminal, and nothing of Keras's elsewhere: in a log
     file, a pipe or CI the epoch's log line (EpochLog) is then the one line it prints, with no bar redraws."""
     if verbose is not None:
@@ -290,8 +359,12 @@ def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
     """
     chosen = max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
     if chosen != limit:
-        log.info("steps per execution: %d (trainer.steps_per_execution=%d; a divisor of the %d steps an epoch)",
-                 chosen, limit, steps_per_epoch)
+        log.info(
+            "steps per execution: %d (trainer.steps_per_execution=%d; a divisor of the %d steps an epoch)",
+            chosen,
+            limit,
+            steps_per_epoch,
+        )
     return chosen
 
 
@@ -344,7 +417,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-def inter_op_threads(setting: Optional[int], strategy: str) -> Optional[int]:
+def inter_op_threads(setting: int | None, strategy: str) -> int | None:
     """trainer.inter_op_threads as set; null: one op at a time on one device, TensorFlow's own choice otherwise.
 
     On two cores, two ops side by side that each want both cores mostly spin waiting for each other: one at a
@@ -357,7 +430,7 @@ def inter_op_threads(setting: Optional[int], strategy: str) -> Optional[int]:
     return 1 if strategy == "default" else None
 
 
-def set_threads(threads: Optional[int], inter_op_threads: Optional[int] = None, inter_op_chosen: bool = True) -> None:
+def set_threads(threads: int | None, inter_op_threads: int | None = None, inter_op_chosen: bool = True) -> None:
     """Cap TensorFlow's thread pools, so parallel jobs share the machine instead of oversubscribing it.
 
     `inter_op_threads` caps how many ops run side by side (null = `threads`), each op still splitting its work
@@ -372,26 +445,41 @@ def set_threads(threads: Optional[int], inter_op_threads: Optional[int] = None, 
         tf.config.threading.set_inter_op_parallelism_threads(inter)
     except RuntimeError:
         # The pools are fixed once TensorFlow has run an op: a later job in the same process keeps them.
-        current = (tf.config.threading.get_intra_op_parallelism_threads(),
-                   tf.config.threading.get_inter_op_parallelism_threads())
+        current = (
+            tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads(),
+        )
         if current[0] != count or (inter_op_chosen and current[1] != inter):
-            log.warning("trainer.threads=%s, trainer.inter_op_threads=%s cannot take effect: TensorFlow already runs "
-                        "with %s intra-op and %s inter-op threads in this process", threads, inter_op_threads,
-                        current[0] or "all cores", current[1] or "all cores")
+            log.warning(
+                "trainer.threads=%s, trainer.inter_op_threads=%s cannot take effect: TensorFlow already runs "
+                "with %s intra-op and %s inter-op threads in this process",
+                threads,
+                inter_op_threads,
+                current[0] or "all cores",
+                current[1] or "all cores",
+            )
 
 
-def write_artifacts(workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits,
-                    probabilities: np.ndarray) -> None:
+def write_artifacts(
+    workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits, probabilities: np.ndarray
+) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
     predicted = probabilities.argmax(axis=1)
     artifacts.discard_temp_files(workdir)  # a writer killed here before: this run holds the directory's lock
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})
     plots.plot_training_curves(metrics["history"], workdir / "training_curves.png")
-    plots.plot_confusion_matrix(np.asarray(metrics["confusion_matrix"]), splits.class_names,
-                                workdir / "confusion_matrix.png")
-    plots.plot_misclassified(splits.x_test, splits.y_test, predicted, probabilities.max(axis=1),
-                             splits.class_names, workdir / "misclassified.png")
+    plots.plot_confusion_matrix(
+        np.asarray(metrics["confusion_matrix"]), splits.class_names, workdir / "confusion_matrix.png"
+    )
+    plots.plot_misclassified(
+        splits.x_test,
+        splits.y_test,
+        predicted,
+        probabilities.max(axis=1),
+        splits.class_names,
+        workdir / "misclassified.png",
+    )
     report.write_run_report(workdir, metrics)
     # Last: a complete metrics.json marks a complete run directory.
     artifacts.write_json(workdir / "metrics.json", metrics)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits, load_splits
@@ -23,8 +24,14 @@ RUN_BYTES = 50_000_000
 FEW_IMAGES = 1000
 
 
-def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
-                       overrides: Sequence[str] = (), run_info: Optional[RunInfo] = None) -> dict[str, Any]:
+def train_and_evaluate(
+    config: Config,
+    workdir: Path,
+    *,
+    resume: bool = False,
+    overrides: Sequence[str] = (),
+    run_info: RunInfo | None = None,
+) -> dict[str, Any]:
     """Train `config`, score its test set once, and leave every artifact in `workdir`; return the metrics.
 
     Checks the output directory, loads and verifies the data (both before TensorFlow is imported, so a
@@ -48,8 +55,10 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
     workdir = Path(workdir)
     if resume and config.trainer.strategy == "multi_worker":
         # The other workers' checkpoints live in scratch folders that are gone by now.
-        raise ConfigError("resume= does not work with trainer.strategy=multi_worker: start the workers afresh, "
-                          "or resume with trainer.strategy=default or mirrored")
+        raise ConfigError(
+            "resume= does not work with trainer.strategy=multi_worker: start the workers afresh, "
+            "or resume with trainer.strategy=default or mirrored"
+        )
     chief = is_chief(config.trainer.strategy)  # a bad TF_CONFIG fails here, in one line
     if chief:  # the other workers of a multi_worker run write nothing
         workdir.mkdir(parents=True, exist_ok=True)
@@ -69,7 +78,9 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
 
     info = run_info or RunInfo(run_dir=workdir, overrides=list(overrides), resumed=resume)
     if info.git_commit is None:
-        info = dataclasses.replace(info, git_commit=(read_json(workdir / "provenance.json").get("git") or {}).get("commit"))
+        info = dataclasses.replace(
+            info, git_commit=(read_json(workdir / "provenance.json").get("git") or {}).get("commit")
+        )
     return fit_and_score(config, workdir, splits, resume=resume, run_info=info)
 
 
@@ -77,12 +88,23 @@ def check_sizes(config: Config, splits: Splits) -> None:
     """No training image is an error; few images, or a batch larger than the training set, one warning line."""
     n = len(splits.y_train)
     if n == 0:
-        raise DataError(f"no training images are left: data.val_split={config.data.val_split} holds out all "
-                        f"{len(splits.y_val)} of them; lower data.val_split")
+        raise DataError(
+            f"no training images are left: data.val_split={config.data.val_split} holds out all "
+            f"{len(splits.y_val)} of them; lower data.val_split"
+        )
     images = f"{n} image" + ("s" if n != 1 else "")
     if n < FEW_IMAGES:
-        log.warning("training on only %s (data.train_limit=%s, data.val_split=%s): expect low accuracy",
-                    images, config.data.train_limit, config.data.val_split)
+        log.warning(
+            "training on only %s (data.train_limit=%s, data.val_split=%s): expect low accuracy",
+            images,
+            config.data.train_limit,
+            config.data.val_split,
+        )
     if config.trainer.batch_size > n:
-        log.warning("trainer.batch_size=%d is larger than the %d training %s: each epoch is one batch of %d",
-                    config.trainer.batch_size, n, "images" if n != 1 else "image", n)
+        log.warning(
+            "trainer.batch_size=%d is larger than the %d training %s: each epoch is one batch of %d",
+            config.trainer.batch_size,
+            n,
+            "images" if n != 1 else "image",
+            n,
+        )

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import signal
 import threading
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ class StopRequest:
     """Set by the signal handler; read by `StopOnRequest` after each step."""
 
     def __init__(self) -> None:
-        self.signum: Optional[int] = None
+        self.signum: int | None = None
 
 
 @contextlib.contextmanager
@@ -36,8 +36,10 @@ def stop_on_signals() -> Iterator[StopRequest]:
         if request.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt  # the user insists: no clean point, the last checkpoint stays
         request.signum = signum
-        log.warning("%s: stopping after this step; the last complete epoch's checkpoint is kept "
-                    "(Ctrl-C again to stop at once)", signal.Signals(signum).name)
+        log.warning(
+            "%s: stopping after this step; the last complete epoch's checkpoint is kept (Ctrl-C again to stop at once)",
+            signal.Signals(signum).name,
+        )
 
     previous = {sig: signal.signal(sig, handle) for sig in SIGNALS}
     try:
