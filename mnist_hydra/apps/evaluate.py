@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from mnist_hydra.apps import prepare_hydra
-from mnist_hydra.apps.boundary import guard, run_app
 from mnist_hydra.apps.resume import parse_overrides
-from mnist_hydra.config import require_values, typed_group
+from mnist_hydra.apps.shapes import hydra_app
+from mnist_hydra.config import typed_group
 from mnist_hydra.errors import ConfigError, require
 from mnist_hydra.runs import rundir
 
@@ -48,18 +45,10 @@ class EvaluateConfig:
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
 
 
-prepare_hydra()
-ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="evaluate")
-@guard(PROG)
-def evaluate(cfg: DictConfig) -> None:
-    """Evaluate `cfg.run` in Hydra's run directory and print the accuracy and where the files are."""
+@hydra_app(PROG, "evaluate", EvaluateConfig, EXAMPLES)
+def evaluate(settings: EvaluateConfig, cfg: DictConfig) -> None:
+    """Evaluate `settings.run` in Hydra's run directory and print the accuracy and where the files are."""
     workdir = Path(HydraConfig.get().runtime.output_dir)
-    require_values(cfg, EXAMPLES)
-    settings = EvaluateConfig(run=cfg.run, data=None, batch_size=cfg.batch_size)
-    settings.check()
     run_dir = Path(settings.run)
     rundir.require_run(run_dir)
     overrides = list(HydraConfig.get().overrides.task)
@@ -95,6 +84,4 @@ def _chosen_data(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
     return values
 
 
-def main() -> None:
-    """Run the evaluate app inside the error boundary."""
-    run_app(evaluate, PROG, hydra_flags=True)
+main = evaluate.main

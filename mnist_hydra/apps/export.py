@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps import prepare_hydra
-from mnist_hydra.apps.boundary import guard, run_app
-from mnist_hydra.config import require_values
+from mnist_hydra.apps.shapes import hydra_app
 from mnist_hydra.errors import require
 from mnist_hydra.runs.rundir import RUN_EXAMPLE
 
@@ -33,17 +29,9 @@ class ExportConfig:
         require(self.limit is None or self.limit >= 1, "limit", self.limit, "null (the run's test set) or a count >= 1")
 
 
-prepare_hydra()
-ConfigStore.instance().store(name="export_schema", node=ExportConfig)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="export")
-@guard(PROG)
-def export(cfg: DictConfig) -> None:
-    """Export `cfg.run` to `cfg.format` (or verify an export); exit 1 when it does not match model.keras."""
-    require_values(cfg, EXAMPLES)
-    settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExportConfig), cfg))
-    settings.check()
+@hydra_app(PROG, "export", ExportConfig, EXAMPLES, hydra_flags=False)
+def export(settings: ExportConfig, cfg: DictConfig) -> None:
+    """Export `settings.run` to `settings.format` (or verify an export); exit 1 when it does not match model.keras."""
     from mnist_hydra.serving import export as library  # TensorFlow loads only now
 
     if settings.verify:
@@ -58,6 +46,4 @@ def export(cfg: DictConfig) -> None:
         )
 
 
-def main() -> None:
-    """Run the export app inside the error boundary."""
-    run_app(export, PROG)
+main = export.main

@@ -13,13 +13,9 @@ import json
 import sys
 from dataclasses import dataclass
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps import prepare_hydra
-from mnist_hydra.apps.boundary import guard, run_app
-from mnist_hydra.config import require_values
+from mnist_hydra.apps.shapes import hydra_app
 from mnist_hydra.errors import DataError, require
 from mnist_hydra.runs import rundir
 
@@ -43,17 +39,9 @@ class PredictConfig:
         require(self.top_k >= 1, "top_k", self.top_k, "an integer >= 1")
 
 
-prepare_hydra()
-ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="predict")
-@guard(PROG)
-def predict(cfg: DictConfig) -> None:
-    """Print the predictions for `cfg.images`; exit 1 when not one image could be predicted."""
-    require_values(cfg, EXAMPLES)
-    settings = PredictConfig(**OmegaConf.to_container(cfg, resolve=True))
-    settings.check()
+@hydra_app(PROG, "predict", PredictConfig, EXAMPLES)
+def predict(settings: PredictConfig, cfg: DictConfig) -> None:
+    """Print the predictions for `settings.images`; exit 1 when not one image could be predicted."""
     from mnist_hydra.serving.predict import format_line, predict_images
 
     records, failures = predict_images(settings.run, settings.images, settings.top_k)
@@ -72,6 +60,4 @@ def predict(cfg: DictConfig) -> None:
             print(format_line(record))
 
 
-def main() -> None:
-    """Run the predict app inside the error boundary."""
-    run_app(predict, PROG, hydra_flags=True)
+main = predict.main

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnist_hydra.apps.boundary import ArgumentParser, run_app
+from mnist_hydra.apps.shapes import folder_app
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
 
 PROG = "mnist_hydra.report"
 
 
-def write_report(argv: list[str] | None = None) -> None:
+@folder_app(
+    PROG,
+    __doc__,
+    help="a run directory (outputs/DATE/TIME) or a sweep directory (multirun/DATE/TIME)",
+    expected="a run or sweep directory",
+)
+def main(folder: Path) -> None:
     """Write the page and print its path."""
-    parser = ArgumentParser(prog=f"python -m {PROG}", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "dir", type=Path, help="a run directory (outputs/DATE/TIME) or a sweep directory (multirun/DATE/TIME)"
-    )
-    folder: Path = parser.parse_args(argv).dir
-    if not folder.is_dir():
-        raise UserError(f"{folder} is not a directory; give a run or sweep directory")
     if rundir.is_sweep(folder):
         from mnist_hydra.runs.sweeps import summarize_sweep
 
@@ -34,9 +33,3 @@ def write_report(argv: list[str] | None = None) -> None:
             f"{folder} holds neither a run (.hydra/, metrics.json) nor a sweep (multirun.yaml, or job directories)"
         )
     print(path)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the report app inside the error boundary: 0, or one line and SystemExit."""
-    run_app(lambda: write_report(argv), PROG)
-    return 0

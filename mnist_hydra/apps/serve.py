@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps import prepare_hydra
-from mnist_hydra.apps.boundary import guard, run_app
-from mnist_hydra.config import require_values
+from mnist_hydra.apps.shapes import hydra_app
 from mnist_hydra.errors import require
 from mnist_hydra.runs.rundir import RUN_EXAMPLE
 from mnist_hydra.serving.settings import ServeSettings
@@ -32,22 +28,12 @@ class ServeConfig:
         self.serve.check()
 
 
-prepare_hydra()
-ConfigStore.instance().store(name="serve_schema", node=ServeConfig)
-
-
-@hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="serve")
-@guard(PROG)
-def serve(cfg: DictConfig) -> None:
-    """Serve `cfg.run` until SIGINT or SIGTERM."""
+@hydra_app(PROG, "serve", ServeConfig, EXAMPLES, hydra_flags=False)
+def serve(settings: ServeConfig, cfg: DictConfig) -> None:
+    """Serve `settings.run` until SIGINT or SIGTERM."""
     from mnist_hydra.serving.server import serve as run_server  # uvicorn and TensorFlow load only now
 
-    require_values(cfg, EXAMPLES)
-    settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ServeConfig), cfg))
-    settings.check()
     run_server(settings.run, settings.serve, settings.top_k, PROG)
 
 
-def main() -> None:
-    """Run the serve app inside the error boundary."""
-    run_app(serve, PROG)
+main = serve.main
