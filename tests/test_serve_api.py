@@ -191,6 +191,43 @@ def test_openapi_describes_the_typed_models_and_both_body_forms(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_openapi_gives_the_shapes_ranges_and_this_servers_batch_limit(client):
+    forms = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]["content"]
+    pixels, batch = forms["application/json"]["schema"]["oneOf"]
+    image = pixels["properties"]["pixels"]
+    assert (image["minItems"], image["maxItems"]) == (28, 28)
+    assert (image["items"]["minItems"], image["items"]["maxItems"]) == (28, 28)
+    assert image["items"]["items"] == {"type": "number", "minimum": 0, "maximum": 255}
+    assert batch["properties"]["images"]["minItems"] == 1
+    assert batch["properties"]["images"]["maxItems"] == LIMITS.max_batch
+    assert {k: v for k, v in batch["properties"]["images"]["items"].items() if k != "title"} == {
+        k: v for k, v in image.items() if k not in ("title", "description")
+    }
+
+
+# Bodies built from the schema alone, as an OpenAPI fuzzer builds them: each one is accepted.
+PIXEL = st.floats(min_value=0, max_value=255, allow_nan=False, allow_infinity=False)
+SCHEMA_IMAGE = st.lists(st.lists(PIXEL, min_size=28, max_size=28), min_size=28, max_size=28)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.large_base_example, HealthCheck.too_slow],
+)
+@given(
+    body=st.one_of(
+        st.builds(lambda x: {"pixels": x}, SCHEMA_IMAGE),
+        st.builds(lambda xs: {"images": xs}, st.lists(SCHEMA_IMAGE, min_size=1, max_size=LIMITS.max_batch)),
+    )
+)
+def test_every_body_the_schema_allows_is_predicted(client, body):
+    answer = client.post("/predict", json=body)
+    assert answer.status_code == 200, answer.text
+    count = len(body.get("images", [None]))
+    assert len(answer.json().get("predictions", [answer.json()])) == count
+
+
 # Bad input: always a 4xx JSON error naming the problem, and the server goes on serving.
 
 BOMB = png_header(100_000, 100_000)  # 10^10 pixels declared in a few dozen bytes

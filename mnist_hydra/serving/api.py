@@ -127,7 +127,20 @@ def create_app(
     app.include_router(api_router)
     _install_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    app.openapi = functools.partial(_openapi_with_limits, app, settings)  # type: ignore[method-assign]
     return app
+
+
+def _openapi_with_limits(app: FastAPI, settings: ServeSettings) -> dict[str, Any]:
+    """FastAPI's schema, with this server's own batch limit (serve.max_batch) on `images` where a body takes it."""
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        forms = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+        for form in forms:
+            if "images" in form.get("properties", {}):
+                form["properties"]["images"]["maxItems"] = settings.max_batch
+        app.openapi_schema = schema
+    return app.openapi_schema
 
 
 page_router = APIRouter(tags=["page"])

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-Image28 = list[list[float]]
+# The shapes and ranges the API checks (serving/inputs.py), in the schema, so that clients and generated code
+# see them: 28 rows of 28 finite numbers in 0..255 (all in [0, 1] are taken as they are).
+SIDE = 28
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
+Image28 = Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE)]
 
 
 class PixelsRequest(BaseModel):
@@ -22,7 +27,10 @@ class PixelsRequest(BaseModel):
 class BatchRequest(BaseModel):
     """Several images as numbers, predicted in one call."""
 
-    images: list[Image28] = Field(description="Images as in `pixels`, each 28x28; at most serve.max_batch.")
+    # min_length 1; the most is the server's serve.max_batch, which create_app writes into its own schema.
+    images: list[Image28] = Field(
+        min_length=1, description="Images as in `pixels`, each 28x28; at most serve.max_batch."
+    )
 
 
 class UploadRequest(BaseModel):
