@@ -331,3 +331,11 @@ def type_words(annotation: Any) -> str:
     if origin in (list, list) and args:
         return f"a list of {type_words(args[0]).split(' ', 1)[1]}s, e.g. [1,2]"
     return words.get(annotation, "a value of the schema's type")
+
+
+def plain_dict(node: Any, resolve: bool = True) -> dict[str, Any]:
+    """A config node (a mapping) as a plain dict with string keys; ConfigError for a node that is no mapping."""
+    container = OmegaConf.to_container(node, resolve=resolve) if OmegaConf.is_config(node) else node
+    if not isinstance(container, dict):
+        raise ConfigError(f"expected a mapping of keys, found {type(container).__name__}: {container!r}"[:300])
+    return {str(key): value for key, value in container.items()}

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig
 
 from mnist_hydra.apps.resume import parse_overrides
 from mnist_hydra.apps.shapes import hydra_app
-from mnist_hydra.config import typed_group
+from mnist_hydra.config import plain_dict, typed_group
 from mnist_hydra.errors import ConfigError, require
 from mnist_hydra.runs import rundir
 
@@ -72,14 +72,14 @@ def _chosen_data(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> dict[s
             f"{unknown[0]} is not a key of {PROG}; it takes run=, data=OPTION, data.KEY=VALUE "
             "and batch_size= (the model is the run's own)"
         )
-    composed = OmegaConf.to_container(cfg.data, resolve=True)
+    composed = plain_dict(cfg.data)
     if "data" in keys:
         return composed
     values = dict(rundir.read_config(run_dir)["data"])
     # Unless picked with data=OPTION, the composed data option only gives `data.KEY=VALUE` a typed home.
     for key in keys:
         field = key[len("data.") :] if key.startswith("data.") else None
-        if field in composed:
+        if field is not None and field in composed:
             values[field] = composed[field]
     return values
 

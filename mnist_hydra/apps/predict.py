@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import MISSING, DictConfig
 
@@ -44,7 +45,7 @@ def predict(settings: PredictConfig, cfg: DictConfig) -> None:
     """Print the predictions for `settings.images`; exit 1 when not one image could be predicted."""
     from mnist_hydra.serving.predict import format_line, predict_images
 
-    records, failures = predict_images(settings.run, settings.images, settings.top_k)
+    records, failures = predict_images(Path(settings.run), Path(settings.images), settings.top_k)
     if not records:  # one error line, naming every file and why, not a line each and then the error
         raise DataError(
             failures[0]

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from mnist_hydra.config import plain_dict
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD
 
@@ -62,7 +63,7 @@ def run_config(cfg: DictConfig, workdir: Path, sweep: bool) -> DictConfig:
     """
     path = workdir / SAVED_CONFIG
     saved = OmegaConf.load(path) if path.is_file() else None
-    if saved is None:  # a sweep job that had not started: it starts now, as composed
+    if not isinstance(saved, DictConfig):  # a sweep job that had not started: it starts now, as composed
         return cfg
     if sweep and _without_resume(cfg) != _without_resume(saved):
         raise ConfigError(
@@ -72,8 +73,8 @@ def run_config(cfg: DictConfig, workdir: Path, sweep: bool) -> DictConfig:
     return saved
 
 
-def _without_resume(cfg: DictConfig) -> dict[str, Any]:
-    container = OmegaConf.to_container(cfg, resolve=True)
+def _without_resume(cfg: DictConfig | ListConfig) -> dict[str, Any]:
+    container = plain_dict(cfg)
     container.pop("hydra", None)
     container.pop("resume", None)
     return container

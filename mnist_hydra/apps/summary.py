@@ -15,8 +15,10 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
+
+from mnist_hydra.config import plain_dict
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +80,7 @@ def _defaults(choices: Mapping[str, Any]) -> DictConfig:
 
 
 def _plain(cfg: DictConfig) -> dict[str, Any]:
-    container = OmegaConf.to_container(cfg, resolve=False)
-    assert isinstance(container, dict)
+    container = plain_dict(cfg, resolve=False)
     container.pop("hydra", None)
     return container
 

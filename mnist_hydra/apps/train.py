@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -45,10 +45,10 @@ def train(cfg: DictConfig) -> float | None:
     except Interrupted as stop:
         _stopped(stop, workdir)
     print("\n".join(end_lines(metrics, workdir, time.perf_counter() - start)), flush=True)
-    return metrics["val_accuracy"]
+    return float(metrics["val_accuracy"])
 
 
-def _run(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict:
+def _run(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict[str, Any]:
     """Validate and train; with resume=DIR, the config saved there, and a finished run is not run again.
     `announce`: once the config is valid, print the run directory and what the config changes."""
     resuming = cfg.get("resume") is not None
@@ -102,7 +102,7 @@ def _sweep_job(cfg: DictConfig, workdir: Path) -> float | None:
         # Not a float: Optuna marks the trial failed; a NaN would crash its sweeper (hydra #2237).
         return None
     log.info("test accuracy %.4f; run directory: %s", metrics["test_accuracy"], workdir)
-    return metrics["val_accuracy"]
+    return float(metrics["val_accuracy"])
 
 
 def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
