@@ -325,3 +325,35 @@ def test_mnist_through_data_idx_is_recognised(mnist_dir, caplog):
     assert set(splits.checksums) == {p.name for p in mnist_dir.glob("*-ubyte.gz")}
     with gzip.open(mnist_dir / "t10k-labels-idx1-ubyte.gz") as f:
         assert f.read(4) == b"\x00\x00\x08\x01"
+
+
+def test_an_export_of_a_run_on_your_data_carries_its_class_names(runs, tmp_path):
+    import shutil
+
+    from mnist_hydra.serving import export
+
+    run = tmp_path / "idx"
+    shutil.copytree(runs["idx"], run)
+    record = export.export_run(run, "saved_model", limit=50)
+    assert record["passed"] and record["class_names"] == list(IDX_CLASSES)
+    assert json.loads((run / "export" / "saved_model" / "export.json").read_text())["class_names"] == list(IDX_CLASSES)
+
+
+def test_drawings_collected_by_the_server_are_a_folder_data_set(runs, digits, tmp_path):
+    """serve.collect_dir's DIR/<class>/<time>.png, then data=folder data.root=DIR: the loop from use to training."""
+    from fastapi.testclient import TestClient
+
+    from mnist_hydra.serving.api import create_app
+    from mnist_hydra.serving.settings import ServeSettings
+
+    x, y = digits
+    drawn = tmp_path / "drawn"
+    with TestClient(create_app(runs["idx"], settings=ServeSettings(collect_dir=str(drawn)))) as client:
+        for label in range(3):
+            for image in x[np.flatnonzero(y == label)[:4]]:
+                saved = client.post("/collect", json={"pixels": image.tolist(), "label": IDX_CLASSES[label]})
+                assert saved.status_code == 201, saved.text
+    splits = load_splits(FolderConfig(root=str(drawn), cache=False, val_split=0, test_split=0.25), seed=0)
+    assert splits.class_names == tuple(sorted(IDX_CLASSES))
+    assert len(splits.y_train) + len(splits.y_test) == 12
+    assert np.bincount(splits.y_test).tolist() == [1, 1, 1]
