@@ -357,3 +357,30 @@ def test_drawings_collected_by_the_server_are_a_folder_data_set(runs, digits, tm
     assert splits.class_names == tuple(sorted(IDX_CLASSES))
     assert len(splits.y_train) + len(splits.y_test) == 12
     assert np.bincount(splits.y_test).tolist() == [1, 1, 1]
+
+
+def test_worker_processes_decode_the_same_images_in_the_same_order(tmp_path, digits):
+    """Large folders are decoded by forked workers (before TensorFlow loads): the result is the serial one."""
+    import subprocess
+    import sys
+
+    x, y = digits
+    write_folder(tmp_path / "data", x[:60], y[:60])
+    (tmp_path / "data" / "3" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    code = f"""
+import sys
+import numpy as np
+from pathlib import Path
+from mnist_hydra.data import folder
+files = sorted(p for p in Path({str(tmp_path / "data")!r}).rglob("*.*"))
+folder.PARALLEL_FROM, folder.MIN_CHUNK = 10, 8  # several chunks, in two workers
+assert folder._can_fork() and "tensorflow" not in sys.modules
+parallel = folder.decode(files, workers=2)
+serial = folder.decode(files, workers=1)
+assert all(np.array_equal(a, b) for a, b in zip(parallel[:2], serial[:2], strict=True)), "arrays differ"
+assert parallel[2] == serial[2] and len(parallel[2]) == 1 and "cut.png" in parallel[2][0], parallel[2]
+print(len(parallel[1]))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "60"

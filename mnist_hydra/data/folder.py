@@ -28,6 +28,8 @@ import hashlib
 import logging
 import multiprocessing
 import os
+import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,6 +56,7 @@ CACHE_ENV = "MNIST_HYDRA_CACHE"
 SPLIT_FOLDERS = ("train", "test")
 # Below this many images, starting worker processes costs more than it saves.
 PARALLEL_FROM = 2000
+MIN_CHUNK = 256  # images a worker decodes per task: fewer round trips, still several tasks per worker
 CACHE_FORMAT = 1  # bump when what the cache holds changes
 
 
@@ -136,7 +139,10 @@ def _class_names(top: Path, classes: Sequence[str] | None, given: str) -> tuple[
     """The classes: `classes` as given (each must be a subfolder), else every subfolder's name, sorted."""
     folders = sorted(entry.name for entry in os.scandir(top) if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
-        images = sum(1 for entry in os.scandir(top) if entry.is_file() and _has_image_suffix(Path(entry.name)))
+        from mnist_hydra.data.preprocess import image_suffixes
+
+        suffixes = image_suffixes()
+        images = sum(1 for entry in os.scandir(top) if entry.is_file() and Path(entry.name).suffix.lower() in suffixes)
         held = f" (it holds {images} image files directly)" if images else ""
         raise DataError(
             f"{given}: {top} has no class subfolders{held}; data=folder expects one subfolder per "
@@ -162,8 +168,9 @@ def _class_names(top: Path, classes: Sequence[str] | None, given: str) -> tuple[
 
 def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False) -> Listing:
     """Every image file under each class folder of `top`, sorted, with its class index."""
-    from mnist_hydra.data.preprocess import is_image_file
+    from mnist_hydra.data.preprocess import image_suffixes, is_image_file
 
+    suffixes = image_suffixes()  # once: Pillow's registry is walked anew on each call
     files: list[Path] = []
     labels: list[int] = []
     ignored: list[Path] = []
@@ -176,7 +183,7 @@ def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False)
             )
         found = 0
         for path in _walk(folder):
-            if _has_image_suffix(path) or is_image_file(path):
+            if path.suffix.lower() in suffixes or is_image_file(path):
                 files.append(path)
                 labels.append(label)
                 found += 1
@@ -198,12 +205,6 @@ def _walk(folder: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found += [Path(parent) / n for n in sorted(names) if not n.startswith(".")]
     return found
-
-
-def _has_image_suffix(path: Path) -> bool:
-    from mnist_hydra.data.preprocess import image_suffixes  # Pillow: imported when a folder is read
-
-    return path.suffix.lower() in image_suffixes()
 
 
 def _say_ignored(ignored: Sequence[Path], root: Path) -> None:
@@ -282,11 +283,10 @@ def decode(files: Sequence[Path], workers: int | None = None) -> tuple[np.ndarra
     ok = np.zeros(len(files), bool)
     skipped: list[str] = []
     names = [os.fspath(f) for f in files]
-    if workers > 1 and len(files) >= PARALLEL_FROM:
-        chunk = max(256, len(files) // (workers * 8))
+    if workers > 1 and len(files) >= PARALLEL_FROM and _can_fork():
+        chunk = max(MIN_CHUNK, len(files) // (workers * 8))
         starts = range(0, len(files), chunk)
-        # spawn, not fork: TensorFlow may be loaded already (a sweep's later jobs), and forking it is unsafe.
-        context = multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
             results = pool.map(_decode_chunk, [names[s : s + chunk] for s in starts])
             for start, (part, part_ok, part_skipped) in zip(starts, results, strict=False):
@@ -295,6 +295,21 @@ def decode(files: Sequence[Path], workers: int | None = None) -> tuple[np.ndarra
     else:
         images[:], ok[:], skipped = _decode_chunk(names)
     return images[ok], np.flatnonzero(ok), skipped
+
+
+def _can_fork() -> bool:
+    """Whether worker processes can be forked safely: a POSIX fork, before TensorFlow is loaded (it runs threads
+    that a fork would copy half-way) and while this process runs no other thread.
+
+    Not spawn: a spawned worker imports the caller's main script again (a script without a main guard would run
+    twice, and `python -` cannot be imported at all). Otherwise the images are decoded in this process: slower,
+    never wrong, and a sweep's later jobs (TensorFlow loaded by then) read the cache its first job wrote anyway.
+    """
+    return (
+        "fork" in multiprocessing.get_all_start_methods()
+        and "tensorflow" not in sys.modules
+        and threading.active_count() == 1
+    )
 
 
 def _decode_chunk(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
