@@ -77,6 +77,13 @@ def resolve_path(value: str | None) -> Path:
     return Path(os.path.expanduser(str(value))).absolute()
 
 
+def require_folder(root: Path, given: str, accepts: str) -> None:
+    """DataError unless `root` is a folder: `given` is how the user named it, `accepts` what the option takes."""
+    if not root.is_dir():
+        what = "is a file, not a folder" if root.exists() else "no such folder"
+        raise DataError(f"{given}: {root}: {what}; {accepts}")
+
+
 def class_names_for(
     labels: Sequence[np.ndarray], given: Sequence[str] | None, where: str, named_by: str = "data.classes"
 ) -> tuple[str, ...]:

@@ -44,6 +44,7 @@ from mnist_hydra.data.base import (
     check_test_split,
     label_dtype,
     require_classes,
+    require_folder,
     require_root,
     resolve_path,
     split_raw,
@@ -102,12 +103,12 @@ def load_folder_dataset(cfg: FolderConfig) -> Raw:
     """The data set in `cfg.root`: decoded (or read from the cache), split, with the subfolders as classes."""
     root = resolve_path(cfg.root)
     given = f"data.root={cfg.root}"
-    if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else "no such folder"
-        raise DataError(
-            f"{given}: {root}: {what}; data=folder accepts a folder with one subfolder of images per "
-            "class (or train/ and test/ folders holding them)"
-        )
+    require_folder(
+        root,
+        given,
+        "data=folder accepts a folder with one subfolder of images per class (or train/ and test/ "
+        "folders holding them)",
+    )
     split_layout = all((root / name).is_dir() for name in SPLIT_FOLDERS)
     top = root / "train" if split_layout else root
     class_names = _class_names(top, cfg.classes, given)

@@ -31,6 +31,7 @@ from mnist_hydra.data.base import (
     class_names_for,
     label_dtype,
     require_classes,
+    require_folder,
     require_root,
     resolve_path,
 )
@@ -66,12 +67,9 @@ def load_idx_dataset(cfg: IdxConfig, known: Mapping[str, str] | None = None) -> 
     """The IDX set in `cfg.root`, checked; `known` maps a file content's SHA-256 to the data set it belongs to."""
     root = resolve_path(cfg.root)
     given = f"data.root={cfg.root}"
-    if not root.is_dir():
-        what = "is a file, not a folder" if root.exists() else "no such folder"
-        raise DataError(
-            f"{given}: {root}: {what}; data=idx accepts a folder with four IDX files (train and test "
-            "images and labels, .gz or plain)"
-        )
+    require_folder(
+        root, given, "data=idx accepts a folder with four IDX files (train and test images and labels, .gz or plain)"
+    )
     files = find_files(root, cfg.prefix, given)
     arrays, digests = [], {}
     for path in files:
