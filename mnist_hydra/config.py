@@ -12,7 +12,7 @@ import dataclasses
 import math
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,7 +154,7 @@ class Config:
 
 
 # Groups whose `name` picks a registered builder; trainer has a single schema.
-REGISTRIES: dict[str, Registry] = {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS}
+REGISTRIES: dict[str, Registry[Callable[..., Any]]] = {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS}
 
 
 def store_schemas() -> None:
@@ -174,11 +174,11 @@ def store_schemas() -> None:
     for group, registry in REGISTRIES.items():
         for name in registry.names():
             store.store(group=f"schema/{group}", name=name, node=registry.schema(name))
-            if not conf.joinpath(group, f"{name}.yaml").is_file():
+            if not (conf / group / f"{name}.yaml").is_file():
                 store.store(group=group, name=name, node=registry.schema(name))
     for name in LOGGERS.names():
         store.store(group="schema/logger", name=name, node=LOGGERS.schema(name))
-        if not conf.joinpath("logger", f"{name}.yaml").is_file():
+        if not (conf / "logger" / f"{name}.yaml").is_file():
             # A list-valued group: each option sits under its own name, logger.NAME.
             store.store(group="logger", name=name, node={name: LOGGERS.schema(name)})
 
@@ -226,13 +226,14 @@ def validate_loggers(node: DictConfig | None) -> dict[str, Any]:
     """The `logger` group (name -> settings) as typed configs; an unknown name or a bad setting is a ConfigError."""
     if node is None:
         return {}
-    loggers = {}
+    loggers: dict[str, Any] = {}
     for name in node:
         if name not in LOGGERS:
             raise ConfigError(
-                f"logger={name} is not a logger option; choose any of: {', '.join(LOGGERS.names())}, "
+                f"logger={name!s} is not a logger option; choose any of: {', '.join(LOGGERS.names())}, "
                 "e.g. logger=[tensorboard,mlflow]"
             )
+        assert isinstance(name, str)  # a registered name
         loggers[name] = _typed(node[name], LOGGERS.schema(name), f"logger.{name}")
     return loggers
 
@@ -242,7 +243,7 @@ def typed_group(group: str, node: DictConfig | Mapping[str, Any]) -> Any:
     registry = REGISTRIES[group]
     _require_mapping(group, node, registry.names())
     name = node.get("name")
-    if name not in registry:
+    if not isinstance(name, str) or name not in registry:
         raise ConfigError(
             f"{group}.name={name} is not a registered {registry.kind}; registered: {', '.join(registry.names())}"
         )
@@ -269,7 +270,8 @@ def _typed(node: DictConfig | Mapping[str, Any], schema: type, group: str) -> An
     _require_mapping(group, node)
     _reject_unknown_keys(f"{group}.", node, {f.name for f in dataclasses.fields(schema)})
     try:
-        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+        # An instance of `schema`: OmegaConf's return type does not cover structured configs.
+        typed: Any = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except ValidationError as err:  # a value read back from a file, or a plain-YAML option, of the wrong type
         raise ConfigError(describe_field(err, prefix=f"{group}.")) from None
     try:
@@ -297,7 +299,7 @@ def check_numbers(typed: Any) -> None:
 
 def _reject_unknown_keys(prefix: str, node: DictConfig | Mapping[str, Any], known: set[str]) -> None:
     # `+group.key=...` can add keys a structured config does not declare; nothing would read them.
-    unknown = sorted(set(node.keys()) - known)
+    unknown = sorted(map(str, set(node.keys()) - known))
     if unknown:
         raise ConfigError(
             f"{prefix}{unknown[0]} is not a config key; {prefix.rstrip('.') or 'the top level'} accepts: "

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from mnist_hydra.data.base import (
     split_raw,
 )
 from mnist_hydra.errors import DataError, one_line
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +83,7 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
     return raw
 
 
-def _read(path: Path, given: str) -> Any:
+def _read(path: Path, given: str) -> pd.DataFrame:
     import pandas as pd
 
     try:
@@ -91,7 +94,7 @@ def _read(path: Path, given: str) -> Any:
         raise DataError(f"{given}: {path}: cannot read it as CSV: {one_line(err)[:300]}") from err
 
 
-def _arrays(frame: Any, path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(frame: pd.DataFrame, path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (n, 28, 28), int64 labels (n,)); DataError naming the first bad column, row or cell."""
     columns = [str(c) for c in frame.columns]
     if label_column not in columns:
@@ -127,7 +130,7 @@ def _arrays(frame: Any, path: Path, label_column: str) -> tuple[np.ndarray, np.n
     return pixels.astype(np.uint8).reshape(-1, *IMAGE_SHAPE), labels.reshape(-1).astype(np.int64)
 
 
-def _integers(frame: Any, path: Path, what: str, accepted: str) -> np.ndarray:
+def _integers(frame: pd.DataFrame, path: Path, what: str, accepted: str) -> np.ndarray:
     """The columns' integers, as float64 (integral floats such as 3.0 count too); DataError naming the first cell that is no integer.
 
     Rows are numbered as in an editor: the header is line 1, the first image line 2.

@@ -158,9 +158,9 @@ def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
 
     tried: list[str] = []
     for folder in _candidates(spec):
-        raw = _try_folder(spec, folder, cfg.verify, tried)
-        if raw is not None:
-            return raw
+        found = _try_folder(spec, folder, cfg.verify, tried)
+        if found is not None:
+            return found
     if not cfg.download:
         tried.append("download: skipped because data.download=false")
     else:
@@ -172,9 +172,9 @@ def load_dataset(spec: DatasetSpec, cfg: DataConfig) -> Raw:
             )
         else:
             for folder in _keras_caches(spec, after_download=True):
-                raw = _try_folder(spec, folder, cfg.verify, tried)
-                if raw is not None:
-                    return raw
+                found = _try_folder(spec, folder, cfg.verify, tried)
+                if found is not None:
+                    return found
     accepts = "four IDX files or mnist.npz" if spec.npz else "four IDX files"
     raise DataError(
         f"no usable {spec.title} data found; tried: {'; '.join(tried)}. "
@@ -192,8 +192,9 @@ def load_folder(spec: DatasetSpec, folder: Path, verify: bool) -> Raw:
     other = _other_dataset(spec, found)
     if other is not None:
         raise _Missing(f"{folder}: holds {other.title} (data={other.name}), not {spec.title}")
-    if all(found):
-        return _load_idx(spec, found, str(folder), verify)
+    present = [path for path in found if path is not None]
+    if len(present) == len(found):
+        return _load_idx(spec, present, str(folder), verify)
     npz = folder / spec.npz if spec.npz else None
     if npz is not None and npz.is_file():
         return _load_npz(spec, npz, verify)
@@ -374,12 +375,15 @@ def _verified(
     """The Raw data set, or one DataError naming every file that fails a check (`problems`: file index -> why)."""
     mismatched = [i for i in range(4) if verify and i not in problems and digests[i] != spec.sha256[i]]
     if not problems and not mismatched:
-        return Raw(
-            *arrays, class_names=spec.class_names, source=source, checksums=dict(zip(spec.files, digests, strict=False))
-        )
+        # Without a problem every file was read and hashed: no None is left.
+        x_train, y_train, x_test, y_test = [a for a in arrays if a is not None]
+        checksums = {name: d for name, d in zip(spec.files, digests, strict=False) if d is not None}
+        return Raw(x_train, y_train, x_test, y_test, class_names=spec.class_names, source=source, checksums=checksums)
     several = len(problems) + len(mismatched) > 1
     for i in mismatched:
-        got, want = (digests[i][:12] + "...", spec.sha256[i][:12] + "...") if several else (digests[i], spec.sha256[i])
+        digest = digests[i]
+        assert digest is not None  # only a file without a problem is compared
+        got, want = (digest[:12] + "...", spec.sha256[i][:12] + "...") if several else (digest, spec.sha256[i])
         problems[i] = f"SHA-256 of the decompressed content is {got}, expected {want}"
     parts = [
         text if text.startswith(f"{names[i]}: ") else f"{names[i]}: {text}" for i, text in sorted(problems.items())

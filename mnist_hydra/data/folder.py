@@ -356,7 +356,9 @@ def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], s
     content = {f"{split}_{k}": a for split, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: np.savez(tmp, skipped=np.asarray(list(skipped), dtype=str), **content))
+        atomic_write(
+            path, lambda tmp: np.savez(tmp, allow_pickle=False, skipped=np.asarray(list(skipped), dtype=str), **content)
+        )
     except (OSError, OutputError) as err:  # a read-only home: the run goes on, only the next one decodes again
         log.warning(
             "data: could not cache the decoded images in %s (%s); set data.cache_dir=DIR to keep them",

@@ -6,13 +6,14 @@ import gzip
 import hashlib
 import os
 import zlib
+from typing import Any
 
 import numpy as np
 
 from mnist_hydra.errors import DataError
 
 # IDX type code -> big-endian numpy dtype, as the format stores data.
-_DTYPES = {
+_DTYPES: dict[int, np.dtype[Any]] = {
     0x08: np.dtype("u1"),
     0x09: np.dtype("i1"),
     0x0B: np.dtype(">i2"),
@@ -98,4 +99,4 @@ def _serialise(array: np.ndarray) -> tuple[bytes, memoryview]:
         raise ValueError(f"cannot store dtype {array.dtype} with {array.ndim} dims as IDX")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     data = np.ascontiguousarray(array, _DTYPES[code])
-    return header, memoryview(data).cast("B")
+    return header, data.data.cast("B")

@@ -71,7 +71,7 @@ class ImageError(UserError):
     exit_code = 1
 
 
-def preprocess_file(path: str | os.PathLike, max_pixels: int | None = None) -> np.ndarray:
+def preprocess_file(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """The image in `path` as the model's input: float32 (28, 28) in [0, 1], white digit on black."""
     return _preprocess(path, str(path), max_pixels)
 
@@ -83,7 +83,7 @@ def preprocess_bytes(data: bytes, name: str = "upload", max_pixels: int | None =
     return _preprocess(io.BytesIO(data), name, max_pixels)
 
 
-def _preprocess(source: str | os.PathLike | BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
+def _preprocess(source: str | os.PathLike[str] | BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
     gray = read_image(source, name, max_pixels)
     try:
         return to_mnist(gray)
@@ -122,14 +122,14 @@ def is_image_file(path: Path) -> bool:
         return False
 
 
-def _open_nonblocking(path: str | os.PathLike) -> BinaryIO:
+def _open_nonblocking(path: str | os.PathLike[str]) -> BinaryIO:
     """`path` opened for reading without blocking: some "regular" files never answer a read (/proc/kmsg waits for
     the next kernel message), and an image must not hang the command that reads it."""
     return os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
 
 
 def read_image(
-    source: str | os.PathLike | BinaryIO, name: str | None = None, max_pixels: int | None = None
+    source: str | os.PathLike[str] | BinaryIO, name: str | None = None, max_pixels: int | None = None
 ) -> np.ndarray:
     """A PNG, JPEG (any format Pillow reads) as grayscale (h, w) in [0, 255]: `to_grayscale`'s array.
 
@@ -222,7 +222,7 @@ def _ink(gray: np.ndarray) -> np.ndarray:
         g = _unit(gray)
         dark = _dark_ink(g)
         paper = _paper(g, dark)
-    ink = np.subtract(paper, g, out=g) if dark else np.subtract(g, paper, out=g)
+    ink: np.ndarray = np.subtract(paper, g, out=g) if dark else np.subtract(g, paper, out=g)
     if float(ink.max()) < MIN_CONTRAST:
         raise ImageError("no digit found: the image is blank or has no contrast")
     # Light falls on ink and paper alike, so the ink's contrast relative to its paper's brightness is
@@ -237,7 +237,8 @@ def _ink(gray: np.ndarray) -> np.ndarray:
 
 def _unit(values: np.ndarray | np.generic) -> np.ndarray:
     """[0, 255] as float32 in [0, 1], a new array (float32: a phone photo has 12 million pixels)."""
-    return np.divide(values, np.float32(255), dtype=np.float32)
+    unit: np.ndarray = np.divide(values, np.float32(255), dtype=np.float32)
+    return unit
 
 
 def _sample(image: np.ndarray, pixels: int = 1_000_000) -> np.ndarray:
@@ -259,7 +260,7 @@ def _dark_ink(g: np.ndarray) -> bool:
         below, above = median - low, high - median
         if max(below, above) >= MIN_CONTRAST and max(below, above) > 1.25 * min(below, above):
             return bool(below > above)
-    return median > 0.5  # no clear tail: light paper means dark ink
+    return bool(median > 0.5)  # no clear tail: light paper means dark ink
 
 
 def _flat_paper(g: np.ndarray) -> tuple[np.generic, bool] | None:
@@ -371,7 +372,7 @@ def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     # A running maximum over the factor x factor strided views: the same result as zero-padding and
     # reshape(...).max(axis=(1, 3)), several times faster. A view that starts further in is a row or a
     # column shorter where the image's side is no multiple of factor: it updates the blocks it reaches.
-    pooled = image[::factor, ::factor].copy()
+    pooled: np.ndarray = image[::factor, ::factor].copy()
     for dy in range(factor):
         for dx in range(factor):
             if dy or dx:
@@ -400,7 +401,9 @@ def _fit(crop: np.ndarray, box: int) -> np.ndarray:
     scale = box / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))  # Pillow wants (width, height)
     # Lanczos averages over every source pixel when shrinking (anti-aliasing) and stays sharp when enlarging.
-    small = np.asarray(Image.fromarray(crop.astype(np.float32, copy=False)).resize(size, Image.Resampling.LANCZOS))
+    small: np.ndarray = np.asarray(
+        Image.fromarray(crop.astype(np.float32, copy=False)).resize(size, Image.Resampling.LANCZOS)
+    )
     small = np.maximum(small, 0.0)  # Lanczos rings slightly below zero beside strokes
     return small / max(float(small.max()), 1e-6)
 

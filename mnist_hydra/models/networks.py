@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import require
 from mnist_hydra.registry import Registry
@@ -11,7 +12,7 @@ from mnist_hydra.registry import Registry
 if TYPE_CHECKING:
     import keras
 
-MODELS: Registry = Registry("model")
+MODELS: Registry[Callable[[Any, Shape, int], keras.Model]] = Registry("model")
 
 Shape = tuple[int, int, int]
 
@@ -115,7 +116,7 @@ def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> 
     import keras
     from keras import layers
 
-    stack: list = [keras.Input(shape=input_shape), *augmentation_layers(cfg)]
+    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape), *augmentation_layers(cfg)]
     for filters in cfg.filters:
         for _ in range(cfg.convs_per_block):
             # No bias: batch norm's beta does that job.
@@ -142,7 +143,7 @@ def augmentation_layers(cfg: DeepCNNConfig) -> list[keras.layers.Layer]:
 
     # Black fill: MNIST's background is 0, and Keras's default (reflect) would mirror strokes into the frame.
     fill = {"fill_mode": "constant", "fill_value": 0.0}
-    stack: list = []
+    stack: list[keras.layers.Layer] = []
     if cfg.shift:
         stack.append(layers.RandomTranslation(cfg.shift, cfg.shift, **fill, name="augment_shift"))
     if cfg.rotation:
@@ -159,7 +160,7 @@ def build_mlp(cfg: MLPConfig, input_shape: Shape, num_classes: int) -> keras.Mod
     import keras
     from keras import layers
 
-    stack: list = [keras.Input(shape=input_shape), layers.Flatten()]
+    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape), layers.Flatten()]
     for units in cfg.hidden_units:
         stack.append(layers.Dense(units, activation="relu"))
         if cfg.dropout:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -13,7 +14,7 @@ from mnist_hydra.registry import Registry
 if TYPE_CHECKING:
     import keras
 
-OPTIMIZERS: Registry = Registry("optimizer")
+OPTIMIZERS: Registry[Callable[..., keras.optimizers.Optimizer]] = Registry("optimizer")
 
 SCHEDULES = ("constant", "cosine", "plateau")
 

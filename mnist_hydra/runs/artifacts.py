@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 TEMP_MARK = ".tmp-"  # in the name of every temporary file atomic_write makes: .NAME.tmp-XXXXXXXX.SUFFIX
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> None:
     """Let `write` fill a temporary file beside `path`, then move it onto `path` in one step.
 
     OutputError naming `path` when the file system refuses (full, read-only, gone): the writer's own
@@ -49,13 +49,13 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> None
     _fsync_dir(path.parent)
 
 
-def discard_temp_files(folder: str | os.PathLike) -> None:
+def discard_temp_files(folder: str | os.PathLike[str]) -> None:
     """Remove the temporary files a killed writer left in `folder` (only its owner, holding the lock, may)."""
     for leftover in Path(folder).glob(f".*{TEMP_MARK}*"):
         leftover.unlink(missing_ok=True)
 
 
-def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
+def check_writable(directory: str | os.PathLike[str], need_bytes: int) -> None:
     """Fail now, not after training, if `directory` cannot take a file or lacks `need_bytes` of space."""
     directory = Path(directory)
     probe = directory / f".write-test-{secrets.token_hex(4)}"
@@ -77,7 +77,7 @@ def check_writable(directory: str | os.PathLike, need_bytes: int) -> None:
         )
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A JSON object file such as metrics.json; {} when it is missing, unreadable or not an object."""
     try:
         value = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -86,18 +86,18 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Write `obj` as indented JSON; numpy scalars and arrays become plain numbers and lists."""
     text = json.dumps(obj, indent=2, default=_to_builtin) + "\n"
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> None:
+def write_csv(path: str | os.PathLike[str], frame: pd.DataFrame) -> None:
     """Write a DataFrame as CSV, without its index."""
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-def write_history_csv(path: str | os.PathLike, history: dict[str, list[float]]) -> None:
+def write_history_csv(path: str | os.PathLike[str], history: dict[str, list[float]]) -> None:
     """Write a Keras history as CSV: one row per epoch, `epoch` (from 1) then the history keys."""
     import pandas as pd
 

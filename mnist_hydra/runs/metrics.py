@@ -28,7 +28,8 @@ def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
     matrix = np.asarray(matrix)
     totals = matrix.sum(axis=1)
     correct = np.diag(matrix).astype(np.float64)
-    return np.divide(correct, totals, out=np.full(correct.shape, np.nan), where=totals > 0)
+    accuracy: np.ndarray = np.divide(correct, totals, out=np.full(correct.shape, np.nan), where=totals > 0)
+    return accuracy
 
 
 def cross_entropy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -53,7 +54,7 @@ def per_class_scores(matrix: np.ndarray, class_names: Sequence[str]) -> pd.DataF
         recall = np.where(support > 0, tp / support, np.nan)
         denominator = predicted + support  # 2TP + FP + FN
         f1 = np.where(denominator > 0, 2 * tp / denominator, np.nan)
-    return pd.DataFrame(
+    scores: pd.DataFrame = pd.DataFrame(
         {
             "class": list(class_names),
             "precision": precision,
@@ -62,3 +63,4 @@ def per_class_scores(matrix: np.ndarray, class_names: Sequence[str]) -> pd.DataF
             "support": support.astype(np.int64),
         }
     )
+    return scores

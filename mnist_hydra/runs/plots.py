@@ -15,11 +15,12 @@ from mnist_hydra.runs.artifacts import atomic_write
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
 
 DPI = 110
 
 
-def plot_training_curves(history: dict[str, list[float]], path: str | os.PathLike) -> None:
+def plot_training_curves(history: dict[str, list[float]], path: str | os.PathLike[str]) -> None:
     """Draw loss and accuracy per epoch, train against validation, side by side."""
     fig = Figure(figsize=(10, 4), layout="constrained")
     epochs = max((len(values) for values in history.values()), default=0)
@@ -49,7 +50,7 @@ def plot_training_curves(history: dict[str, list[float]], path: str | os.PathLik
 def plot_confusion_matrix(
     matrix: np.ndarray,
     class_names: Sequence[str],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     title: str = "Confusion matrix",
 ) -> None:
     """Draw the confusion matrix as a heatmap with each cell's count written in it."""
@@ -86,7 +87,7 @@ def plot_misclassified(
     y_pred: np.ndarray,
     confidence: np.ndarray,
     class_names: Sequence[str],
-    path: str | os.PathLike,
+    path: str | os.PathLike[str],
     max_images: int = 25,
 ) -> None:
     """Draw the most confident mistakes among all `images`, or a note that there are none."""
@@ -151,7 +152,7 @@ def _describe_mistake(class_names: Sequence[str], true: int, pred: int, confiden
     return title.replace(" / ", "\n") if len(title) > 24 else title
 
 
-def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str, path: str | os.PathLike) -> None:
+def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str, path: str | os.PathLike[str]) -> None:
     """The objective against each swept key: one point per job, mean and std where values repeat."""
     done = table[table["status"] == "completed"]
     keys = list(swept) or ["job"]
@@ -201,12 +202,12 @@ def plot_sweep_summary(table: pd.DataFrame, swept: Sequence[str], objective: str
     _save(fig, path)
 
 
-def _write_centered(ax, text: str, fontsize: float = 11) -> None:
+def _write_centered(ax: Axes, text: str, fontsize: float = 11) -> None:
     """Put a note where a plot would have been."""
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=fontsize, transform=ax.transAxes)
     ax.set_axis_off()
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> None:
+def _save(fig: Figure, path: str | os.PathLike[str]) -> None:
     """Save `fig` atomically; the format comes from the path's suffix."""
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=DPI))

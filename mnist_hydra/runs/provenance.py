@@ -48,9 +48,9 @@ def write_provenance(workdir: Path, config: Config, splits: Splits, overrides: S
 
 def write_split(path: Path, splits: Splits) -> None:
     """Which images of the training file trained (`train`) and validated (`val`) the run, as an .npz of indices."""
-    artifacts.atomic_write(
-        path, lambda tmp: np.savez_compressed(tmp, train=splits.train_indices, val=splits.val_indices)
-    )
+    train, val = splits.train_indices, splits.val_indices
+    assert train is not None and val is not None  # only a split made from the training file has indices
+    artifacts.atomic_write(path, lambda tmp: np.savez_compressed(tmp, train=train, val=val))
 
 
 def package_versions() -> dict[str, str | None]:

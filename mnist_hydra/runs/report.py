@@ -75,7 +75,7 @@ figcaption { color: #666; font-size: .85rem; }
 """
 
 
-def write_run_report(run_dir: str | os.PathLike, metrics: dict[str, Any] | None = None) -> Path:
+def write_run_report(run_dir: str | os.PathLike[str], metrics: dict[str, Any] | None = None) -> Path:
     """Write run_dir/report.html from the run's files; `metrics` stands in for a metrics.json not yet written."""
     run_dir = Path(run_dir)
     if metrics is None:
@@ -99,7 +99,7 @@ def write_run_report(run_dir: str | os.PathLike, metrics: dict[str, Any] | None 
     return _write_page(run_dir / REPORT, title, body)
 
 
-def write_sweep_report(sweep_dir: str | os.PathLike, summary: Any) -> Path:
+def write_sweep_report(sweep_dir: str | os.PathLike[str], summary: Any) -> Path:
     """Write sweep_dir/report.html from a SweepSummary (mnist_hydra.runs.sweeps), linking each job's report.html.
 
     A job directory without a report.html (a failed job, or one from before reports existed)

@@ -31,7 +31,8 @@ class SweepSummary:
 
     @property
     def failed(self) -> pd.DataFrame:
-        return self.table[self.table["status"] != "completed"]
+        failed: pd.DataFrame = self.table[self.table["status"] != "completed"]
+        return failed
 
     @property
     def best(self) -> pd.Series | None:
@@ -101,8 +102,8 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _job_row(job: Path) -> dict:
-    row: dict = {"job": job.name}
+def _job_row(job: Path) -> dict[str, object]:
+    row: dict[str, object] = {"job": job.name}
     for override in rundir.read_overrides(job):
         key, _, value = override.partition("=")
         row[key.lstrip("+~")] = _number_or_text(value)
@@ -141,8 +142,9 @@ def _replicate_groups(table: pd.DataFrame, swept: list[str]) -> pd.DataFrame | N
     stats.columns = [f"{metric}_{stat}" for metric, stat in stats.columns]
     counts = stats.filter(like="_count")
     stats = stats.drop(columns=counts.columns).assign(runs=counts.iloc[:, 0].astype(int)).reset_index()
-    return (
+    groups: pd.DataFrame = (
         stats.sort_values(f"{OBJECTIVE}_mean", ascending=False)
         .reset_index(drop=True)
         .rename(columns={"_all": "setting"})
     )
+    return groups

@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 INLINE_PIXELS = 640 * 640
 
 ACCEPTED = f"multipart/form-data with the image in the field 'file', or application/json with {JSON_FORMS}"
-ERRORS = {
+ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse, "description": words}
     for status, words in (
         (400, "An empty or malformed body"),
@@ -58,7 +58,7 @@ ERRORS = {
         ),
     )
 }
-COLLECT_ERRORS = {
+COLLECT_ERRORS: dict[int | str, dict[str, Any]] = {
     **{status: ERRORS[status] for status in (400, 413, 415)},
     403: {
         "model": schemas.ErrorResponse,
@@ -81,7 +81,7 @@ COLLECT_OFF = (
 
 
 def create_app(
-    run_dir: str | os.PathLike | None = None,
+    run_dir: str | os.PathLike[str] | None = None,
     *,
     predictor: Predictor | None = None,
     settings: ServeSettings | None = None,
@@ -101,7 +101,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        served = predictor or await anyio.to_thread.run_sync(Predictor, Path(run_dir), settings.threads)
+        served = predictor
+        if served is None:
+            assert run_dir is not None  # create_app takes exactly one of the two
+            served = await anyio.to_thread.run_sync(Predictor, Path(run_dir), settings.threads)
         collector = Collector(settings.collect_dir, served.class_names) if settings.collect_dir else None
         batcher = MicroBatcher(
             served.predict, max_images=max(settings.max_batch, 64), wait_s=settings.batch_wait_ms / 1000
@@ -313,6 +316,8 @@ async def _upload(request: Request) -> tuple[bytes, str, dict[str, str]]:
 
 def _pixel_count(data: bytes) -> float:
     """Width x height from the image's header (no decoding); infinity when Pillow cannot tell."""
+    # Declared: Pillow types __enter__ as typing.Self, which Python 3.10 (our oldest) lacks, so mypy makes it Any.
+    image: PIL.Image.Image
     try:
         with PIL.Image.open(io.BytesIO(data)) as image:
             return image.width * image.height

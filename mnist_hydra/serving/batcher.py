@@ -22,9 +22,9 @@ class MicroBatcher:
         self._predict = predict
         self._max_images = max_images
         self._wait_s = wait_s
-        self._pending: list[tuple[np.ndarray, asyncio.Future]] = []
+        self._pending: list[tuple[np.ndarray, asyncio.Future[np.ndarray]]] = []
         self._ready: asyncio.Event | None = None
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self.calls = 0  # model calls so far
         self.images = 0  # images predicted so far
@@ -50,22 +50,24 @@ class MicroBatcher:
 
     async def predict(self, images: np.ndarray) -> np.ndarray:
         """Probabilities for `images` (n, 28, 28), computed in a call shared with other requests."""
-        if self._task is None or self._task.done():
+        if self._ready is None or self._task is None or self._task.done():
             raise RuntimeError("the micro-batcher is not running")
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
         self._pending.append((images, future))
         self._ready.set()
         return await future
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        ready = self._ready
+        assert ready is not None  # start() makes it before this loop
         while True:
-            await self._ready.wait()
+            await ready.wait()
             if self._wait_s and self._queued() < self._max_images:
                 await asyncio.sleep(self._wait_s)
             batch = self._take()
             if not self._pending:
-                self._ready.clear()
+                ready.clear()
             if not batch:
                 continue
             images = np.concatenate([item[0] for item in batch]) if len(batch) > 1 else batch[0][0]
@@ -87,7 +89,7 @@ class MicroBatcher:
     def _queued(self) -> int:
         return sum(len(item[0]) for item in self._pending)
 
-    def _take(self) -> list[tuple[np.ndarray, asyncio.Future]]:
+    def _take(self) -> list[tuple[np.ndarray, asyncio.Future[np.ndarray]]]:
         """Whole requests from the front of the queue, up to max_images (at least one request)."""
         taken, count = 0, 0
         for images, _ in self._pending:

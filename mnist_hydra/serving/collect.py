@@ -24,7 +24,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ def folder_name(class_name: str) -> str:
     return f"_{name}" if not name.strip(".") else name
 
 
-def prepare_collect_dir(path: str | os.PathLike) -> Path:
+def prepare_collect_dir(path: str | os.PathLike[str]) -> Path:
     """`path` made absolute, created if missing; UserError naming serve.collect_dir unless it is a writable folder."""
     folder = Path(path).expanduser().absolute()
     hint = "give a folder to save the labelled drawings in (it is created if missing), or serve.collect_dir=null"
@@ -70,11 +70,13 @@ def prepare_collect_dir(path: str | os.PathLike) -> Path:
 class Collector:
     """Saves labelled 28x28 images under `root`, one folder per class of `class_names`."""
 
-    def __init__(self, root: str | os.PathLike, class_names: Sequence[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], class_names: Sequence[str]) -> None:
         self.root = prepare_collect_dir(root)
         self.class_names = tuple(class_names)
         self.folders = tuple(folder_name(name) for name in self.class_names)
-        self.now = lambda: datetime.datetime.now(datetime.timezone.utc)  # the files' names (a test stops it)
+        self.now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(
+            datetime.timezone.utc
+        )  # the files' names (a test stops it)
 
     def label(self, value: Any) -> int:
         """The class index that `value` names (a class name, or an index as a number or text); InputError if none."""

@@ -39,13 +39,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs.artifacts import read_json, write_json
 from mnist_hydra.runs.rundir import class_names, load_model, read_config, require_run
+
+if TYPE_CHECKING:
+    import keras
 
 FORMATS = ("saved_model", "litert", "onnx")
 # The largest absolute difference of a class probability between an export and model.keras.
@@ -75,7 +78,7 @@ class Runtime:
     class_names: list[str] | None = None  # what the export says its classes are, where it says it itself
 
 
-def export_run(run_dir: str | os.PathLike, fmt: str, limit: int | None = None) -> dict[str, Any]:
+def export_run(run_dir: str | os.PathLike[str], fmt: str, limit: int | None = None) -> dict[str, Any]:
     """Write RUN_DIR/export/<fmt>/, check it against model.keras on the run's test images, and
     return the check's record (also written to export.json there).
 
@@ -121,7 +124,7 @@ def export_run(run_dir: str | os.PathLike, fmt: str, limit: int | None = None) -
     return record
 
 
-def verify_export(run_dir: str | os.PathLike, fmt: str, limit: int | None = None) -> dict[str, Any]:
+def verify_export(run_dir: str | os.PathLike[str], fmt: str, limit: int | None = None) -> dict[str, Any]:
     """Check an existing RUN_DIR/export/<fmt>/ against model.keras again; the record, `passed` saying how it went."""
     run_dir = Path(run_dir)
     model_path = require_run(run_dir)
@@ -180,13 +183,13 @@ def test_images(run_dir: Path, limit: int | None) -> tuple[np.ndarray, str]:
     return x[..., np.newaxis].astype(np.float32) / np.float32(255), data.name
 
 
-def model_precision(model) -> str:
+def model_precision(model: keras.Model) -> str:
     """mixed_bfloat16 when any layer computes in bf16, else float32."""
     names = {getattr(layer.dtype_policy, "name", "float32") for layer in model.layers}
     return "mixed_bfloat16" if "mixed_bfloat16" in names else "float32"
 
 
-def float32_copy(model):
+def float32_copy(model: keras.Model) -> keras.Model:
     """The same network and weights computing in float32 (mixed precision keeps float32 weights)."""
     config = _replace_policy(model.get_config(), "mixed_bfloat16", "float32")
     copy = model.__class__.from_config(config)
@@ -205,14 +208,14 @@ def _replace_policy(value: Any, old: str, new: str) -> Any:
 # Writers: each fills an empty folder.
 
 
-def _signature(model):
+def _signature(model: keras.Model) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
     import tensorflow as tf
 
     spec = tf.TensorSpec((None, 28, 28, 1), tf.float32, name="images")
     return spec, (lambda images: {"probabilities": model(images, training=False)})
 
 
-def write_saved_model(model, folder: Path, names: list[str] | None = None) -> None:
+def write_saved_model(model: keras.Model, folder: Path, names: list[str] | None = None) -> None:
     """A SavedModel whose serving_default maps `images` to `probabilities`.
 
     A tf.Module that tracks the model's TensorFlow variables themselves. Keras's ExportArchive
@@ -224,13 +227,13 @@ def write_saved_model(model, folder: Path, names: list[str] | None = None) -> No
 
     spec, serve = _signature(model)
 
-    class Serving(tf.Module):
+    class Serving(tf.Module):  # type: ignore[misc]  # tensorflow ships no types: tf.Module is Any
         def __init__(self) -> None:
             super().__init__()
             self.weights = [weight.value for weight in model.weights]  # the tf.Variables behind Keras's
 
-        @tf.function(input_signature=[spec])
-        def serving_default(self, images):
+        @tf.function(input_signature=[spec])  # type: ignore[untyped-decorator]  # tensorflow ships no types
+        def serving_default(self, images: Any) -> dict[str, Any]:
             return serve(images)
 
     module = Serving()
@@ -238,7 +241,7 @@ def write_saved_model(model, folder: Path, names: list[str] | None = None) -> No
         tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serving_default})
 
 
-def write_litert(model, folder: Path, names: list[str] | None = None) -> None:
+def write_litert(model: keras.Model, folder: Path, names: list[str] | None = None) -> None:
     """model.tflite, converted from the SavedModel above (same signature)."""
     import tensorflow as tf
 
@@ -255,7 +258,7 @@ def write_litert(model, folder: Path, names: list[str] | None = None) -> None:
     (folder / "model.tflite").write_bytes(flatbuffer)
 
 
-def write_onnx(model, folder: Path, names: list[str] | None = None) -> None:
+def write_onnx(model: keras.Model, folder: Path, names: list[str] | None = None) -> None:
     """model.onnx, converted by tf2onnx from the same function; the batch dimension named `batch`; the class names
     in its metadata_props."""
     import tensorflow as tf
@@ -338,7 +341,7 @@ LOADERS = {"saved_model": load_saved_model, "litert": load_litert, "onnx": load_
 
 
 def compare(
-    model, runtime: Runtime, images: np.ndarray, precision: str, names: list[str] | None = None
+    model: keras.Model, runtime: Runtime, images: np.ndarray, precision: str, names: list[str] | None = None
 ) -> dict[str, Any]:
     """model.keras and the export on the same images: classes, probability differences, latency; and the class
     names the export carries against the run's `names`."""
@@ -390,7 +393,7 @@ def mismatch_words(record: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _compiled(model) -> Callable[[np.ndarray], np.ndarray]:
+def _compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """model.keras as the server calls it: one concrete tf.function."""
     import tensorflow as tf
 

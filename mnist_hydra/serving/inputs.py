@@ -58,6 +58,7 @@ def json_images(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
     if batch is None or batch.shape[1:] != (FIELD, FIELD):
         for i, image in enumerate(images):  # find and name the first bad one
             pixels_array(image, f"images[{i}]")
+        assert batch is not None  # images that each pass make an array
         raise InputError(422, f'"images" must be a list of 28x28 images; got shape {batch.shape}')
     return np.stack([_scaled(image, f"images[{i}]") for i, image in enumerate(batch)]), True
 
@@ -86,7 +87,8 @@ def _scaled(array: np.ndarray, where: str) -> np.ndarray:
     if low >= 0 and high <= 1:
         return array
     if low >= 0 and high <= 255:
-        return array / np.float32(255)
+        scaled: np.ndarray = array / np.float32(255)
+        return scaled
     raise InputError(422, f"{where} values must lie in [0, 1] or in 0..255; got min {low:g}, max {high:g}")
 
 

@@ -13,7 +13,9 @@ from typing import Any
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
-ASGIApp = Callable[[Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]], Awaitable[None]]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyTooLarge(Exception):
@@ -36,7 +38,7 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
-    async def __call__(self, scope: Scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -68,7 +70,7 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _reject(send, detail: str) -> None:
+async def _reject(send: Send, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
     await send(
         {

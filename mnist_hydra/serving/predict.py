@@ -64,7 +64,9 @@ def read_images(paths: Sequence[Path]) -> tuple[list[Path], np.ndarray, list[str
     return read, stacked, failures
 
 
-def rank(probabilities: np.ndarray, files: Sequence[Path], class_names: Sequence[str], top_k: int) -> list[dict]:
+def rank(
+    probabilities: np.ndarray, files: Sequence[Path], class_names: Sequence[str], top_k: int
+) -> list[dict[str, Any]]:
     """One record per image: file, predicted class and label, its probability, the top_k classes."""
     records = []
     for path, probs in zip(files, np.asarray(probabilities, dtype=np.float64), strict=False):
@@ -80,7 +82,7 @@ def format_line(record: dict[str, Any]) -> str:
     return f"{record['file']}  {record['class']}  {record['probability']:.4f}  top-{len(record['top'])}: {top}"
 
 
-def predict_images(run_dir: Path, images: Path, top_k: int = 3) -> tuple[list[dict], list[str]]:
+def predict_images(run_dir: Path, images: Path, top_k: int = 3) -> tuple[list[dict[str, Any]], list[str]]:
     """Classify the picture(s) at `images` with `run_dir`'s model: (one record per image, one message per failure)."""
     model_path = rundir.require_run(Path(run_dir))
     rundir.check_model_file(model_path)  # a damaged model shows before the pictures are read

@@ -28,7 +28,7 @@ class Predictor:
     retracing and no Keras `predict` loop per call. Batches are zero-padded to BUCKETS sizes.
     """
 
-    def __init__(self, run_dir: str | os.PathLike, threads: int | None = None) -> None:
+    def __init__(self, run_dir: str | os.PathLike[str], threads: int | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.model_path = require_run(self.run_dir)  # a wrong path fails before TensorFlow loads
         if threads is not None:

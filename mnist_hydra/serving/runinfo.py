@@ -20,9 +20,7 @@ def read_run_info(run_dir: Path, model_path: Path) -> dict[str, Any]:
         config = read_run_config(run_dir)
     except UserError:
         config = {}
-    model, data, trainer = (
-        config.get(key) if isinstance(config.get(key), dict) else {} for key in ("model", "data", "trainer")
-    )
+    model, data, trainer = (_section(config, key) for key in ("model", "data", "trainer"))
     return {
         "run": "/".join(run_dir.resolve().parts[-2:]),  # outputs/DATE/TIME -> DATE/TIME
         "run_dir": str(run_dir.resolve()),
@@ -34,6 +32,11 @@ def read_run_info(run_dir: Path, model_path: Path) -> dict[str, Any]:
         "config": config,
         "metrics": metrics,
     }
+
+
+def _section(config: dict[str, Any], key: str) -> dict[str, Any]:
+    value = config.get(key)
+    return value if isinstance(value, dict) else {}
 
 
 def headline(info: dict[str, Any]) -> str:

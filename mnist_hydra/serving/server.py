@@ -14,6 +14,7 @@ import threading
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import OutputError, UserError
 from mnist_hydra.runs.rundir import require_run
@@ -21,6 +22,12 @@ from mnist_hydra.serving.collect import prepare_collect_dir
 from mnist_hydra.serving.process import prepare_process
 from mnist_hydra.serving.runinfo import headline, read_run_info
 from mnist_hydra.serving.settings import ServeSettings
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from mnist_hydra.serving.predictor import Predictor
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -38,7 +45,7 @@ class Stopped(Exception):
 
 
 def serve(
-    run_dir: str | os.PathLike,
+    run_dir: str | os.PathLike[str],
     settings: ServeSettings,
     top_k: int = 3,
     prog: str = "mnist_hydra.serve",
@@ -96,7 +103,7 @@ def serve(
     return stopped_by
 
 
-def _config(app, settings: ServeSettings, **extra):
+def _config(app: FastAPI | str, settings: ServeSettings, **extra: Any) -> uvicorn.Config:
     import uvicorn
 
     return uvicorn.Config(
@@ -111,7 +118,7 @@ def _config(app, settings: ServeSettings, **extra):
 
 
 def _run_one(
-    predictor, settings: ServeSettings, top_k: int, sock: socket.socket, announce: Callable[[], None]
+    predictor: Predictor, settings: ServeSettings, top_k: int, sock: socket.socket, announce: Callable[[], None]
 ) -> str | None:
     """One process: the model loaded here, uvicorn on this event loop."""
     import uvicorn
@@ -136,7 +143,12 @@ def _run_one(
 
 
 def _run_workers(
-    run_dir, settings: ServeSettings, top_k: int, prog: str, sock: socket.socket, announce: Callable[[], None]
+    run_dir: str | os.PathLike[str],
+    settings: ServeSettings,
+    top_k: int,
+    prog: str,
+    sock: socket.socket,
+    announce: Callable[[], None],
 ) -> str | None:
     """Several processes sharing the socket, each with its own model (uvicorn's supervisor).
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mnist_hydra.registry import Registry
 
-LOGGERS: Registry = Registry("logger")
+LOGGERS: Registry[Callable[[Any], Logger]] = Registry("logger")
 
 # Where a logger keeps what it needs to continue a resumed run (e.g. the MLflow run id), in the run directory.
 RECORD = "tracking.json"

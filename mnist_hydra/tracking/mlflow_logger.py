@@ -19,11 +19,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from mnist_hydra.errors import require
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value, read_record, short_error, write_record
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -103,7 +106,7 @@ class MlflowLogger(Logger):
 
     def __init__(self, config: MlflowConfig) -> None:
         self.config = config
-        self.client: Any = None
+        self.client: MlflowClient | None = None
         self.run_id: str | None = None
         self.run_dir: Path | None = None
 
@@ -162,28 +165,33 @@ class MlflowLogger(Logger):
     def log_artifacts(self, run_dir: Path) -> None:
         for name in RUN_FILES:
             if (Path(run_dir) / name).is_file():
-                _retry(self.client.log_artifact, self.run_id, str(Path(run_dir) / name))
+                _retry(self._client.log_artifact, self.run_id, str(Path(run_dir) / name))
         if self.config.log_model and (Path(run_dir) / "model.keras").is_file():
-            _retry(self.client.log_artifact, self.run_id, str(Path(run_dir) / "model.keras"), "model")
+            _retry(self._client.log_artifact, self.run_id, str(Path(run_dir) / "model.keras"), "model")
 
     def end(self, status: str) -> None:
         failure = self.run_dir / "metrics.json" if self.run_dir else None
         if status != "completed" and failure is not None and failure.is_file():
-            _retry(self.client.log_artifact, self.run_id, str(failure))  # says why, or where it stopped
-        _retry(self.client.set_terminated, self.run_id, STATUS[status])
+            _retry(self._client.log_artifact, self.run_id, str(failure))  # says why, or where it stopped
+        _retry(self._client.set_terminated, self.run_id, STATUS[status])
 
     def explain(self, err: Exception) -> str:
         return explain(err)
+
+    @property
+    def _client(self) -> MlflowClient:
+        assert self.client is not None  # Loggers calls start() first
+        return self.client
 
     def _metrics(self, metrics: Mapping[str, Any], step: int) -> None:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
-        _retry(self.client.log_batch, self.run_id, metrics=batch)
+        _retry(self._client.log_batch, self.run_id, metrics=batch)
 
 
-def make_client(uri: str) -> Any:
+def make_client(uri: str) -> MlflowClient:
     """An MlflowClient for `uri`, its store created (or migrated) now, retrying while SQLite is locked."""
     for key, value in HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)  # the user's own settings win
@@ -216,7 +224,7 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
 
 
-def experiment(client: Any, name: str) -> str:
+def experiment(client: MlflowClient, name: str) -> str:
     """The id of experiment `name`, created when missing (another process may create it at the same moment)."""
     from mlflow.exceptions import MlflowException
 
@@ -228,6 +236,7 @@ def experiment(client: Any, name: str) -> str:
             if err.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
             found = _retry(client.get_experiment_by_name, name)
+            assert found is not None  # its creation failed because it exists
     if found.lifecycle_stage == "deleted":
         raise RuntimeError(
             f"MLflow experiment {name!r} is deleted: restore it (mlflow experiments restore) "
@@ -236,7 +245,7 @@ def experiment(client: Any, name: str) -> str:
     return found.experiment_id
 
 
-def artifact_location(client: Any, name: str) -> str | None:
+def artifact_location(client: MlflowClient, name: str) -> str | None:
     """For a SQLite store, the folder mlruns/NAME beside the database file; else the server's choice (None).
 
     MLflow's own default for a database store is ./mlruns of whatever directory the process runs in.
@@ -262,8 +271,9 @@ def open_sweep_run(
     client = make_client(uri)
     previous = read_record(sweep_dir).get("mlflow") or {}
     if previous.get("run_id") and previous.get("tracking_uri") == uri:
-        _retry(client.update_run, previous["run_id"], status="RUNNING")
-        return previous["run_id"]
+        run_id: str = previous["run_id"]
+        _retry(client.update_run, run_id, status="RUNNING")
+        return run_id
     experiment_id = experiment(client, config.experiment or app)
     sweep_dir = Path(sweep_dir).resolve()
     tags = {"overrides": " ".join(overrides), "run_dir": str(sweep_dir), "kind": "sweep"}
@@ -275,14 +285,15 @@ def open_sweep_run(
         tags=mlflow_tags(tags),
         run_name=f"sweep {sweep_dir.parent.name}/{sweep_dir.name}",
     )
+    run_id = run.info.run_id
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_record(
         sweep_dir,
         "mlflow",
-        {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": run.info.run_id, "overrides": list(overrides)},
+        {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": run_id, "overrides": list(overrides)},
     )
-    log.info("mlflow: sweep run %s at %s", run.info.run_id, uri)
-    return run.info.run_id
+    log.info("mlflow: sweep run %s at %s", run_id, uri)
+    return run_id
 
 
 def close_sweep_run(sweep_dir: Path, status: str, metrics: Mapping[str, float]) -> None:

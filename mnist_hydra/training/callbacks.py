@@ -26,7 +26,7 @@ from mnist_hydra.training.stopping import StopRequest
 log = logging.getLogger(__name__)
 
 
-class EpochLog(keras.callbacks.Callback):
+class EpochLog(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
     """Logs each epoch's figures to the job log and keeps its wall time; an epoch a stop cut short is logged
     as dropped, without figures, since nothing of it is kept.
 
@@ -40,10 +40,10 @@ class EpochLog(keras.callbacks.Callback):
         self.extra = {FILE_ONLY: file_only}
         self.seconds: list[float] = []
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._start = time.perf_counter()
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.seconds.append(time.perf_counter() - self._start)
         if self.stopped():
             log.warning(
@@ -89,7 +89,7 @@ def _isatty(stream: Any) -> bool:
         return False
 
 
-class ProgressBar(keras.callbacks.ProgbarLogger):
+class ProgressBar(keras.callbacks.ProgbarLogger):  # type: ignore[misc]  # keras ships no types: its classes are Any
     """Keras's progress bar (or line per epoch), except that an epoch a stop cut short ends in a line saying it
     was dropped, not in figures that would look like a finished epoch's."""
 
@@ -97,7 +97,7 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
         super().__init__()
         self.stopped = stopped
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not self.stopped():
             super().on_epoch_end(epoch, logs)
         elif self.verbose:
@@ -109,7 +109,7 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
             )
 
 
-class CheckpointEachEpoch(keras.callbacks.Callback):
+class CheckpointEachEpoch(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
     """After each complete epoch: add its figures to the state, let the controls decide, checkpoint, then log.
 
     An epoch cut short by a stop request or a non-finite loss is not complete: Keras still validates
@@ -131,7 +131,7 @@ class CheckpointEachEpoch(keras.callbacks.Callback):
         self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
         self.controls, self.loggers = list(controls), loggers
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if self.stopped():
             return
         figures = {key: float(value) for key, value in (logs or {}).items()}
@@ -156,7 +156,7 @@ class CheckpointEachEpoch(keras.callbacks.Callback):
             self.loggers.log_epoch(self.state.epoch, {**figures, "learning_rate": lr})
 
 
-class LogSteps(keras.callbacks.Callback):
+class LogSteps(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
     """Hands the training loss to the loggers every `every` steps (steps counted over the run, from 1).
 
     Keras reports once per call of trainer.steps_per_execution steps, so a point falls on the first
@@ -168,29 +168,29 @@ class LogSteps(keras.callbacks.Callback):
         self.loggers, self.steps_per_epoch, self.every = loggers, steps_per_epoch, every
         self._first = self._last = 0
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._first = self._last = epoch * self.steps_per_epoch
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         step = min(self._first + batch + 1, self._first + self.steps_per_epoch)
-        if step // self.every > self._last // self.every and "loss" in (logs or {}):
+        if step // self.every > self._last // self.every and logs and "loss" in logs:
             self.loggers.log_step(step, {"loss": float(logs["loss"])})
         self._last = step
 
 
-class StopOnRequest(keras.callbacks.Callback):
+class StopOnRequest(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
     """Ends fit() after the step in which a stop was asked for."""
 
     def __init__(self, request: StopRequest) -> None:
         super().__init__()
         self.request = request
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         if self.request.signum is not None:
             self.model.stop_training = True
 
 
-class StopOnDivergence(keras.callbacks.Callback):
+class StopOnDivergence(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
     """Ends fit() at the first step whose running loss is NaN, infinite or above `limit`, and says where.
 
     Keras computes the cross-entropy of a softmax output from its logits, unclipped, so a run that blows
@@ -203,10 +203,10 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.where: str | None = None
         self._epoch = 0
 
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         loss = (logs or {}).get("loss")
         if loss is None or self.where is not None:
             return

@@ -16,7 +16,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts
@@ -38,7 +38,7 @@ class TrainingState:
     epoch: int = 0
     history: dict[str, list[float]] = field(default_factory=dict)  # Keras's per-epoch logs
     epoch_seconds: list[float] = field(default_factory=list)
-    controls: dict[str, dict] = field(default_factory=dict)  # each control's state, by its key
+    controls: dict[str, dict[str, Any]] = field(default_factory=dict)  # each control's state, by its key
     best_weights: str | None = None  # keep=best: the file in checkpoints/ with the best epoch's weights
     random_states: dict[str, list[list[int]]] = field(default_factory=dict)  # layer name -> its seed states
 
@@ -151,5 +151,5 @@ def restore_random_states(model: keras.Model, states: dict[str, list[list[int]]]
             variable.assign(np.asarray(value, dtype=variable.dtype))
 
 
-def _seed_variables(layer: keras.layers.Layer) -> list:
+def _seed_variables(layer: keras.layers.Layer) -> list[Any]:
     return [v for v in layer.variables if v.name == SEED_STATE]

@@ -71,8 +71,8 @@ def is_chief(strategy: str, environ: Mapping[str, str] | None = None) -> bool:
     tf_config = read_tf_config(environ)
     task = tf_config["task"]
     if "chief" in tf_config["cluster"]:
-        return task["type"] == "chief"
-    return task["type"] == "worker" and task["index"] == 0
+        return bool(task["type"] == "chief")
+    return bool(task["type"] == "worker" and task["index"] == 0)
 
 
 def make_strategy(name: str) -> tuple[Any, bool]:
@@ -168,7 +168,7 @@ def average_across_replicas(strategy: Any, variables: list[Any]) -> None:
         return
     import tensorflow as tf
 
-    @tf.function
+    @tf.function  # type: ignore[untyped-decorator]  # tensorflow ships no types
     def averaged() -> Any:
         def replica_means() -> list[Any]:
             context = tf.distribute.get_replica_context()
