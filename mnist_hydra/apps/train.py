@@ -12,7 +12,7 @@ from typing import Any, NoReturn
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import describe, guard, run_app
@@ -70,6 +70,30 @@ def _run(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict[str, An
         resume=resuming,
         overrides=HydraConfig.get().overrides.task,
         run_info=_run_info(workdir, resuming),
+        trial=_search_trial(),
+    )
+
+
+def _search_trial() -> Any | None:
+    """The Optuna trial this sweep job runs, when its search prunes (hydra.sweeper.pruner); else None."""
+    hydra_config = HydraConfig.get()
+    sweeper = hydra_config.sweeper
+    if (
+        hydra_config.mode != RunMode.MULTIRUN
+        or OmegaConf.select(sweeper, "trial") is None
+        or OmegaConf.select(sweeper, "pruner") is None
+    ):
+        return None
+    from mnist_hydra.search.study import storage_url
+    from mnist_hydra.search.trials import job_trial
+
+    return job_trial(
+        str(sweeper.study_name),
+        int(sweeper.trial),
+        storage_url(sweeper.storage, Path(hydra_config.runtime.cwd)),
+        str(sweeper.pruner),
+        int(sweeper.pruner_startup_trials),
+        int(sweeper.pruner_warmup_epochs),
     )
 
 
@@ -101,6 +125,14 @@ def _sweep_job(cfg: DictConfig, workdir: Path) -> float | None:
             write_json(workdir / rundir.METRICS, {"status": "failed", "error": message})
         # Not a float: Optuna marks the trial failed; a NaN would crash its sweeper (hydra #2237).
         return None
+    if metrics.get("status") == "pruned":
+        log.info(
+            "pruned after epoch %d; test accuracy %.4f; run directory: %s",
+            metrics["pruned_epoch"],
+            metrics["test_accuracy"],
+            workdir,
+        )
+        return float(metrics["val_accuracy"])
     log.info("test accuracy %.4f; run directory: %s", metrics["test_accuracy"], workdir)
     return float(metrics["val_accuracy"])
 

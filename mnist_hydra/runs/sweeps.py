@@ -16,7 +16,17 @@ from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 
 OBJECTIVE = "val_accuracy"
-METRICS = ["val_accuracy", "test_accuracy", "best_val_accuracy", "val_loss", "test_loss", "epochs_run", "train_seconds"]
+# saved_seconds: a pruned trial's epochs that were not run, at its own mean epoch time (only with pruning).
+METRICS = [
+    "val_accuracy",
+    "test_accuracy",
+    "best_val_accuracy",
+    "val_loss",
+    "test_loss",
+    "epochs_run",
+    "train_seconds",
+    "saved_seconds",
+]
 # Keys whose values repeat an experiment rather than change it: jobs differing only in these are grouped.
 REPLICATE_KEYS = ("seed", "data.fold")
 
@@ -31,8 +41,14 @@ class SweepSummary:
 
     @property
     def failed(self) -> pd.DataFrame:
-        failed: pd.DataFrame = self.table[self.table["status"] != "completed"]
+        failed: pd.DataFrame = self.table[~self.table["status"].isin(("completed", "pruned"))]
         return failed
+
+    @property
+    def pruned(self) -> pd.DataFrame:
+        """The trials of a search that its pruner stopped early (status "pruned")."""
+        pruned: pd.DataFrame = self.table[self.table["status"] == "pruned"]
+        return pruned
 
     @property
     def best(self) -> pd.Series | None:
@@ -88,6 +104,8 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
             "mean and standard deviation over " + ", ".join(k for k in REPLICATE_KEYS if k in summary.swept),
             summary.groups[wanted].to_string(index=False, float_format=lambda v: f"{v:.4f}"),
         ]
+    if not summary.pruned.empty:
+        lines.append(pruned_line(summary))
     for _, job in summary.failed.iterrows():
         lines.append(f"job {job['job']} {job['status']}: {job['error']}")
     best = summary.best
@@ -102,6 +120,18 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def pruned_line(summary: SweepSummary) -> str:
+    """How many trials the pruner stopped, and the training time that saved."""
+    pruned = summary.pruned
+    saved = float(pruned["saved_seconds"].sum()) if "saved_seconds" in pruned else 0.0
+    run = float(summary.table["train_seconds"].sum()) if "train_seconds" in summary.table else 0.0
+    share = f", {saved / (saved + run):.0%} of the search's training" if saved + run > 0 else ""
+    return (
+        f"pruned: {len(pruned)} of {len(summary.table)} trials (jobs {', '.join(map(str, pruned['job']))}), "
+        f"stopped early; about {saved:.0f} s of training saved{share}"
+    )
+
+
 def _job_row(job: Path) -> dict[str, object]:
     row: dict[str, object] = {"job": job.name}
     for override in rundir.read_overrides(job):
@@ -112,6 +142,9 @@ def _job_row(job: Path) -> dict[str, object]:
         row["status"] = metrics.get("status", "completed")
         row["error"] = metrics.get("error", "")
         row.update({m: metrics[m] for m in METRICS if m in metrics})
+        if row["status"] == "pruned" and metrics.get("epochs_run"):
+            per_epoch = float(metrics.get("train_seconds", 0.0)) / metrics["epochs_run"]
+            row["saved_seconds"] = max(0, int(metrics.get("epochs", 0)) - metrics["epochs_run"]) * per_epoch
     else:
         # Killed, crashed hard, or still running: no metrics.json was written.
         row["status"], row["error"] = "incomplete", "no metrics.json in the job directory"

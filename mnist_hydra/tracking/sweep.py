@@ -44,11 +44,14 @@ def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: flo
     from mnist_hydra.tracking.mlflow_logger import close_sweep_run, explain
 
     completed = sum(status == "completed" for status in statuses)
+    pruned = sum(status == "pruned" for status in statuses)
     metrics: dict[str, float] = {
         "jobs": len(statuses),
         "jobs_completed": completed,
-        "jobs_failed": len(statuses) - completed,
+        "jobs_failed": len(statuses) - completed - pruned,
     }
+    if pruned:  # a search's trials that its pruner stopped: neither completed nor failed
+        metrics["jobs_pruned"] = pruned
     if best_val_accuracy is not None:
         metrics["best_val_accuracy"] = best_val_accuracy
     try:

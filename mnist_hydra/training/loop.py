@@ -39,6 +39,7 @@ from mnist_hydra.training.callbacks import (
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
 from mnist_hydra.training.init_from import load_weights_from
+from mnist_hydra.training.pruning import PruneTrial
 from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,12 @@ DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends trainin
 
 
 def fit_and_score(
-    config: Config, workdir: Path, splits: Splits, resume: bool = False, run_info: RunInfo | None = None
+    config: Config,
+    workdir: Path,
+    splits: Splits,
+    resume: bool = False,
+    run_info: RunInfo | None = None,
+    trial: Any = None,
 ) -> dict[str, Any]:
     """Train `config` on `splits`, score the test set once, write the artifacts; return the metrics.
 
@@ -69,7 +75,7 @@ def fit_and_score(
     info = run_info or RunInfo(run_dir=workdir, resumed=resume)
     loggers.start(info, run_params(config), run_tags(info))
     try:
-        metrics = _fit_and_score(config, workdir, splits, resume, strategy, chief, loggers)
+        metrics = _fit_and_score(config, workdir, splits, resume, strategy, chief, loggers, trial)
     except KeyboardInterrupt:  # Interrupted included: SIGINT or SIGTERM
         loggers.end("interrupted")
         raise
@@ -78,12 +84,19 @@ def fit_and_score(
         raise
     loggers.log_test(metrics)
     loggers.log_artifacts(workdir)
-    loggers.end("completed")
+    loggers.end(metrics["status"])  # completed, or pruned
     return metrics
 
 
 def _fit_and_score(
-    config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool, loggers: Loggers
+    config: Config,
+    workdir: Path,
+    splits: Splits,
+    resume: bool,
+    strategy: Any,
+    chief: bool,
+    loggers: Loggers,
+    trial: Any = None,
 ) -> dict[str, Any]:
     """The body of `fit_and_score`, between the loggers' start and end."""
     seed_everything(config.seed, config.trainer.deterministic)
@@ -118,6 +131,8 @@ def _fit_and_score(
             config, strategy, checkpoints if resume else None, len(splits.y_train), len(splits.class_names)
         )
         controls = make_controls(config.trainer, config.optimizer)
+        if trial is not None:
+            controls.append(PruneTrial(trial))
         for control in controls:
             if control.key in state.controls:
                 control.restore(state.controls[control.key])
@@ -134,6 +149,9 @@ def _fit_and_score(
         metrics, probabilities = _score(
             config, model, splits, state, strategy, kept_epoch, find(controls, EarlyStopping)
         )
+        pruned = find(controls, PruneTrial)
+        if pruned is not None and pruned.stopped_epoch is not None:
+            metrics.update(status="pruned", pruned_epoch=pruned.stopped_epoch, epochs=config.trainer.epochs)
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
@@ -210,8 +228,8 @@ def _fit(
     gets a failure record."""
     epochs, batch = config.trainer.epochs, config.trainer.batch_size
     stopping = find(controls, EarlyStopping)
-    if state.epoch >= epochs or (stopping is not None and stopping.stopped_epoch is not None):
-        return  # stopped after the last epoch's checkpoint, before its artifacts were written
+    if state.epoch >= epochs or any(getattr(c, "stopped_epoch", None) is not None for c in controls):
+        return  # stopped (or pruned) after the last epoch's checkpoint, before its artifacts were written
     # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
     diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
     steps = math.ceil(len(splits.y_train) / batch)
