@@ -6,12 +6,12 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import describe, guard, run_app
@@ -59,7 +59,22 @@ def _run(cfg: DictConfig, workdir: Path) -> dict:
     from mnist_hydra.training.run import train_and_evaluate
 
     return train_and_evaluate(config, workdir, resume=resuming, overrides=HydraConfig.get().overrides.task,
-                              run_info=_run_info(workdir, resuming))
+                              run_info=_run_info(workdir, resuming), trial=_search_trial())
+
+
+def _search_trial() -> Optional[Any]:
+    """The Optuna trial this sweep job runs, when its search prunes (hydra.sweeper.pruner); else None."""
+    hydra_config = HydraConfig.get()
+    sweeper = hydra_config.sweeper
+    if hydra_config.mode != RunMode.MULTIRUN or OmegaConf.select(sweeper, "trial") is None \
+            or OmegaConf.select(sweeper, "pruner") is None:
+        return None
+    from mnist_hydra.search.study import storage_url
+    from mnist_hydra.search.trials import job_trial
+
+    return job_trial(str(sweeper.study_name), int(sweeper.trial),
+                     storage_url(sweeper.storage, Path(hydra_config.runtime.cwd)), str(sweeper.pruner),
+                     int(sweeper.pruner_startup_trials), int(sweeper.pruner_warmup_epochs))
 
 
 def _run_info(workdir: Path, resuming: bool) -> RunInfo:
@@ -84,6 +99,10 @@ def _sweep_job(cfg: DictConfig, workdir: Path) -> Optional[float]:
             write_json(workdir / rundir.METRICS, {"status": "failed", "error": message})
         # Not a float: Optuna marks the trial failed; a NaN would crash its sweeper (hydra #2237).
         return None
+    if metrics.get("status") == "pruned":
+        log.info("pruned after epoch %d; test accuracy %.4f; run directory: %s", metrics["pruned_epoch"],
+                 metrics["test_accuracy"], workdir)
+        return metrics["val_accuracy"]
     log.info("test accuracy %.4f; run directory: %s", metrics["test_accuracy"], workdir)
     return metrics["val_accuracy"]
 

@@ -39,7 +39,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2r
 h1 { font-size: 1.6rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ddd;
        padding-bottom: .2rem; margin-top: 2rem; }
 .meta { color: #666; margin-top: 0; } .missing { color: #999; font-style: italic; }
-.failed { color: #b00020; } .completed { color: #1b5e20; } .incomplete { color: #8a6d00; }
+.failed { color: #b00020; } .completed { color: #1b5e20; } .incomplete { color: #8a6d00; } .pruned { color: #5d4037; }
 table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
 th, td { border: 1px solid #ddd; padding: .25rem .6rem; text-align: left; vertical-align: top; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -91,11 +91,14 @@ def write_sweep_report(sweep_dir: str | os.PathLike, summary: Any) -> Path:
             links[str(job["job"])] = quote(Path(os.path.relpath(job_dir / REPORT, sweep_dir)).as_posix())
 
     completed = int((table["status"] == "completed").sum())
+    pruned = len(summary.pruned)
     title = f"Sweep {sweep_dir.name}"
     body = [
         f"<header><h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(str(sweep_dir.absolute()))} &middot; {len(table)} jobs, {completed} completed'
-        + (f', <span class="failed">{len(table) - completed} not completed</span>' if completed < len(table) else "")
+        + (f', <span class="pruned">{pruned} pruned</span>' if pruned else "")
+        + (f', <span class="failed">{len(table) - completed - pruned} not completed</span>'
+           if completed + pruned < len(table) else "")
         + (f" &middot; swept: {_e(', '.join(summary.swept))}" if summary.swept else "") + "</p>",
         "</header>",
         _section("best", "Best run", _best_html(summary, links)),
@@ -106,6 +109,10 @@ def write_sweep_report(sweep_dir: str | os.PathLike, summary: Any) -> Path:
                              _frame_table(summary.groups)))
     body.append(_section("summary-plot", "Summary plot",
                          _figure(sweep_dir / "sweep_summary.png", "Validation accuracy against each swept key")))
+    if pruned:
+        from mnist_hydra.runs.sweeps import pruned_line
+
+        body.append(_section("pruned", "Pruned trials", f"<p>{_e(pruned_line(summary))}</p>"))
     failed = summary.failed
     if not failed.empty:
         items = "".join(f"<li>job {_link_or_text(str(job['job']), links)} <span class=\"failed\">"

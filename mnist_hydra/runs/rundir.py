@@ -26,6 +26,7 @@ OVERRIDES = Path(".hydra") / "overrides.yaml"
 SWEEP_RECORD = "multirun.yaml"
 MODEL = "model.keras"
 METRICS = "metrics.json"
+FINISHED = ("completed", "pruned")  # a metrics.json that ends a run: a pruned trial of a search stopped on purpose
 CHECKPOINTS = "checkpoints"
 RUN_EXAMPLE = "run=outputs/2026-11-24/13-20-02.850171 (a run directory of python -m mnist_hydra)"
 # outputs/2026-11-24/13-20-02.850171 and multirun/DATE/TIME/N: Hydra's run and sweep directory names.
@@ -125,9 +126,9 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 
 def completed_metrics(run_dir: Path) -> Optional[dict[str, Any]]:
-    """metrics.json of a run that finished, or None."""
+    """metrics.json of a run that finished (a search's pruned trial included), or None."""
     metrics = read_metrics(run_dir)
-    return metrics if metrics.get("status") == "completed" else None
+    return metrics if metrics.get("status") in FINISHED else None
 
 
 def read_overrides(run_dir: Path) -> list[str]:

@@ -17,8 +17,9 @@ from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 
 OBJECTIVE = "val_accuracy"
+# saved_seconds: a pruned trial's epochs that were not run, at its own mean epoch time (only with pruning).
 METRICS = ["val_accuracy", "test_accuracy", "best_val_accuracy", "val_loss", "test_loss", "epochs_run",
-           "train_seconds"]
+           "train_seconds", "saved_seconds"]
 # Keys whose values repeat an experiment rather than change it: jobs differing only in these are grouped.
 REPLICATE_KEYS = ("seed", "data.fold")
 
@@ -33,7 +34,12 @@ class SweepSummary:
 
     @property
     def failed(self) -> pd.DataFrame:
-        return self.table[self.table["status"] != "completed"]
+        return self.table[~self.table["status"].isin(("completed", "pruned"))]
+
+    @property
+    def pruned(self) -> pd.DataFrame:
+        """The trials of a search that its pruner stopped early (status "pruned")."""
+        return self.table[self.table["status"] == "pruned"]
 
     @property
     def best(self) -> Optional[pd.Series]:
@@ -80,6 +86,8 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
                   if not c.startswith(tuple(METRICS)) or c.split("_")[0] in ("val", "test") and "accuracy" in c]
         lines += ["mean and standard deviation over " + ", ".join(k for k in REPLICATE_KEYS if k in summary.swept),
                   summary.groups[wanted].to_string(index=False, float_format=lambda v: f"{v:.4f}")]
+    if not summary.pruned.empty:
+        lines.append(pruned_line(summary))
     for _, job in summary.failed.iterrows():
         lines.append(f"job {job['job']} {job['status']}: {job['error']}")
     best = summary.best
@@ -92,6 +100,16 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
     return "\n".join(lines)
 
 
+def pruned_line(summary: SweepSummary) -> str:
+    """How many trials the pruner stopped, and the training time that saved."""
+    pruned = summary.pruned
+    saved = float(pruned["saved_seconds"].sum()) if "saved_seconds" in pruned else 0.0
+    run = float(summary.table["train_seconds"].sum()) if "train_seconds" in summary.table else 0.0
+    share = f", {saved / (saved + run):.0%} of the search's training" if saved + run > 0 else ""
+    return (f"pruned: {len(pruned)} of {len(summary.table)} trials (jobs {', '.join(map(str, pruned['job']))}), "
+            f"stopped early; about {saved:.0f} s of training saved{share}")
+
+
 def _job_row(job: Path) -> dict:
     row: dict = {"job": job.name}
     for override in rundir.read_overrides(job):
@@ -102,6 +120,9 @@ def _job_row(job: Path) -> dict:
         row["status"] = metrics.get("status", "completed")
         row["error"] = metrics.get("error", "")
         row.update({m: metrics[m] for m in METRICS if m in metrics})
+        if row["status"] == "pruned" and metrics.get("epochs_run"):
+            per_epoch = float(metrics.get("train_seconds", 0.0)) / metrics["epochs_run"]
+            row["saved_seconds"] = max(0, int(metrics.get("epochs", 0)) - metrics["epochs_run"]) * per_epoch
     else:
         # Killed, crashed hard, or still running: no metrics.json was written.
         row["status"], row["error"] = "incomplete", "no metrics.json in the job directory"

@@ -71,7 +71,7 @@ class Logger(abc.ABC):
 
     @abc.abstractmethod
     def end(self, status: str) -> None:
-        """Close the run as `status`: completed, failed or interrupted."""
+        """Close the run as `status`: completed, pruned (a search stopped it), failed or interrupted."""
 
     def explain(self, err: Exception) -> str:
         """What went wrong, in a few words for the one warning line."""

@@ -34,7 +34,8 @@ DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 SERVER_SCHEMES = ("http", "https", "databricks")
 EXPECTED_URI = ("null (sqlite:///mlruns.db in the launch directory), a tracking server (http://HOST:PORT, "
                 "https://...) or a database (sqlite:///PATH, postgresql://..., mysql://..., mssql://...)")
-STATUS = {"completed": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
+# MLflow has no PRUNED: a pruned trial ends FINISHED, with the tag mnist_hydra.status=pruned.
+STATUS = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "interrupted": "KILLED"}
 RUN_FILES = ("training_curves.png", "confusion_matrix.png", "misclassified.png", "report.html", "metrics.json",
                "history.csv", "provenance.json")
 SWEEP_FILES = ("sweep_results.csv", "sweep_groups.csv", "sweep_summary.png", "report.html")
@@ -133,8 +134,10 @@ class MlflowLogger(Logger):
 
     def end(self, status: str) -> None:
         failure = self.run_dir / "metrics.json" if self.run_dir else None
-        if status != "completed" and failure is not None and failure.is_file():
+        if status not in ("completed", "pruned") and failure is not None and failure.is_file():
             _retry(self.client.log_artifact, self.run_id, str(failure))  # says why, or where it stopped
+        if status == "pruned":
+            _retry(self.client.set_tag, self.run_id, "mnist_hydra.status", "pruned")
         _retry(self.client.set_terminated, self.run_id, STATUS[status])
 
     def explain(self, err: Exception) -> str:

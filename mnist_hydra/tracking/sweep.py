@@ -38,7 +38,9 @@ def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: Opt
     from mnist_hydra.tracking.mlflow_logger import close_sweep_run, explain
 
     completed = sum(status == "completed" for status in statuses)
-    metrics = {"jobs": len(statuses), "jobs_completed": completed, "jobs_failed": len(statuses) - completed}
+    pruned = sum(status == "pruned" for status in statuses)
+    metrics = {"jobs": len(statuses), "jobs_completed": completed, "jobs_pruned": pruned,
+               "jobs_failed": len(statuses) - completed - pruned}
     if best_val_accuracy is not None:
         metrics["best_val_accuracy"] = best_val_accuracy
     try:

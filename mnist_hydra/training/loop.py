@@ -30,6 +30,7 @@ from mnist_hydra.training.callbacks import (CheckpointEachEpoch, EpochLog, LogSt
                                             StopOnRequest)
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
+from mnist_hydra.training.pruning import PruneTrial
 from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ DIVERGENCE_FACTOR = 100  # a loss this many times a uniform guess's ends trainin
 
 
 def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = False,
-                  run_info: Optional[RunInfo] = None) -> dict[str, Any]:
+                  run_info: Optional[RunInfo] = None, trial: Any = None) -> dict[str, Any]:
     """Train `config` on `splits`, score the test set once, write the artifacts; return the metrics.
 
     mnist_hydra.training.run.train_and_evaluate prepares what this needs (data, output checks, provenance);
@@ -56,7 +57,7 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
     info = run_info or RunInfo(run_dir=workdir, resumed=resume)
     loggers.start(info, run_params(config), run_tags(info))
     try:
-        metrics = _fit_and_score(config, workdir, splits, resume, strategy, chief, loggers)
+        metrics = _fit_and_score(config, workdir, splits, resume, strategy, chief, loggers, trial)
     except KeyboardInterrupt:  # Interrupted included: SIGINT or SIGTERM
         loggers.end("interrupted")
         raise
@@ -65,12 +66,12 @@ def fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool = 
         raise
     loggers.log_test(metrics)
     loggers.log_artifacts(workdir)
-    loggers.end("completed")
+    loggers.end(metrics["status"])  # completed, or pruned
     return metrics
 
 
 def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, strategy: Any, chief: bool,
-                   loggers: Loggers) -> dict[str, Any]:
+                   loggers: Loggers, trial: Any = None) -> dict[str, Any]:
     """The body of `fit_and_score`, between the loggers' start and end."""
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
@@ -93,6 +94,8 @@ def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, 
         model, state = _build_or_restore(config, strategy, checkpoints if resume else None, len(splits.y_train),
                                          len(splits.class_names))
         controls = make_controls(config.trainer, config.optimizer)
+        if trial is not None:
+            controls.append(PruneTrial(trial))
         for control in controls:
             if control.key in state.controls:
                 control.restore(state.controls[control.key])
@@ -108,6 +111,9 @@ def _fit_and_score(config: Config, workdir: Path, splits: Splits, resume: bool, 
         distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
         metrics, probabilities = _score(config, model, splits, state, strategy, kept_epoch,
                                         find(controls, EarlyStopping))
+        pruned = find(controls, PruneTrial)
+        if pruned is not None and pruned.stopped_epoch is not None:
+            metrics.update(status="pruned", pruned_epoch=pruned.stopped_epoch, epochs=config.trainer.epochs)
         # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
         log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
         if chief:
@@ -160,8 +166,8 @@ def _fit(config: Config, model: keras.Model, splits: Splits, checkpoints: Checkp
     gets a failure record."""
     epochs, batch = config.trainer.epochs, config.trainer.batch_size
     stopping = find(controls, EarlyStopping)
-    if state.epoch >= epochs or (stopping is not None and stopping.stopped_epoch is not None):
-        return  # stopped after the last epoch's checkpoint, before its artifacts were written
+    if state.epoch >= epochs or any(getattr(c, "stopped_epoch", None) is not None for c in controls):
+        return  # stopped (or pruned) after the last epoch's checkpoint, before its artifacts were written
     # A uniform guess scores ln(classes) (2.3 for ten); a hundred times that is a run that has blown up.
     diverged = StopOnDivergence(limit=DIVERGENCE_FACTOR * math.log(len(splits.class_names)))
     steps = math.ceil(len(splits.y_train) / batch)

@@ -24,7 +24,8 @@ FEW_IMAGES = 1000
 
 
 def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
-                       overrides: Sequence[str] = (), run_info: Optional[RunInfo] = None) -> dict[str, Any]:
+                       overrides: Sequence[str] = (), run_info: Optional[RunInfo] = None,
+                       trial: Any = None) -> dict[str, Any]:
     """Train `config`, score its test set once, and leave every artifact in `workdir`; return the metrics.
 
     Checks the output directory, loads and verifies the data (both before TensorFlow is imported, so a
@@ -38,6 +39,8 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
       overrides: the command line's overrides, for provenance.json.
       run_info: what the loggers of `config.logger` are told (launch directory, sweep, ...); by default a run
         launched from the current directory with `overrides`. The git commit is filled in from provenance.json.
+      trial: a search's trial (Optuna's Trial or alike) to report each epoch's val_accuracy to; training stops
+        when it is pruned, and metrics.json says "pruned" (mnist_hydra.training.pruning).
 
     Raises:
       UserError: a bad output directory, missing or corrupt data, an impossible setting (one line each).
@@ -66,7 +69,7 @@ def train_and_evaluate(config: Config, workdir: Path, *, resume: bool = False,
     info = run_info or RunInfo(run_dir=workdir, overrides=list(overrides), resumed=resume)
     if info.git_commit is None:
         info = dataclasses.replace(info, git_commit=(read_json(workdir / "provenance.json").get("git") or {}).get("commit"))
-    return fit_and_score(config, workdir, splits, resume=resume, run_info=info)
+    return fit_and_score(config, workdir, splits, resume=resume, run_info=info, trial=trial)
 
 
 def check_sizes(config: Config, splits: Splits) -> None:

@@ -1,0 +1,210 @@
+"""The search loop of the Optuna sweeper: the space from Hydra's sweep syntax, batches of asked trials, told results.
+
+Imported only when a search starts (it imports Optuna).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import optuna
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep, Transformer
+from hydra.core.utils import JobStatus
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from mnist_hydra.errors import ConfigError, UserError
+from mnist_hydra.search import study as studies
+from mnist_hydra.search.trials import INTERRUPTED, PRUNED_AT, hand_over, release
+
+log = logging.getLogger("mnist_hydra.search")
+
+
+def distribution(override: Override) -> Any:
+    """The Optuna distribution of a sweep override (choice, range, interval, tag(log, ...)); its value if fixed."""
+    if not override.is_sweep_override():
+        return override.get_value_element_as_str()
+    value = override.value()
+    if override.is_choice_sweep() or (override.is_range_sweep() and value.shuffle):
+        return CategoricalDistribution(list(override.sweep_iterator(transformer=Transformer.encode)))
+    if override.is_range_sweep():
+        assert isinstance(value, RangeSweep)
+        if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
+            # Hydra's range() leaves out its stop; Optuna's bounds include theirs.
+            stop = float(value.stop) - float(value.step)
+            return FloatDistribution(float(value.start), stop, step=float(value.step))
+        return IntDistribution(int(value.start), int(value.stop) - int(value.step), step=int(value.step))
+    if override.is_interval_sweep():
+        assert isinstance(value, IntervalSweep)
+        log_scale = "log" in value.tags
+        if isinstance(value.start, int) and isinstance(value.end, int):
+            return IntDistribution(value.start, value.end, log=log_scale)
+        return FloatDistribution(float(value.start), float(value.end), log=log_scale)
+    raise ConfigError(f"{override.input_line}: the Optuna sweeper takes choice(), range(), interval() and "
+                      "tag(log, interval()) sweeps")
+
+
+def grid_values(name: str, dist: BaseDistribution) -> list[Any]:
+    """The grid sampler's values of one parameter; ConfigError for a continuous one."""
+    if isinstance(dist, CategoricalDistribution):
+        return list(dist.choices)
+    if isinstance(dist, (IntDistribution, FloatDistribution)) and dist.step is not None:
+        count = int(round((dist.high - dist.low) / dist.step)) + 1
+        return [dist.low + i * dist.step for i in range(count)]
+    raise ConfigError(f"hydra.sweeper.sampler.name=grid needs a finite set of values, and {name} is continuous "
+                      "(interval): give it as choice(...) or range(...), or choose another sampler")
+
+
+class Search:
+    """One command's share of a study: checked settings, the space, and the ask-run-tell loop."""
+
+    def __init__(self, *, sampler: Any, direction: str, n_trials: int, n_jobs: int, max_failure_rate: float,
+                 storage: Optional[str], study_name: str, pruner: Optional[str], pruner_startup_trials: int,
+                 pruner_warmup_epochs: int, params: Any, base_dir: Path, in_process: bool,
+                 launcher_name: str) -> None:
+        self.sampler_name, self.seed = str(sampler.name), sampler.seed
+        self.direction, self.n_trials, self.n_jobs = str(direction), int(n_trials), int(n_jobs)
+        self.max_failure_rate, self.study_name, self.pruner = float(max_failure_rate), str(study_name), pruner
+        self.startup, self.warmup = int(pruner_startup_trials), int(pruner_warmup_epochs)
+        self.given_storage = storage
+        self.in_process, self.launcher_name = in_process, launcher_name
+        studies.check_settings(self.sampler_name, pruner, self.direction)
+        for key, value, least in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1),
+                                  ("pruner_startup_trials", self.startup, 0),
+                                  ("pruner_warmup_epochs", self.warmup, 0)):
+            if value < least:
+                raise ConfigError(f"hydra.sweeper.{key}={value} is not allowed: expected a whole number >= {least}")
+        if not 0.0 <= self.max_failure_rate <= 1.0:
+            raise ConfigError(f"hydra.sweeper.max_failure_rate={max_failure_rate} is not allowed: expected a share "
+                              "from 0.0 (stop at the first failure) to 1.0 (never stop)")
+        self.storage = studies.storage_url(storage, base_dir)
+        if pruner is not None and self.storage is None and not in_process:
+            raise ConfigError(f"hydra.sweeper.pruner={pruner} with hydra/launcher={launcher_name} needs a study "
+                              "storage: its jobs run in other processes and reach their trial through it; add "
+                              "hydra.sweeper.storage=sqlite:///study.db (or journal:study.journal)")
+        self.space: dict[str, BaseDistribution] = {}
+        self.fixed: dict[str, str] = {}
+        self.kept: list[str] = []  # deletions (~key) pass through to every job
+
+    def prepare(self, overrides: Sequence[str]) -> None:
+        """The search space from hydra.sweeper.params and the command line (the command line wins)."""
+        for override in OverridesParser.create().parse_overrides(list(overrides)):
+            if override.is_delete():
+                self.kept.append(str(override.input_line))
+                continue
+            key = override.get_key_element()
+            value = distribution(override)
+            self.space.pop(key, None)
+            self.fixed.pop(key, None)
+            if isinstance(value, BaseDistribution):
+                self.space[key] = value
+            else:
+                self.fixed[key] = value
+        grid = None
+        if self.sampler_name == "grid":
+            grid = {name: grid_values(name, dist) for name, dist in self.space.items()}
+            size = math.prod(len(values) for values in grid.values())
+            if size < self.n_trials:
+                log.info("the grid has %d points: %d trials, not hydra.sweeper.n_trials=%d", size, size, self.n_trials)
+                self.n_trials = size
+        studies.quiet_optuna()
+        self.study = studies.open_study(self.study_name, self.storage, self.direction,
+                                        studies.make_sampler(self.sampler_name, self.seed, grid),
+                                        studies.make_pruner(self.pruner, self.startup, self.warmup))
+
+    def counted(self) -> int:
+        """The study's trials that count towards n_trials: all but those a stop cut short (a restart runs them)."""
+        return sum(1 for t in self.study.get_trials(deepcopy=False)
+                   if not (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED)))
+
+    def run(self, launcher: Any) -> dict[str, Any]:
+        """Ask, launch and tell batches until the study holds n_trials; the results for optimization_results.yaml."""
+        before = self.counted()
+        where = "in memory" if self.storage is None else studies.shown(self.storage)
+        log.info("study %s (%s): %d of %d trials there already; sampler %s, pruner %s, %d trial(s) a batch",
+                 self.study_name, where, before, self.n_trials, self.sampler_name, self.pruner or "none", self.n_jobs)
+        job_idx, ran = 0, 0
+        started = time.perf_counter()
+        while True:
+            batch = min(self.n_jobs, self.n_trials - self.counted())
+            if batch <= 0:
+                break
+            trials = [self.study.ask(self.space) for _ in range(batch)]
+            jobs = [self._overrides(trial) for trial in trials]
+            if self.in_process:
+                for trial in trials:
+                    hand_over(self.study_name, trial)
+            try:
+                returns = launcher.launch(jobs, initial_job_idx=job_idx)
+            except BaseException:  # Ctrl-C, a launcher's failure: the trials in flight are run again on a restart
+                for trial in trials:
+                    self._interrupted(trial)
+                raise
+            finally:
+                for trial in trials:
+                    release(self.study_name, trial.number)
+            job_idx += len(returns)
+            ran += len(returns)
+            self._tell(trials, returns)
+        return self._results(ran, time.perf_counter() - started)
+
+    def _overrides(self, trial: optuna.Trial) -> list[str]:
+        params = {**trial.params, **self.fixed}
+        return [*(f"{key}={value}" for key, value in params.items()), *self.kept, f"hydra.sweeper.trial={trial.number}"]
+
+    def _interrupted(self, trial: optuna.Trial) -> None:
+        try:
+            trial.set_user_attr(INTERRUPTED, True)
+            self.study.tell(trial, state=TrialState.FAIL)
+        except Exception as err:  # the storage itself may be what failed; the restart will see a RUNNING trial
+            log.warning("trial %d was not marked interrupted in the study: %s", trial.number, err)
+
+    def _tell(self, trials: Sequence[optuna.Trial], returns: Sequence[Any]) -> None:
+        failed = []
+        for trial, ret in zip(trials, returns):
+            value = _value(ret) if ret.status == JobStatus.COMPLETED else None
+            if value is None:
+                self.study.tell(trial, state=TrialState.FAIL)
+                log.warning("trial %d failed: its job returned no value (its metrics.json says why)", trial.number)
+                failed.append(ret)
+            elif trial.user_attrs.get(PRUNED_AT) is not None:
+                self.study.tell(trial, state=TrialState.PRUNED)
+            else:
+                self.study.tell(trial, value)
+        if failed and len(failed) / len(returns) > self.max_failure_rate:
+            for ret in failed:
+                if ret.status == JobStatus.FAILED:
+                    ret.return_value  # noqa: B018  re-raises the job's own exception, with its traceback
+            raise UserError(f"{len(failed)} of {len(returns)} trials of a batch failed, more than "
+                            f"hydra.sweeper.max_failure_rate={self.max_failure_rate:g} allows; each job's "
+                            "metrics.json in the sweep directory says why")
+
+    def _results(self, ran: int, seconds: float) -> dict[str, Any]:
+        trials = self.study.get_trials(deepcopy=False)
+        counts = {state.name.lower(): sum(t.state == state for t in trials)
+                  for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+        if not counts["complete"]:
+            raise UserError("no trial of the search completed, so there is no best one; each job's metrics.json "
+                            "in the sweep directory says why it failed")
+        best = self.study.best_trial
+        log.info("%d trial(s) run here in %.0f s; the study has %d complete, %d pruned, %d failed; best: trial %d, "
+                 "value %.4f, %s", ran, seconds, counts["complete"], counts["pruned"], counts["fail"], best.number,
+                 best.value, " ".join(f"{k}={v}" for k, v in best.params.items()))
+        return {"name": "optuna", "best_params": dict(best.params), "best_value": float(best.value),
+                "best_trial": best.number, "study_name": self.study_name,
+                "storage": None if self.storage is None else studies.shown(self.storage),
+                "trials": {**counts, "here": ran}}
+
+
+def _value(ret: Any) -> Optional[float]:
+    """A job's return value as its trial's value; None (the trial failed) for None, NaN or no number."""
+    try:
+        number = float(ret.return_value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,96 @@
+"""hydra/sweeper=optuna (hparams_search=optuna): a search on a current Optuna, its study in memory or in a storage.
+
+Each trial is asked of the study (`study.ask()`), run as one job of the launcher, and told its result
+(`study.tell()`): its validation accuracy, FAIL, or PRUNED when its job was stopped by the pruner. A study
+in a storage (hydra.sweeper.storage) is shared: another command on it, now or later, continues the same
+search, and the jobs of any launcher reach their trial through it. hydra.sweeper.n_trials is the size the
+study grows to, so a restart runs only what is missing.
+
+No `from __future__ import annotations` here: Hydra's plugin scan runs this module outside sys.modules, where
+dataclasses cannot resolve string annotations.
+"""
+
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SamplerConf:
+    name: str = "tpe"  # tpe, random, cmaes or grid
+    seed: Optional[int] = None  # the same seed proposes the same trials
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.mnist_hydra_plugins.optuna_sweeper.OptunaSweeper"
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])  # hydra/sweeper/sampler=random
+    sampler: SamplerConf = field(default_factory=SamplerConf)
+    direction: str = "minimize"  # or maximize: the job's return value
+    n_trials: int = 20  # the study's size: a study continued from a storage runs only the trials it lacks
+    n_jobs: int = 2  # trials asked per batch; a parallel launcher runs a batch at once
+    max_failure_rate: float = 0.0  # the share of a batch that may fail before the search stops
+    storage: Optional[str] = None  # null: in memory; an SQLAlchemy URL (sqlite:///study.db) or journal:PATH
+    study_name: str = "mnist_hydra"  # the study in the storage: the same name continues it
+    pruner: Optional[str] = None  # median, hyperband or null (never prune)
+    pruner_startup_trials: int = 5  # median: no pruning until this many trials have finished
+    pruner_warmup_epochs: int = 0  # median: no trial is pruned at or before this epoch; hyperband: its min_resource
+    params: Optional[Dict[str, str]] = None  # key: search space in Hydra's sweep syntax, e.g. interval(0, 0.5)
+    trial: Optional[int] = None  # set by the sweeper for each job: the number of the trial it runs
+
+
+_store = ConfigStore.instance()
+_store.store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="mnist_hydra")
+for _name in ("tpe", "random", "cmaes", "grid"):
+    _store.store(group="hydra/sweeper/sampler", name=_name, node=SamplerConf(name=_name), provider="mnist_hydra")
+
+
+class OptunaSweeper(Sweeper):
+    """Hydra's side of the search: settings in, trials out to the launcher, results back to the study."""
+
+    def __init__(self, sampler: Any, direction: str, n_trials: int, n_jobs: int, max_failure_rate: float,
+                 storage: Optional[str], study_name: str, pruner: Optional[str], pruner_startup_trials: int,
+                 pruner_warmup_epochs: int, params: Optional[DictConfig], trial: Optional[int] = None) -> None:
+        self.settings = dict(sampler=sampler, direction=direction, n_trials=n_trials, n_jobs=n_jobs,
+                             max_failure_rate=max_failure_rate, storage=storage, study_name=study_name, pruner=pruner,
+                             pruner_startup_trials=pruner_startup_trials, pruner_warmup_epochs=pruner_warmup_epochs,
+                             params=params)
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from hydra.core.plugins import Plugins
+
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
+                                                                task_function=task_function)
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+        from hydra_plugins.mnist_hydra_plugins._search import Search
+
+        search = Search(**self.settings, base_dir=Path(self.config.hydra.runtime.cwd),
+                        in_process=isinstance(self.launcher, BasicLauncher),
+                        launcher_name=_launcher_name(self.config))
+        search.prepare([*_params_overrides(self.settings["params"]), *arguments])
+        results = search.run(self.launcher)
+        OmegaConf.save(OmegaConf.create(results), Path(self.config.hydra.sweep.dir) / "optimization_results.yaml")
+        return None
+
+
+def _params_overrides(params: Optional[DictConfig]) -> list[str]:
+    return [f"{key!s}={value}" for key, value in (params or {}).items()]
+
+
+def _launcher_name(config: DictConfig) -> str:
+    choice = OmegaConf.select(config, "hydra.runtime.choices", default={}) or {}
+    return str(choice.get("hydra/launcher", "basic"))
+

@@ -1,0 +1,1 @@
+"""Hyperparameter search on Optuna's own study and storages, without Hydra (the sweeper plugin drives it)."""
