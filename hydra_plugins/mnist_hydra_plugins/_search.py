@@ -26,7 +26,8 @@ log = logging.getLogger("mnist_hydra.search")
 
 
 def distribution(override: Override) -> Any:
-    """The Optuna distribution of a sweep override (choice, range, interval, tag(log, ...)); its value if fixed."""
+    """The Optuna distribution of a sweep override (choice, range, interval, tag(log/int, interval)); a fixed value's
+    text as it is."""
     if not override.is_sweep_override():
         return override.get_value_element_as_str()
     value = override.value()
@@ -36,14 +37,15 @@ def distribution(override: Override) -> Any:
         assert isinstance(value, RangeSweep)
         if any(isinstance(v, float) for v in (value.start, value.stop, value.step)):
             # Hydra's range() leaves out its stop; Optuna's bounds include theirs.
-            stop = float(value.stop) - float(value.step)
-            return FloatDistribution(float(value.start), stop, step=float(value.step))
+            count = len(list(override.sweep_iterator()))
+            high = round(float(value.start) + (count - 1) * float(value.step), 12)
+            return FloatDistribution(float(value.start), high, step=float(value.step))
         return IntDistribution(int(value.start), int(value.stop) - int(value.step), step=int(value.step))
     if override.is_interval_sweep():
         assert isinstance(value, IntervalSweep)
         log_scale = "log" in value.tags
-        if isinstance(value.start, int) and isinstance(value.end, int):
-            return IntDistribution(value.start, value.end, log=log_scale)
+        if "int" in value.tags:  # Hydra's interval() bounds are floats: tag(int, interval(1, 8)) asks for whole numbers
+            return IntDistribution(int(value.start), int(value.end), log=log_scale)
         return FloatDistribution(float(value.start), float(value.end), log=log_scale)
     raise ConfigError(f"{override.input_line}: the Optuna sweeper takes choice(), range(), interval() and "
                       "tag(log, interval()) sweeps")
@@ -116,6 +118,9 @@ class Search:
         self.study = studies.open_study(self.study_name, self.storage, self.direction,
                                         studies.make_sampler(self.sampler_name, self.seed, grid),
                                         studies.make_pruner(self.pruner, self.startup, self.warmup))
+        # Optuna caches a database's trials in the process that made them: what a job in another process wrote
+        # to its trial (pruned) is read from a storage without that cache.
+        self.fresh = studies.open_storage(self.storage) if self.storage is not None else self.study._storage
 
     def counted(self) -> int:
         """The study's trials that count towards n_trials: all but those a stop cut short (a restart runs them)."""
@@ -160,22 +165,31 @@ class Search:
     def _interrupted(self, trial: optuna.Trial) -> None:
         try:
             trial.set_user_attr(INTERRUPTED, True)
-            self.study.tell(trial, state=TrialState.FAIL)
+            self._tell_one(trial, state=TrialState.FAIL)
         except Exception as err:  # the storage itself may be what failed; the restart will see a RUNNING trial
             log.warning("trial %d was not marked interrupted in the study: %s", trial.number, err)
+
+    def _tell_one(self, trial: optuna.Trial, **result: Any) -> None:
+        try:
+            self.study.tell(trial, **result)
+        except RuntimeError as err:
+            # The grid sampler calls study.stop() once its last point is told, which outside optimize() raises;
+            # the trial's result is stored by then.
+            if "Study.stop" not in str(err):
+                raise
 
     def _tell(self, trials: Sequence[optuna.Trial], returns: Sequence[Any]) -> None:
         failed = []
         for trial, ret in zip(trials, returns):
             value = _value(ret) if ret.status == JobStatus.COMPLETED else None
             if value is None:
-                self.study.tell(trial, state=TrialState.FAIL)
+                self._tell_one(trial, state=TrialState.FAIL)
                 log.warning("trial %d failed: its job returned no value (its metrics.json says why)", trial.number)
                 failed.append(ret)
-            elif trial.user_attrs.get(PRUNED_AT) is not None:
-                self.study.tell(trial, state=TrialState.PRUNED)
+            elif self.fresh.get_trial(trial._trial_id).user_attrs.get(PRUNED_AT) is not None:
+                self._tell_one(trial, state=TrialState.PRUNED)
             else:
-                self.study.tell(trial, value)
+                self._tell_one(trial, values=value)
         if failed and len(failed) / len(returns) > self.max_failure_rate:
             for ret in failed:
                 if ret.status == JobStatus.FAILED:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional
 from hydra.core.config_store import ConfigStore
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class SamplerConf:
 class OptunaSweeperConf:
     _target_: str = "hydra_plugins.mnist_hydra_plugins.optuna_sweeper.OptunaSweeper"
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}])  # hydra/sweeper/sampler=random
-    sampler: SamplerConf = field(default_factory=SamplerConf)
+    sampler: Any = MISSING  # the hydra/sweeper/sampler option (a field default here would override its name)
     direction: str = "minimize"  # or maximize: the job's return value
     n_trials: int = 20  # the study's size: a study continued from a storage runs only the trials it lacks
     n_jobs: int = 2  # trials asked per batch; a parallel launcher runs a batch at once
