@@ -158,6 +158,14 @@ CATALOGUE = [
     case("train", "search storage",
          "hparams_search=optuna hydra.sweeper.storage=postgresql://me:secret@127.0.0.1:1/db", 2,
          "storage=postgresql://me:***@127.0.0.1:1/db: cannot open the database"),
+    # --- train: hydra/launcher=ray settings, refused before Ray starts or is reached ---
+    case("train", "launcher setting", "-m hydra/launcher=ray seed=1,2", 2,
+         "hydra/launcher=ray reserves trainer.threads CPUs for each job", "set trainer.threads=N"),
+    case("train", "launcher setting", "-m hydra/launcher=ray hydra.launcher.ray.remote.num_cpus=-1 seed=1,2", 2,
+         "hydra.launcher.ray.remote.num_cpus=-1 is not allowed", "a number > 0"),
+    case("train", "launcher setting",
+         "-m hydra/launcher=ray trainer.threads=1 hydra.launcher.ray.init.address=127.0.0.1:9 seed=1,2", 2,
+         "address=127.0.0.1:9: no Ray cluster answers there", "ray start --head"),
     # --- train: a directory that holds a run is never written by a new run ---
     case("train", "existing run", "hydra.run.dir=run", 2, "hydra.run.dir=run already holds a run (completed)",
          "resume=run"),

@@ -33,3 +33,16 @@ def test_wheel_ships_every_config_and_runs_from_another_directory(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(str(site))
     assert "name: cnn_deep" in result.stdout and "convs_per_block: 2" in result.stdout
+
+    # Hydra finds our sweeper and launcher in the installed package's hydra_plugins, not in the source tree.
+    plugins = {"hydra_plugins/mnist_hydra_plugins/optuna_sweeper.py", "hydra_plugins/mnist_hydra_plugins/ray_launcher.py"}
+    assert plugins <= shipped, plugins - shipped
+    found = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys, hydra_plugins.mnist_hydra_plugins as p; print(p.__file__); "
+         "sys.argv = ['mnist_hydra', '--cfg', 'hydra', 'hparams_search=optuna', 'hydra/launcher=ray']; "
+         "runpy.run_module('mnist_hydra', run_name='__main__')"],
+        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.splitlines()[0].startswith(str(site))
+    assert "_target_: hydra_plugins.mnist_hydra_plugins.optuna_sweeper.OptunaSweeper" in found.stdout
+    assert "_target_: hydra_plugins.mnist_hydra_plugins.ray_launcher.RayLauncher" in found.stdout

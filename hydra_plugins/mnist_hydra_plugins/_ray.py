@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import ray
 from hydra.core.hydra_config import HydraConfig
@@ -33,6 +34,8 @@ def start(init: DictConfig) -> None:
     address = settings.get("address")
     if not address:  # a Ray of this command's own listens on loopback only
         settings.setdefault("_node_ip_address", "127.0.0.1")
+    if address:
+        _check_reachable(str(address))
     try:
         # "local": a new Ray of this command's own, even when `ray start` left one running on this machine
         # (ray.init() without an address would join that one).
@@ -45,6 +48,32 @@ def start(init: DictConfig) -> None:
         raise ConfigError(f"cannot start {where}: {reason}; {hint}") from None
     cpus = ray.cluster_resources().get("CPU", 0)
     log.info("Ray: %s, %g CPUs", "joined the cluster at " + str(address) if address else "local", cpus)
+
+
+# Where `ray start` records the cluster it started, for address=auto (Ray's own file, as ray.init reads it).
+CURRENT_CLUSTER = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """ConfigError at once when the cluster's GCS port does not answer: ray.init would retry for minutes."""
+    if address.startswith("ray://") or address == "local":
+        return
+    shown = address
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS") or (CURRENT_CLUSTER.read_text().strip() if CURRENT_CLUSTER.is_file()
+                                                     else "")
+        if not address:
+            return  # ray.init says at once that it found no running Ray
+        shown = f"auto ({address})"
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"hydra.launcher.ray.init.address={shown}: no Ray cluster answers there ({reason}); start "
+                          "one with `ray start --head`, or leave hydra.launcher.ray.init.address=null for a local "
+                          "Ray") from None
 
 
 @ray.remote(max_retries=0)
@@ -79,7 +108,7 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         with open_dict(sweep_config):
             sweep_config.hydra.job.num = idx
             sweep_config.hydra.sweep.dir = str(sweep_dir)
-        options = _remote_options(sweep_config, idx)
+        options = remote_options(sweep_config, f"job {idx}")
         log.info("\t#%d : %s (%g CPUs)", idx, " ".join(filter_overrides(overrides)), options["num_cpus"])
         refs.append(_run.options(**options, runtime_env={"env_vars": env} if env else None).remote(
             launcher.hydra_context, sweep_config, launcher.task_function, Singleton.get_state()))
@@ -90,12 +119,12 @@ def launch(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_id
         raise
 
 
-def _remote_options(sweep_config: DictConfig, idx: int) -> dict[str, Any]:
-    """ray.remote()'s options for one job, from its own config: num_cpus is its trainer.threads by default."""
-    options = OmegaConf.to_container(sweep_config.hydra.launcher.ray.remote, resolve=True)
+def remote_options(config: DictConfig, what: str) -> dict[str, Any]:
+    """ray.remote()'s options for a job, from its own config: num_cpus is its trainer.threads by default."""
+    options = OmegaConf.to_container(config.hydra.launcher.ray.remote, resolve=True)
     cpus = options.get("num_cpus")
     if cpus is None:
-        raise ConfigError(f"hydra/launcher=ray reserves trainer.threads CPUs for each job, and job {idx} has "
+        raise ConfigError(f"hydra/launcher=ray reserves trainer.threads CPUs for each job, and the config {what} has "
                           "trainer.threads=null (all cores): set trainer.threads=N (e.g. 1), or "
                           "hydra.launcher.ray.remote.num_cpus=N")
     if not isinstance(cpus, (int, float)) or cpus <= 0:
@@ -116,7 +145,3 @@ def _stop(refs: list, timeout_s: float) -> None:
     for ref in pending:
         ray.cancel(ref, force=True)
 
-
-def cluster_cpus() -> Optional[float]:
-    """The CPUs of the Ray cluster this process is joined to (None before ray.init)."""
-    return ray.cluster_resources().get("CPU") if ray.is_initialized() else None

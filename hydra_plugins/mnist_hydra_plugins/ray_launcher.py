@@ -52,6 +52,7 @@ class RayLauncher(Launcher):
         from hydra_plugins.mnist_hydra_plugins import _ray
 
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
+        _ray.remote_options(config, "of the sweep")  # trainer.threads=null: one line, before Ray starts
         _ray.start(self.ray_cfg.init)  # an unreachable cluster is one line, before any job or trial
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
