@@ -54,6 +54,13 @@ def _overrides(job: Path) -> dict[str, str]:
       "hydra.launcher.gpus_per_node=1"],
      {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "partition": "gpu",
       "timeout_min": 120, "gpus_per_node": 1}),
+    (["hydra/launcher=ray", "trainer.threads=2"],  # each job reserves its trainer.threads CPUs
+     {"_target_": "hydra_plugins.mnist_hydra_plugins.ray_launcher.RayLauncher",
+      "ray": {"init": {"address": None, "include_dashboard": False}, "remote": {"num_cpus": 2},
+              "env": ["MNIST_HYDRA_DATA", "TF_CPP_MIN_LOG_LEVEL", "MLFLOW_TRACKING_URI"], "stop_timeout_s": 60.0}}),
+    (["hydra/launcher=ray", "trainer.threads=1", "hydra.launcher.ray.init.address=auto"],
+     {"ray": {"init": {"address": "auto", "include_dashboard": False}, "remote": {"num_cpus": 1},
+              "env": ["MNIST_HYDRA_DATA", "TF_CPP_MIN_LOG_LEVEL", "MLFLOW_TRACKING_URI"], "stop_timeout_s": 60.0}}),
     (["hydra/launcher=slurm"],  # our preset on top of submitit_slurm
      {"_target_": "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher", "partition": None,
       "cpus_per_task": 4, "mem_gb": 8, "gpus_per_node": None, "timeout_min": 30, "array_parallelism": 8}),
