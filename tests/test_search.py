@@ -189,3 +189,16 @@ def test_pruning_stops_a_trial_that_falls_behind_and_marks_it_everywhere(tmp_pat
     by_job = {r.data.tags.get("mnist_hydra.job"): r for r in runs if r.data.tags.get("mnist_hydra.job") is not None}
     assert by_job["1"].info.status == "FINISHED" and by_job["1"].data.tags["mnist_hydra.status"] == "pruned"
     assert "mnist_hydra.status" not in by_job["0"].data.tags
+
+
+@pytest.mark.slow  # two joblib workers that each import TensorFlow: about a minute on two cores
+def test_a_parallel_launcher_prunes_through_the_storage(tmp_path, mnist_dir):
+    # Batches of one trial in a joblib worker: the job reaches its trial through the SQLite study, not the sweeper.
+    _search(tmp_path, mnist_dir, "seed=1", "hydra/sweeper/sampler=grid", "optimizer.lr=choice(0.01,0.000001)",
+            "hydra.sweeper.n_jobs=1", "hydra.sweeper.pruner=median", "hydra.sweeper.pruner_startup_trials=1",
+            "hydra.sweeper.storage=sqlite:///study.db", "trainer.epochs=3", "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2", "trainer.threads=1")
+    statuses = [json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())["status"] for job in ("0", "1")]
+    assert statuses == ["completed", "pruned"]
+    study = optuna.load_study(study_name="mnist_hydra", storage=f"sqlite:///{tmp_path}/study.db")
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "PRUNED"]

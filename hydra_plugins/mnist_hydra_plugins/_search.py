@@ -73,7 +73,6 @@ class Search:
         self.direction, self.n_trials, self.n_jobs = str(direction), int(n_trials), int(n_jobs)
         self.max_failure_rate, self.study_name, self.pruner = float(max_failure_rate), str(study_name), pruner
         self.startup, self.warmup = int(pruner_startup_trials), int(pruner_warmup_epochs)
-        self.given_storage = storage
         self.in_process, self.launcher_name = in_process, launcher_name
         studies.check_settings(self.sampler_name, pruner, self.direction)
         for key, value, least in (("n_trials", self.n_trials, 1), ("n_jobs", self.n_jobs, 1),
