@@ -189,6 +189,9 @@ def test_pruning_stops_a_trial_that_falls_behind_and_marks_it_everywhere(tmp_pat
     by_job = {r.data.tags.get("mnist_hydra.job"): r for r in runs if r.data.tags.get("mnist_hydra.job") is not None}
     assert by_job["1"].info.status == "FINISHED" and by_job["1"].data.tags["mnist_hydra.status"] == "pruned"
     assert "mnist_hydra.status" not in by_job["0"].data.tags
+    sweep_run = next(r for r in runs if r.data.tags.get("mnist_hydra.kind") == "sweep")
+    assert {k: sweep_run.data.metrics[k] for k in ("jobs", "jobs_completed", "jobs_pruned", "jobs_failed")} == \
+        {"jobs": 2, "jobs_completed": 1, "jobs_pruned": 1, "jobs_failed": 0}
 
 
 @pytest.mark.slow  # two joblib workers that each import TensorFlow: about a minute on two cores

@@ -39,8 +39,9 @@ def close_sweep(sweep_dir: Path, statuses: Sequence[str], best_val_accuracy: Opt
 
     completed = sum(status == "completed" for status in statuses)
     pruned = sum(status == "pruned" for status in statuses)
-    metrics = {"jobs": len(statuses), "jobs_completed": completed, "jobs_pruned": pruned,
-               "jobs_failed": len(statuses) - completed - pruned}
+    metrics = {"jobs": len(statuses), "jobs_completed": completed, "jobs_failed": len(statuses) - completed - pruned}
+    if pruned:  # a search's trials that its pruner stopped: neither completed nor failed
+        metrics["jobs_pruned"] = pruned
     if best_val_accuracy is not None:
         metrics["best_val_accuracy"] = best_val_accuracy
     try:
