@@ -35,7 +35,7 @@ def test_wheel_ships_every_config_and_runs_from_another_directory(tmp_path):
     assert "name: cnn_deep" in result.stdout and "convs_per_block: 2" in result.stdout
 
     # Hydra finds our sweeper and launcher in the installed package's hydra_plugins, not in the source tree.
-    plugins = {"hydra_plugins/mnist_hydra_plugins/optuna_sweeper.py", "hydra_plugins/mnist_hydra_plugins/ray_launcher.py"}
+    plugins = {f"hydra_plugins/mnist_hydra_plugins/{name}.py" for name in ("optuna_sweeper", "ray_launcher")}
     assert plugins <= shipped, plugins - shipped
     found = subprocess.run(
         [sys.executable, "-c", "import runpy, sys, hydra_plugins.mnist_hydra_plugins as p; print(p.__file__); "

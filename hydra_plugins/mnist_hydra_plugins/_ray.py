@@ -141,7 +141,8 @@ def _stop(refs: list, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     pending = list(refs)
     while pending and time.monotonic() < deadline:
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+        left = max(0.0, deadline - time.monotonic())
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=min(1.0, left))
     for ref in pending:
         ray.cancel(ref, force=True)
 

@@ -68,20 +68,20 @@ class OptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from hydra_plugins.mnist_hydra_plugins._search import Search
+
         self.config, self.hydra_context = config, hydra_context
+        # The settings are checked before the launcher starts (a Ray cluster, say): a mistake costs a second.
+        target = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        self.search = Search(**self.settings, base_dir=Path(config.hydra.runtime.cwd),
+                             in_process=target == "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+                             launcher_name=_launcher_name(config))
         self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
                                                                 task_function=task_function)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
-
-        from hydra_plugins.mnist_hydra_plugins._search import Search
-
-        search = Search(**self.settings, base_dir=Path(self.config.hydra.runtime.cwd),
-                        in_process=isinstance(self.launcher, BasicLauncher),
-                        launcher_name=_launcher_name(self.config))
-        search.prepare([*_params_overrides(self.settings["params"]), *arguments])
-        results = search.run(self.launcher)
+        self.search.prepare([*_params_overrides(self.settings["params"]), *arguments])
+        results = self.search.run(self.launcher)
         OmegaConf.save(OmegaConf.create(results), Path(self.config.hydra.sweep.dir) / "optimization_results.yaml")
         return None
 

@@ -30,7 +30,8 @@ SQLITE_TIMEOUT_S = 60
 def check_settings(sampler: str, pruner: Optional[str], direction: str) -> None:
     """ConfigError for a sampler, pruner or direction that is not one of ours."""
     if sampler not in SAMPLERS:
-        raise ConfigError(f"hydra.sweeper.sampler.name={sampler} is not a sampler; choose one of: {', '.join(SAMPLERS)}")
+        raise ConfigError(f"hydra.sweeper.sampler.name={sampler} is not a sampler; choose one of: "
+                          f"{', '.join(SAMPLERS)}")
     if pruner is not None and pruner not in PRUNERS:
         raise ConfigError(f"hydra.sweeper.pruner={pruner} is not a pruner; choose one of: {', '.join(PRUNERS)}, "
                           "or null (no pruning)")
@@ -92,7 +93,8 @@ def open_storage(storage: Optional[str]) -> Any:
         try:
             return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
-            raise ConfigError(f"hydra.sweeper.storage={storage}: cannot open the journal file: {err.strerror}") from None
+            raise ConfigError(f"hydra.sweeper.storage={storage}: cannot open the journal file: "
+                              f"{err.strerror}") from None
     from sqlalchemy.engine import make_url
 
     engine: dict[str, Any] = {}
