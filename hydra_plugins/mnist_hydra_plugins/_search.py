@@ -132,6 +132,9 @@ class Search:
         where = "in memory" if self.storage is None else studies.shown(self.storage)
         log.info("study %s (%s): %d of %d trials there already; sampler %s, pruner %s, %d trial(s) a batch",
                  self.study_name, where, before, self.n_trials, self.sampler_name, self.pruner or "none", self.n_jobs)
+        if before >= self.n_trials:
+            log.info("the study holds its %d trials already: nothing to run (raise hydra.sweeper.n_trials for more)",
+                     self.n_trials)
         job_idx, ran = 0, 0
         started = time.perf_counter()
         while True:

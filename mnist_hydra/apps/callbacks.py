@@ -49,7 +49,10 @@ class SummarizeSweep(Callback):
         try:
             summary = summarize_sweep(sweep_dir)
         except UserError as err:  # e.g. every job was killed before Hydra wrote its directory
-            log.error("no sweep summary: %s", err)
+            if (sweep_dir / "optimization_results.yaml").is_file():  # a continued study that was complete already
+                log.info("no sweep summary: no trial ran in this command")
+            else:
+                log.error("no sweep summary: %s", err)
             return
         print(report(summary, sweep_dir))
 
