@@ -143,9 +143,7 @@ def write_sweep_report(sweep_dir: str | os.PathLike[str], summary: Any) -> Path:
         )
     )
     if pruned:
-        from mnist_hydra.runs.sweeps import pruned_line
-
-        body.append(_section("pruned", "Pruned trials", f"<p>{_e(pruned_line(summary))}</p>"))
+        body.append(_section("pruned", "Pruned trials", f"<p>{_e(summary.pruned_line())}</p>"))
     failed = summary.failed
     if not failed.empty:
         items = "".join(

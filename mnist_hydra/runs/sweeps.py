@@ -50,6 +50,17 @@ class SweepSummary:
         pruned: pd.DataFrame = self.table[self.table["status"] == "pruned"]
         return pruned
 
+    def pruned_line(self) -> str:
+        """How many trials the pruner stopped, and the training time that saved."""
+        pruned = self.pruned
+        saved = float(pruned["saved_seconds"].sum()) if "saved_seconds" in pruned else 0.0
+        run = float(self.table["train_seconds"].sum()) if "train_seconds" in self.table else 0.0
+        share = f", {saved / (saved + run):.0%} of the search's training" if saved + run > 0 else ""
+        return (
+            f"pruned: {len(pruned)} of {len(self.table)} trials (jobs {', '.join(map(str, pruned['job']))}), "
+            f"stopped early; about {saved:.0f} s of training saved{share}"
+        )
+
     @property
     def best(self) -> pd.Series | None:
         done = self.table[self.table["status"] == "completed"]
@@ -105,7 +116,7 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
             summary.groups[wanted].to_string(index=False, float_format=lambda v: f"{v:.4f}"),
         ]
     if not summary.pruned.empty:
-        lines.append(pruned_line(summary))
+        lines.append(summary.pruned_line())
     for _, job in summary.failed.iterrows():
         lines.append(f"job {job['job']} {job['status']}: {job['error']}")
     best = summary.best
@@ -118,18 +129,6 @@ def report(summary: SweepSummary, sweep_dir: Path) -> str:
             f"test_accuracy {best['test_accuracy']:.4f}; {best['dir']}"
         )
     return "\n".join(lines)
-
-
-def pruned_line(summary: SweepSummary) -> str:
-    """How many trials the pruner stopped, and the training time that saved."""
-    pruned = summary.pruned
-    saved = float(pruned["saved_seconds"].sum()) if "saved_seconds" in pruned else 0.0
-    run = float(summary.table["train_seconds"].sum()) if "train_seconds" in summary.table else 0.0
-    share = f", {saved / (saved + run):.0%} of the search's training" if saved + run > 0 else ""
-    return (
-        f"pruned: {len(pruned)} of {len(summary.table)} trials (jobs {', '.join(map(str, pruned['job']))}), "
-        f"stopped early; about {saved:.0f} s of training saved{share}"
-    )
 
 
 def _job_row(job: Path) -> dict[str, object]:

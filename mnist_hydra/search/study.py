@@ -7,6 +7,7 @@ Every setting is checked, and the storage opened, before any trial starts, so a 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,7 +110,7 @@ def open_storage(storage: str | None) -> Any:
     if make_url(storage).get_backend_name() == "sqlite":
         engine["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
     try:
-        return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        return _rdb_storage(storage, engine)
     except ModuleNotFoundError as err:  # e.g. postgresql:// without psycopg2
         raise ConfigError(
             f"hydra.sweeper.storage={shown(storage)}: its database driver is not installed "
@@ -118,6 +119,24 @@ def open_storage(storage: str | None) -> Any:
     except Exception as err:  # SQLAlchemy's OperationalError and kin, Optuna's own for a bad schema
         reason = str(getattr(err, "orig", None) or err).splitlines()[0]
         raise ConfigError(f"hydra.sweeper.storage={shown(storage)}: cannot open the database: {reason}") from None
+
+
+def _rdb_storage(storage: str, engine: dict[str, Any], tries: int = 6) -> Any:
+    """Optuna's RDBStorage; tried again when another process is creating the same new database's schema meanwhile
+    (two commands started at once on a new SQLite file: "UNIQUE constraint failed: alembic_version.version_num",
+    "table ... already exists"), which the second one then finds made."""
+    import optuna
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    for attempt in range(tries):
+        try:
+            return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+        except (IntegrityError, OperationalError) as err:
+            racing = isinstance(err, IntegrityError) or "already exists" in str(err) or "locked" in str(err)
+            if not racing or attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def make_sampler(name: str, seed: int | None, grid: Mapping[str, Sequence[Any]] | None = None) -> Any:
