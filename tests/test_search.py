@@ -182,20 +182,25 @@ def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, 
     assert results["best_value"] == study.best_value and results["trials"]["complete"] == len(numbers) + 1
 
 
+# A two-point grid that prunes its second trial: seed=1 runs lr=0.01 first (it completes, 3 epochs), then lr=1e-6,
+# which after its first epoch is far behind, so the median pruner (1 startup trial) stops it there.
+PRUNED_GRID = [
+    "seed=1",
+    "hydra/sweeper/sampler=grid",
+    "optimizer.lr=choice(0.01,0.000001)",
+    "hydra.sweeper.n_jobs=1",
+    "hydra.sweeper.pruner=median",
+    "hydra.sweeper.pruner_startup_trials=1",
+    "trainer.epochs=3",
+]
+
+
 def test_pruning_stops_a_trial_that_falls_behind_and_marks_it_everywhere(tmp_path, mnist_dir):
-    # The grid's order comes from the seed: seed=1 runs lr=0.01 first (it completes, 3 epochs), then lr=1e-6,
-    # which after its first epoch is far behind: the median pruner (1 startup trial) stops it there.
     result = _search(
         tmp_path,
         mnist_dir,
-        "seed=1",
-        "hydra/sweeper/sampler=grid",
-        "optimizer.lr=choice(0.01,0.000001)",
-        "hydra.sweeper.n_jobs=1",
-        "hydra.sweeper.pruner=median",
-        "hydra.sweeper.pruner_startup_trials=1",
+        *PRUNED_GRID,
         "hydra.sweeper.storage=journal:study.journal",
-        "trainer.epochs=3",
         "logger=mlflow",
     )
     sweep = tmp_path / "sweep"
@@ -236,14 +241,8 @@ def test_a_parallel_launcher_prunes_through_the_storage(tmp_path, mnist_dir):
     _search(
         tmp_path,
         mnist_dir,
-        "seed=1",
-        "hydra/sweeper/sampler=grid",
-        "optimizer.lr=choice(0.01,0.000001)",
-        "hydra.sweeper.n_jobs=1",
-        "hydra.sweeper.pruner=median",
-        "hydra.sweeper.pruner_startup_trials=1",
+        *PRUNED_GRID,
         "hydra.sweeper.storage=sqlite:///study.db",
-        "trainer.epochs=3",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "trainer.threads=1",
