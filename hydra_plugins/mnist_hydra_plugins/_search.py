@@ -5,6 +5,7 @@ Imported only when a search starts (it imports Optuna).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -20,6 +21,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from mnist_hydra.errors import ConfigError, UserError
+from mnist_hydra.search import shared
 from mnist_hydra.search import study as studies
 from mnist_hydra.search.trials import INTERRUPTED, PRUNED_AT, hand_over, release
 
@@ -82,6 +84,8 @@ class Search:
         pruner: str | None,
         pruner_startup_trials: int,
         pruner_warmup_epochs: int,
+        heartbeat_interval: int,
+        grace_period: int,
         params: Any,
         base_dir: Path,
         in_process: bool,
@@ -91,6 +95,7 @@ class Search:
         self.direction, self.n_trials, self.n_jobs = str(direction), int(n_trials), int(n_jobs)
         self.max_failure_rate, self.study_name, self.pruner = float(max_failure_rate), str(study_name), pruner
         self.startup, self.warmup = int(pruner_startup_trials), int(pruner_warmup_epochs)
+        self.beat, self.grace = int(heartbeat_interval), int(grace_period)
         self.in_process, self.launcher_name = in_process, launcher_name
         studies.check_settings(self.sampler_name, pruner, self.direction)
         for key, value, least in (
@@ -98,6 +103,7 @@ class Search:
             ("n_jobs", self.n_jobs, 1),
             ("pruner_startup_trials", self.startup, 0),
             ("pruner_warmup_epochs", self.warmup, 0),
+            ("heartbeat_interval", self.beat, 1),
         ):
             if value < least:
                 raise ConfigError(f"hydra.sweeper.{key}={value} is not allowed: expected a whole number >= {least}")
@@ -106,7 +112,15 @@ class Search:
                 f"hydra.sweeper.max_failure_rate={max_failure_rate} is not allowed: expected a share "
                 "from 0.0 (stop at the first failure) to 1.0 (never stop)"
             )
+        if self.grace <= self.beat:
+            raise ConfigError(
+                f"hydra.sweeper.grace_period={grace_period} is not allowed: expected a whole number of seconds "
+                f"> hydra.sweeper.heartbeat_interval={heartbeat_interval}, or a live trial would be taken for stale"
+            )
         self.storage = studies.storage_url(storage, base_dir)
+        # A study in a storage outlives the command: its trials beat, so another command can run again the
+        # configurations of one that died.
+        self.heartbeat = shared.Heartbeat(self.beat, self.grace) if self.storage is not None else None
         if pruner is not None and self.storage is None and not in_process:
             raise ConfigError(
                 f"hydra.sweeper.pruner={pruner} with hydra/launcher={launcher_name} needs a study "
@@ -143,53 +157,77 @@ class Search:
             self.study_name,
             self.storage,
             self.direction,
-            studies.make_sampler(self.sampler_name, self.seed, grid),
+            shared.CommandSampler(lambda seed: studies.make_sampler(self.sampler_name, seed, grid), self.seed),
             studies.make_pruner(self.pruner, self.startup, self.warmup),
+            self.heartbeat,
         )
         # Optuna caches a database's trials in the process that made them: what a job in another process wrote
         # to its trial (pruned) is read from a storage without that cache.
         self.fresh = studies.open_storage(self.storage) if self.storage is not None else self.study._storage
 
-    def counted(self) -> int:
-        """The study's trials that count towards n_trials: all but those a stop cut short (a restart runs them)."""
-        return sum(
-            1
-            for t in self.study.get_trials(deepcopy=False)
-            if not (t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED))
-        )
+    def tally(self) -> shared.Tally:
+        """The study's trials, counted as shared.Tally says."""
+        return shared.tally(self.study.get_trials(deepcopy=False))
 
     def run(self, launcher: Any) -> dict[str, Any]:
         """Ask, launch and tell batches until the study holds n_trials; the results for optimization_results.yaml."""
-        before = self.counted()
+        if self.heartbeat is not None:
+            self.heartbeat.fail_stale(self.study)
+        before = self.tally()
         where = "in memory" if self.storage is None else studies.shown(self.storage)
         log.info(
-            "study %s (%s): %d of %d trials there already; sampler %s, pruner %s, %d trial(s) a batch",
+            "study %s (%s): %d of %d trials there already%s; sampler %s, pruner %s, %d trial(s) a batch",
             self.study_name,
             where,
-            before,
+            before.counted,
             self.n_trials,
+            f" ({before.running} running)" if before.running else "",
             self.sampler_name,
             self.pruner or "none",
             self.n_jobs,
         )
-        if before >= self.n_trials:
+        if before.counted >= self.n_trials and not before.running and not before.waiting:
             log.info(
                 "the study holds its %d trials already: nothing to run (raise hydra.sweeper.n_trials for more)",
                 self.n_trials,
             )
-        job_idx, ran = 0, 0
+        job_idx, ran, waited = 0, 0, False
         started = time.perf_counter()
         while True:
-            batch = min(self.n_jobs, self.n_trials - self.counted())
+            if self.heartbeat is not None:
+                self.heartbeat.fail_stale(self.study)
+            counts = self.tally()
+            # Trials queued again after their command died are run even past n_trials: they were counted once.
+            batch = min(self.n_jobs, max(self.n_trials - counts.counted, counts.waiting))
             if batch <= 0:
+                others = self.heartbeat.waiting_for(self.study) if self.heartbeat is not None else []
+                if not others:
+                    break
+                if not waited:
+                    log.info(
+                        "waiting for trial(s) %s of other commands; a trial whose command stopped is run again "
+                        "here once it has had no heartbeat for %d s (hydra.sweeper.grace_period)",
+                        ", ".join(map(str, others)),
+                        self.grace,
+                    )
+                    waited = True
+                time.sleep(self.beat)
+                continue
+            trials = shared.ask_distinct(self.study, self.space, batch)
+            if not trials:
                 break
-            trials = [self.study.ask(self.space) for _ in range(batch)]
             jobs = [self._overrides(trial) for trial in trials]
             if self.in_process:
                 for trial in trials:
                     hand_over(self.study_name, trial)
+            beating = (
+                self.heartbeat.beating([trial._trial_id for trial in trials])
+                if self.heartbeat is not None
+                else contextlib.nullcontext()
+            )
             try:
-                returns = launcher.launch(jobs, initial_job_idx=job_idx)
+                with beating:
+                    returns = launcher.launch(jobs, initial_job_idx=job_idx)
             except BaseException:  # Ctrl-C, a launcher's failure: the trials in flight are run again on a restart
                 for trial in trials:
                     self._interrupted(trial)
@@ -216,6 +254,13 @@ class Search:
     def _tell_one(self, trial: optuna.Trial, **result: Any) -> None:
         try:
             self.study.tell(trial, **result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # Another command took this one's heartbeat for stale (a machine that stalled past grace_period) and
+            # queued the configuration again: it is run there, and this result stays in its job directory.
+            log.warning(
+                "trial %d was failed as stale by another command meanwhile; its configuration runs again there",
+                trial.number,
+            )
         except RuntimeError as err:
             # The grid sampler calls study.stop() once its last point is told, which outside optimize() raises;
             # the trial's result is stored by then.
@@ -245,25 +290,24 @@ class Search:
             )
 
     def _results(self, ran: int, seconds: float) -> dict[str, Any]:
-        trials = self.study.get_trials(deepcopy=False)
-        counts = {
-            state.name.lower(): sum(t.state == state for t in trials)
-            for state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        }
-        if not counts["complete"]:
+        counts = self.tally()
+        if not counts.complete:
             raise UserError(
                 "no trial of the search completed, so there is no best one; each job's metrics.json "
                 "in the sweep directory says why it failed"
             )
         best = self.study.best_trial
+        others = f", {counts.running} still running elsewhere" if counts.running else ""
         log.info(
-            "%d trial(s) run here in %.0f s; the study has %d complete, %d pruned, %d failed; best: trial %d, "
-            "value %.4f, %s",
+            "%d trial(s) run here in %.0f s; the study has %d complete, %d pruned, %d failed, %d stale (run again)%s; "
+            "best: trial %d, value %.4f, %s",
             ran,
             seconds,
-            counts["complete"],
-            counts["pruned"],
-            counts["fail"],
+            counts.complete,
+            counts.pruned,
+            counts.failed,
+            counts.stale,
+            others,
             best.number,
             best.value,
             " ".join(f"{k}={v}" for k, v in best.params.items()),
@@ -275,7 +319,13 @@ class Search:
             "best_trial": best.number,
             "study_name": self.study_name,
             "storage": None if self.storage is None else studies.shown(self.storage),
-            "trials": {**counts, "here": ran},
+            "trials": {
+                "complete": counts.complete,
+                "pruned": counts.pruned,
+                "fail": counts.failed,
+                "stale": counts.stale,
+                "here": ran,
+            },
         }
 
 

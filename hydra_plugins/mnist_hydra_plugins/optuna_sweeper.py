@@ -4,7 +4,8 @@ Each trial is asked of the study (`study.ask()`), run as one job of the launcher
 (`study.tell()`): its validation accuracy, FAIL, or PRUNED when its job was stopped by the pruner. A study
 in a storage (hydra.sweeper.storage) is shared: another command on it, now or later, continues the same
 search, and the jobs of any launcher reach their trial through it. hydra.sweeper.n_trials is the size the
-study grows to, so a restart runs only what is missing.
+study grows to, so a restart runs only what is missing. Several commands on one study draw distinct
+configurations, and one that dies has its trials run again by another (mnist_hydra.search.shared).
 
 No `from __future__ import annotations` here: Hydra's plugin scan runs this module outside sys.modules, where
 dataclasses cannot resolve string annotations.
@@ -43,6 +44,8 @@ class OptunaSweeperConf:
     pruner: str | None = None  # median, hyperband or null (never prune)
     pruner_startup_trials: int = 5  # median: no pruning until this many trials have finished
     pruner_warmup_epochs: int = 0  # median: no trial is pruned at or before this epoch; hyperband: its min_resource
+    heartbeat_interval: int = 10  # seconds between a running trial's heartbeats in the storage
+    grace_period: int = 60  # seconds without a heartbeat after which a trial's command is taken for dead, and rerun
     params: dict[str, str] | None = None  # key: search space in Hydra's sweep syntax, e.g. interval(0, 0.5)
     trial: int | None = None  # set by the sweeper for each job: the number of the trial it runs
 
@@ -69,6 +72,8 @@ class OptunaSweeper(Sweeper):
         pruner_startup_trials: int,
         pruner_warmup_epochs: int,
         params: DictConfig | None,
+        heartbeat_interval: int = 10,
+        grace_period: int = 60,
         trial: int | None = None,
     ) -> None:
         self.settings = {
@@ -82,6 +87,8 @@ class OptunaSweeper(Sweeper):
             "pruner": pruner,
             "pruner_startup_trials": pruner_startup_trials,
             "pruner_warmup_epochs": pruner_warmup_epochs,
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period,
             "params": params,
         }
 

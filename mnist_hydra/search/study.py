@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from mnist_hydra.errors import ConfigError
 
 if TYPE_CHECKING:
     import optuna
+
+    from mnist_hydra.search.shared import Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +82,10 @@ def shown(storage: str | None) -> str:
     return make_url(storage).render_as_string(hide_password=True)
 
 
-def open_storage(storage: str | None) -> Any:
-    """Optuna's storage for an absolute `storage` (see storage_url): None for a study in memory.
+def open_storage(storage: str | None, heartbeat: Heartbeat | None = None) -> Any:
+    """Optuna's storage for an absolute `storage` (see storage_url): None for a study in memory. With `heartbeat`,
+    a database's storage is built with its interval, grace period and stale-trial callback, and the heartbeat
+    is given the storage to beat on.
 
     The database is reached (its tables created) here: an unreachable one, a missing driver or a file that
     is not a database is a ConfigError naming the URL.
@@ -99,29 +104,44 @@ def open_storage(storage: str | None) -> Any:
         from optuna.storages.journal import JournalFileBackend
 
         try:
-            return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
+            journal = optuna.storages.JournalStorage(JournalFileBackend(str(path)))
         except OSError as err:
             raise ConfigError(
                 f"hydra.sweeper.storage={storage}: cannot open the journal file: {err.strerror}"
             ) from None
+        if heartbeat is not None:
+            heartbeat.storage = journal
+        return journal
     from sqlalchemy.engine import make_url
 
     engine: dict[str, Any] = {}
     if make_url(storage).get_backend_name() == "sqlite":
         engine["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+    beat: dict[str, Any] = {}
+    if heartbeat is not None:
+        beat = {
+            "heartbeat_interval": heartbeat.interval,
+            "grace_period": heartbeat.grace_period,
+            "heartbeat_stale_trial_callback": heartbeat.retry,
+        }
     try:
-        return _rdb_storage(storage, engine)
-    except ModuleNotFoundError as err:  # e.g. postgresql:// without psycopg2
+        rdb = _rdb_storage(storage, engine, beat)
+    except ImportError as err:  # postgresql:// without psycopg (SQLAlchemy 2.1's default driver for it)
+        # Optuna re-raises the driver's ModuleNotFoundError as an ImportError that names no module.
+        missing = getattr(err.__cause__, "name", None) or err.name or "its driver"
         raise ConfigError(
             f"hydra.sweeper.storage={shown(storage)}: its database driver is not installed "
-            f"({err.name}); pip install it, or use sqlite:///study.db"
+            f"({missing}); pip install it, or use sqlite:///study.db"
         ) from None
     except Exception as err:  # SQLAlchemy's OperationalError and kin, Optuna's own for a bad schema
         reason = str(getattr(err, "orig", None) or err).splitlines()[0]
         raise ConfigError(f"hydra.sweeper.storage={shown(storage)}: cannot open the database: {reason}") from None
+    if heartbeat is not None:
+        heartbeat.storage = rdb
+    return rdb
 
 
-def _rdb_storage(storage: str, engine: dict[str, Any], tries: int = 6) -> Any:
+def _rdb_storage(storage: str, engine: dict[str, Any], beat: dict[str, Any], tries: int = 6) -> Any:
     """Optuna's RDBStorage; tried again when another process is creating the same new database's schema meanwhile
     (two commands started at once on a new SQLite file: "UNIQUE constraint failed: alembic_version.version_num",
     "table ... already exists"), which the second one then finds made."""
@@ -130,7 +150,9 @@ def _rdb_storage(storage: str, engine: dict[str, Any], tries: int = 6) -> Any:
 
     for attempt in range(tries):
         try:
-            return optuna.storages.RDBStorage(storage, engine_kwargs=engine)
+            with warnings.catch_warnings():  # Optuna calls its heartbeat experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(storage, engine_kwargs=engine, **beat)
         except (IntegrityError, OperationalError) as err:
             racing = isinstance(err, IntegrityError) or "already exists" in str(err) or "locked" in str(err)
             if not racing or attempt == tries - 1:
@@ -169,12 +191,18 @@ def make_pruner(name: str | None, startup_trials: int, warmup_epochs: int) -> An
 
 
 def open_study(
-    study_name: str, storage: str | None, direction: str, sampler: Any = None, pruner: Any = None
+    study_name: str,
+    storage: str | None,
+    direction: str,
+    sampler: Any = None,
+    pruner: Any = None,
+    heartbeat: Heartbeat | None = None,
 ) -> optuna.Study:
-    """The study `study_name` in `storage` (absolute, see storage_url), created if new, loaded if it exists."""
+    """The study `study_name` in `storage` (absolute, see storage_url), created if new, loaded if it exists;
+    `heartbeat` as open_storage takes it."""
     import optuna
 
-    backend = open_storage(storage)
+    backend = open_storage(storage, heartbeat)
     try:
         return optuna.create_study(
             study_name=study_name,
