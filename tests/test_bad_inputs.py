@@ -497,6 +497,14 @@ CATALOGUE = [
     case("report", "run path", "empty", 2, "empty holds neither a run", "nor a sweep"),
     case("report", "run path", "/proc/self", 2, "/proc/self holds neither a run"),
     case("report", "run path", "emptysweep", 2, "emptysweep", "no job directories"),
+    case(
+        "train",
+        "search setting",
+        "hparams_search=optuna hydra.sweeper.grace_period=5",
+        2,
+        "hydra.sweeper.grace_period=5 is not allowed",
+        "> hydra.sweeper.heartbeat_interval=10",
+    ),
 ]
 
 

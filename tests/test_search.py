@@ -159,7 +159,8 @@ def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, 
         "hydra.sweeper.study_name=shared",
         "hydra.sweeper.n_jobs=1",
         "hydra.sweeper.n_trials=3",
-        "optimizer.lr=choice(0.001,0.002,0.003,0.004)",
+        "seed=0",  # both commands on one seed: each still draws its own stream (mnist_hydra.search.shared)
+        "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
     ]
     both = [_search(tmp_path, mnist_dir, *common, name=name, background=True) for name in ("a", "b")]
     for process in both:
@@ -180,6 +181,8 @@ def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, 
     results = yaml.safe_load((tmp_path / "c" / "optimization_results.yaml").read_text())
     study = optuna.load_study(study_name="shared", storage=f"sqlite:///{tmp_path}/study.db")
     assert results["best_value"] == study.best_value and results["trials"]["complete"] == len(numbers) + 1
+    rates = [t.params["optimizer.lr"] for t in study.trials]
+    assert len(set(rates)) == len(rates) == len(numbers) + 1  # every trial its own configuration, none dropped
 
 
 # A two-point grid that prunes its second trial: seed=1 runs lr=0.01 first (it completes, 3 epochs), then lr=1e-6,

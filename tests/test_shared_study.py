@@ -204,9 +204,12 @@ def _kill_in_its_first_trial(process: subprocess.Popen, sweep: Path) -> None:
     assert not (sweep / "0" / "metrics.json").exists(), "the first trial ended before the kill"
 
 
-def shared_study_survives_a_kill(cwd: Path, mnist_dir: Path, storage: str, open_storage: Any) -> None:
+def shared_study_survives_a_kill(
+    cwd: Path, mnist_dir: Path, storage: str, open_storage: Any, continued: bool = True
+) -> None:
     """Two commands at once on `storage` (one asks two trials a batch), the batch of two killed mid-trial, the
-    other one completes the study, a third continues it: n_trials complete trials each time, all distinct."""
+    other one completes the study, a third continues it (unless not `continued`): n_trials complete trials each
+    time, all distinct."""
     url = f"hydra.sweeper.storage={storage}"
     doomed = _start(cwd, mnist_dir, "a", url, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=2")
     survivor = _start(cwd, mnist_dir, "b", url, "hydra.sweeper.n_trials=4", "hydra.sweeper.n_jobs=1")
@@ -227,6 +230,10 @@ def shared_study_survives_a_kill(cwd: Path, mnist_dir: Path, storage: str, open_
     stale = [t for t in study.trials if t.state == TrialState.FAIL]
     rerun = {t.system_attrs["failed_trial"]: t for t in study.trials if "failed_trial" in t.system_attrs}
     assert all(rerun[t.number].params == t.params and rerun[t.number].state == TrialState.COMPLETE for t in stale)
+    done = [t.params["optimizer.lr"] for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(set(done)) == 4, done
+    if not continued:
+        return
     third = _finish(_start(cwd, mnist_dir, "c", url, "hydra.sweeper.n_trials=6", "hydra.sweeper.n_jobs=1"))
     assert "4 of 6 trials there already" in third
     study = optuna.load_study(study_name="shared", storage=open_storage())
@@ -260,7 +267,7 @@ def postgresql_url() -> Iterator[str]:
 def test_a_killed_command_on_a_postgresql_study_is_recovered_and_every_trial_distinct(
     tmp_path, mnist_dir, postgresql_url
 ):
-    shared_study_survives_a_kill(tmp_path, mnist_dir, postgresql_url, lambda: postgresql_url)
+    shared_study_survives_a_kill(tmp_path, mnist_dir, postgresql_url, lambda: postgresql_url, continued=False)
 
 
 def _get(url: str) -> Any:
