@@ -124,6 +124,22 @@ def test_a_stale_trial_is_failed_and_its_configuration_asked_again(storage):
     assert (counts.complete, counts.stale, counts.counted) == (2, 2, 2)
 
 
+def test_a_stale_trial_of_a_full_space_is_still_run_again(tmp_path):
+    space = {"batch": CategoricalDistribution([32])}  # one configuration: the stale trial's
+    storage = f"journal:{tmp_path}/j.log"
+    dead = shared.Heartbeat(interval=1, grace_period=2)
+    killed = _command(storage, "random", heartbeat=dead)
+    (trial,) = shared.ask_distinct(killed, space, 1)
+    dead.storage.set_trial_system_attr(trial._trial_id, shared.HEARTBEAT, time.time() - 60)  # its last beat
+    alive = shared.Heartbeat(interval=1, grace_period=2)
+    survivor = _command(storage, "random", heartbeat=alive)
+    assert alive.fail_stale(survivor) == [0]
+    (again,) = shared.ask_distinct(survivor, space, 1)
+    assert (again.number, again.params) == (1, {"batch": 32})
+    survivor.tell(again, 1.0)
+    assert shared.ask_distinct(survivor, space, 1) == []
+
+
 def test_heartbeat_settings_are_checked():
     from hydra_plugins.mnist_hydra_plugins._search import Search
 

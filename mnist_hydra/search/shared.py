@@ -120,7 +120,8 @@ def ask_distinct(study: Study, space: Mapping[str, BaseDistribution], count: int
     repeats = 0
     while len(asked) < count and repeats < MAX_REPEATS:
         live = study.get_trials(deepcopy=False, states=LIVE)
-        if size is not None and len({_key(t.params) for t in live if t.params}) >= size:
+        queued = any(t.state == TrialState.WAITING for t in live)  # the next ask takes one of them
+        if size is not None and not queued and len({_key(t.params) for t in live if t.params}) >= size:
             log.info("every one of the space's %d configurations is in the study: nothing new to ask", size)
             break
         with warnings.catch_warnings():
