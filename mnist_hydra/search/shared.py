@@ -143,7 +143,11 @@ def ask_distinct(study: Study, space: Mapping[str, BaseDistribution], count: int
             continue
         repeats += 1
         trial.set_user_attr(DUPLICATE, twin.number)
-        study.tell(trial, state=TrialState.FAIL)
+        try:
+            study.tell(trial, state=TrialState.FAIL)
+        except RuntimeError as err:  # the grid sampler's study.stop() once its grid is told, outside optimize()
+            if "Study.stop" not in str(err):
+                raise
         log.info("trial %d repeated trial %d's configuration: dropped unrun", trial.number, twin.number)
     if repeats >= MAX_REPEATS:
         log.info("the sampler proposed %d configurations in a row that the study holds: asking no more", repeats)
