@@ -158,9 +158,9 @@ def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, 
         "hydra.sweeper.storage=sqlite:///study.db",
         "hydra.sweeper.study_name=shared",
         "hydra.sweeper.n_jobs=1",
-        "hydra.sweeper.n_trials=3",
         "seed=0",  # both commands on one seed: each still draws its own stream (mnist_hydra.search.shared)
         "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
+        "hydra.sweeper.n_trials=3",
     ]
     both = [_search(tmp_path, mnist_dir, *common, name=name, background=True) for name in ("a", "b")]
     for process in both:
@@ -175,7 +175,7 @@ def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, 
     # Each command stops once the study holds n_trials; started at the same moment both may ask the last one.
     assert 3 <= len(numbers) <= 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     # The same command again, with one trial more: it runs only the one the study lacks.
-    more = _search(tmp_path, mnist_dir, *common[:-2], f"hydra.sweeper.n_trials={len(numbers) + 1}", name="c")
+    more = _search(tmp_path, mnist_dir, *common[:-1], f"hydra.sweeper.n_trials={len(numbers) + 1}", name="c")
     assert list(_job_trials(tmp_path / "c")) == [len(numbers)]
     assert f"{len(numbers)} of {len(numbers) + 1} trials there already" in more.stdout
     results = yaml.safe_load((tmp_path / "c" / "optimization_results.yaml").read_text())
