@@ -11,6 +11,7 @@ which also keep Hydra's own files of the new start beside, not over, those of th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_hydra.config import plain_dict
 from mnist_hydra.errors import ConfigError
-from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD
+from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD, is_run, is_sweep, job_dirs
 
 RESUME_EXAMPLE = (
     "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search continues from its study instead: "
@@ -50,12 +51,41 @@ def resume_argv(argv: Sequence[str]) -> list[str] | None:
         raise ConfigError(f"resume={folder} continues with the config saved there: drop {' '.join(extra)}")
     record_file = folder / SWEEP_RECORD
     if not record_file.is_file():
+        if is_sweep(folder):  # job directories, no multirun.yaml: a search, which Hydra cannot launch again as it was
+            raise ConfigError(_search_resume(folder))
+        if is_run(folder) and any(arg in ("-m", "--multirun") for arg in argv):
+            raise ConfigError(
+                f"resume={folder} is a run's directory, not a sweep's: drop --multirun "
+                f"(python -m mnist_hydra resume={folder} continues the run)"
+            )
         return None
     record = yaml.safe_load(record_file.read_text(encoding="utf-8")) or {}
     overrides = (record.get("hydra") or {}).get("overrides") or {}
     launch = [o for o in overrides.get("hydra") or [] if not o.startswith(OWN_HYDRA_OVERRIDES)]
     task = [o for o in overrides.get("task") or [] if not o.startswith("resume=")]
     return ["--multirun", *launch, *task, f"resume={folder}"]
+
+
+def _search_resume(folder: Path) -> str:
+    """Why `resume=` cannot continue the search whose jobs are in `folder`, and what does."""
+    sweeper: dict[str, Any] = {}
+    for job in job_dirs(folder)[:1]:
+        with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+            sweeper = (yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))["hydra"]).get(
+                "sweeper"
+            ) or {}
+    storage, study = sweeper.get("storage"), sweeper.get("study_name")
+    where = f"resume={folder} is a search's sweep directory (its job directories, no {SWEEP_RECORD})"
+    if storage:
+        return (
+            f"{where}: a search continues from its study, not from a directory; start the search's command "
+            f"again with hydra.sweeper.storage={storage} hydra.sweeper.study_name={study}, and it runs only "
+            "the trials the study lacks"
+        )
+    return (
+        f"{where}, and its study was kept in memory only (no hydra.sweeper.storage), so it cannot be continued; "
+        "start a new search, with hydra.sweeper.storage=sqlite:///study.db to make it continuable"
+    )
 
 
 def run_config(cfg: DictConfig, workdir: Path, sweep: bool) -> DictConfig:
