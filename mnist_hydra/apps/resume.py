@@ -71,9 +71,10 @@ def _search_resume(folder: Path) -> str:
     sweeper: dict[str, Any] = {}
     for job in job_dirs(folder)[:1]:
         with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
-            sweeper = (yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))["hydra"]).get(
-                "sweeper"
-            ) or {}
+            sweeper = (
+                (yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))["hydra"]).get("sweeper")
+                or {}
+            )
     storage, study = sweeper.get("storage"), sweeper.get("study_name")
     where = f"resume={folder} is a search's sweep directory (its job directories, no {SWEEP_RECORD})"
     if storage:
