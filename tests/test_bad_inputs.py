@@ -497,6 +497,15 @@ CATALOGUE = [
     case("report", "run path", "empty", 2, "empty holds neither a run", "nor a sweep"),
     case("report", "run path", "/proc/self", 2, "/proc/self holds neither a run"),
     case("report", "run path", "emptysweep", 2, "emptysweep", "no job directories"),
+    # --- train: a run never writes into a sweep's directory, nor a sweep into a run's ---
+    case("train", "existing run", "hydra.run.dir=sweep", 2, "hydra.run.dir=sweep holds a sweep", "never writes"),
+    case(
+        "train", "existing run", "-m hydra.sweep.dir=run seed=1,2", 2, "hydra.sweep.dir=run holds a run", "resume=run"
+    ),
+    case("train", "existing run", "-m hydra.sweep.dir=sweep/0 seed=1,2", 2, "hydra.sweep.dir=sweep/0 holds a run"),
+    case("train", "existing run", "-m hydra.sweep.dir=failed seed=1,2", 2, "hydra.sweep.dir=failed holds a run"),
+    case("train", "resume", "-m resume=stopped", 2, "resume=stopped is a run's directory, not a sweep's", "--multirun"),
+    case("train", "resume", "--multirun resume=sweep/0", 2, "resume=sweep/0 is a run's directory, not a sweep's"),
 ]
 
 

@@ -127,6 +127,9 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(trained_run, tmp_path):
         ),
         (["run={run}", "serve.collect_dir=/proc/forbidden"], 2, "serve.collect_dir=/proc/forbidden: cannot create it"),
         (["run={run}", "serve.collect_dir="], 2, "serve.collect_dir= is not allowed: expected null (off) or a folder"),
+        (["run={run}", "serve.body_timeout_s=0"], 2, "serve.body_timeout_s=0.0 is not allowed: expected seconds in"),
+        (["run={run}", "serve.max_connections=0"], 2, "serve.max_connections=0 is not allowed: expected an integer"),
+        (["run={run}", "serve.keep_alive_s=0"], 2, "serve.keep_alive_s=0 is not allowed: expected whole seconds"),
     ],
     ids=[
         "no run",
@@ -140,6 +143,9 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(trained_run, tmp_path):
         "collect_dir under a file",
         "collect_dir not writable",
         "collect_dir empty",
+        "no body timeout",
+        "no connections",
+        "no keep-alive",
     ],
 )
 def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, code, words):
