@@ -506,6 +506,8 @@ CATALOGUE = [
     case("train", "existing run", "-m hydra.sweep.dir=failed seed=1,2", 2, "hydra.sweep.dir=failed holds a run"),
     case("train", "resume", "-m resume=stopped", 2, "resume=stopped is a run's directory, not a sweep's", "--multirun"),
     case("train", "resume", "--multirun resume=sweep/0", 2, "resume=sweep/0 is a run's directory, not a sweep's"),
+    case("train", "existing run", "hydra.run.dir=sweep/7", 2, "hydra.run.dir=sweep/7 is inside the sweep directory"),
+    case("train", "existing run", "-m hydra.sweep.dir=run/more seed=1,2", 2, "is inside the run directory run"),
 ]
 
 

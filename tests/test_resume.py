@@ -270,7 +270,9 @@ def _search_dir(folder: Path, storage: str | None) -> None:
         (folder / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
         (folder / job / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.01\n")
         sweeper = {"storage": storage, "study_name": "cnn-lr", "n_trials": 2}
-        (folder / job / ".hydra" / "hydra.yaml").write_text(json.dumps({"hydra": {"sweeper": sweeper}}))
+        (folder / job / ".hydra" / "hydra.yaml").write_text(
+            json.dumps({"hydra": {"sweeper": sweeper, "mode": "MULTIRUN"}})
+        )
         (folder / job / "metrics.json").write_text('{"status": "completed", "val_accuracy": 0.9}')
     (folder / "report.html").write_text("<title>Sweep search - mnist_hydra</title>")
     (folder / "optimization_results.yaml").write_text("best_value: 0.9\n")
@@ -292,6 +294,9 @@ def _search_dir(folder: Path, storage: str | None) -> None:
         (["-m", "resume=run"], "resume=run is a run's directory, not a sweep's: drop --multirun"),
         (["--multirun", "hydra.sweep.dir=run", "seed=1,2"], "hydra.sweep.dir=run holds a run; a sweep never writes"),
         (["-m", "hydra.sweep.dir=search/1", "seed=1,2"], "hydra.sweep.dir=search/1 holds a run"),
+        (["hydra.run.dir=search/2"], "hydra.run.dir=search/2 is inside the sweep directory search"),
+        (["hydra.run.dir=grid/0"], "hydra.run.dir=grid/0 is inside the sweep directory grid"),
+        (["-m", "hydra.sweep.dir=run/more", "seed=1,2"], "hydra.sweep.dir=run/more is inside the run directory run"),
     ],
 )
 def test_no_run_writes_into_a_sweep_nor_a_sweep_into_a_run(args, expected, tmp_path):

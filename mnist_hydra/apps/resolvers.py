@@ -67,6 +67,11 @@ def claim_run_dir(config: Any) -> None:
             f"{key}={folder} holds a sweep; a run never writes into a sweep's directory: choose a new directory"
             + (f" (python -m mnist_hydra resume={folder} continues the sweep)" if grid else "")
         )
+    if resume is None and _in_sweep_here(folder):  # a sweep's own job is resumed as a run: that one is allowed
+        raise ConfigError(
+            f"{key}={folder} is inside the sweep directory {folder.parent}; a run never writes into a sweep's "
+            "directory: choose a directory outside it"
+        )
     claim(folder, key, fresh=resume is None)
 
 
@@ -75,10 +80,13 @@ def claim_sweep_dir(config: Any) -> None:
     _check_job_name(config)
     folder = _output_dir(config, "sweep")
     key = "resume" if OmegaConf.select(config, "resume", default=None) is not None else "hydra.sweep.dir"
-    if _is_run_here(folder):
+    if _is_run_here(folder) or _is_run_here(folder.parent):
         raise ConfigError(
             f"{key}={folder} holds a run; a sweep never writes into a run's directory: choose a new "
             f"directory (python -m mnist_hydra resume={folder}, without --multirun, continues the run)"
+            if _is_run_here(folder)
+            else f"{key}={folder} is inside the run directory {folder.parent}; a sweep never writes into a run's "
+            "directory: choose a directory outside it"
         )
     if OmegaConf.select(config, "resume", default=None) is None and (
         (folder / rundir.SWEEP_RECORD).is_file() or rundir.job_dirs(folder)
@@ -200,6 +208,13 @@ def _holds_run_here(folder: Path) -> bool:
 def _is_run_here(folder: Path) -> bool:
     try:
         return rundir.is_run(folder) or rundir.holds_run(folder)
+    except OSError:
+        return False
+
+
+def _in_sweep_here(folder: Path) -> bool:
+    try:
+        return rundir.in_sweep(folder)
     except OSError:
         return False
 
