@@ -508,6 +508,8 @@ CATALOGUE = [
     case("train", "resume", "--multirun resume=sweep/0", 2, "resume=sweep/0 is a run's directory, not a sweep's"),
     case("train", "existing run", "hydra.run.dir=sweep/7", 2, "hydra.run.dir=sweep/7 is inside the sweep directory"),
     case("train", "existing run", "-m hydra.sweep.dir=run/more seed=1,2", 2, "is inside the run directory run"),
+    case("train", "existing run", "-m hydra.sweep.subdir=same seed=1,2", 2, "hydra.sweep.subdir=same is the same"),
+    case("train", "existing run", "-m hydra.sweep.subdir=. seed=1,2", 2, "hydra.sweep.subdir=. is the same directory"),
 ]
 
 

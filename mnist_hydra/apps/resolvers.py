@@ -80,6 +80,13 @@ def claim_sweep_dir(config: Any) -> None:
     _check_job_name(config)
     folder = _output_dir(config, "sweep")
     key = "resume" if OmegaConf.select(config, "resume", default=None) is not None else "hydra.sweep.dir"
+    subdir = str((OmegaConf.to_container(config.hydra.sweep, resolve=False) or {}).get("subdir"))  # type: ignore[union-attr]
+    if "${" not in subdir:  # a fixed name, or "." (the sweep directory itself): every job in the same directory
+        raise ConfigError(
+            f"hydra.sweep.subdir={subdir} is the same directory for every job, so each job would write into "
+            "another's; leave it at its default ${hydra.job.num}, or give a value per job such as "
+            "${hydra.job.override_dirname}"
+        )
     if _is_run_here(folder) or _is_run_here(folder.parent):
         raise ConfigError(
             f"{key}={folder} holds a run; a sweep never writes into a run's directory: choose a new "
