@@ -5,12 +5,15 @@
   directory that holds a run (complete, stopped or failed): that is `resume=DIR`'s job. The directory
   is created and locked with flock for the life of the process, so of two processes started on it at
   once one runs and the other refuses (a lock, not a check-then-write race).
-  A run never goes into a sweep's directory either, resumed or not.
-- `claim_sweep_dir`: a new sweep never goes into another sweep's directory, and no sweep into a run's.
+  A run never goes into a sweep's directory either, resumed or not, nor a new run into a new folder
+  inside one (it would become one of the sweep's jobs).
+- `claim_sweep_dir`: a new sweep never goes into another sweep's directory, no sweep into or inside a
+  run's, and no two jobs into one directory (a fixed hydra.sweep.subdir).
 - `mnist_hydra.run_dir` / `mnist_hydra.sweep_dir`: `resume=DIR` becomes hydra.run.dir / hydra.sweep.dir.
 - `mnist_hydra.config_subdir`: a resumed directory keeps its first .hydra/.
 - `discard_created` (called by the error boundary) removes the directories created here that hold no
-  result, so a command that fails or is interrupted leaves no stub.
+  result, and takes back what was added to a directory that existed (a resumed one included), so a
+  command that fails or is interrupted leaves no stub and "nothing of this command was kept" is true.
 """
 
 from __future__ import annotations

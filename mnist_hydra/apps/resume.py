@@ -5,6 +5,10 @@ checkpoint. A sweep directory (it holds Hydra's multirun.yaml) is launched again
 saved there: its complete jobs are skipped, the others continue from their checkpoints, and the
 sweep's table is rebuilt at the end.
 
+A search's directory (job directories, no multirun.yaml) is not launched again: a search continues from
+its study, and `resume=` says so in one line. A run's directory with --multirun is refused, as a sweep
+would write its jobs into the run.
+
 `resume=DIR` becomes hydra.run.dir (or hydra.sweep.dir) through the resolvers in apps/resolvers.py,
 which also keep Hydra's own files of the new start beside, not over, those of the first.
 """
