@@ -505,6 +505,19 @@ CATALOGUE = [
         "hydra.sweeper.grace_period=5 is not allowed",
         "> hydra.sweeper.heartbeat_interval=10",
     ),
+    # --- train: a run never writes into a sweep's directory, nor a sweep into a run's ---
+    case("train", "existing run", "hydra.run.dir=sweep", 2, "hydra.run.dir=sweep holds a sweep", "never writes"),
+    case(
+        "train", "existing run", "-m hydra.sweep.dir=run seed=1,2", 2, "hydra.sweep.dir=run holds a run", "resume=run"
+    ),
+    case("train", "existing run", "-m hydra.sweep.dir=sweep/0 seed=1,2", 2, "hydra.sweep.dir=sweep/0 holds a run"),
+    case("train", "existing run", "-m hydra.sweep.dir=failed seed=1,2", 2, "hydra.sweep.dir=failed holds a run"),
+    case("train", "resume", "-m resume=stopped", 2, "resume=stopped is a run's directory, not a sweep's", "--multirun"),
+    case("train", "resume", "--multirun resume=sweep/0", 2, "resume=sweep/0 is a run's directory, not a sweep's"),
+    case("train", "existing run", "hydra.run.dir=sweep/7", 2, "hydra.run.dir=sweep/7 is inside the sweep directory"),
+    case("train", "existing run", "-m hydra.sweep.dir=run/more seed=1,2", 2, "is inside the run directory run"),
+    case("train", "existing run", "-m hydra.sweep.subdir=same seed=1,2", 2, "hydra.sweep.subdir=same is the same"),
+    case("train", "existing run", "-m hydra.sweep.subdir=. seed=1,2", 2, "hydra.sweep.subdir=. is the same directory"),
 ]
 
 

@@ -25,8 +25,6 @@ import yaml
 
 from tests.conftest import run_app
 
-pytestmark = pytest.mark.slow  # a Ray cluster and ~10 Ray workers that each import TensorFlow: about 3 minutes
-
 RAY = Path(sys.executable).with_name("ray")
 # Ray sends its auth token to a cluster named by HOST:PORT only when told to (address=auto does on its own).
 AUTH = {"RAY_AUTH_MODE": "token"}
@@ -133,6 +131,8 @@ def _spans(job: Path) -> tuple[datetime, datetime]:
     return first, last
 
 
+# The cluster's tests are slow: a Ray cluster and ~10 Ray workers that each import TensorFlow, about 3 minutes.
+@pytest.mark.slow
 def test_a_sweep_runs_on_the_cluster_one_job_fails_and_resume_finishes_it(tmp_path, mnist_dir, cluster):
     roots = []
     for name in ("a", "b", "c"):
@@ -173,6 +173,7 @@ def test_a_sweep_runs_on_the_cluster_one_job_fails_and_resume_finishes_it(tmp_pa
     assert first_runs == {"0": 0, "1": 1, "2": 2}
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_every_job_at_a_clean_point(tmp_path, mnist_dir, cluster):
     sweep = tmp_path / "sweep"
     args = [
@@ -215,3 +216,30 @@ def test_ctrl_c_stops_every_job_at_a_clean_point(tmp_path, mnist_dir, cluster):
     assert workers
     time.sleep(2)
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "a job's Ray worker still runs"
+
+
+def test_a_token_cluster_without_a_token_is_one_line_naming_what_to_set(tmp_path):
+    """RAY_AUTH_MODE=token with HOST:PORT (as docs/sweeps.md says) and no token anywhere: ray.init refuses before
+    it connects (Ray's AuthenticationError), so a plain listener on loopback stands in for the cluster's port."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_") and k != "HYDRA_FULL_ERROR"}
+    env.update(AUTH, HOME=str(tmp_path / "home"))  # no ~/.ray/auth_token, no RAY_AUTH_TOKEN(_PATH)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        result = subprocess.run(
+            [sys.executable, "-m", "mnist_hydra", "--multirun", "hydra/launcher=ray"]
+            + [f"hydra.launcher.ray.init.address={address}", f"hydra.sweep.dir={tmp_path}/sweep", *TINY, "seed=1,2"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        f"mnist_hydra: error: cannot join hydra.launcher.ray.init.address={address}: Ray's token authentication "
+        "is on (RAY_AUTH_MODE=token) and this shell has no token; set RAY_AUTH_TOKEN to the cluster's token "
+        "(`ray get-auth-token` on its head prints it), or RAY_AUTH_TOKEN_PATH to a file holding it"
+    ], result.stderr
+    assert not (tmp_path / "sweep").exists()  # the sweep directory it had claimed is gone

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_app
+from tests.conftest import run_app, snapshot
 
 # Three epochs of 5,000 images: each epoch lasts about a second, so a signal sent just after the first
 # epoch's checkpoint lands in the second epoch.
@@ -261,6 +261,62 @@ def test_resume_mistakes_are_one_line_and_create_nothing(target, extra, expected
     errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def _search_dir(folder: Path, storage: str | None) -> None:
+    """What a finished Optuna search leaves: job directories, its sweep files, and no multirun.yaml."""
+    for job in ("0", "1"):
+        (folder / job / ".hydra").mkdir(parents=True)
+        (folder / job / ".hydra" / "config.yaml").write_text("seed: 0\n")
+        (folder / job / ".hydra" / "overrides.yaml").write_text("- optimizer.lr=0.01\n")
+        sweeper = {"storage": storage, "study_name": "cnn-lr", "n_trials": 2}
+        (folder / job / ".hydra" / "hydra.yaml").write_text(
+            json.dumps({"hydra": {"sweeper": sweeper, "mode": "MULTIRUN"}})
+        )
+        (folder / job / "metrics.json").write_text('{"status": "completed", "val_accuracy": 0.9}')
+    (folder / "report.html").write_text("<title>Sweep search - mnist_hydra</title>")
+    (folder / "optimization_results.yaml").write_text("best_value: 0.9\n")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (
+            ["resume=search"],
+            "resume=search is a search's sweep directory (its job directories, no multirun.yaml): a search "
+            "continues from its study, not from a directory; start the search's command again with "
+            "hydra.sweeper.storage=sqlite:///study.db hydra.sweeper.study_name=cnn-lr",
+        ),
+        (["-m", "resume=search"], "resume=search is a search's sweep directory"),
+        (["resume=memory"], "its study was kept in memory only (no hydra.sweeper.storage), so it cannot be continued"),
+        (["hydra.run.dir=search"], "hydra.run.dir=search holds a sweep; a run never writes into a sweep's directory"),
+        (["hydra.run.dir=grid"], "hydra.run.dir=grid holds a sweep; a run never writes into a sweep's directory"),
+        (["-m", "resume=run"], "resume=run is a run's directory, not a sweep's: drop --multirun"),
+        (["--multirun", "hydra.sweep.dir=run", "seed=1,2"], "hydra.sweep.dir=run holds a run; a sweep never writes"),
+        (["-m", "hydra.sweep.dir=search/1", "seed=1,2"], "hydra.sweep.dir=search/1 holds a run"),
+        (["hydra.run.dir=search/2"], "hydra.run.dir=search/2 is inside the sweep directory search"),
+        (["hydra.run.dir=grid/0"], "hydra.run.dir=grid/0 is inside the sweep directory grid"),
+        (["-m", "hydra.sweep.dir=run/more", "seed=1,2"], "hydra.sweep.dir=run/more is inside the run directory run"),
+    ],
+)
+def test_no_run_writes_into_a_sweep_nor_a_sweep_into_a_run(args, expected, tmp_path):
+    """Every way to point a command at an existing directory: resume= with and without -m, hydra.run.dir=,
+    hydra.sweep.dir=; refused in one line before anything is written."""
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (run / "metrics.json").write_text('{"status": "completed"}')
+    _search_dir(tmp_path / "search", "sqlite:///study.db")
+    _search_dir(tmp_path / "memory", None)
+    (tmp_path / "grid" / "0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "grid" / "0" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
+    (tmp_path / "grid" / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [seed=1,2]\n")
+    before = snapshot(tmp_path)
+    result = run_app(*args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith("mnist_hydra: error: ")
+    assert expected in result.stderr, result.stderr
+    assert snapshot(tmp_path) == before  # nothing created, changed or removed
 
 
 def test_checkpoints_keep_the_newest_epoch_and_drop_leftovers(tmp_path):

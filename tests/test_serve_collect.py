@@ -330,3 +330,16 @@ def test_openapi_describes_collect(client):
     assert {"201", "403", "422", "503"} <= set(post["responses"])
     assert "collecting" in spec["components"]["schemas"]["ModelInfo"]["properties"]
     assert json.dumps(spec["components"]["schemas"]["Collected"])
+
+
+def test_the_schema_of_a_label_is_what_the_server_takes(fashion):
+    """/openapi.json and the server agree: a label is a non-empty class name or an index >= 0; "" and -1 are
+    invalid by the schema and refused 422, "Bag" and 8 are valid and saved."""
+    client, _ = fashion
+    spec = client.get("/openapi.json").json()
+    body = spec["paths"]["/collect"]["post"]["requestBody"]["content"]
+    as_json = body["application/json"]["schema"]["properties"]["label"]["anyOf"]
+    assert {"type": "string", "minLength": 1} in as_json and {"type": "integer", "minimum": 0} in as_json
+    assert body["multipart/form-data"]["schema"]["properties"]["label"]["minLength"] == 1
+    for label, status in (("", 422), (-1, 422), ("Bag", 201), (8, 201)):
+        assert client.post("/collect", json={"pixels": PIXELS, "label": label}).status_code == status, label

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import json
 import os
 import re
 import signal
@@ -125,6 +127,9 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(trained_run, tmp_path):
         ),
         (["run={run}", "serve.collect_dir=/proc/forbidden"], 2, "serve.collect_dir=/proc/forbidden: cannot create it"),
         (["run={run}", "serve.collect_dir="], 2, "serve.collect_dir= is not allowed: expected null (off) or a folder"),
+        (["run={run}", "serve.body_timeout_s=0"], 2, "serve.body_timeout_s=0.0 is not allowed: expected seconds in"),
+        (["run={run}", "serve.max_connections=0"], 2, "serve.max_connections=0 is not allowed: expected an integer"),
+        (["run={run}", "serve.keep_alive_s=0"], 2, "serve.keep_alive_s=0 is not allowed: expected whole seconds"),
     ],
     ids=[
         "no run",
@@ -138,6 +143,9 @@ def test_a_second_ctrl_c_stops_at_once_in_one_line(trained_run, tmp_path):
         "collect_dir under a file",
         "collect_dir not writable",
         "collect_dir empty",
+        "no body timeout",
+        "no connections",
+        "no keep-alive",
     ],
 )
 def test_bad_arguments_fail_at_start_in_one_line(trained_run, tmp_path, args, code, words):
@@ -184,3 +192,106 @@ def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tm
         code, out, err = stop(process, signal.SIGTERM)
     assert code == 0 and out.strip().splitlines()[-1] == f"{SERVE}: SIGTERM received, server stopped", err
     assert err == ""  # each worker imports TensorFlow without its start-up lines too
+
+
+def _request(port: int, head: str, body: bytes = b"") -> socket.socket:
+    """A connection to the server on loopback with `head` (the request line and headers) and `body` sent."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+    return sock
+
+
+def _answer(sock: socket.socket) -> tuple[int, dict, float]:
+    """Status, JSON body and seconds waited of the one response on `sock`, read until the server closes it."""
+    started, data = time.monotonic(), b""
+    with sock:
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(body) if b"application/json" in head.lower() else {}, time.monotonic() - started
+
+
+def _get_health(port: int, statuses: list[int]) -> int:
+    """GET /health's status, also added to `statuses`."""
+    statuses.append(_answer(_request(port, "GET /health HTTP/1.1\nHost: t\nConnection: close\n"))[0])
+    return statuses[-1]
+
+
+def _settled(port: int, statuses: list[int]) -> int:
+    """GET /health's status once the server has let go of the connections just closed (at most 10 s)."""
+    deadline = time.monotonic() + 10
+    while _get_health(port, statuses) == 503 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return statuses[-1]
+
+
+UPLOAD = "POST /predict HTTP/1.1\nHost: t\nContent-Type: {kind}\nContent-Length: {length}\n"
+
+
+def test_clients_that_go_away_stall_or_crowd_in_cost_a_short_line_at_most(trained_run, mnist_dir, tmp_path):
+    """Aborted uploads leave no log line; a stalled or trickling body gets a JSON 408 after serve.body_timeout_s;
+    a body just over serve.max_bytes in many small chunks gets a JSON 413, one just at it an answer; beyond
+    serve.max_connections a request gets 503; the server goes on serving throughout."""
+    limit, timeout, connections = 20_000, 2, 12
+    process, url = start_server(
+        f"run={trained_run}",
+        "serve.port=0",
+        f"serve.max_bytes={limit}",
+        f"serve.body_timeout_s={timeout}",
+        f"serve.max_connections={connections}",
+        cwd=tmp_path,
+    )
+    port = int(url.rstrip("/").rsplit(":", 1)[1])
+    statuses: list[int] = []  # of every GET /health: each 503 may log uvicorn's one line
+    try:
+        # A client that closes mid-upload: 12 bytes of a declared 1000, for both kinds of body, 60 times, in
+        # groups that stay under serve.max_connections (so each reaches the app, not uvicorn's 503).
+        for group in range(12):
+            assert _settled(port, statuses) == 200
+            for i in range(5):
+                kind = "multipart/form-data; boundary=x" if (group + i) % 2 else "application/json"
+                _request(port, UPLOAD.format(kind=kind, length=1000), b'{"pixels": [').close()
+        assert _settled(port, statuses) == 200
+
+        # A body that stalls, and one that trickles 2 bytes every 0.25 s: both 408 after the timeout, in JSON.
+        stalled = _request(port, UPLOAD.format(kind="application/json", length=1000), b'{"pixels": [')
+        status, body, waited = _answer(stalled)
+        assert status == 408 and "serve.body_timeout_s" in body["detail"], body
+        assert timeout - 1 < waited < timeout + 10
+        trickle = _request(port, UPLOAD.format(kind="application/json", length=1000))
+        status, start = None, time.monotonic()
+        with contextlib.suppress(OSError):  # the server closes the connection on its 408
+            while time.monotonic() - start < timeout + 10:
+                trickle.sendall(b"  ")
+                time.sleep(0.25)
+        status, body, _ = _answer(trickle)
+        assert status == 408 and "did not arrive within 2 s" in body["detail"], body
+
+        # serve.max_bytes through the real server, chunked in 200 pieces: at the limit answered, one byte over 413.
+        digit, label = mnist_test_digit(mnist_dir, 0)
+        pixels = np.asarray(Image.open(io.BytesIO(digit))).tolist()
+        document = json.dumps({"pixels": pixels}).encode()
+        for size, expected in ((limit, 200), (limit + 1, 413)):
+            padded = document + b" " * (size - len(document))
+            chunks = b"".join(b"%x\r\n%s\r\n" % (100, padded[i : i + 100]) for i in range(0, size, 100)) + b"0\r\n\r\n"
+            head = "POST /predict HTTP/1.1\nHost: t\nContent-Type: application/json\nTransfer-Encoding: chunked\n"
+            status, body, _ = _answer(_request(port, head + "Connection: close\n", chunks))
+            assert status == expected, (size, body)
+            assert body.get("label") == label if expected == 200 else "serve.max_bytes" in body["detail"], body
+
+        # serve.max_connections: one stalled connection short of it, a request is answered; at it, 503.
+        held = [_request(port, UPLOAD.format(kind="application/json", length=1000)) for _ in range(connections - 2)]
+        time.sleep(0.5)  # the server has accepted them all
+        assert _get_health(port, statuses) == 200
+        held.append(_request(port, UPLOAD.format(kind="application/json", length=1000)))
+        time.sleep(0.5)
+        assert _get_health(port, statuses) == 503
+        assert {_answer(sock)[0] for sock in held} == {408}  # each is timed out and closed, freeing its place
+        assert _settled(port, statuses) == 200
+    finally:
+        code, out, err = stop(process, signal.SIGTERM)
+    assert code == 0, err
+    assert "Traceback" not in err and "ClientDisconnect" not in err and "Exception" not in err, err[-3000:]
+    # Nothing for the aborted uploads, the stalled bodies or the over-large one; uvicorn's one line per 503.
+    assert err.splitlines() == ["WARNING:  Exceeded concurrency limit."] * statuses.count(503), err[-3000:]

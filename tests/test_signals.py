@@ -205,3 +205,34 @@ def test_ctrl_c_stops_every_job_of_a_parallel_sweep_and_resume_finishes_it(tmp_p
         assert metrics["status"] == "completed" and metrics["epochs_run"] == 3, (job, metrics)
     assert "resuming after epoch" in (sweep / "0" / "train.log").read_text()
     assert len((sweep / "sweep_results.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_a_signal_while_a_resume_starts_leaves_its_directory_as_it_was(tmp_path, mnist_dir):
+    """A run directory with no result yet (its first start was killed): a resume stopped during its start-up
+    takes back what it added (.hydra/resumed-TIME, the data split, provenance.json, its train.log lines), so
+    "nothing of this command was kept" is true."""
+    config = subprocess.run(
+        [sys.executable, "-m", "mnist_hydra", "--cfg", "job", *TINY],
+        cwd=tmp_path,
+        env=_env(mnist_dir),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert config.returncode == 0, config.stderr
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(config.stdout)
+    (run / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in TINY))
+    (run / "train.log").write_text("[2026-12-01 10:00:00,000][__main__][INFO] - the first start, killed\n")
+    sizes = lambda: {  # noqa: E731
+        str(p.relative_to(run)): p.stat().st_size if p.is_file() else -1 for p in sorted(run.rglob("*"))
+    }
+    before = sizes()
+    proc = _start([f"resume={run}"], tmp_path, mnist_dir)
+    _wait_for(proc, lambda: any((run / ".hydra").glob("resumed-*/config.yaml")), "the resume's .hydra/ files")
+    proc.send_signal(signal.SIGTERM)
+    result = _finish(proc)
+    assert result.returncode == 128 + signal.SIGTERM, result.stderr
+    assert result.stderr.splitlines() == ["mnist_hydra: interrupted (SIGTERM); nothing of this command was kept"]
+    assert sizes() == before

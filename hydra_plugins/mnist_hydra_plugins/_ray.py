@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from omegaconf import DictConfig, OmegaConf, open_dict
+from ray.exceptions import AuthenticationError
 
 from mnist_hydra.errors import ConfigError
 
@@ -41,6 +42,18 @@ def start(init: DictConfig) -> None:
         # "local": a new Ray of this command's own, even when `ray start` left one running on this machine
         # (ray.init() without an address would join that one).
         ray.init(**{**settings, "address": address or "local"})
+    except AuthenticationError as err:  # a cluster with token authentication; Ray's own words span lines
+        missing = "no authentication token was found" in str(getattr(err, "message", err))
+        what = (
+            "Ray's token authentication is on (RAY_AUTH_MODE=token) and this shell has no token"
+            if missing
+            else "the cluster refused this shell's Ray token"
+        )
+        raise ConfigError(
+            f"cannot join hydra.launcher.ray.init.address={address}: {what}; set RAY_AUTH_TOKEN to the "
+            "cluster's token (`ray get-auth-token` on its head prints it), or RAY_AUTH_TOKEN_PATH to a file "
+            "holding it"
+        ) from None
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         where = f"hydra.launcher.ray.init.address={address}" if address else "a local Ray (hydra/launcher=ray)"
         reason = " ".join(str(err).split())[:300]

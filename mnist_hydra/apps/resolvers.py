@@ -5,11 +5,15 @@
   directory that holds a run (complete, stopped or failed): that is `resume=DIR`'s job. The directory
   is created and locked with flock for the life of the process, so of two processes started on it at
   once one runs and the other refuses (a lock, not a check-then-write race).
-- `claim_sweep_dir`: a new sweep never goes into another sweep's directory.
+  A run never goes into a sweep's directory either, resumed or not, nor a new run into a new folder
+  inside one (it would become one of the sweep's jobs).
+- `claim_sweep_dir`: a new sweep never goes into another sweep's directory, no sweep into or inside a
+  run's, and no two jobs into one directory (a fixed hydra.sweep.subdir).
 - `mnist_hydra.run_dir` / `mnist_hydra.sweep_dir`: `resume=DIR` becomes hydra.run.dir / hydra.sweep.dir.
 - `mnist_hydra.config_subdir`: a resumed directory keeps its first .hydra/.
 - `discard_created` (called by the error boundary) removes the directories created here that hold no
-  result, so a command that fails or is interrupted leaves no stub.
+  result, and takes back what was added to a directory that existed (a resumed one included), so a
+  command that fails or is interrupted leaves no stub and "nothing of this command was kept" is true.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from mnist_hydra.runs import rundir
 
 _locks: dict[str, int] = {}  # claimed directory -> the open descriptor holding its lock
 _created: list[tuple[Path, bool]] = []  # (directory this process made, claimed as a run's), deepest last
-# Claimed directories that existed already -> the names they held then: what else is in them is this process's.
-_found: dict[Path, set[str]] = {}
+# Claimed directories that existed already (a resumed run's, or a fresh claim of an existing folder) -> every path
+# below them then, with a file's size: what else is in them is this process's.
+_found: dict[Path, dict[Path, int]] = {}
 _sweep: list[Path] = []  # the sweep directory of this process, once checked
 
 
@@ -58,13 +63,41 @@ def claim_run_dir(config: Any) -> None:
     _check_job_name(config)
     resume = OmegaConf.select(config, "resume", default=None)
     folder = _output_dir(config, "run")
-    claim(folder, "resume" if resume is not None else "hydra.run.dir", fresh=resume is None)
+    key = "resume" if resume is not None else "hydra.run.dir"
+    if _is_sweep_here(folder):
+        grid = (folder / rundir.SWEEP_RECORD).is_file()
+        raise ConfigError(
+            f"{key}={folder} holds a sweep; a run never writes into a sweep's directory: choose a new directory"
+            + (f" (python -m mnist_hydra resume={folder} continues the sweep)" if grid else "")
+        )
+    if resume is None and _in_sweep_here(folder):  # a sweep's own job is resumed as a run: that one is allowed
+        raise ConfigError(
+            f"{key}={folder} is inside the sweep directory {folder.parent}; a run never writes into a sweep's "
+            "directory: choose a directory outside it"
+        )
+    claim(folder, key, fresh=resume is None)
 
 
 def claim_sweep_dir(config: Any) -> None:
     """Check hydra.sweep.dir before a sweep starts: a new sweep never writes into another sweep's directory."""
     _check_job_name(config)
     folder = _output_dir(config, "sweep")
+    key = "resume" if OmegaConf.select(config, "resume", default=None) is not None else "hydra.sweep.dir"
+    subdir = str((OmegaConf.to_container(config.hydra.sweep, resolve=False) or {}).get("subdir"))  # type: ignore[union-attr]
+    if "${" not in subdir:  # a fixed name, or "." (the sweep directory itself): every job in the same directory
+        raise ConfigError(
+            f"hydra.sweep.subdir={subdir} is the same directory for every job, so each job would write into "
+            "another's; leave it at its default ${hydra.job.num}, or give a value per job such as "
+            "${hydra.job.override_dirname}"
+        )
+    if _is_run_here(folder) or _is_run_here(folder.parent):
+        raise ConfigError(
+            f"{key}={folder} holds a run; a sweep never writes into a run's directory: choose a new "
+            f"directory (python -m mnist_hydra resume={folder}, without --multirun, continues the run)"
+            if _is_run_here(folder)
+            else f"{key}={folder} is inside the run directory {folder.parent}; a sweep never writes into a run's "
+            "directory: choose a directory outside it"
+        )
     if OmegaConf.select(config, "resume", default=None) is None and (
         (folder / rundir.SWEEP_RECORD).is_file() or rundir.job_dirs(folder)
     ):
@@ -101,7 +134,7 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         return  # Hydra resolves its directories more than once
     if fresh and _holds_run_here(folder):
         raise _holds_run(folder, key)
-    before = {entry.name for entry in folder.iterdir()} if fresh and folder.is_dir() else None
+    before = _contents(folder) if folder.is_dir() else None
     made = _make(folder, key, claimed=True)
     fd = os.open(folder, os.O_RDONLY)
     try:
@@ -124,13 +157,12 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
 def discard_created() -> Path | None:
     """Remove what this process created and that holds no result: the run or evaluation directory it
     claimed when it has no metrics.json, model or checkpoints (the command failed or was interrupted before
-    making anything), or in a directory that existed, what was added to it; then the folders made above it
-    if that leaves them empty. Returns the run or sweep directory that keeps work to resume, if any."""
-    for folder, names in _found.items():
+    making anything), or in a directory that existed (a resumed one included), what was added to it and the
+    lines appended to its logs; then the folders made above it if that leaves them empty. Returns the run or
+    sweep directory that keeps work to resume, if any."""
+    for folder, before in _found.items():
         if folder.is_dir() and not rundir.holds_run(folder):
-            for entry in folder.iterdir():
-                if entry.name not in names:
-                    shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            _restore(folder, before)
     _found.clear()
     for path, claimed in reversed(_created):
         if not path.is_dir():
@@ -145,10 +177,62 @@ def discard_created() -> Path | None:
     return kept[-1] if kept else None
 
 
+def _contents(folder: Path) -> dict[Path, int]:
+    """The paths in `folder` and in its .hydra/ (all that a start adds to; not a walk of a big folder given as
+    hydra.run.dir=.), with a file's size (-1 for anything else)."""
+    found: dict[Path, int] = {}
+    config_dir = folder / ".hydra"
+    below = list(config_dir.rglob("*")) if config_dir.is_dir() and not config_dir.is_symlink() else []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # a folder that cannot be listed: _make or Hydra says why
+        entries = []
+    for path in [*entries, *below]:
+        with contextlib.suppress(OSError):
+            found[path] = path.stat().st_size if path.is_file() and not path.is_symlink() else -1
+    return found
+
+
+def _restore(folder: Path, before: dict[Path, int]) -> None:
+    """Put `folder` back as `before` found it: remove the paths added since (deepest first), and cut the logs
+    that grew (Hydra appends a job's log to an existing train.log) back to their size."""
+    for path in sorted(_contents(folder), key=lambda p: len(p.parts), reverse=True):
+        size = before.get(path)
+        with contextlib.suppress(OSError):
+            if size is None:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            elif path.suffix == ".log" and size >= 0 and path.stat().st_size > size:
+                os.truncate(path, size)
+
+
 def _holds_run_here(folder: Path) -> bool:
     try:
         return rundir.holds_run(folder)
     except OSError:  # a name too long, a loop of links: _make says so, naming the path
+        return False
+
+
+def _is_run_here(folder: Path) -> bool:
+    try:
+        return rundir.is_run(folder) or rundir.holds_run(folder)
+    except OSError:
+        return False
+
+
+def _in_sweep_here(folder: Path) -> bool:
+    try:
+        return rundir.in_sweep(folder)
+    except OSError:
+        return False
+
+
+def _is_sweep_here(folder: Path) -> bool:
+    try:
+        return rundir.is_sweep(folder)
+    except OSError:
         return False
 
 

@@ -5,12 +5,17 @@ checkpoint. A sweep directory (it holds Hydra's multirun.yaml) is launched again
 saved there: its complete jobs are skipped, the others continue from their checkpoints, and the
 sweep's table is rebuilt at the end.
 
+A search's directory (job directories, no multirun.yaml) is not launched again: a search continues from
+its study, and `resume=` says so in one line. A run's directory with --multirun is refused, as a sweep
+would write its jobs into the run.
+
 `resume=DIR` becomes hydra.run.dir (or hydra.sweep.dir) through the resolvers in apps/resolvers.py,
 which also keep Hydra's own files of the new start beside, not over, those of the first.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnist_hydra.config import plain_dict
 from mnist_hydra.errors import ConfigError
-from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD
+from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD, is_run, is_sweep, job_dirs
 
 RESUME_EXAMPLE = (
     "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search continues from its study instead: "
@@ -50,12 +55,42 @@ def resume_argv(argv: Sequence[str]) -> list[str] | None:
         raise ConfigError(f"resume={folder} continues with the config saved there: drop {' '.join(extra)}")
     record_file = folder / SWEEP_RECORD
     if not record_file.is_file():
+        if is_sweep(folder):  # job directories, no multirun.yaml: a search, which Hydra cannot launch again as it was
+            raise ConfigError(_search_resume(folder))
+        if is_run(folder) and any(arg in ("-m", "--multirun") for arg in argv):
+            raise ConfigError(
+                f"resume={folder} is a run's directory, not a sweep's: drop --multirun "
+                f"(python -m mnist_hydra resume={folder} continues the run)"
+            )
         return None
     record = yaml.safe_load(record_file.read_text(encoding="utf-8")) or {}
     overrides = (record.get("hydra") or {}).get("overrides") or {}
     launch = [o for o in overrides.get("hydra") or [] if not o.startswith(OWN_HYDRA_OVERRIDES)]
     task = [o for o in overrides.get("task") or [] if not o.startswith("resume=")]
     return ["--multirun", *launch, *task, f"resume={folder}"]
+
+
+def _search_resume(folder: Path) -> str:
+    """Why `resume=` cannot continue the search whose jobs are in `folder`, and what does."""
+    sweeper: dict[str, Any] = {}
+    for job in job_dirs(folder)[:1]:
+        with contextlib.suppress(OSError, yaml.YAMLError, AttributeError):
+            sweeper = (
+                (yaml.safe_load((job / ".hydra" / "hydra.yaml").read_text(encoding="utf-8"))["hydra"]).get("sweeper")
+                or {}
+            )
+    storage, study = sweeper.get("storage"), sweeper.get("study_name")
+    where = f"resume={folder} is a search's sweep directory (its job directories, no {SWEEP_RECORD})"
+    if storage:
+        return (
+            f"{where}: a search continues from its study, not from a directory; start the search's command "
+            f"again with hydra.sweeper.storage={storage} hydra.sweeper.study_name={study}, and it runs only "
+            "the trials the study lacks"
+        )
+    return (
+        f"{where}, and its study was kept in memory only (no hydra.sweeper.storage), so it cannot be continued; "
+        "start a new search, with hydra.sweeper.storage=sqlite:///study.db to make it continuable"
+    )
 
 
 def run_config(cfg: DictConfig, workdir: Path, sweep: bool) -> DictConfig:

@@ -180,6 +180,20 @@ def is_sweep(folder: Path) -> bool:
     return (folder / SWEEP_RECORD).is_file() or bool(job_dirs(folder))
 
 
+def in_sweep(folder: Path) -> bool:
+    """True when `folder` is, or would be, one of a sweep's job directories: its parent is a sweep directory
+    (Hydra's multirun.yaml, or job directories that Hydra wrote in MULTIRUN mode, as an Optuna search's are)."""
+    parent = Path(folder).parent
+    if (parent / SWEEP_RECORD).is_file():
+        return True
+    jobs = job_dirs(parent)
+    try:
+        record = yaml.safe_load((jobs[0] / ".hydra" / "hydra.yaml").read_text(encoding="utf-8")) if jobs else None
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(record, dict) and str((record.get("hydra") or {}).get("mode")) == "MULTIRUN"
+
+
 def is_run(folder: Path) -> bool:
     """A run directory: Hydra's saved config or a metrics.json."""
     folder = Path(folder)

@@ -25,16 +25,17 @@ import numpy as np
 import PIL.Image
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
 from mnist_hydra.serving.collect import Collector
 from mnist_hydra.serving.inputs import JSON_FORMS, InputError, decode_json, json_images
-from mnist_hydra.serving.limits import BodyLimit, BodyTooLarge
+from mnist_hydra.serving.limits import BodyLimit, BodyTimeout, BodyTooLarge
 from mnist_hydra.serving.predictor import Predictor, describe
 from mnist_hydra.serving.settings import ServeSettings
 
@@ -49,6 +50,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorResponse, "description": words}
     for status, words in (
         (400, "An empty or malformed body"),
+        (408, "A body not all arrived serve.body_timeout_s seconds after the request's headers"),
         (413, "A body over serve.max_bytes"),
         (415, "A content type other than multipart/form-data or application/json"),
         (
@@ -59,7 +61,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     )
 }
 COLLECT_ERRORS: dict[int | str, dict[str, Any]] = {
-    **{status: ERRORS[status] for status in (400, 413, 415)},
+    **{status: ERRORS[status] for status in (400, 408, 413, 415)},
     403: {
         "model": schemas.ErrorResponse,
         "description": "Collection is off: start the server with serve.collect_dir=DIR",
@@ -129,7 +131,7 @@ def create_app(
     app.include_router(page_router)
     app.include_router(api_router)
     _install_error_handlers(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_bytes, timeout_s=settings.body_timeout_s)
     app.openapi = functools.partial(_openapi_with_limits, app, settings)  # type: ignore[method-assign]
     return app
 
@@ -342,6 +344,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(BodyTooLarge)
     async def too_large(request: Request, err: BodyTooLarge) -> JSONResponse:
         return JSONResponse({"detail": err.detail}, status_code=413, headers={"Connection": "close"})
+
+    @app.exception_handler(BodyTimeout)
+    async def too_slow(request: Request, err: BodyTimeout) -> JSONResponse:
+        return JSONResponse({"detail": err.detail}, status_code=408, headers={"Connection": "close"})
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, err: ClientDisconnect) -> Response:
+        # The client closed its connection before its body arrived: its own doing, not the server's, and
+        # nobody is left to answer. One line for whoever turns the log level down to INFO; no traceback.
+        log.info("%s %s: the client closed the connection before its body arrived", request.method, request.url.path)
+        return Response(status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:

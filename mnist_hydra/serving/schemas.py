@@ -43,18 +43,21 @@ class UploadRequest(BaseModel):
 
 
 LABEL = "The image's class: a class name of GET /model's class_names, or its index"
+# A class is named by a non-empty name or a non-negative index: "" and -1 name none, and the schema says so.
+ClassName = Annotated[str, Field(min_length=1)]
+ClassIndex = Annotated[int, Field(ge=0)]
 
 
 class LabelledPixels(PixelsRequest):
     """POST /collect: one image as numbers, and its class."""
 
-    label: int | str = Field(description=LABEL)
+    label: ClassIndex | ClassName = Field(description=LABEL)
 
 
 class LabelledUpload(UploadRequest):
     """POST /collect: one image file, preprocessed as for /predict, and its class."""
 
-    label: str = Field(description=LABEL)
+    label: ClassName = Field(description=LABEL)
 
 
 class Collected(BaseModel):

@@ -112,6 +112,10 @@ def _config(app: FastAPI | str, settings: ServeSettings, **extra: Any) -> uvicor
         access_log=settings.access_log,
         lifespan="on",
         timeout_graceful_shutdown=10,
+        # A bound on what clients can hold: connections beyond it get 503 (uvicorn's), idle ones close. A body that
+        # stalls is timed out by the app (serving/limits.py): uvicorn has no timeout for it.
+        limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_s,
         server_header=False,
         **extra,
     )
