@@ -10,6 +10,10 @@ finished, stopped, failed and killed runs, a sweep, files and folders to misuse)
 - nothing created, changed or removed in the sandbox (every folder, and every file with its size and
   mtime, before and after), except the files a row names because the docs say the app writes them.
 
+DATA_CASES are bad data that need no process to show it: the loaders and the split step every data option
+passes through, called in-process, with the error worded by the apps' boundary (`describe`) as it is printed,
+under the same rules (one line, MAX_LINE, exit code 1, nothing written).
+
 Rows are independent, so they run two at a time. Serve and export rows go in APPS and CATALOGUE the
 same way. The docs' "What can go wrong" table (docs/what-can-go-wrong.md) lists every `kind` below
 (test_readme_lists_every_kind).
@@ -401,20 +405,6 @@ CATALOGUE = [
         "not one test image that could be read",
     ),
     case("train", "your data", "data=csv data.root=csv/two.csv", 1, "the test split is empty", "data.test_split=0.2"),
-    case(
-        "train",
-        "your data",
-        "data=csv data.root=csv/six.csv",
-        1,
-        "the validation split is empty: data.val_split=0.1 of 4 training images",
-        "data.val_split=0.25",
-    ),
-    case("train", "your data", "data=csv data.root=csv/binary.csv", 1, "largest pixel is 1", "data.pixel_scale=1"),
-    case("train", "your data", "data=csv data.root=csv/unit.csv", 1, "largest pixel is 0.5", "data.pixel_scale=1"),
-    case("train", "your data", "data=idx data.root=idx/binary", 1, "largest pixel is 1", "data.pixel_scale=1"),
-    case("train", "your data", "data=csv data.root=csv/colons.csv", 1, "is one column", "semicolons, tabs"),
-    case("train", "your data", "data=csv data.root=csv/noheader.csv", 1, "no header line", "data.label_column=0"),
-    case("train", "your data", "data=idx data.root=idx/twins", 1, "t10k-labels-idx1-ubyte beside it hold different"),
     # A link to nowhere and a name that is not UTF-8 are files that cannot be read, like a truncated image.
     case(
         "train",
@@ -542,6 +532,49 @@ CATALOGUE = [
 ]
 
 
+# Bad data that needs no process to show: the loaders and the one split step, called in-process, and the error
+# worded by the apps' boundary as it would be printed (data=OPTION, data.root=PATH in the sandbox, more keys).
+DATA_CASES = [
+    ("csv", "csv/six.csv", {}, ("the validation split is empty: data.val_split=0.1 of 4", "data.val_split=0.25")),
+    ("csv", "csv/binary.csv", {}, ("the largest pixel is 1", "data.pixel_scale=1")),
+    ("csv", "csv/unit.csv", {}, ("the largest pixel is 0.5", "data.pixel_scale=1")),
+    ("csv", "csv/unit.csv", {"pixel_scale": 0.25}, ("pixel 0.5 is outside 0..0.25", "data.pixel_scale=255")),
+    ("idx", "idx/binary", {}, ("the largest pixel is 1", "data.pixel_scale=1")),
+    ("csv", "csv/colons.csv", {}, ("its header line 'label:pixel0:", "is one column", "semicolons, tabs")),
+    ("csv", "csv/noheader.csv", {}, ("has no header line", "data.label_column=0")),
+    ("idx", "idx/twins", {}, ("t10k-labels-idx1-ubyte.gz and t10k-labels-idx1-ubyte beside it hold different",)),
+    ("csv", "csv/ten.csv", {"folds": 9}, ("data.folds=9 needs at least 9 training images", "there are 8")),
+]
+
+
+@pytest.fixture(scope="module")
+def data_sandbox(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data_sandbox")
+    build_sandbox(root)
+    return root
+
+
+@pytest.mark.parametrize("option, path, fields, says", DATA_CASES, ids=[f"{c[0]}: {c[1]} {c[2]}" for c in DATA_CASES])
+def test_bad_data(option, path, fields, says, data_sandbox, monkeypatch):
+    from mnist_hydra.apps.boundary import describe, exit_code
+    from mnist_hydra.config import typed_group
+    from mnist_hydra.data.datasets import load_splits
+    from mnist_hydra.errors import UserError
+
+    monkeypatch.chdir(data_sandbox)
+    before = snapshot(data_sandbox)
+    cfg = typed_group("data", {"name": option, "root": path, **fields})
+    with pytest.raises(UserError) as info:
+        load_splits(cfg, seed=0)
+    line = describe(info.value)
+    assert line is not None and "\n" not in line
+    for fragment in says:
+        assert fragment in line, f"{fragment!r} missing from: {line}"
+    assert line_length(line, path, data_sandbox) <= MAX_LINE, f"longer than {MAX_LINE}: {line}"
+    assert exit_code(info.value) == 1
+    assert snapshot(data_sandbox) == before
+
+
 def build_sandbox(root: Path) -> None:
     """The files and folders the catalogue misuses: runs in every state, a sweep, files that are not images."""
     from PIL import Image, ImageDraw
@@ -659,6 +692,7 @@ def build_your_data(root: Path, digit) -> None:
     (csv / "binary.csv").write_text("\n".join([header] + [row(i % 2, [0, 1] * 392) for i in range(10)]) + "\n")
     (csv / "unit.csv").write_text("\n".join([header] + [row(i % 2, [0.0, 0.5] * 392) for i in range(10)]) + "\n")
     (csv / "colons.csv").write_text(header.replace(",", ":") + "\n" + row(1, some).replace(",", ":") + "\n")
+    (csv / "ten.csv").write_text("\n".join([header] + [row(i % 2, some) for i in range(10)]) + "\n")
     (csv / "noheader.csv").write_text("\n".join(row(i % 2, some) for i in range(10)) + "\n")
     images = np.zeros((10, 28, 28), np.uint8)
     for name, labels, test_labels in (

@@ -328,6 +328,10 @@ def test_a_csv_without_a_header_takes_the_label_column_by_its_number(tmp_path):
         load_splits(CsvConfig(root=str(tmp_path / "d.csv")), seed=0)
     splits = load_splits(CsvConfig(root=str(tmp_path / "d.csv"), label_column="0", val_split=0), seed=0)
     assert len(splits.y_train) + len(splits.y_test) == 12  # the first line is an image too
+    numbered = [",".join(str(i) for i in range(785))] + [",".join(row) for row in rows[1:]]
+    (tmp_path / "n.csv").write_text("\n".join(numbered) + "\n")  # pandas' to_csv of an unnamed frame
+    splits = load_splits(CsvConfig(root=str(tmp_path / "n.csv"), label_column="0", val_split=0), seed=0)
+    assert len(splits.y_train) + len(splits.y_test) == 12  # its first line is the header
 
 
 def test_a_csv_in_cp1252_is_read_as_such_and_a_binary_file_is_not_text(tmp_path, caplog):

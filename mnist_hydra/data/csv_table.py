@@ -139,8 +139,11 @@ def _read(path: Path, given: str) -> pd.DataFrame:
                 "separated by commas, semicolons, tabs, bars or spaces"
             )
     frame = read(**options)
-    if all(_is_number(c) for c in frame.columns):
-        # The first line is an image: read it again as data, with the columns numbered from 0.
+    names = [str(c) for c in frame.columns]
+    numbered = names in ([str(i) for i in range(len(names))], [str(i + 1) for i in range(len(names))])
+    if all(_is_number(c) for c in names) and not numbered:
+        # The first line is an image (a header of column numbers, as pandas writes one, is a header): read it
+        # again as data, with the columns numbered from 0.
         frame = read(**options, header=None)
         frame.columns = [str(i) for i in range(frame.shape[1])]
         frame.attrs["headerless"] = True

@@ -303,7 +303,7 @@ def _require_train_and_val(cfg: SplitConfig, n: int, n_train: int, n_val: int, v
     if cfg.folds is not None and n < cfg.folds:
         raise DataError(
             f"data.folds={cfg.folds} needs at least {cfg.folds} training images, one a fold, and there are {n}; "
-            f"choose data.folds={n} or fewer" + ("" if n >= 2 else ", or add images")
+            + (f"choose data.folds={n} or fewer" if n >= 2 else "add images")
         )
     if n_train == 0:
         raise DataError(
