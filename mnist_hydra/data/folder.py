@@ -13,7 +13,8 @@ two splits; otherwise `data.test_split` of each class is held out for testing (t
 run's seed).
 
 A file that is not an image (a README, Thumbs.db) is left out, and so is an image that cannot be decoded (a
-truncated JPEG, a blank page): one warning line counts and names them. A class left with no image, or a
+truncated JPEG, a blank page, a link to nowhere): one warning line counts and names them. A file name that is
+not UTF-8 is read like any other, and printed with \\xNN escapes. A class left with no image, or a
 folder without class subfolders, is an error.
 
 Decoding is the slow part (about a millisecond an image), so the decoded uint8 arrays are kept in a cache
