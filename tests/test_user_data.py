@@ -413,7 +413,7 @@ def test_idx_pixels_from_0_to_1_are_read_with_data_pixel_scale(tmp_path):
 
 
 def test_csv_labels_beyond_the_given_classes_are_refused(tmp_path):
-    frame = pd.DataFrame(np.zeros((4, 784), int), columns=[f"pixel{i}" for i in range(784)])
+    frame = pd.DataFrame(np.full((4, 784), 200), columns=[f"pixel{i}" for i in range(784)])
     frame.insert(0, "label", [0, 1, 2, 2])
     frame.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(DataError, match=r"label 2 is out of range for the 2 classes of data.classes \(labels 0..1\)"):
