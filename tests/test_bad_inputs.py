@@ -5,9 +5,14 @@ finished, stopped, failed and killed runs, a sweep, files and folders to misuse)
 
 - the exit code (2 for config and usage, 1 for data, model, image and output trouble);
 - exactly one line on stderr, `PROG: error: ...`, holding the fragments listed (no TensorFlow line,
-  no traceback: TF_CPP_MIN_LOG_LEVEL is left unset, as a user leaves it);
+  no traceback: TF_CPP_MIN_LOG_LEVEL is left unset, as a user leaves it), of at most MAX_LINE characters
+  besides the paths and words the user gave (line_length);
 - nothing created, changed or removed in the sandbox (every folder, and every file with its size and
   mtime, before and after), except the files a row names because the docs say the app writes them.
+
+DATA_CASES are bad data that need no process to show it: the loaders and the split step every data option
+passes through, called in-process, with the error worded by the apps' boundary (`describe`) as it is printed,
+under the same rules (one line, MAX_LINE, exit code 1, nothing written).
 
 Rows are independent, so they run two at a time. Serve and export rows go in APPS and CATALOGUE the
 same way. The docs' "What can go wrong" table (docs/what-can-go-wrong.md) lists every `kind` below
@@ -50,6 +55,7 @@ APPS = {
 PRELOAD = [f"mnist_hydra.apps.{app}" for app in APPS]
 TIMEOUT = 90  # seconds per row; a row that loads TensorFlow takes ~10-30 s on a busy 2-core machine
 WORKERS = 2
+MAX_LINE = 300  # characters of an error line, not counting the user's own long words (line_length)
 
 
 @dataclass(frozen=True)
@@ -371,7 +377,7 @@ CATALOGUE = [
         "your data",
         "data=csv data.root=csv/text.csv",
         1,
-        "row 3, column 'pixel5': 'dark' is not an integer pixel",
+        "row 3, column 'pixel5': 'dark' is not a number",
     ),
     case(
         "train",
@@ -388,6 +394,32 @@ CATALOGUE = [
         "row 3, column 'label': 1.5 is not an integer label",
     ),
     case("train", "your data", "data=csv data.root=csv/empty.csv", 1, "cannot read it as CSV"),
+    # Data that every loader's own checks let through: refused by the one step every data option passes
+    # (load_splits) before a checkpoint is written; the sandbox stays as it was.
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/emptytest data.cache=false",
+        1,
+        "imgs/emptytest: the test split is empty",
+        "not one test image that could be read",
+    ),
+    case("train", "your data", "data=csv data.root=csv/two.csv", 1, "the test split is empty", "data.test_split=0.2"),
+    # A link to nowhere and a name that is not UTF-8 are files that cannot be read, like a truncated image.
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/dangling data.cache=false",
+        1,
+        "no readable image of class 5",
+    ),
+    case(
+        "train",
+        "your data",
+        "data=folder data.root=imgs/latin1 data.cache=false",
+        1,
+        "no readable image of class 5",
+    ),
     case("train", "your data", "data=idx data.root=idx/counts", 1, "9 labels for the 10 images", "counts must agree"),
     case(
         "train",
@@ -521,6 +553,49 @@ CATALOGUE = [
 ]
 
 
+# Bad data that needs no process to show: the loaders and the one split step, called in-process, and the error
+# worded by the apps' boundary as it would be printed (data=OPTION, data.root=PATH in the sandbox, more keys).
+DATA_CASES = [
+    ("csv", "csv/six.csv", {}, ("the validation split is empty: data.val_split=0.1 of 4", "data.val_split=0.25")),
+    ("csv", "csv/binary.csv", {}, ("the largest pixel is 1", "data.pixel_scale=1")),
+    ("csv", "csv/unit.csv", {}, ("the largest pixel is 0.5", "data.pixel_scale=1")),
+    ("csv", "csv/unit.csv", {"pixel_scale": 0.25}, ("pixel 0.5 is outside 0..0.25", "data.pixel_scale=255")),
+    ("idx", "idx/binary", {}, ("the largest pixel is 1", "data.pixel_scale=1")),
+    ("csv", "csv/colons.csv", {}, ("its header line 'label:pixel0:", "is one column", "semicolons, tabs")),
+    ("csv", "csv/noheader.csv", {}, ("has no header line", "data.label_column=0")),
+    ("idx", "idx/twins", {}, ("t10k-labels-idx1-ubyte.gz and t10k-labels-idx1-ubyte beside it hold different",)),
+    ("csv", "csv/ten.csv", {"folds": 9}, ("data.folds=9 needs at least 9 training images", "there are 8")),
+]
+
+
+@pytest.fixture(scope="module")
+def data_sandbox(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data_sandbox")
+    build_sandbox(root)
+    return root
+
+
+@pytest.mark.parametrize("option, path, fields, says", DATA_CASES, ids=[f"{c[0]}: {c[1]} {c[2]}" for c in DATA_CASES])
+def test_bad_data(option, path, fields, says, data_sandbox, monkeypatch):
+    from mnist_hydra.apps.boundary import describe, exit_code
+    from mnist_hydra.config import typed_group
+    from mnist_hydra.data.datasets import load_splits
+    from mnist_hydra.errors import UserError
+
+    monkeypatch.chdir(data_sandbox)
+    before = snapshot(data_sandbox)
+    cfg = typed_group("data", {"name": option, "root": path, **fields})
+    with pytest.raises(UserError) as info:
+        load_splits(cfg, seed=0)
+    line = describe(info.value)
+    assert line is not None and "\n" not in line
+    for fragment in says:
+        assert fragment in line, f"{fragment!r} missing from: {line}"
+    assert line_length(line, path, data_sandbox) <= MAX_LINE, f"longer than {MAX_LINE}: {line}"
+    assert exit_code(info.value) == 1
+    assert snapshot(data_sandbox) == before
+
+
 def build_sandbox(root: Path) -> None:
     """The files and folders the catalogue misuses: runs in every state, a sweep, files that are not images."""
     from PIL import Image, ImageDraw
@@ -608,7 +683,17 @@ def build_your_data(root: Path, digit) -> None:
         "split/train/3/a.png",
         "split/train/5/a.png",
         "split/test/3/a.png",
+        "emptytest/train/3/a.png",
+        "emptytest/train/5/a.png",
+        "emptytest/test/3/truncated.png",
+        "emptytest/test/5/truncated.png",
+        "dangling/3/a.png",
+        "latin1/3/a.png",
     )
+    (root / "imgs" / "dangling" / "5").mkdir()
+    (root / "imgs" / "dangling" / "5" / "a.png").symlink_to(root / "nowhere.png")
+    (root / "imgs" / "latin1" / "5").mkdir()
+    (root / "imgs" / "latin1" / "5" / os.fsdecode(b"caf\xe9.png")).write_bytes(b"not an image")
     csv = root / "csv"
     csv.mkdir()
     header = "label," + ",".join(f"pixel{i}" for i in range(784))
@@ -622,6 +707,14 @@ def build_your_data(root: Path, digit) -> None:
     (csv / "range.csv").write_text("\n".join([header, row(1, [300] + zeros[1:]), row(2, zeros)]) + "\n")
     (csv / "labels.csv").write_text("\n".join([header, row(1, zeros), row(1.5, zeros)]) + "\n")
     (csv / "empty.csv").write_text("")
+    some = [0] * 700 + [255] * 84
+    (csv / "two.csv").write_text("\n".join([header, row(0, some), row(1, some)]) + "\n")
+    (csv / "six.csv").write_text("\n".join([header] + [row(i % 2, some) for i in range(6)]) + "\n")
+    (csv / "binary.csv").write_text("\n".join([header] + [row(i % 2, [0, 1] * 392) for i in range(10)]) + "\n")
+    (csv / "unit.csv").write_text("\n".join([header] + [row(i % 2, [0.0, 0.5] * 392) for i in range(10)]) + "\n")
+    (csv / "colons.csv").write_text(header.replace(",", ":") + "\n" + row(1, some).replace(",", ":") + "\n")
+    (csv / "ten.csv").write_text("\n".join([header] + [row(i % 2, some) for i in range(10)]) + "\n")
+    (csv / "noheader.csv").write_text("\n".join(row(i % 2, some) for i in range(10)) + "\n")
     images = np.zeros((10, 28, 28), np.uint8)
     for name, labels, test_labels in (
         ("counts", np.zeros(9, np.uint8), np.zeros(10, np.uint8)),
@@ -634,6 +727,21 @@ def build_your_data(root: Path, digit) -> None:
         write_idx(folder / "t10k-images-idx3-ubyte.gz", images)
         write_idx(folder / "t10k-labels-idx1-ubyte.gz", test_labels)
     (root / "idx" / "labels" / "classes.txt").write_text("zero\none\n")
+    binary = root / "idx" / "binary"
+    binary.mkdir()
+    for name, array in (
+        ("train-images-idx3-ubyte.gz", (np.arange(10 * 28 * 28).reshape(10, 28, 28) % 2).astype(np.uint8)),
+        ("train-labels-idx1-ubyte.gz", np.array([0, 1] * 5, np.uint8)),
+        ("t10k-images-idx3-ubyte.gz", np.ones((4, 28, 28), np.uint8)),
+        ("t10k-labels-idx1-ubyte.gz", np.array([0, 1] * 2, np.uint8)),
+    ):
+        write_idx(binary / name, array)
+    twins = root / "idx" / "twins"
+    twins.mkdir()
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"):
+        (twins / name).write_bytes((binary / name).read_bytes())
+    write_idx(twins / "t10k-labels-idx1-ubyte.gz", np.array([0, 1] * 2, np.uint8))
+    write_idx(twins / "t10k-labels-idx1-ubyte", np.array([1, 0] * 2, np.uint8))
 
 
 @dataclass
@@ -642,6 +750,19 @@ class Outcome:
     before: dict
     after: dict
     seconds: float
+    root: Path  # the row's sandbox
+
+
+def line_length(line: str, args: str, root: Path) -> int:
+    """How long `line` is as its user reads it: the sandbox's absolute path (where a user's launch directory
+    would be) counted as '.', and a word longer than 60 characters that the command gave (a path made too
+    long on purpose) as one character: what the user wrote is repeated whole, the rest must stay short."""
+    line = line.replace(str(root), ".")
+    for word in shlex.split(args):
+        value = word.split("=", 1)[-1]
+        if len(value) > 60:
+            line = line.replace(value, "W")
+    return len(line)
 
 
 def base_env() -> dict[str, str]:
@@ -666,7 +787,7 @@ def run_case(item: Case, root: Path, servers: Queue) -> Outcome:
         servers.put(server)
     if result.returncode is None:  # it went on to train: the bad input was not caught
         result.stderr += f"\n(still running after {TIMEOUT} s: killed)"
-    return Outcome(result, before, snapshot(root), time.perf_counter() - start)
+    return Outcome(result, before, snapshot(root), time.perf_counter() - start, root)
 
 
 @pytest.fixture(scope="module")
@@ -720,6 +841,7 @@ def test_bad_input(item: Case, outcomes):
     assert lines[0].startswith(f"{prog}: error: "), shown
     for fragment in item.says:
         assert fragment in lines[0], f"{fragment!r} missing from: {lines[0]}"
+    assert line_length(lines[0], item.args, outcome.root) <= MAX_LINE, f"longer than {MAX_LINE}: {lines[0]}"
     assert result.returncode == item.code, shown
     assert changes(outcome.before, outcome.after, item.writes) == [], "the sandbox changed"
 

@@ -371,6 +371,79 @@ def test_k_folds_partition_the_training_set(tmp_path):
     assert set(image_ids(other_seed.x_val)) != vals[2]
 
 
+# --- splits that leave nothing to train, validate or score: refused by load_splits, which every option passes
+
+
+def empty_test_split(option: str, tmp_path: Path):
+    """A data set of `option` that its own loader accepts, but whose test split holds no image."""
+    from PIL import Image
+
+    from mnist_hydra.data.csv_table import CsvConfig
+    from mnist_hydra.data.folder import FolderConfig
+    from mnist_hydra.data.idx_set import IdxConfig
+
+    if option in ("mnist", "fashion_mnist", "idx"):
+        folder = make_fake(
+            tmp_path / "fake", n_test=0, x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros(0, np.uint8)
+        )
+        if option == "idx":
+            return IdxConfig(root=str(folder))
+        return DataConfig(name=option, root=str(folder), verify=False)
+    if option == "csv":  # one image of each class: none is left over for a test split
+        rows = [",".join(["label"] + [f"pixel{i}" for i in range(784)])]
+        rows += [",".join([str(label)] + [str(200 * label + 50)] * 784) for label in (0, 1)]
+        (tmp_path / "two.csv").write_text("\n".join(rows) + "\n")
+        return CsvConfig(root=str(tmp_path / "two.csv"))
+    for label in "ab":  # train/ and test/, and not one test image that can be read
+        (tmp_path / "train" / label).mkdir(parents=True)
+        (tmp_path / "test" / label).mkdir(parents=True)
+        picture = np.zeros((28, 28), np.uint8)
+        picture[8:20, 12:16] = 255
+        Image.fromarray(picture).save(tmp_path / "train" / label / "1.png")
+        (tmp_path / "test" / label / "1.png").write_bytes(b"cut short")
+    return FolderConfig(root=str(tmp_path), cache=False)
+
+
+@pytest.mark.parametrize("option", ["mnist", "fashion_mnist", "folder", "csv", "idx"])
+def test_an_empty_test_split_is_refused_for_every_data_option(option, tmp_path):
+    cfg = empty_test_split(option, tmp_path)
+    with pytest.raises(DataError, match=rf"^data={option}: .*: the test split is empty: ") as info:
+        load_splits(cfg, seed=0)
+    assert len(str(info.value).replace(str(tmp_path), ".")) <= 300
+
+
+def test_an_empty_validation_split_is_refused_before_training(tmp_path):
+    folder = make_fake(tmp_path / "fake", n_train=4)
+    with pytest.raises(DataError, match=r"validation split is empty: data.val_split=0.1 of 4 .*data.val_split=0.25"):
+        load_splits(fake_cfg(folder, val_split=0.1), seed=0)
+    assert len(load_splits(fake_cfg(folder, val_split=0.25), seed=0).y_val) == 1
+    assert load_splits(fake_cfg(folder, val_split=0), seed=0).val_is_test  # the test split validates
+    with pytest.raises(DataError, match=r"data.folds=5 needs at least 5 training images.*there are 4"):
+        load_splits(fake_cfg(folder, folds=5), seed=0)
+
+
+def test_images_whose_largest_pixel_is_one_are_refused(tmp_path):
+    binary = (ids(50) % 2).astype(np.uint8)  # binarised: 0 and 1
+    folder = make_fake(tmp_path / "fake", x_train=binary, x_test=binary[:20])
+    with pytest.raises(DataError, match=r"^data=mnist: .*: the largest pixel is 1, .*give 8-bit grey levels"):
+        load_splits(fake_cfg(folder), seed=0)
+
+
+def test_a_file_a_loader_cannot_read_is_a_read_error_not_a_write_error(monkeypatch):
+    """An OSError that escapes a loader was raised reading: the boundary would call a bare one a write error."""
+    import errno
+
+    from mnist_hydra.apps.boundary import describe
+
+    def loader(cfg):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/3/dangling.png")
+
+    monkeypatch.setattr(data.DATASETS, "get", lambda name: loader)
+    with pytest.raises(DataError) as info:
+        load_splits(fake_cfg(None), seed=0)
+    assert describe(info.value) == "data=mnist: cannot read /data/3/dangling.png: No such file or directory"
+
+
 @pytest.mark.parametrize(
     "fields, key",
     [

@@ -83,3 +83,13 @@ def test_bad_file_is_one_line_data_error_naming_it(tmp_path, case):
 def test_missing_file_is_data_error(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         read_idx(tmp_path / "absent.gz")
+
+
+def test_a_gz_and_a_plain_twin_must_hold_the_same_data(tmp_path):
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    write_idx(tmp_path / "x.gz", array)
+    write_idx(tmp_path / "x", array)  # MNIST's folders often hold both
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), array)
+    write_idx(tmp_path / "x", array[::-1])
+    with pytest.raises(DataError, match=r"x.gz and x beside it hold different data; keep one of them"):
+        read_idx(tmp_path / "x.gz")

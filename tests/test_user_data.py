@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -294,8 +295,125 @@ def test_csv_with_the_label_last_and_another_name(tmp_path, digits):
         load_splits(CsvConfig(root=str(tmp_path / "d.csv")), seed=0)
 
 
+def kaggle_rows(n: int = 12) -> tuple[list[str], np.ndarray]:
+    """A header and `n` rows of Kaggle's format (labels 0, 1, 2, ...), and the images they hold."""
+    images = np.random.default_rng(0).integers(0, 256, (n, 784))
+    header = ["label"] + [f"pixel{i}" for i in range(784)]
+    return [header] + [[str(i % 3)] + [str(v) for v in image] for i, image in enumerate(images)], images
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|", " "])
+def test_csv_columns_may_be_separated_by_semicolons_tabs_bars_or_spaces(tmp_path, sep, caplog):
+    rows, images = kaggle_rows()
+    (tmp_path / "d.csv").write_text("\n".join(sep.join(row) for row in rows) + "\n")
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.csv_table"):
+        splits = load_splits(CsvConfig(root=str(tmp_path / "d.csv"), val_split=0), seed=0)
+    both = np.concatenate([splits.x_train, splits.x_test]).reshape(-1, 784)
+    assert sorted(map(tuple, both)) == sorted(map(tuple, images))
+    assert any("columns separated by" in r.getMessage() for r in caplog.records)
+
+
+def test_a_csv_whose_separator_is_unknown_is_one_short_line(tmp_path):
+    rows, _ = kaggle_rows()
+    (tmp_path / "d.csv").write_text("\n".join(":".join(row) for row in rows) + "\n")
+    with pytest.raises(DataError, match=r"its header line 'label:pixel0:.*\.\.\.' is one column; .*semicolons") as info:
+        load_splits(CsvConfig(root=str(tmp_path / "d.csv")), seed=0)
+    assert len(str(info.value).replace(str(tmp_path), ".")) < 300  # the 7,000-character header is not repeated
+
+
+def test_a_csv_without_a_header_takes_the_label_column_by_its_number(tmp_path):
+    rows, images = kaggle_rows()
+    (tmp_path / "d.csv").write_text("\n".join(",".join(row) for row in rows[1:]) + "\n")
+    with pytest.raises(DataError, match=r"has no header line .*numbered from 0; .*data.label_column=0"):
+        load_splits(CsvConfig(root=str(tmp_path / "d.csv")), seed=0)
+    splits = load_splits(CsvConfig(root=str(tmp_path / "d.csv"), label_column="0", val_split=0), seed=0)
+    assert len(splits.y_train) + len(splits.y_test) == 12  # the first line is an image too
+    numbered = [",".join(str(i) for i in range(785))] + [",".join(row) for row in rows[1:]]
+    (tmp_path / "n.csv").write_text("\n".join(numbered) + "\n")  # pandas' to_csv of an unnamed frame
+    splits = load_splits(CsvConfig(root=str(tmp_path / "n.csv"), label_column="0", val_split=0), seed=0)
+    assert len(splits.y_train) + len(splits.y_test) == 12  # its first line is the header
+
+
+def test_a_csv_in_cp1252_is_read_as_such_and_a_binary_file_is_not_text(tmp_path, caplog):
+    rows, _ = kaggle_rows()
+    rows[0][0] = "étiquette"
+    (tmp_path / "d.csv").write_bytes(("\n".join(",".join(row) for row in rows) + "\n").encode("cp1252"))
+    with caplog.at_level(logging.WARNING):
+        splits = load_splits(CsvConfig(root=str(tmp_path / "d.csv"), label_column="étiquette", val_split=0), seed=0)
+    assert len(splits.y_train) + len(splits.y_test) == 12
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
+        f"data: {tmp_path / 'd.csv'} is text but not UTF-8 (byte 0xe9); reading it as cp1252 (Windows)"
+    ]
+    (tmp_path / "b.csv").write_bytes(b"label,\xff\x00\x01\x02" * 100)
+    with pytest.raises(DataError, match=r"is not a text CSV file \(it holds NUL bytes"):
+        load_splits(CsvConfig(root=str(tmp_path / "b.csv")), seed=0)
+
+
+@pytest.mark.parametrize("values, read", [([0, 1], [0, 255]), ([0.0, 0.5, 1.0], [0, 128, 255])])
+def test_pixels_from_0_to_1_are_refused_unless_data_pixel_scale_says_so(tmp_path, values, read):
+    pixels = [values[i % len(values)] for i in range(784)]
+    rows = [",".join(["label"] + [f"pixel{i}" for i in range(784)])]
+    rows += [",".join(map(str, [i % 2] + pixels)) for i in range(10)]
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"the largest pixel is 1: pixels from 0 to 1 .*data.pixel_scale=1"):
+        load_splits(CsvConfig(root=str(tmp_path / "d.csv")), seed=0)
+    splits = load_splits(CsvConfig(root=str(tmp_path / "d.csv"), pixel_scale=1, val_split=0), seed=0)
+    assert splits.x_train.reshape(-1, 784)[0, : len(read)].tolist() == read
+    rows[2] = rows[2].rsplit(",", 1)[0] + ",3"
+    (tmp_path / "d.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"pixel 3 is outside 0..1 .*or to 255 with data.pixel_scale=255"):
+        load_splits(CsvConfig(root=str(tmp_path / "d.csv"), pixel_scale=1), seed=0)
+
+
+def test_a_dangling_link_and_a_name_that_is_not_utf8_are_files_like_any_other(tmp_path, digits, caplog):
+    """A link to nowhere is an unreadable file, skipped; a name that is not UTF-8 is read, cached and named."""
+    x, y = digits
+    write_folder(tmp_path / "data", x[:20], y[:20])
+    (tmp_path / "data" / "3" / "link.png").symlink_to(tmp_path / "nowhere.png")
+    Image.fromarray(x[30]).save(tmp_path / "data" / "3" / os.fsdecode(b"caf\xe9.png"))
+    (tmp_path / "data" / "3" / os.fsdecode(b"bad\xe9.png")).write_text("not an image")
+    cfg = FolderConfig(root=str(tmp_path / "data"), cache_dir=str(tmp_path / "cache"), val_split=0)
+    for _ in range(2):  # decoded, then read from the cache
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            splits = load_splits(cfg, seed=0)
+        assert len(splits.y_train) + len(splits.y_test) == 21
+        [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert warning.startswith("data: skipped 2 image file(s) that could not be read: ")
+        assert "3/bad\\xe9.png: not a readable image" in warning and "3/link.png: no such file" in warning
+
+
+def test_a_class_without_images_among_named_classes_is_said(tmp_path, digits, caplog):
+    """EMNIST letters' mapping names label 0, which no image has: one warning line, not a silent class."""
+    x, y = digits
+    for split, part in (("train", slice(0, 60)), ("test", slice(60, 80))):
+        write_idx(tmp_path / f"emnist-letters-{split}-images-idx3-ubyte.gz", x[part])
+        write_idx(tmp_path / f"emnist-letters-{split}-labels-idx1-ubyte.gz", (y[part] % 3 + 1).astype(np.uint8))
+    (tmp_path / "emnist-letters-mapping.txt").write_text("1 65 97\n2 66 98\n3 67 99\n")
+    with caplog.at_level(logging.WARNING):
+        splits = load_splits(IdxConfig(root=str(tmp_path), val_split=0), seed=0)
+    assert splits.class_names == ("0", "Aa", "Bb", "Cc")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        f"data: 1 of the 4 classes have no image (label 0, named by {tmp_path / 'emnist-letters-mapping.txt'}); "
+        "the model still gets an output for each"
+    ]
+
+
+def test_idx_pixels_from_0_to_1_are_read_with_data_pixel_scale(tmp_path):
+    binary = np.zeros((20, 28, 28), np.uint8)
+    binary[:, 8:20, 12:16] = 1
+    for split in ("train", "t10k"):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte.gz", binary)
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte.gz", np.arange(20, dtype=np.uint8) % 2)
+    with pytest.raises(DataError, match=r"^data=idx: .*the largest pixel is 1, .*set data.pixel_scale=1"):
+        load_splits(IdxConfig(root=str(tmp_path)), seed=0)
+    splits = load_splits(IdxConfig(root=str(tmp_path), pixel_scale=1), seed=0)
+    assert set(np.unique(splits.x_train).tolist()) == {0, 255}
+
+
 def test_csv_labels_beyond_the_given_classes_are_refused(tmp_path):
-    frame = pd.DataFrame(np.zeros((4, 784), int), columns=[f"pixel{i}" for i in range(784)])
+    frame = pd.DataFrame(np.full((4, 784), 200), columns=[f"pixel{i}" for i in range(784)])
     frame.insert(0, "label", [0, 1, 2, 2])
     frame.to_csv(tmp_path / "d.csv", index=False)
     with pytest.raises(DataError, match=r"label 2 is out of range for the 2 classes of data.classes \(labels 0..1\)"):
@@ -323,7 +441,7 @@ def test_emnist_layout_with_a_prefix_a_mapping_and_transposed_images(tmp_path, d
     with pytest.raises(DataError, match=r"several train images files .*data\.prefix=emnist-digits"):
         load_splits(IdxConfig(root=str(tmp_path)), seed=0)
     splits = load_splits(IdxConfig(root=str(tmp_path), prefix="emnist-letters", val_split=0), seed=0)
-    assert splits.class_names == ("0", "Aa", "Bb", "Cc")  # label 0 is unused in EMNIST letters
+    assert splits.class_names == ("0", "Aa", "Bb", "Cc")  # label 0 is unused in EMNIST letters (and said so)
     assert np.array_equal(splits.x_train, x[:60][splits.train_indices].transpose(0, 2, 1))
     kept = load_splits(IdxConfig(root=str(tmp_path), prefix="emnist-letters", val_split=0, transpose=False), seed=0)
     assert np.array_equal(kept.x_train, x[:60][kept.train_indices])

@@ -28,8 +28,7 @@ from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.rundir import SAVED_CONFIG, SWEEP_RECORD, is_run, is_sweep, job_dirs
 
 RESUME_EXAMPLE = (
-    "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search continues from its study instead: "
-    "the same command with hydra.sweeper.storage=...)"
+    "e.g. resume=outputs/2026-11-24/13-20-02.850171 (an Optuna search resumes from hydra.sweeper.storage=...)"
 )
 
 # Launch settings of the first start that the new one must not take over: it sets its own.

@@ -65,6 +65,7 @@ class Raw:
     class_names: tuple[str, ...]
     source: str  # folder or file the arrays were read from
     checksums: dict[str, str]  # file name -> SHA-256 of its content (or of the folder's listing)
+    held_out: float | None = None  # the share of each class held out as the test split; None: a test set of its own
 
 
 def require_root(root: str | None, accepts: str) -> None:
@@ -88,14 +89,15 @@ def class_names_for(
     labels: Sequence[np.ndarray], given: Sequence[str] | None, where: str, named_by: str = "data.classes"
 ) -> tuple[str, ...]:
     """The class names: `given` (one per label, in label order), else "0".."max label"; DataError for a label
-    outside them or below 0."""
+    outside them or below 0. A class without any image is said in one warning line: the model gets an output
+    for a class it never sees (EMNIST letters' unused label 0)."""
     found = [np.asarray(y) for y in labels if len(y)]
     low = min((int(y.min()) for y in found), default=0)
     high = max((int(y.max()) for y in found), default=-1)
     if low < 0:
         raise DataError(f"{where}: label {low} is negative; labels are class indices 0, 1, 2, ...")
+    present = {int(p) for p in np.unique(np.concatenate(found))} if found else set()
     if given is None:
-        present = np.unique(np.concatenate(found)) if found else np.zeros(0, int)
         empty = high + 1 - len(present)
         if empty > len(present):
             raise DataError(
@@ -103,22 +105,25 @@ def class_names_for(
                 f"without an image; is label {high} a mistake? Labels are class indices 0, 1, 2, ..., "
                 f"or name the classes with {named_by}=[...]"
             )
-        if empty:
-            missing = sorted(set(range(high + 1)) - {int(p) for p in present})
-            log.warning(
-                "data: labels run from 0 to %d, but class(es) %s have no image",
-                high,
-                ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else ""),
+        names = tuple(str(i) for i in range(high + 1))
+    else:
+        names = tuple(str(name) for name in given)
+        if len(set(names)) != len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise DataError(f"{named_by}: names a class twice ({listed(twice)}); each class once, in label order")
+        if high >= len(names):
+            raise DataError(
+                f"{where}: label {high} is out of range for the {len(names)} classes of {named_by} "
+                f"(labels 0..{len(names) - 1})"
             )
-        return tuple(str(i) for i in range(high + 1))
-    names = tuple(str(name) for name in given)
-    if len(set(names)) != len(names):
-        twice = sorted({n for n in names if names.count(n) > 1})
-        raise DataError(f"{named_by}: names a class twice ({', '.join(twice)}); each class once, in label order")
-    if high >= len(names):
-        raise DataError(
-            f"{where}: label {high} is out of range for the {len(names)} classes of {named_by} "
-            f"(labels 0..{len(names) - 1})"
+    missing = [i for i in range(len(names)) if i not in present]
+    if missing and found:
+        log.warning(
+            "data: %d of the %d classes have no image (label %s%s); the model still gets an output for each",
+            len(missing),
+            len(names),
+            listed([f"{i} '{names[i]}'" if names[i] != str(i) else str(i) for i in missing]),
+            f", named by {named_by}" if given is not None else "",
         )
     return names
 
@@ -126,7 +131,7 @@ def class_names_for(
 def require_classes(names: Sequence[str], where: str) -> None:
     """DataError unless there are at least two classes: one class leaves nothing to tell apart."""
     if len(names) < 2:
-        got = f"only one class ({names[0]})" if names else "no class"
+        got = f"only one class ({shorten(names[0])})" if names else "no class"
         raise DataError(f"{where}: {got}; a classifier needs at least two classes")
 
 
@@ -153,9 +158,46 @@ def split_raw(
 ) -> Raw:
     """A data set without a test split of its own, with `share` of each class held out for testing."""
     train, test = holdout(labels, share, len(class_names))
-    return Raw(images[train], labels[train], images[test], labels[test], class_names, source, checksums)
+    return Raw(images[train], labels[train], images[test], labels[test], class_names, source, checksums, share)
 
 
 def label_dtype(num_classes: int) -> np.dtype:
     """uint8 labels where they fit (MNIST's own), else uint16 (more than 256 classes)."""
     return np.dtype(np.uint8 if num_classes <= 256 else np.uint16)
+
+
+def scale_pixels(values: np.ndarray, scale: float) -> np.ndarray:
+    """Pixels stored on 0..`scale` (full ink = `scale`) as the 8-bit grey levels 0..255 the model is trained on."""
+    if scale == 255:
+        return values.astype(np.uint8)
+    return np.rint(values.astype(np.float64) * (255 / scale)).astype(np.uint8)
+
+
+def check_pixel_scale(value: float) -> None:
+    """FieldError unless `value` is a usable value of full ink."""
+    require(0 < value <= 65535, "pixel_scale", value, "the value of full ink in the file: 255 (8-bit grey) or 1 (0..1)")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print and log: a file name's bytes that are not UTF-8 shown as \\xNN escapes."""
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def shorten(text: str, limit: int = 40) -> str:
+    """`text` whole when short, else cut at a word's end (or at `limit`) with "..." so a message stays one line."""
+    text = printable(" ".join(str(text).split()))
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut) + "..."
+
+
+def listed(names: Sequence[object], shown: int = 5) -> str:
+    """A few names, each kept short, then "... and N more": a list that cannot outgrow an error line."""
+    parts = [shorten(str(n), 40) for n in names[:shown]]
+    more = len(names) - shown
+    return ", ".join(parts) + (f", ... and {more} more" if more > 0 else "")

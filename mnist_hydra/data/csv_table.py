@@ -5,6 +5,11 @@ black as in MNIST): the pixels are the model's input as they stand, without prep
 names another label column; the other 784 columns, in file order, are the pixels. Labels are class indices
 0, 1, 2, ...: the class count is the largest label plus one, unless `data.classes` names the classes. The test
 split is `data.test_split` of each class, held out with a fixed seed.
+
+Columns may be separated by commas, semicolons, tabs or bars (told from the header line). A file whose first
+line is numbers has no header: its columns are numbered from 0 (`data.label_column=0` for a label first). Text
+that is not UTF-8 is read as Windows' cp1252. Pixels stored from 0 to 1 (binarised, or scaled) are read with
+`data.pixel_scale=1`; left at 255, such a file is refused rather than trained to chance.
 """
 
 from __future__ import annotations
@@ -21,12 +26,16 @@ from mnist_hydra.data.base import (
     IMAGE_SHAPE,
     Raw,
     SplitConfig,
+    check_pixel_scale,
     check_test_split,
     class_names_for,
     label_dtype,
+    listed,
     require_classes,
     require_root,
     resolve_path,
+    scale_pixels,
+    shorten,
     split_raw,
 )
 from mnist_hydra.errors import DataError, one_line
@@ -37,6 +46,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+# The separators a header line is searched for, most common first; a whitespace-separated file is read as such.
+SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars"}
 
 
 @dataclass
@@ -48,11 +59,13 @@ class CsvConfig(SplitConfig):
     label_column: str = "label"  # the column holding the class index of each row
     classes: list[str] | None = None  # class names in label order; null = "0" .. the largest label
     test_split: float = 0.2  # share of each class held out for testing
+    pixel_scale: float = 255  # the value of full ink in the file: 255 (8-bit grey, Kaggle's) or 1 (pixels 0..1)
 
     def check(self) -> None:
         super().check()
         require_root(self.root, "your CSV file, e.g. data.root=/path/to/train.csv")
         check_test_split(self.test_split)
+        check_pixel_scale(self.pixel_scale)
 
 
 def load_csv_dataset(cfg: CsvConfig) -> Raw:
@@ -66,7 +79,7 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
             f"column and {PIXELS} pixel columns (Kaggle's train.csv)"
         )
     frame = _read(path, given)
-    images, labels = _arrays(frame, path, cfg.label_column)
+    images, labels = _arrays(frame, path, cfg.label_column, cfg.pixel_scale)
     class_names = class_names_for([labels], cfg.classes, str(path))
     require_classes(class_names, f"{given}: {path}")
     labels = labels.astype(label_dtype(len(class_names)))
@@ -84,50 +97,151 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
 
 
 def _read(path: Path, given: str) -> pd.DataFrame:
+    """The CSV as a frame: its separator and header told from its first line, its text UTF-8 or else cp1252."""
     import pandas as pd
 
+    encoding: dict[str, Any] = {"encoding": "utf-8"}  # cp1252 once a read finds text that is not UTF-8
+
+    def read(**options: Any) -> pd.DataFrame:
+        try:
+            frame: pd.DataFrame = pd.read_csv(path, skipinitialspace=True, low_memory=False, **encoding, **options)
+            return frame
+        except UnicodeDecodeError as err:
+            byte = err.object[err.start]
+            if b"\0" in err.object[:65536]:
+                raise DataError(f"{given}: {path} is not a text CSV file (it holds NUL bytes: binary data)") from err
+            if encoding["encoding"] == "cp1252":
+                raise DataError(
+                    f"{given}: {path} is text in neither UTF-8 nor cp1252 (byte 0x{byte:02x}); save it as UTF-8"
+                ) from err
+            log.warning("data: %s is text but not UTF-8 (byte 0x%02x); reading it as cp1252 (Windows)", path, byte)
+            encoding["encoding"] = "cp1252"
+            return read(**options)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as err:
+            raise DataError(f"{given}: {path}: cannot read it as CSV: {shorten(one_line(err), 160)}") from err
+
+    header = read(nrows=0)
+    options: dict[str, Any] = {}
+    columns = [str(c) for c in header.columns]
+    if len(columns) == 1:
+        line = columns[0]
+        counts = {sep: line.count(sep) for sep in SEPARATORS}
+        sep = max(counts, key=lambda k: counts[k])
+        if counts[sep]:
+            options["sep"] = sep
+            log.info("data: %s: columns separated by %s", path, SEPARATORS[sep])
+        elif len(line.split()) > 1:
+            options["sep"] = r"\s+"
+            log.info("data: %s: columns separated by spaces", path)
+        else:
+            raise DataError(
+                f"{given}: {path}: its header line '{shorten(line, 60)}' is one column; data=csv reads columns "
+                "separated by commas, semicolons, tabs, bars or spaces"
+            )
+    frame = read(**options)
+    names = [str(c) for c in frame.columns]
+    numbered = names in ([str(i) for i in range(len(names))], [str(i + 1) for i in range(len(names))])
+    if all(_is_number(c) for c in names) and not numbered:
+        # The first line is an image (a header of column numbers, as pandas writes one, is a header): read it
+        # again as data, with the columns numbered from 0.
+        frame = read(**options, header=None)
+        frame.columns = [str(i) for i in range(frame.shape[1])]
+        frame.attrs["headerless"] = True
+    return frame
+
+
+def _is_number(text: Any) -> bool:
     try:
-        return pd.read_csv(path, skipinitialspace=True, low_memory=False)
-    except UnicodeDecodeError as err:
-        raise DataError(f"{given}: {path} is not a text CSV file ({one_line(err)[:120]})") from err
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, OSError, EOFError) as err:
-        raise DataError(f"{given}: {path}: cannot read it as CSV: {one_line(err)[:300]}") from err
+        float(str(text))
+    except ValueError:
+        return False
+    return True
 
 
-def _arrays(frame: pd.DataFrame, path: Path, label_column: str) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 images (n, 28, 28), int64 labels (n,)); DataError naming the first bad column, row or cell."""
     columns = [str(c) for c in frame.columns]
     if label_column not in columns:
+        if frame.attrs.get("headerless"):
+            raise DataError(
+                f"{path}: has no header line (its first line is numbers), so its {len(columns)} columns are "
+                f"numbered from 0; name the label column by its number, e.g. data.label_column=0 for the first"
+            )
         if len(columns) == PIXELS:
             raise DataError(
-                f"{path}: no '{label_column}' column: its {PIXELS} columns are pixels only (images "
+                f"{path}: no '{shorten(label_column)}' column: its {PIXELS} columns are pixels only (images "
                 "without labels, like Kaggle's test.csv), which cannot be trained on; give a CSV with a "
                 "label column, or name it with data.label_column=NAME"
             )
         raise DataError(
-            f"{path}: no '{label_column}' column (its columns: {_shown(columns)}); name the label "
+            f"{path}: no '{shorten(label_column)}' column (its columns: {listed(columns)}); name the label "
             "column with data.label_column=NAME"
         )
     pixel_columns = [c for c in frame.columns if str(c) != label_column]
     if len(pixel_columns) != PIXELS:
         raise DataError(
-            f"{path}: {len(pixel_columns)} pixel columns beside '{label_column}'; expected {PIXELS} "
+            f"{path}: {len(pixel_columns)} pixel columns beside '{shorten(label_column)}'; expected {PIXELS} "
             "(28x28 images, one row each: label,pixel0,...,pixel783)"
         )
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows; expected one row per image")
     labels = _integers(frame[[label_column]], path, "label", "labels are class indices 0, 1, 2, ...")
-    pixels = _integers(frame[pixel_columns], path, "pixel", "pixels are integers from 0 to 255")
-    bad = np.argwhere((pixels < 0) | (pixels > 255))
+    pixels = _numbers(frame[pixel_columns], path)
+    bad = np.argwhere((pixels < 0) | (pixels > scale))
     if len(bad):
         row, col = bad[0]
         raise DataError(
-            f"{path}: row {row + 2}, column '{pixel_columns[col]}': pixel {pixels[row, col]:g} is outside "
-            f"0..255 ({len(bad)} such cells); pixels are 8-bit grey levels"
+            f"{path}: row {row + 2}, column '{shorten(pixel_columns[col])}': pixel {pixels[row, col]:g} is outside "
+            f"0..{scale:g} ({len(bad)} such cells); pixels run from 0 to data.pixel_scale={scale:g}"
+            + ("" if scale == 255 else ", or to 255 with data.pixel_scale=255")
         )
+    largest = pixels.max()
+    if scale == 255 and largest <= 1:
+        raise DataError(
+            f"{path}: the largest pixel is {largest:g}: pixels from 0 to 1 (binarised, or scaled), not grey levels "
+            "0..255, which would train to chance; set data.pixel_scale=1 to read 1 as full ink"
+        )
+    if scale == 255:
+        cell = np.argwhere(pixels != np.round(pixels))
+        if len(cell):
+            row, col = cell[0]
+            raise DataError(
+                f"{path}: row {row + 2}, column '{shorten(pixel_columns[col])}': {pixels[row, col]:g} is not an "
+                f"integer pixel; with data.pixel_scale=255 pixels are integers from 0 to 255 (pixels that run "
+                "to another value: data.pixel_scale=THAT)"
+            )
     if labels.max() >= 2**31:
         raise DataError(f"{path}: label {labels.max():g} is too large; labels are class indices 0, 1, 2, ...")
-    return pixels.astype(np.uint8).reshape(-1, *IMAGE_SHAPE), labels.reshape(-1).astype(np.int64)
+    return scale_pixels(pixels, scale).reshape(-1, *IMAGE_SHAPE), labels.reshape(-1).astype(np.int64)
+
+
+def _numbers(frame: pd.DataFrame, path: Path) -> np.ndarray:
+    """The pixel columns as float64; DataError naming the first cell that is no number."""
+    for name in frame.columns:
+        values = frame[name]
+        if values.dtype.kind in "iufb":
+            numbers = values.to_numpy(dtype=float, na_value=np.nan)
+            bad = np.flatnonzero(~np.isfinite(numbers))
+            if not len(bad):
+                continue
+            row, text = int(bad[0]), values.iloc[int(bad[0])]
+        else:
+            row, text = next(((r, t) for r, t in enumerate(values) if not _is_finite(t)), (-1, None))
+            if row < 0:
+                continue
+        shown = "an empty cell" if isinstance(text, float) and np.isnan(text) else repr(shorten(str(text)))
+        raise DataError(
+            f"{path}: row {row + 2}, column '{shorten(str(name))}': {shown} is not a number; pixels are "
+            "grey levels from 0 to data.pixel_scale (255)"
+        )
+    return frame.to_numpy(dtype=np.float64)
+
+
+def _is_finite(text: Any) -> bool:
+    try:
+        return bool(np.isfinite(float(text)))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _integers(frame: pd.DataFrame, path: Path, what: str, accepted: str) -> np.ndarray:
@@ -152,8 +266,10 @@ def _integers(frame: pd.DataFrame, path: Path, what: str, accepted: str) -> np.n
         if isinstance(text, (float, np.floating)):
             shown = "an empty cell" if np.isnan(text) else f"{text:g}"
         else:
-            shown = repr(str(text))
-        raise DataError(f"{path}: row {row + 2}, column '{name}': {shown} is not an integer {what}; {accepted}")
+            shown = repr(shorten(str(text)))
+        raise DataError(
+            f"{path}: row {row + 2}, column '{shorten(str(name))}': {shown} is not an integer {what}; {accepted}"
+        )
     # float64 holds every integer a CSV of pixels or labels has exactly, and a range check needs no overflow.
     return frame.to_numpy(dtype=np.float64)
 
@@ -163,10 +279,6 @@ def _is_integer(text: Any) -> bool:
         return float(text) == int(float(text))
     except (TypeError, ValueError, OverflowError):
         return False
-
-
-def _shown(columns: list[str]) -> str:
-    return ", ".join(columns[:5]) + (f", ... ({len(columns)} in all)" if len(columns) > 5 else "")
 
 
 def _sha256(path: Path) -> str:

@@ -13,7 +13,8 @@ two splits; otherwise `data.test_split` of each class is held out for testing (t
 run's seed).
 
 A file that is not an image (a README, Thumbs.db) is left out, and so is an image that cannot be decoded (a
-truncated JPEG, a blank page): one warning line counts and names them. A class left with no image, or a
+truncated JPEG, a blank page, a link to nowhere): one warning line counts and names them. A file name that is
+not UTF-8 is read like any other, and printed with \\xNN escapes. A class left with no image, or a
 folder without class subfolders, is an error.
 
 Decoding is the slow part (about a millisecond an image), so the decoded uint8 arrays are kept in a cache
@@ -43,10 +44,13 @@ from mnist_hydra.data.base import (
     SplitConfig,
     check_test_split,
     label_dtype,
+    listed,
+    printable,
     require_classes,
     require_folder,
     require_root,
     resolve_path,
+    shorten,
     split_raw,
 )
 from mnist_hydra.errors import DataError, OutputError, UserError, one_line, require
@@ -156,14 +160,14 @@ def _class_names(top: Path, classes: Sequence[str] | None, given: str) -> tuple[
     missing = [name for name in names if name not in folders]
     if missing:
         raise DataError(
-            f"data.classes names {', '.join(missing)}, which {top} has no subfolder for; "
-            f"its subfolders: {', '.join(folders)}"
+            f"data.classes names {listed(missing)}, which {top} has no subfolder for; "
+            f"its subfolders: {listed(folders, 10)}"
         )
     if len(set(names)) != len(names):
         raise DataError(f"data.classes={list(names)} names a class twice; each subfolder once, in label order")
     left_out = [name for name in folders if name not in names]
     if left_out:
-        log.info("data: leaving out the subfolders not in data.classes: %s", ", ".join(left_out))
+        log.info("data: leaving out the subfolders not in data.classes: %s", listed(left_out, 10))
     return names
 
 
@@ -180,7 +184,7 @@ def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False)
         if not folder.is_dir():  # only a test/ folder can lack a class: train/'s subfolders are the classes
             raise DataError(
                 f"{given}: {folder}: no such folder; {top} needs a subfolder for every class of "
-                f"{top.parent / 'train'} ({', '.join(class_names)})"
+                f"{top.parent / 'train'} ({listed(class_names)})"
             )
         found = 0
         for path in _walk(folder):
@@ -210,7 +214,7 @@ def _walk(folder: Path) -> list[Path]:
 
 def _say_ignored(ignored: Sequence[Path], root: Path) -> None:
     if ignored:
-        shown = ", ".join(str(p.relative_to(root)) for p in ignored[:3]) + (", ..." if len(ignored) > 3 else "")
+        shown = listed([str(p.relative_to(root)) for p in ignored], 3)
         log.info("data: left out %d file(s) that are not images: %s", len(ignored), shown)
 
 
@@ -218,13 +222,18 @@ def _fingerprint(listings: dict[str, Listing], class_names: Sequence[str]) -> st
     """SHA-256 of what decoding depends on: each file's path, size and mtime, the classes, the preprocessing code."""
     from mnist_hydra.data import preprocess
 
-    digest = hashlib.sha256(f"format {CACHE_FORMAT}\0{chr(0).join(class_names)}\0".encode())
+    # Names as the file system's bytes: a name that is not UTF-8 (os.fsdecode's surrogates) cannot be .encode()d.
+    digest = hashlib.sha256(b"format %d\0" % CACHE_FORMAT + b"\0".join(map(os.fsencode, class_names)) + b"\0")
     digest.update(Path(preprocess.__file__).read_bytes())
     for split, listing in listings.items():
         digest.update(f"\0split {split}\0".encode())
         for path, label in zip(listing.files, listing.labels, strict=False):
-            stat = path.stat()
-            digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0{label}\0".encode())
+            try:
+                stat = path.stat()
+                state = b"%d\0%d" % (stat.st_size, stat.st_mtime_ns)
+            except OSError as err:  # a dangling link, a file gone since the listing: decoding skips it
+                state = b"unreadable %d" % (err.errno or 0)
+            digest.update(os.fsencode(path) + b"\0" + state + b"\0%d\0" % label)
     return digest.hexdigest()
 
 
@@ -323,14 +332,15 @@ def _decode_chunk(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[st
         try:
             images[i] = np.rint(preprocess_file(name) * 255)
             ok[i] = True
-        except UserError as err:  # ImageError: unreadable, truncated, blank, too large
-            skipped.append(one_line(err))
+        except UserError as err:  # ImageError: unreadable, truncated, blank, too large, a dangling link
+            skipped.append(printable(one_line(err)))
     return images, ok, skipped
 
 
 def _say_skipped(skipped: Sequence[str]) -> None:
     if skipped:
-        shown = "; ".join(skipped[:2]) + ("; ..." if len(skipped) > 2 else "")
+        more = f"; ... and {len(skipped) - 2} more" if len(skipped) > 2 else ""
+        shown = "; ".join(shorten(s, 120) for s in skipped[:2]) + more
         log.warning("data: skipped %d image file(s) that could not be read: %s", len(skipped), shown)
 
 
@@ -373,6 +383,6 @@ def _require_every_class(labels: np.ndarray, class_names: Sequence[str], given: 
     empty = [name for name, n in zip(class_names, counts, strict=False) if n == 0]
     if empty:
         raise DataError(
-            f"{given}: no readable image of class {', '.join(empty)} is left for training; "
+            f"{given}: no readable image of class {listed(empty)} is left for training; "
             "add images to its folder, or leave the class out with data.classes=[...]"
         )

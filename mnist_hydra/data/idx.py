@@ -32,7 +32,9 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 def read_idx_with_digest(path: str | os.PathLike[str]) -> tuple[np.ndarray, str]:
     """The array in an IDX file and the SHA-256 of its decompressed bytes, from one read."""
     raw = _read_bytes(path)
-    return _parse(raw, os.fspath(path)), hashlib.sha256(raw).hexdigest()
+    array, digest = _parse(raw, os.fspath(path)), hashlib.sha256(raw).hexdigest()
+    _require_same_twin(os.fspath(path), len(raw), digest)
+    return array, digest
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
@@ -69,6 +71,32 @@ def _read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise DataError(f"{name}: {reason}") from e
 
 
+def _require_same_twin(name: str, size: int, digest: str) -> None:
+    """DataError when `NAME.gz` has a plain `NAME` beside it with other content: which one is meant is not ours to
+    guess. The same content (MNIST's own folders hold both) is fine."""
+    if not name.endswith(".gz"):
+        return
+    plain = name.removesuffix(".gz")
+    try:
+        if not os.path.isfile(plain):
+            return
+        same = os.path.getsize(plain) == size
+        if same:
+            twin = hashlib.sha256()
+            with open(plain, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    twin.update(block)
+            same = twin.hexdigest() == digest
+    except OSError as e:
+        raise DataError(f"{plain}: cannot read: {e.strerror or e}") from e
+    if not same:
+        base = os.path.basename(plain)
+        raise DataError(
+            f"{name} and {base} beside it hold different data; keep one of them (the folder's files are "
+            f"read .gz or plain, and these two disagree)"
+        )
+
+
 def _parse(raw: bytes, name: str) -> np.ndarray:
     if len(raw) < 4:
         raise DataError(f"{name}: truncated: expected an IDX header of at least 4 bytes, found {len(raw)}")
@@ -99,4 +127,5 @@ def _serialise(array: np.ndarray) -> tuple[bytes, memoryview]:
         raise ValueError(f"cannot store dtype {array.dtype} with {array.ndim} dims as IDX")
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
     data = np.ascontiguousarray(array, _DTYPES[code])
-    return header, data.data.cast("B")
+    # A memoryview of an empty n-d array cannot be cast; its bytes are none anyway.
+    return header, data.data.cast("B") if data.size else memoryview(b"")

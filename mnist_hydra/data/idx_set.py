@@ -28,12 +28,14 @@ from mnist_hydra.data.base import (
     IMAGE_SHAPE,
     Raw,
     SplitConfig,
+    check_pixel_scale,
     class_names_for,
     label_dtype,
     require_classes,
     require_folder,
     require_root,
     resolve_path,
+    scale_pixels,
 )
 from mnist_hydra.data.idx import read_idx_with_digest
 from mnist_hydra.errors import DataError
@@ -57,10 +59,12 @@ class IdxConfig(SplitConfig):
         None  # class names in label order; null = classes.txt, EMNIST's mapping, or the label numbers
     )
     transpose: bool | None = None  # store-to-upright transpose of every image; null = for EMNIST's files (emnist-*)
+    pixel_scale: float = 255  # the value of full ink in the image files: 255 (8-bit grey) or 1 (binarised, 0..1)
 
     def check(self) -> None:
         super().check()
         require_root(self.root, "the folder of your four IDX files, e.g. data.root=/path/to/emnist")
+        check_pixel_scale(self.pixel_scale)
 
 
 def load_idx_dataset(cfg: IdxConfig, known: Mapping[str, str] | None = None) -> Raw:
@@ -76,6 +80,14 @@ def load_idx_dataset(cfg: IdxConfig, known: Mapping[str, str] | None = None) -> 
         array, digests[path.name] = read_idx_with_digest(path)
         arrays.append(array)
     x_train, y_train, x_test, y_test = _checked(files, arrays)
+    if cfg.pixel_scale != 255:
+        for path, x in ((files[0], x_train), (files[2], x_test)):
+            if len(x) and x.max() > cfg.pixel_scale:
+                raise DataError(
+                    f"{path}: pixel {int(x.max())} is over data.pixel_scale={cfg.pixel_scale:g}, the value of "
+                    "full ink; data.pixel_scale=255 reads 8-bit grey levels"
+                )
+        x_train, x_test = scale_pixels(x_train, cfg.pixel_scale), scale_pixels(x_test, cfg.pixel_scale)
     if cfg.transpose if cfg.transpose is not None else files[0].name.lower().startswith("emnist"):
         x_train, x_test = (
             np.ascontiguousarray(x_train.transpose(0, 2, 1)),
@@ -141,7 +153,8 @@ def role_of(name: str) -> str | None:
 
 
 def _prefer_gz(paths: list[Path]) -> list[Path]:
-    """One file per name: NAME.gz over a plain NAME beside it (the same data, as MNIST's folders hold both)."""
+    """One file per name: NAME.gz over a plain NAME beside it (MNIST's folders hold both; reading the .gz checks
+    that the plain twin holds the same data)."""
     gz = {p.name.removesuffix(".gz") for p in paths if p.name.endswith(".gz")}
     return [p for p in paths if p.name.endswith(".gz") or p.name not in gz]
 

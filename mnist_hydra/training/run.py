@@ -10,7 +10,7 @@ from typing import Any
 
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits, load_splits
-from mnist_hydra.errors import ConfigError, DataError
+from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.artifacts import check_writable, read_json
 from mnist_hydra.runs.provenance import write_provenance
 from mnist_hydra.tracking.base import RunInfo
@@ -88,13 +88,8 @@ def train_and_evaluate(
 
 
 def check_sizes(config: Config, splits: Splits) -> None:
-    """No training image is an error; few images, or a batch larger than the training set, one warning line."""
+    """Few images, or a batch larger than the training set, one warning line each (load_splits refuses none)."""
     n = len(splits.y_train)
-    if n == 0:
-        raise DataError(
-            f"no training images are left: data.val_split={config.data.val_split} holds out all "
-            f"{len(splits.y_val)} of them; lower data.val_split"
-        )
     images = f"{n} image" + ("s" if n != 1 else "")
     if n < FEW_IMAGES:
         log.warning(
