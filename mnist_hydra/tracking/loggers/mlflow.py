@@ -108,8 +108,8 @@ def tracking_uri(config: MlflowConfig, launch_dir: Path) -> str:
 class MlflowLogger(Logger):
     """Mirrors one run into MLflow through MlflowClient (no global active run, so one process can run a sweep).
 
-    Not mlflow.keras.MlflowCallback: it logs to the process's one active run, which a sweep of jobs in one
-    process cannot share, and without the retries a SQLite store needs under parallel jobs.
+    Not mlflow.keras.MlflowCallback: it logs to the process's one active run, which the jobs of a sweep in
+    one process cannot share, and without the retries a SQLite store needs under parallel jobs.
     """
 
     config: MlflowConfig
@@ -175,10 +175,8 @@ class MlflowLogger(Logger):
                     _retry(self._client.log_artifact, self.run_id, str(run_dir / name))
             if self.config.log_model and (run_dir / "model.keras").is_file():
                 _retry(self._client.log_artifact, self.run_id, str(run_dir / "model.keras"), "model")
-        elif status not in ("completed", "pruned") and (run_dir / "metrics.json").is_file():
-            _retry(
-                self._client.log_artifact, self.run_id, str(run_dir / "metrics.json")
-            )  # says why, or where it stopped
+        elif (run_dir / "metrics.json").is_file():  # failed or stopped: it says why, or where it stopped
+            _retry(self._client.log_artifact, self.run_id, str(run_dir / "metrics.json"))
         if status == "pruned":
             _retry(self._client.set_tag, self.run_id, "mnist_hydra.status", "pruned")
         _retry(self._client.set_terminated, self.run_id, STATUS[status])
