@@ -100,7 +100,8 @@ class LoggerCallbacks(keras.callbacks.Callback):  # type: ignore[misc]  # keras 
         self._each("on_train_end", logs)
 
     def _step(self, batch: int) -> int:
-        # Keras reports once per call of trainer.steps_per_execution steps, with the call's last step.
+        # Keras calls the batch hooks once per trainer.steps_per_execution steps: begin with the call's first
+        # step, end with its last (the epoch's last call may be shorter).
         return self._first_step + min(batch + 1, self._steps or batch + 1)
 
     @property
