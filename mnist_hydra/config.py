@@ -25,7 +25,7 @@ from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.registry import Registry
-from mnist_hydra.tracking.catalog import LOGGERS
+from mnist_hydra.tracking.loggers import LOGGERS
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_SEED = 2**32 - 1

@@ -38,7 +38,7 @@ def expected_sections() -> dict[str, tuple[type, str]]:
     from mnist_hydra.data.datasets import DATASETS
     from mnist_hydra.models.networks import MODELS
     from mnist_hydra.models.optimizers import OPTIMIZERS
-    from mnist_hydra.tracking.catalog import LOGGERS
+    from mnist_hydra.tracking.loggers import LOGGERS
 
     found = {"python -m mnist_hydra: the top level": (Config, ""), "trainer": (TrainerConfig, "trainer.")}
     for group, registry in (("data", DATASETS), ("model", MODELS), ("optimizer", OPTIMIZERS)):

@@ -1,18 +1,23 @@
-"""Loggers and training control, in process on tiny runs: TensorBoard's and MLflow's stores read back with their
-own readers; early stopping, keep=best and the plateau schedule, across a resume too."""
+"""Loggers and training control, in process on tiny runs: TensorBoard's, MLflow's and the CSV logger's records
+read back with their own readers; early stopping, keep=best and the plateau schedule, across a resume too."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 from mlflow.tracking import MlflowClient
@@ -25,7 +30,9 @@ from mnist_hydra.config import Config, store_schemas, validate
 from mnist_hydra.data.datasets import load_splits
 from mnist_hydra.data.pipeline import make_dataset
 from mnist_hydra.errors import ConfigError, Interrupted
-from mnist_hydra.tracking.base import RunInfo, flatten
+from mnist_hydra.registry import Registry
+from mnist_hydra.tracking import sweep
+from mnist_hydra.tracking.base import Logger, RunInfo, flatten, read_record, write_record
 from mnist_hydra.training.checkpoints import Checkpoints
 from mnist_hydra.training.run import train_and_evaluate
 
@@ -122,11 +129,11 @@ def keep_every_checkpoint(monkeypatch, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def logged_run(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
-    """Three epochs with both loggers, the plateau schedule cutting the lr after epoch 2."""
+    """Three epochs with every logger, the plateau schedule cutting the lr after epoch 2."""
     tmp = tmp_path_factory.mktemp("logged")
     metrics = train(
         tmp,
-        "logger=[tensorboard,mlflow]",
+        "logger=[tensorboard,mlflow,csv]",
         "logger.tensorboard.update_freq=8",
         "optimizer.schedule=plateau",
         "optimizer.plateau_patience=1",
@@ -150,16 +157,21 @@ def test_logger_group_takes_one_name_or_a_list_and_defaults_to_none():
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("logger=[tensorboard,wandb]", "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
+        ("logger=[tensorboard,wandb]", "logger=wandb is not a logger option; choose one of: csv, mlflow, tensorboard"),
         (
             "logger.mlflow.tracking_uri=ftp://host/x",
             "logger.mlflow.tracking_uri=ftp://host/x is not allowed: expected null",
         ),
         ("logger.mlflow.tracking_uri=/some/folder", "logger.mlflow.tracking_uri=/some/folder is not allowed"),
+        (
+            "logger.csv.filename=../epochs.csv",
+            "logger.csv.filename=../epochs.csv is not allowed: expected a file name ending in .csv, without a folder",
+        ),
+        ("logger.csv.filename=history.csv", "logger.csv.filename=history.csv is not allowed"),
     ],
 )
 def test_a_misconfigured_logger_is_a_one_line_config_error(override, expected):
-    extra = [] if override.startswith("logger=[") else ["logger=mlflow"]
+    extra = [] if override.startswith("logger=[") else [f"logger={override.split('.')[1]}"]
     with pytest.raises(Exception) as caught:
         make_config(*extra, override)
     message = describe(caught.value)
@@ -287,27 +299,125 @@ def test_an_unreachable_tracking_server_costs_one_warning_line_and_nothing_else(
 
 
 def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, caplog, monkeypatch):
-    from mnist_hydra.tracking.tensorboard_logger import TensorBoardLogger
+    from mnist_hydra.tracking.loggers.csv import CsvLogger
 
     calls = []
 
-    def disk_full(self, epoch, metrics):
+    def disk_full(self, epoch, logs=None):
         calls.append(epoch)
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(TensorBoardLogger, "log_epoch", disk_full)
+    monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", disk_full)
+    monkeypatch.setattr(CsvLogger, "end", lambda self, status, metrics: calls.append(status))
     with caplog.at_level(logging.WARNING):
-        metrics = train(tmp_path, "logger=tensorboard")
+        metrics = train(tmp_path, "logger=[csv,tensorboard]")
     warnings = tracker_warnings(caplog)
     assert warnings == [
-        "tensorboard logger stopped: OSError: [Errno 28] No space left on device; "
+        "csv logger stopped: OSError: [Errno 28] No space left on device; "
         "training and the run directory go on without it"
     ]
-    assert calls == [1]  # dropped: not asked again for epochs 2 and 3, the test figures or the images
+    assert calls == [1]  # dropped: not called again for epochs 2 and 3, nor to end the run
     assert (
         metrics["epochs_run"] == 3
         and json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
     )
+    assert [step for step, _ in scalars(tmp_path / "run" / "tensorboard" / "train")["epoch_loss"]] == [1, 2, 3]
+
+
+# --- CSV: a logger that is one module and one YAML file ------------------------------------------------------
+
+
+def test_the_csv_logger_writes_a_row_per_epoch_as_history_csv_has_them(logged_run):
+    tmp, metrics = logged_run
+    rows = pd.read_csv(tmp / "run" / "epochs.csv")
+    assert list(rows.columns) == ["epoch", *EPOCH_FIGURES]
+    assert rows["epoch"].tolist() == [1, 2, 3]
+    history = pd.read_csv(tmp / "run" / "history.csv")
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert rows[key].tolist() == pytest.approx(history[key].tolist()), key
+    assert rows["learning_rate"].tolist() == pytest.approx([1e-3, 1e-3, 5e-4])  # each epoch's own, as trained
+
+
+def test_a_logger_module_registers_itself_and_the_registry_imports_no_tracker():
+    # In a fresh interpreter: what the config's validation imports (sys.modules is per process).
+    probe = (
+        "import sys, mnist_hydra.config\n"
+        "from mnist_hydra.tracking.loggers import LOGGERS\n"
+        "print(LOGGERS.names(), sorted(m for m in ('keras', 'tensorflow', 'mlflow', 'tensorboard') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "['csv', 'mlflow', 'tensorboard'] []", result.stderr
+    # Each module of tracking/loggers/ is an option of conf/logger/, with nothing else edited to add it.
+    root = Path(__file__).resolve().parents[1] / "mnist_hydra"
+    modules = sorted(p.stem for p in (root / "tracking" / "loggers").glob("*.py") if p.stem != "__init__")
+    assert (
+        modules == sorted(p.stem for p in (root / "conf" / "logger").glob("*.yaml")) == ["csv", "mlflow", "tensorboard"]
+    )
+
+
+def test_a_logger_as_the_extending_page_shows(tmp_path, mnist_dir, monkeypatch):
+    """docs/extending.md's logger, pasted into a user's module and run with the page's own overrides."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "extending.md").read_text()
+    code = next(block for block in re.findall(r"```python\n(.*?)```", page, re.S) if "LOGGERS.register" in block)
+    module = re.search(r"# (\w+)\.py", code).group(1)
+    (tmp_path / f"{module}.py").write_text(code)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mnist_hydra.tracking.loggers import LOGGERS
+
+    for registered in ("_builders", "_schemas"):  # the registry as it was, after the test
+        monkeypatch.setattr(LOGGERS, registered, dict(getattr(LOGGERS, registered)))
+    importlib.import_module(module)  # as the app does before composing: `logger=jsonl` is then an option
+    overrides = re.search(rf"python -m mnist_hydra (plugins=\[{module}\] .*)", page).group(1).split()
+    metrics = train(tmp_path, *overrides, "trainer.epochs=2")
+    lines = [json.loads(line) for line in (tmp_path / "run" / "epochs.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines[:-1]] == [1, 2]
+    assert lines[0]["val_accuracy"] == pytest.approx(metrics["history"]["val_accuracy"][0])
+    assert lines[-1] == {"test_accuracy": pytest.approx(metrics["test_accuracy"])}
+    assert (tmp_path / "run" / "tensorboard").is_dir()  # beside a built-in logger
+
+
+class SweepProbe(Logger):
+    """A logger that keeps a record per sweep, as MLflow's parent run does."""
+
+    calls: list = []
+
+    def start(self, info, params, tags): ...
+
+    def callback(self):
+        return keras.callbacks.Callback()
+
+    def end(self, status, metrics): ...
+
+    @classmethod
+    def open_sweep(cls, config, sweep):
+        cls.calls.append(("open", config, sweep.run_dir, sweep.overrides))
+        write_record(sweep.run_dir, "probe", {"opened": True})
+
+    @classmethod
+    def close_sweep(cls, sweep_dir, status, metrics):
+        cls.calls.append(("close", status, dict(metrics)))
+
+
+def test_sweep_level_work_goes_through_the_logger_interface(tmp_path, monkeypatch):
+    registry = Registry("logger")
+    registry.register("probe", schema=dict)(SweepProbe)
+    registry.register("plain", schema=dict)(type("Plain", (SweepProbe,), {"open_sweep": classmethod(lambda *a: None)}))
+    monkeypatch.setattr(sweep, "LOGGERS", registry)
+    monkeypatch.setattr(SweepProbe, "calls", [])
+    sweep.open_sweep({"probe": {"x": 1}, "plain": {}}, tmp_path, tmp_path, "app", ["seed=1,2"], None)
+    assert SweepProbe.calls == [("open", {"x": 1}, tmp_path, ["seed=1,2"])]
+    assert read_record(tmp_path) == {"probe": {"opened": True}}
+    sweep.close_sweep(tmp_path, ["completed", "failed", "pruned"], 0.9)
+    sweep.interrupt_sweep(tmp_path)
+    # Only the logger that recorded a sweep is asked to close it.
+    assert SweepProbe.calls[1:] == [
+        (
+            "close",
+            "completed",
+            {"jobs": 3, "jobs_completed": 1, "jobs_failed": 1, "jobs_pruned": 1, "best_val_accuracy": 0.9},
+        ),
+        ("close", "interrupted", {}),
+    ]
 
 
 # --- early stopping, keep=best, plateau, resume -------------------------------------------------------------
@@ -357,7 +467,7 @@ CONTROLLED = [
     "optimizer.schedule=plateau",
     "optimizer.plateau_patience=1",
     "optimizer.plateau_min_delta=10",
-    "logger=[tensorboard,mlflow]",
+    "logger=[tensorboard,mlflow,csv]",
     "logger.tensorboard.update_freq=8",
 ]
 
@@ -403,6 +513,8 @@ def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(tmp_pa
     assert [step for step, _ in board["epoch_loss"]] == [1, 2, 3]
     assert [step for step, _ in board["batch_loss"]] == [16, 32, 48]
     assert len(hparams_sessions(tmp_path / "run" / "tensorboard")) == 1
+    # CSV: the stopped run's rows kept and the rest appended under the one header, as the uninterrupted run's.
+    assert (tmp_path / "run" / "epochs.csv").read_text() == (tmp_path / "reference" / "epochs.csv").read_text()
 
 
 def hparams_sessions(folder: Path) -> list[bytes]:

@@ -19,7 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from mnist_hydra.tracking.base import RunInfo
 from mnist_hydra.tracking.fanout import Loggers
-from mnist_hydra.tracking.mlflow_logger import MlflowConfig, MlflowLogger
+from mnist_hydra.tracking.loggers.mlflow import MlflowConfig, MlflowLogger
 from tests.conftest import run_app
 
 TINY_JOB = [
@@ -39,7 +39,10 @@ TINY_JOB = [
             ["logger=mlflow", "logger.mlflow.tracking_uri=ftp://host/store"],
             "logger.mlflow.tracking_uri=ftp://host/store is not allowed: expected null (sqlite:///mlruns.db",
         ),
-        (["logger=[tensorboard,wandb]"], "logger=wandb is not a logger option; choose one of: mlflow, tensorboard"),
+        (
+            ["logger=[tensorboard,wandb]"],
+            "logger=wandb is not a logger option; choose one of: csv, mlflow, tensorboard",
+        ),
         (
             ["--multirun", "logger=mlflow", "logger.mlflow.tracking_uri=mlruns", "seed=1,2"],
             "logger.mlflow.tracking_uri=mlruns is not allowed",
@@ -171,13 +174,15 @@ def _log_a_run(root: str, index: int, barrier) -> None:
     """One writer: a run of 20 epochs into the store in `root`, started together with the others."""
     run_dir = Path(root) / f"run{index}"
     run_dir.mkdir()
-    loggers = Loggers([MlflowLogger(MlflowConfig())])
+    loggers = Loggers({"mlflow": MlflowLogger(MlflowConfig())})
     barrier.wait()
     loggers.start(RunInfo(run_dir=run_dir, launch_dir=Path(root)), {"index": index}, {"run_dir": str(run_dir)})
-    for epoch in range(1, 21):
-        loggers.log_epoch(epoch, {"loss": 1 / epoch, "val_accuracy": epoch / 20})
-    loggers.log_test({"test_accuracy": 0.5, "test_loss": 1.0, "epochs_run": 20})
-    loggers.end("completed")
+    figures: dict = {}
+    callback = loggers.callback(lambda: figures)  # as fit() drives it: Keras's epochs from 0
+    for epoch in range(20):
+        figures = {"loss": 1 / (epoch + 1), "val_accuracy": (epoch + 1) / 20}
+        callback.on_epoch_end(epoch, figures)
+    loggers.end("completed", {"test_accuracy": 0.5, "test_loss": 1.0, "epochs_run": 20})
     assert loggers.active, "the logger was dropped"
 
 
@@ -196,7 +201,7 @@ def test_runs_started_together_on_a_new_sqlite_store_all_land(tmp_path):
     assert sorted(run.data.params["index"] for run in runs) == ["0", "1", "2"]
     for run in runs:
         assert run.info.status == "FINISHED"
-        assert len(client.get_metric_history(run.info.run_id, "loss")) == 20
+        assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == list(range(1, 21))
     assert _integrity(tmp_path / "mlruns.db") == "ok"
 
 

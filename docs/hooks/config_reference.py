@@ -64,7 +64,7 @@ def schemas() -> Iterator[tuple[str, str, type, str]]:
     from mnist_hydra.apps.predict import PredictConfig
     from mnist_hydra.apps.serve import ServeConfig
     from mnist_hydra.config import REGISTRIES, Config, TrainerConfig
-    from mnist_hydra.tracking.catalog import LOGGERS
+    from mnist_hydra.tracking.loggers import LOGGERS
 
     yield "python -m mnist_hydra: the top level", "", Config, ""
     yield "trainer", "trainer.", TrainerConfig, "trainer"

@@ -1,31 +1,37 @@
 """What every experiment logger does, the facts about a run it is told, and the LOGGERS registry.
 
-A logger mirrors a run into a tracker (TensorBoard, MLflow). The run directory stays the record:
-it is written whatever the loggers do, and `mnist_hydra.tracking.fanout.Loggers` turns a logger's
-failure into one warning line.
+A logger mirrors a run into a tracker (TensorBoard, MLflow, a CSV file). It is one module of
+mnist_hydra/tracking/loggers/ (every module there is imported, so it registers itself) plus its YAML
+option conf/logger/NAME.yaml. The run directory stays the record: it is written whatever the loggers
+do, and `mnist_hydra.tracking.fanout.Loggers` turns a logger's failure into one warning line.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.registry import Registry
 
-LOGGERS: Registry[Callable[[Any], Logger]] = Registry("logger")
+if TYPE_CHECKING:
+    import keras
 
-# Where a logger keeps what it needs to continue a resumed run (e.g. the MLflow run id), in the run directory.
+# Where a logger keeps what it needs to continue a resumed run or sweep (e.g. the MLflow run id), in the run
+# or sweep directory, under the logger's registered name.
 RECORD = "tracking.json"
 WARNING_LIMIT = 300  # characters of a tracker's error kept in the warning line
 
 
 @dataclass
 class RunInfo:
-    """Facts about a run that are not in its config: where it is, how it was launched, what it resumes."""
+    """Facts about a run that are not in its config: where it is, how it was launched, what it resumes.
+
+    For a sweep (`Logger.open_sweep`) the same facts describe the sweep: `run_dir` is the sweep directory.
+    """
 
     run_dir: Path  # the run directory; the loggers' own files go in it too
     launch_dir: Path = field(default_factory=Path.cwd)  # where the command was typed: the default MLflow store
@@ -43,40 +49,56 @@ class RunInfo:
 
 
 class Logger(abc.ABC):
-    """One tracker's view of a run. Methods may raise: `Loggers` reports the failure and drops the logger."""
+    """One tracker's view of a run: opened before training, a Keras callback during fit(), closed after.
 
-    name = "logger"
-    step_every: int | None = None  # training steps between the step figures it wants; None = none
+    Register the class with its config's schema: `@LOGGERS.register("NAME", schema=NameConfig)`; it is built as
+    `cls(config)`. Any method may raise: `Loggers` reports the failure in one line and drops the logger.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
 
     @abc.abstractmethod
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         """Open (or, for a resumed run, reopen) the run; `params` is the flattened config."""
 
-    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:  # noqa: B027 (optional: a no-op by default)
-        """Figures of training step `step` (counted over the whole run, from 1); ignored unless a logger wants them."""
+    @abc.abstractmethod
+    def callback(self) -> keras.callbacks.Callback:
+        """The Keras callback that records training, given the run's epochs and steps as `Loggers` numbers them.
 
-    def discard_steps(self) -> None:  # noqa: B027 (optional: a no-op by default)
-        """Forget the steps of the epoch in progress: it was cut short and will run again on resume."""
+        It hears of complete epochs only, once each is checkpointed, numbered over the run from 1 (as
+        history.csv numbers them), with the epoch's own `learning_rate` in `logs`; `on_train_batch_end` gets
+        the step over the run, from 1. An epoch a stop cut short begins but never ends: a resumed run trains
+        it again. Import Keras inside this method, so the registry stays free of TensorFlow.
+        """
 
     @abc.abstractmethod
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        """Figures of complete epoch `epoch` (from 1): train and validation scores, the learning rate."""
+    def end(self, status: str, metrics: Mapping[str, Any] | None) -> None:
+        """Close the run as `status`: completed, pruned (a search stopped it), failed or interrupted.
 
-    @abc.abstractmethod
-    def log_test(self, metrics: Mapping[str, Any]) -> None:
-        """The final figures: the test scores, the kept epoch, the best validation score."""
+        `metrics` is the run's final metrics.json (test scores, kept epoch, best validation score) once the
+        run directory is complete, with its plots, report and model; None when the run failed or was stopped.
+        """
 
-    @abc.abstractmethod
-    def log_artifacts(self, run_dir: Path) -> None:
-        """The run's files once written: plots, report.html, the model."""
-
-    @abc.abstractmethod
-    def end(self, status: str) -> None:
-        """Close the run as `status`: completed, pruned (a search stopped it), failed or interrupted."""
-
-    def explain(self, err: Exception) -> str:
+    @classmethod
+    def explain(cls, err: BaseException) -> str:
         """What went wrong, in a few words for the one warning line."""
         return short_error(err)
+
+    @classmethod  # noqa: B027 (optional, as most trackers keep nothing per sweep)
+    def open_sweep(cls, config: Any, sweep: RunInfo) -> None:
+        """Open what the tracker keeps for a whole sweep, in the sweep's own process before any job starts.
+
+        What it opens it records in SWEEP_DIR/tracking.json under its name (`write_record`): that is how the
+        sweep's end finds it and calls `close_sweep`, and how the jobs find it.
+        """
+
+    @classmethod  # noqa: B027 (optional, with open_sweep)
+    def close_sweep(cls, sweep_dir: Path, status: str, metrics: Mapping[str, float]) -> None:
+        """End what `open_sweep` opened as `status`, with the sweep's figures (job counts, best score)."""
+
+
+LOGGERS: Registry[type[Logger]] = Registry("logger")
 
 
 def short_error(err: BaseException) -> str:

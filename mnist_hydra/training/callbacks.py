@@ -1,5 +1,5 @@
-"""The Keras callbacks of the fit loop: epoch log, per-epoch checkpoint (with the between-epoch controls and
-the loggers), step figures for the loggers, stop on request, stop on divergence.
+"""The Keras callbacks of the fit loop: epoch log, per-epoch checkpoint (with the between-epoch controls),
+stop on request, stop on divergence.
 
 A stop (a signal, or a loss that is no longer a number or has blown up) only asks Keras to end fit after
 the current step; the epoch in progress is dropped and the last complete epoch's checkpoint is what
@@ -18,7 +18,6 @@ from typing import Any
 
 import keras
 
-from mnist_hydra.tracking.fanout import Loggers
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
 from mnist_hydra.training.control import Control, KeepBest, find, learning_rate
 from mnist_hydra.training.stopping import StopRequest
@@ -114,8 +113,9 @@ class CheckpointEachEpoch(keras.callbacks.Callback):  # type: ignore[misc]  # ke
 
     An epoch cut short by a stop request or a non-finite loss is not complete: Keras still validates
     and ends it, but nothing of it is kept. The controls (early stopping, keep=best, the plateau schedule)
-    see complete epochs only, and their state goes into the checkpoint. The loggers hear of an epoch once
-    its checkpoint is on disk, so a resumed run never logs an epoch twice.
+    see complete epochs only, and their state goes into the checkpoint. `kept` holds the figures of the epoch
+    just checkpointed, its learning rate included (None for a cut epoch): the loggers hear of an epoch from it,
+    once its checkpoint is on disk, so a resumed run never logs an epoch twice.
     """
 
     def __init__(
@@ -125,13 +125,14 @@ class CheckpointEachEpoch(keras.callbacks.Callback):  # type: ignore[misc]  # ke
         timer: EpochLog,
         stopped: Callable[[], Any],
         controls: Sequence[Control] = (),
-        loggers: Loggers | None = None,
     ) -> None:
         super().__init__()
         self.checkpoints, self.state, self.timer, self.stopped = checkpoints, state, timer, stopped
-        self.controls, self.loggers = list(controls), loggers
+        self.controls = list(controls)
+        self.kept: dict[str, float] | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.kept = None
         if self.stopped():
             return
         figures = {key: float(value) for key, value in (logs or {}).items()}
@@ -152,30 +153,7 @@ class CheckpointEachEpoch(keras.callbacks.Callback):  # type: ignore[misc]  # ke
         keep = find(self.controls, KeepBest)
         self.checkpoints.save(self.model, done, best=keep is not None and keep.improved)
         vars(self.state).update(vars(done))
-        if self.loggers:
-            self.loggers.log_epoch(self.state.epoch, {**figures, "learning_rate": lr})
-
-
-class LogSteps(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
-    """Hands the training loss to the loggers every `every` steps (steps counted over the run, from 1).
-
-    Keras reports once per call of trainer.steps_per_execution steps, so a point falls on the first
-    report at or after each multiple of `every`.
-    """
-
-    def __init__(self, loggers: Loggers, steps_per_epoch: int, every: int) -> None:
-        super().__init__()
-        self.loggers, self.steps_per_epoch, self.every = loggers, steps_per_epoch, every
-        self._first = self._last = 0
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self._first = self._last = epoch * self.steps_per_epoch
-
-    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        step = min(self._first + batch + 1, self._first + self.steps_per_epoch)
-        if step // self.every > self._last // self.every and logs and "loss" in logs:
-            self.loggers.log_step(step, {"loss": float(logs["loss"])})
-        self._last = step
+        self.kept = {**figures, "learning_rate": lr}
 
 
 class StopOnRequest(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any

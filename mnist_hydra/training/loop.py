@@ -30,7 +30,6 @@ from mnist_hydra.training import distribute
 from mnist_hydra.training.callbacks import (
     CheckpointEachEpoch,
     EpochLog,
-    LogSteps,
     ProgressBar,
     StopOnDivergence,
     StopOnRequest,
@@ -71,7 +70,7 @@ def fit_and_score(
     )
     # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
-    loggers = open_loggers(config.logger) if chief else Loggers([])
+    loggers = open_loggers(config.logger) if chief else Loggers({})
     info = run_info or RunInfo(run_dir=workdir, resumed=resume)
     loggers.start(info, run_params(config), run_tags(info))
     try:
@@ -82,9 +81,7 @@ def fit_and_score(
     except BaseException:
         loggers.end("failed")
         raise
-    loggers.log_test(metrics)
-    loggers.log_artifacts(workdir)
-    loggers.end(metrics["status"])  # completed, or pruned
+    loggers.end(metrics["status"], metrics)  # completed, or pruned
     return metrics
 
 
@@ -237,11 +234,16 @@ def _fit(
     with stop_on_signals() as request, terminals_show_no_file_only():
         stopped = lambda: request.signum or diverged.where  # noqa: E731
         timer = EpochLog(epochs, stopped, file_only=verbose == 1)
-        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped, controls=controls, loggers=loggers)
-        callbacks = [timer, diverged, StopOnRequest(request), saver, ProgressBar(stopped)]
-        every = [logger.step_every for logger in loggers.active if logger.step_every]
-        if every:
-            callbacks.insert(0, LogSteps(loggers, steps, min(every)))
+        saver = CheckpointEachEpoch(checkpoints, state, timer, stopped=stopped, controls=controls)
+        # The loggers after the saver: they hear of an epoch once its checkpoint is written.
+        callbacks = [
+            timer,
+            diverged,
+            StopOnRequest(request),
+            saver,
+            loggers.callback(lambda: saver.kept),
+            ProgressBar(stopped),
+        ]
         try:
             model.fit(
                 make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
@@ -257,8 +259,6 @@ def _fit(
             # A second Ctrl-C: no clean point to stop at, but the last complete epoch's checkpoint stands.
             request.signum = signal.SIGINT
             log.warning("stopped at once by a second Ctrl-C; the checkpoint of epoch %d is kept", state.epoch)
-    if diverged.where or request.signum is not None:
-        loggers.discard_steps()  # the cut epoch's steps: a resumed run trains it again
     if stopping is not None and stopping.stopped_epoch is not None:
         log.info(
             "early stopping after epoch %d: %s has not improved on %.4f (epoch %d) for %d epoch(s)",

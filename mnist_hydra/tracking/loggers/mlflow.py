@@ -26,10 +26,13 @@ from mnist_hydra.errors import require
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value, read_record, short_error, write_record
 
 if TYPE_CHECKING:
+    import keras
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+NAME = "mlflow"  # the option (logger=mlflow) and the run's and sweep's entry in tracking.json
 
 DEFAULT_STORE = "mlruns.db"  # in the launch directory
 # Schemes MLflow 3 takes as a tracking store; a bare folder (file:) is no longer one of them since 3.13.
@@ -50,6 +53,7 @@ RUN_FILES = (
     "history.csv",
     "provenance.json",
 )
+FINAL = ("test_accuracy", "test_loss", "best_val_accuracy", "kept_epoch", "epochs_run", "train_seconds")
 SWEEP_FILES = ("sweep_results.csv", "sweep_groups.csv", "sweep_summary.png", "report.html")
 QUIET_LOGS = {
     "alembic": logging.WARNING,
@@ -100,13 +104,18 @@ def tracking_uri(config: MlflowConfig, launch_dir: Path) -> str:
     return config.tracking_uri or f"sqlite:///{(Path(launch_dir) / DEFAULT_STORE).resolve()}"
 
 
+@LOGGERS.register(NAME, schema=MlflowConfig)
 class MlflowLogger(Logger):
-    """Mirrors one run into MLflow through MlflowClient (no global active run, so one process can run a sweep)."""
+    """Mirrors one run into MLflow through MlflowClient (no global active run, so one process can run a sweep).
 
-    name = "mlflow"
+    Not mlflow.keras.MlflowCallback: it logs to the process's one active run, which the jobs of a sweep in
+    one process cannot share, and without the retries a SQLite store needs under parallel jobs.
+    """
+
+    config: MlflowConfig
 
     def __init__(self, config: MlflowConfig) -> None:
-        self.config = config
+        super().__init__(config)
         self.client: MlflowClient | None = None
         self.run_id: str | None = None
         self.run_dir: Path | None = None
@@ -118,7 +127,7 @@ class MlflowLogger(Logger):
         uri = tracking_uri(self.config, info.launch_dir)
         self.client = make_client(uri)
         self.run_dir = Path(info.run_dir)
-        previous = read_record(info.run_dir).get("mlflow") or {}
+        previous = read_record(info.run_dir).get(NAME) or {}
         if info.resumed and previous.get("run_id") and previous.get("tracking_uri") == uri:
             self.run_id = previous["run_id"]
             _retry(self.client.update_run, self.run_id, status="RUNNING")
@@ -144,41 +153,44 @@ class MlflowLogger(Logger):
         run = _retry(self.client.create_run, experiment_id, tags=run_tags, run_name=name[:250])
         self.run_id = run.info.run_id
         # Kept before anything else is logged: a run stopped from here on is continued, not duplicated.
-        write_record(
-            info.run_dir, "mlflow", {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": self.run_id}
-        )
+        write_record(info.run_dir, NAME, {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": self.run_id})
         items = [Param(key, str(plain_value(value))) for key, value in params.items()]
         for first in range(0, len(items), PARAMS_PER_CALL):
             _retry(self.client.log_batch, self.run_id, params=items[first : first + PARAMS_PER_CALL])
         log.info("mlflow: run %s in experiment %s at %s", self.run_id, self.config.experiment or info.app, uri)
 
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
-        self._metrics(metrics, step=epoch)
+    def callback(self) -> keras.callbacks.Callback:
+        import keras
 
-    def log_test(self, metrics: Mapping[str, Any]) -> None:
-        final = {
-            key: metrics[key]
-            for key in ("test_accuracy", "test_loss", "best_val_accuracy", "kept_epoch", "epochs_run", "train_seconds")
-            if metrics.get(key) is not None
-        }
-        self._metrics(final, step=int(metrics.get("epochs_run", 0)))
+        # loss, accuracy, val_loss, val_accuracy and learning_rate, at step = the epoch.
+        return keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self._metrics(logs, step=epoch))
 
-    def log_artifacts(self, run_dir: Path) -> None:
-        for name in RUN_FILES:
-            if (Path(run_dir) / name).is_file():
-                _retry(self._client.log_artifact, self.run_id, str(Path(run_dir) / name))
-        if self.config.log_model and (Path(run_dir) / "model.keras").is_file():
-            _retry(self._client.log_artifact, self.run_id, str(Path(run_dir) / "model.keras"), "model")
-
-    def end(self, status: str) -> None:
-        failure = self.run_dir / "metrics.json" if self.run_dir else None
-        if status not in ("completed", "pruned") and failure is not None and failure.is_file():
-            _retry(self._client.log_artifact, self.run_id, str(failure))  # says why, or where it stopped
+    def end(self, status: str, metrics: Mapping[str, Any] | None) -> None:
+        run_dir = self.run_dir or Path()
+        if metrics is not None:
+            final = {key: metrics[key] for key in FINAL if metrics.get(key) is not None}
+            self._metrics(final, step=int(metrics.get("epochs_run", 0)))
+            for name in RUN_FILES:
+                if (run_dir / name).is_file():
+                    _retry(self._client.log_artifact, self.run_id, str(run_dir / name))
+            if self.config.log_model and (run_dir / "model.keras").is_file():
+                _retry(self._client.log_artifact, self.run_id, str(run_dir / "model.keras"), "model")
+        elif (run_dir / "metrics.json").is_file():  # failed or stopped: it says why, or where it stopped
+            _retry(self._client.log_artifact, self.run_id, str(run_dir / "metrics.json"))
         if status == "pruned":
             _retry(self._client.set_tag, self.run_id, "mnist_hydra.status", "pruned")
         _retry(self._client.set_terminated, self.run_id, STATUS[status])
 
-    def explain(self, err: Exception) -> str:
+    @classmethod
+    def open_sweep(cls, config: MlflowConfig, sweep: RunInfo) -> None:
+        open_sweep_run(config, sweep)
+
+    @classmethod
+    def close_sweep(cls, sweep_dir: Path, status: str, metrics: Mapping[str, float]) -> None:
+        close_sweep_run(sweep_dir, status, metrics)
+
+    @classmethod
+    def explain(cls, err: BaseException) -> str:
         return explain(err)
 
     @property
@@ -266,22 +278,21 @@ def _override_key(override: str) -> str:
     return key + ("=" if equals and "." not in key else "")
 
 
-def open_sweep_run(
-    config: MlflowConfig, sweep_dir: Path, launch_dir: Path, app: str, overrides: list[str], git_commit: str | None
-) -> str:
+def open_sweep_run(config: MlflowConfig, sweep: RunInfo) -> str:
     """Create (or, for a resumed sweep, reopen) the sweep's parent run; its id goes to SWEEP_DIR/tracking.json."""
-    uri = tracking_uri(config, launch_dir)
+    sweep_dir, overrides = Path(sweep.run_dir), sweep.overrides
+    uri = tracking_uri(config, sweep.launch_dir)
     client = make_client(uri)
-    previous = read_record(sweep_dir).get("mlflow") or {}
+    previous = read_record(sweep_dir).get(NAME) or {}
     if previous.get("run_id") and previous.get("tracking_uri") == uri:
         run_id: str = previous["run_id"]
         _retry(client.update_run, run_id, status="RUNNING")
         return run_id
-    experiment_id = experiment(client, config.experiment or app)
-    sweep_dir = Path(sweep_dir).resolve()
+    experiment_id = experiment(client, config.experiment or sweep.app)
+    sweep_dir = sweep_dir.resolve()
     tags = {"overrides": " ".join(overrides), "run_dir": str(sweep_dir), "kind": "sweep"}
-    if git_commit:
-        tags["git_commit"] = git_commit
+    if sweep.git_commit:
+        tags["git_commit"] = sweep.git_commit
     run = _retry(
         client.create_run,
         experiment_id,
@@ -292,7 +303,7 @@ def open_sweep_run(
     sweep_dir.mkdir(parents=True, exist_ok=True)
     write_record(
         sweep_dir,
-        "mlflow",
+        NAME,
         {"tracking_uri": uri, "experiment_id": experiment_id, "run_id": run_id, "overrides": list(overrides)},
     )
     log.info("mlflow: sweep run %s at %s", run_id, uri)
@@ -301,7 +312,7 @@ def open_sweep_run(
 
 def close_sweep_run(sweep_dir: Path, status: str, metrics: Mapping[str, float]) -> None:
     """End the sweep's parent run as `status`, with its summary figures and files; nothing when it has none."""
-    record = read_record(sweep_dir).get("mlflow") or {}
+    record = read_record(sweep_dir).get(NAME) or {}
     if not record.get("run_id"):
         return
     from mlflow.entities import Metric
@@ -342,7 +353,7 @@ def _sweep_parent(info: RunInfo, uri: str, experiment_id: str) -> dict[str, Any]
     same store and experiment."""
     if info.sweep_dir is None:
         return None
-    parent = read_record(info.sweep_dir).get("mlflow") or {}
+    parent = read_record(info.sweep_dir).get(NAME) or {}
     if parent.get("run_id") and parent.get("tracking_uri") == uri and parent.get("experiment_id") == experiment_id:
         return parent
     return None
@@ -365,11 +376,3 @@ def _locked(err: BaseException) -> bool:
     text = str(err).lower()
     # The last two: two processes creating or upgrading a new store's tables at once (mlflow #4123).
     return "database is locked" in text or "duplicate column" in text or ("already exists" in text and "table" in text)
-
-
-def build(config: MlflowConfig) -> MlflowLogger:
-    """An MLflow logger for `config`."""
-    return MlflowLogger(config)
-
-
-LOGGERS.register("mlflow", schema=MlflowConfig)(build)

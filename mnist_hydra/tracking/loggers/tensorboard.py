@@ -14,10 +14,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import require
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value
+
+if TYPE_CHECKING:
+    import keras
 
 FOLDER = "tensorboard"
 IMAGES = ("confusion_matrix.png", "misclassified.png")
@@ -35,22 +38,30 @@ class TensorBoardConfig:
         require(self.update_freq >= 1, "update_freq", self.update_freq, "a number of steps >= 1")
 
 
+@LOGGERS.register("tensorboard", schema=TensorBoardConfig)
 class TensorBoardLogger(Logger):
-    """Writes a run's figures with tf.summary, one writer per TensorBoard run (train, validation, the run)."""
+    """Writes a run's figures with tf.summary, one writer per TensorBoard run (train, validation, the run).
 
-    name = "tensorboard"
+    Not keras.callbacks.TensorBoard: it counts steps per fit() call from 0 (one per steps_per_execution
+    call), so a resumed run would restart its lines; it writes a cut epoch's figures; and it reads the
+    learning rate after the plateau schedule has cut it.
+    """
+
+    config: TensorBoardConfig
 
     def __init__(self, config: TensorBoardConfig) -> None:
-        self.config = config
-        self.step_every = config.update_freq
+        super().__init__(config)
         self._writers: dict[str, Any] = {}
         self._steps: list[tuple[int, float]] = []  # the epoch in progress: written once it is complete
+        self._before = 0  # the step before the steps Keras is running now
+        self._run_dir = Path()
 
     def start(self, info: RunInfo, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         import tensorflow as tf
         from tensorboard.plugins.hparams import api as hp
 
-        folder = Path(info.run_dir) / FOLDER
+        self._run_dir = Path(info.run_dir)
+        folder = self._run_dir / FOLDER
         self._writers = {part: tf.summary.create_file_writer(str(folder / part)) for part in ("train", "validation")}
         self._writers["run"] = tf.summary.create_file_writer(str(folder))
         if info.resumed and _has_events(folder):
@@ -62,31 +73,53 @@ class TensorBoardLogger(Logger):
             hp.hparams(hparams, trial_id=info.name, start_time_secs=time.time())
         self._writers["run"].flush()
 
-    def log_step(self, step: int, metrics: Mapping[str, float]) -> None:
-        if "loss" in metrics:
-            self._steps.append((step, float(metrics["loss"])))
+    def callback(self) -> keras.callbacks.Callback:
+        import keras
 
-    def discard_steps(self) -> None:
-        self._steps.clear()
+        return keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs: self._steps.clear(),  # a cut epoch's steps: trained again on resume
+            on_train_batch_begin=self._begin_steps,
+            on_train_batch_end=self._end_steps,
+            on_epoch_end=self._write_epoch,
+        )
 
-    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+    def _begin_steps(self, first: int, logs: Mapping[str, Any] | None) -> None:
+        self._before = first - 1
+
+    def _end_steps(self, last: int, logs: Mapping[str, Any] | None) -> None:
+        # Keras reports once per trainer.steps_per_execution steps: a point on the first report at or after
+        # each multiple of update_freq.
+        every = self.config.update_freq
+        if logs and "loss" in logs and last // every > self._before // every:
+            self._steps.append((last, float(logs["loss"])))
+
+    def _write_epoch(self, epoch: int, logs: Mapping[str, float]) -> None:
         import tensorflow as tf
 
         with self._writers["train"].as_default():
             for step, loss in self._steps:
                 tf.summary.scalar("batch_loss", loss, step=step)
-            for key, value in metrics.items():
+            for key, value in logs.items():
                 if not key.startswith("val_"):
                     tf.summary.scalar(f"epoch_{key}", value, step=epoch)
         with self._writers["validation"].as_default():
-            for key, value in metrics.items():
+            for key, value in logs.items():
                 if key.startswith("val_"):
                     tf.summary.scalar(f"epoch_{key[4:]}", value, step=epoch)
         self._steps.clear()
         for writer in self._writers.values():
             writer.flush()  # a run stopped later keeps every complete epoch on disk
 
-    def log_test(self, metrics: Mapping[str, Any]) -> None:
+    def end(self, status: str, metrics: Mapping[str, Any] | None) -> None:
+        self._steps.clear()
+        if metrics is not None:
+            self._write_final(metrics)
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            writer.close()
+
+    def _write_final(self, metrics: Mapping[str, Any]) -> None:
+        """The test scores and final figures, and the confusion matrix and misclassified digits as images."""
         import tensorflow as tf
 
         step = int(metrics.get("epochs_run", 0))
@@ -96,33 +129,13 @@ class TensorBoardLogger(Logger):
             for key in ("best_val_accuracy", "kept_epoch", "epochs_run"):
                 if metrics.get(key) is not None:
                     tf.summary.scalar(f"final/{key}", metrics[key], step=step)
-        self._writers["run"].flush()
-
-    def log_artifacts(self, run_dir: Path) -> None:
-        import tensorflow as tf
-
-        with self._writers["run"].as_default():
             for name in IMAGES:
-                path = Path(run_dir) / name
+                path = self._run_dir / name
                 if path.is_file():
                     image = tf.io.decode_png(tf.io.read_file(str(path)), channels=3)
                     tf.summary.image(path.stem, image[tf.newaxis], step=0)
         self._writers["run"].flush()
 
-    def end(self, status: str) -> None:
-        self._steps.clear()
-        writers, self._writers = self._writers, {}
-        for writer in writers.values():
-            writer.close()
-
 
 def _has_events(folder: Path) -> bool:
     return any(folder.glob("events.out.tfevents.*"))
-
-
-def build(config: TensorBoardConfig) -> TensorBoardLogger:
-    """A TensorBoard logger for `config`."""
-    return TensorBoardLogger(config)
-
-
-LOGGERS.register("tensorboard", schema=TensorBoardConfig)(build)
