@@ -50,6 +50,10 @@ class RayLauncher(Launcher):
         self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from mnist_hydra.extras import require_extra
+
+        require_extra("ray", "hydra/launcher=ray")
+
         from hydra_plugins.mnist_hydra_plugins import _ray
 
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function
