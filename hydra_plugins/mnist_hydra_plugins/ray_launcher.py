@@ -1,6 +1,6 @@
 """hydra/launcher=ray: the jobs of a sweep as Ray tasks, on a local Ray or on a running cluster (init.address).
 
-Ours, over `ray.remote`, rather than hydra-ray-launcher (see the README's Launchers section for why). Each
+Ours, over `ray.remote`, rather than hydra-ray-launcher (docs/sweeps.md, Parallel and cluster launchers, says why). Each
 job reserves `hydra.launcher.ray.remote.num_cpus` CPUs, `trainer.threads` by default, so Ray never runs
 more jobs on a node than it has cores for.
 
