@@ -61,7 +61,7 @@ class Section:
 
 def schemas() -> Iterator[tuple[str, str, type, str]]:
     """(title, key prefix, schema, the options it backs) for every schema a user can set, in the page's order."""
-    # A clone builds the docs without installing the package; mkdocs restores sys.path after loading a hook.
+    # A clone builds the docs without installing the package: it is imported from the clone itself.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from mnist_hydra.apps.evaluate import EvaluateConfig
