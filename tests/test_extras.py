@@ -100,7 +100,7 @@ CORE_ONLY = """
 import contextlib, io, json, sys
 for name in {blocked!r}:
     sys.modules[name] = None  # `import name` now raises ImportError, as on a core install
-from mnist_hydra.apps import evaluate, serve, train
+from mnist_hydra.apps import evaluate, predict, serve, train
 results = {{}}
 def call(key, app, *argv):
     sys.argv = [key, *argv]
@@ -115,6 +115,8 @@ def call(key, app, *argv):
 call("cfg", train, "--cfg", "job")
 call("train", train, *{train!r})
 call("evaluate", evaluate, "run={run}")
+call("predict", predict, "run={run}", "images={tmp}/seven.png")
+call("sweep", train, "--multirun", *{train!r}[:-1], "seed=1,2", "hydra.sweep.dir={tmp}/basic")
 call("serve", serve, "run={run}")
 call("mlflow", train, "logger=mlflow", "hydra.run.dir={tmp}/mlflow")
 call("joblib", train, "--multirun", "hydra/launcher=joblib", "hydra.sweep.dir={tmp}/sweep")
@@ -122,7 +124,14 @@ print(json.dumps(results))
 """
 
 
-def test_the_core_install_trains_and_evaluates_and_names_the_extra_it_lacks(tmp_path, mnist_dir):
+def test_the_core_install_trains_evaluates_predicts_sweeps_and_names_the_extra_it_lacks(tmp_path, mnist_dir):
+    from PIL import Image
+
+    from mnist_hydra.data.idx import read_idx
+
+    digits = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
+    seven = next(i for i, label in enumerate(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")) if label == 7)
+    Image.fromarray(255 - digits[seven]).save(tmp_path / "seven.png")  # dark ink on white paper
     run = tmp_path / "run"
     train = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=500", "data.test_limit=100"]
     script = CORE_ONLY.format(blocked=EXTRA_MODULES, train=[*train, f"hydra.run.dir={run}"], run=run, tmp=tmp_path)
@@ -141,6 +150,9 @@ def test_the_core_install_trains_and_evaluates_and_names_the_extra_it_lacks(tmp_
     assert apps["train"]["code"] == 0, apps["train"]["err"][-2000:]
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
     assert apps["evaluate"]["code"] == 0 and "on 100 mnist test images" in apps["evaluate"]["out"], apps["evaluate"]
+    assert apps["predict"]["code"] == 0 and "seven.png" in apps["predict"]["out"], apps["predict"]
+    assert apps["sweep"]["code"] == 0, apps["sweep"]["err"][-2000:]
+    assert len((tmp_path / "basic" / "sweep_results.csv").read_text().splitlines()) == 3  # header and two jobs
     for key, line in [
         ("serve", "mnist_hydra.serve: error: python -m mnist_hydra.serve needs fastapi, uvicorn, python-multipart: "),
         ("mlflow", "mnist_hydra: error: logger=mlflow needs mlflow: "),

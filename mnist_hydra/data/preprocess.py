@@ -48,7 +48,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageFilter, ImageOps, UnidentifiedImageError
+from numpy.lib.stride_tricks import sliding_window_view
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from mnist_hydra.errors import UserError, one_line
 
@@ -295,25 +296,26 @@ def _paper(g: np.ndarray, dark: bool) -> np.ndarray:
     h, w = g.shape
     scale = min(1.0, PAPER_SIZE / max(h, w))
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = Image.fromarray(g).resize(size, Image.Resampling.BOX)
-    k = max(3, round(PAPER_REACH * max(size)) | 1)
-    # A closing (dark ink): the brightest within reach, then the darkest of those; an opening the other way round.
-    # Pillow's rank filters repeat the edge pixels outward, so the window is in effect cut at the image's edges:
-    # a stroke that runs off the edge is no wider.
-    first, then = (
-        (ImageFilter.MaxFilter(k), ImageFilter.MinFilter(k))
-        if dark
-        else (ImageFilter.MinFilter(k), ImageFilter.MaxFilter(k))
-    )
-    paper = np.asarray(small.filter(first).filter(then), np.float64)
+    small = np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX), np.float64)
+    k = max(3, round(PAPER_REACH * max(small.shape)) | 1)
+    if dark:  # a closing: the brightest within reach, then the darkest of those
+        paper = -_max_filter_edge(-_max_filter_edge(small, k), k)
+    else:
+        paper = _max_filter_edge(-_max_filter_edge(-small, k), k)
     m = max(3, (k // 2) | 1)
     paper = _box(paper, m) / _box(np.ones_like(paper), m)
     return np.array(Image.fromarray(paper.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
 
 
+def _max_filter_edge(a: np.ndarray, k: int) -> np.ndarray:
+    """The k x k max filter with its window cut at the image's edges (a stroke that runs off the edge is no wider)."""
+    padded = np.pad(a, k, constant_values=-np.inf)
+    return _max_filter(padded, k)[k:-k, k:-k]
+
+
 def _box(a: np.ndarray, k: int) -> np.ndarray:
-    """Sum over a k x k window (k odd), the window cut at the edges (Pillow's BoxBlur takes 8-bit images only and
-    repeats the edge pixels instead)."""
+    """Sum over a k x k window (k odd), the window cut at the edges. Not Pillow's BoxBlur: it takes 8-bit images
+    only and repeats the edge pixels outward instead."""
     for axis in (0, 1):
         c = np.cumsum(np.pad(a, [(k // 2 + 1, k // 2) if ax == axis else (0, 0) for ax in (0, 1)]), axis=axis)
         a = np.take(c, np.arange(k, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - k), axis=axis)
@@ -363,11 +365,12 @@ def _thicken(crop: np.ndarray) -> np.ndarray:
     if width * scale >= MIN_STROKE:
         return crop
     size = math.ceil(STROKE / scale - width) + 1  # a size x size max filter widens a stroke by size - 1
-    return _crop(_dilate(np.pad(crop, size), size))
+    return _crop(_max_filter(np.pad(crop, size), size))
 
 
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
-    """The maximum of each factor x factor block of `image` (>= 0), the last row and column of blocks cut short."""
+    """The maximum of each factor x factor block of `image` (>= 0), the last row and column of blocks cut short.
+    Not Pillow's Image.reduce: it averages each block, which fades the fine line this is meant to keep."""
     # A running maximum over the factor x factor strided views: the same result as zero-padding and
     # reshape(...).max(axis=(1, 3)), several times faster. A view that starts further in is a row or a
     # column shorter where the image's side is no multiple of factor: it updates the blocks it reaches.
@@ -381,15 +384,19 @@ def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
     return pooled
 
 
-def _dilate(image: np.ndarray, size: int) -> np.ndarray:
-    """Grayscale dilation of float32 `image` (padded with zeros by >= size) by a size x size square: Pillow's
-    MaxFilter, which takes odd sizes; an even size is the odd one below it and then a 2 x 2 maximum."""
-    odd = size - 1 + size % 2
-    dilated = np.asarray(Image.fromarray(image).filter(ImageFilter.MaxFilter(odd)))
-    if odd < size:  # the window then spans [i - size/2 + 1, i + size/2], as a centred even window does
-        dilated = np.maximum(dilated, np.roll(dilated, -1, axis=0))
-        dilated = np.maximum(dilated, np.roll(dilated, -1, axis=1))
-    return dilated
+def _max_filter(image: np.ndarray, size: int) -> np.ndarray:
+    """Grayscale dilation by a size x size square, as two 1-D passes (the image is padded by >= size).
+
+    Each pass is the maximum over a sliding window of `size` pixels that wraps around at the edges (the padding
+    makes the wrap harmless), from one strided view instead of `size` shifted copies. Not Pillow's MaxFilter and
+    MinFilter: they give the same pixels, but take odd sizes only and look at all size x size pixels for each one,
+    which made the whole preprocessing of a photo 3 times slower (a 20 x 20 dilation: 38 ms against 2.3 ms).
+    """
+    low, high = size - size // 2 - 1, size // 2  # the window spans [i - low, i + high]
+    for axis in (0, 1):
+        wrapped = np.pad(image, [(low, high) if ax == axis else (0, 0) for ax in (0, 1)], mode="wrap")
+        image = sliding_window_view(wrapped, size, axis=axis).max(axis=-1)
+    return image
 
 
 def _fit(crop: np.ndarray, box: int) -> np.ndarray:
