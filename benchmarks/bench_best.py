@@ -4,7 +4,7 @@ Usage (from the repo root; about 15 minutes on two cores):
   python benchmarks/bench_best.py [--data DIR] [--seeds 0,1,2] [--set k=v ...] [--json PATH]
 
 Each seed is its own `python -m mnist_hydra` process into a scratch run directory, one after another.
-Targets (issue 14): mean test accuracy >= 99.5% over the seeds, and every run <= 5 minutes wall.
+Targets: mean test accuracy >= 99.5% over the seeds, and every run <= 5 minutes wall.
 bench_train.py runs the same with `--only best`.
 """
 

@@ -8,8 +8,8 @@ shadowed paper, dark ink or chalk, noise, JPEG. Prints the run's accuracy on the
 digits, on the photos (all, and per paper and polarity), how often a clean enlargement gets the
 original's prediction, and milliseconds of preprocessing per photo.
 
---preprocess FILE measures another version of mnist_hydra/preprocess.py, e.g. the one before the
-paper estimate: `git show bc4e3ad:mnist_hydra/preprocess.py > /tmp/before.py`.
+--preprocess FILE measures another version of mnist_hydra/data/preprocess.py, e.g. one of another commit:
+`git show REV:mnist_hydra/data/preprocess.py > /tmp/other.py`.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ given per training image (seconds per epoch / training images), and the targets 
 Each run's whole-command wall time and its overhead (wall minus its epochs' own time) are kept; (a) runs
 --overhead-runs times in all for the overhead target. `best` (not in the default --only: about 15
 minutes) runs `+experiment=best` over seeds 0, 1, 2 (benchmarks/bench_best.py). Then: wall time of
-`--help`, `--cfg job` and `import tensorflow`; MNIST load time through `mnist_hydra.data.load_splits`.
+`--help`, `--cfg job` and `import tensorflow`; MNIST load time through `mnist_hydra.data.datasets.load_splits`.
 The benchmark process itself never imports TensorFlow, so every figure comes from a fresh child.
 """
 
@@ -62,7 +62,7 @@ CASES = ("a", "b", "c", "torch", "best", "cli", "load", "peak")
 DEFAULT_ONLY = ("a", "b", "c", "torch", "cli", "load", "peak")  # best takes ~15 minutes: asked for by name
 TORCH_CASES = ("f32-64", "bf16-64", "bf16-256")  # benchmarks/bench_torch.py's cases
 
-# Targets (issue 14). Ratios are of seconds per training image; s/epoch is the median of epochs 2..N.
+# Targets (docs/performance.md). Ratios are of seconds per training image; s/epoch is the median of epochs 2..N.
 TARGET_A_OVER_B = 0.6  # default config against the plain script, per training image
 TARGET_C_EPOCH_AMX = 1.0  # trainer=fastest, s/epoch, on a CPU with AMX
 TARGET_C_EPOCH_AVX512 = 1.5  # ... on one without (AVX-512)
@@ -684,7 +684,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=2,
         metavar="N",
-        help="runs of (a) in all, for the overhead target (the issue asks for 10); those beyond "
+        help="runs of (a) in all, for the overhead target (10 make a steady median); those beyond "
         "--repeats come after the rotation (default %(default)s)",
     )
     parser.add_argument(

@@ -143,7 +143,7 @@ class Config:
     """The composed config: one option from each group plus the run's seed."""
 
     seed: int = 0  # seeds Python, NumPy, TensorFlow and the validation split
-    resume: str | None = None  # a run or sweep directory to continue (mnist_hydra/runs/resume.py)
+    resume: str | None = None  # a run or sweep directory to continue (mnist_hydra/apps/resume.py)
     init_from: str | None = None  # a finished run whose weights this run starts from (fine-tuning); null = fresh
     plugins: list[str] = field(default_factory=list)  # modules imported before validation: your own builders
     data: Any = MISSING

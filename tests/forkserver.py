@@ -75,7 +75,7 @@ class ForkServer:
     def run(
         self, module: str, args: Sequence[str], cwd: Path, env: dict[str, str], timeout: float
     ) -> subprocess.CompletedProcess:
-        """`python -m module *args` in `cwd` with exactly `env`; returncode None when it was killed at `timeout`."""
+        """`python -m MODULE *args` in `cwd` with exactly `env`; returncode None when it was killed at `timeout`."""
         command = [sys.executable, "-m", module, *args]
         if self.plain:
             try:

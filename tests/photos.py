@@ -4,7 +4,7 @@ Each photo is drawn from one 28x28 test digit, whose grey levels are the ink's c
 
 - the digit is enlarged (bicubic) to fill 45-85% of a 150-300 px canvas, somewhere off-centre;
 - the paper's brightness varies: flat, a linear gradient in any direction (among them the 200->150
-  left-to-right case of the bug report), a radial vignette, or a soft shadow across one side;
+  left-to-right case), a radial vignette, or a soft shadow across one side;
 - dark ink on light paper, or (one in four) light chalk on a dark board: both polarities;
 - a slight blur (focus), Gaussian sensor noise, sometimes a colour cast, then JPEG at quality 35-90.
 """
@@ -35,7 +35,7 @@ def paper(kind: str, height: int, width: int, rng: np.random.Generator) -> np.nd
     ys, xs = np.mgrid[0:height, 0:width] / max(height, width)
     if kind == "flat":
         return np.full((height, width), rng.uniform(150, 250))
-    if kind == "shade_200_150":  # the bug report's photo: 200 on the left, 150 on the right
+    if kind == "shade_200_150":  # a photo shaded from 200 on the left to 150 on the right
         return 200 - 50 * xs / xs.max()
     if kind == "linear":
         angle = rng.uniform(0, 2 * np.pi)

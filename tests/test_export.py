@@ -189,7 +189,9 @@ def test_a_missing_runtime_names_the_extra_to_install(run_copy, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else real(name, *a))
-    with pytest.raises(export.ExportError, match=r"format=onnx needs onnxruntime: pip install 'mnist-hydra\[export\]'"):
+    from mnist_hydra.extras import MissingExtra
+
+    with pytest.raises(MissingExtra, match=r"^format=onnx needs onnxruntime: pip install 'mnist-hydra\[export\]'$"):
         export.export_run(run_copy, "onnx", limit=LIMIT)
 
 

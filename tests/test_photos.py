@@ -1,18 +1,18 @@
-"""Photos of digits on unevenly lit paper: ink told from paper whatever the shading (issue 11, item 10).
+"""Photos of digits on unevenly lit paper: ink told from paper whatever the shading.
 
 The set is built from real MNIST test digits (tests/photos.py), so the truth is known, and read by
 the session's trained run (tests/conftest.py: 1 epoch on 2,000 images).
 
-Where the bands come from: benchmarks/bench_photos.py with that run's config, on the 300 digits
-below and on 2,000 others (test digits 1000-2999), before and after the paper estimate:
+Why the bands: benchmarks/bench_photos.py with that run's config, on the 300 digits below and on
+2,000 others (test digits 1000-2999), with a flat paper level and the paper estimated:
 
 | preprocessing                                       | photos read right / originals read right |
 | --------------------------------------------------- | ---------------------------------------- |
-| before: border median as paper, fixed 0.2 threshold | 0.54 (300), 0.53 (2,000)                 |
-| now: the paper closed over, Otsu's threshold        | 0.99 (300), 0.99 (2,000)                 |
+| the border's median as paper, a fixed 0.2 threshold | 0.54 (300), 0.53 (2,000)                 |
+| the paper closed over, Otsu's threshold             | 0.99 (300), 0.99 (2,000)                 |
 
-The bug report's 200->150 shade went from 0.28 to 1.04 of the originals (300). The bands leave the
-new figures about 0.1 of room and fail the old ones by far.
+A paper shaded from 200 on the left to 150 on the right reads 0.28 of the originals with the flat level and
+1.04 with the estimate (300). The bands leave the estimate about 0.1 of room and fail the flat level by far.
 """
 
 from __future__ import annotations

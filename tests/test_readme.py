@@ -31,7 +31,7 @@ def test_the_readme_links_only_to_docs_pages_that_exist():
     assert len(links) >= 10, links
     for path, anchor in links:
         assert (ROOT / path).exists(), f"the README links to {path}, which is not there"
-        if anchor:  # the heading's id as mkdocs (and GitHub) make it: lower case, punctuation out, spaces to -
+        if anchor:  # the heading's id as the site's toc (and GitHub) makes it: lower case, punctuation out, spaces to -
             headings = re.findall(r"^#+ (.*)$", (ROOT / path).read_text(), flags=re.M)
             slugs = {re.sub(r"[-\s]+", "-", re.sub(r"[^\w\s-]", "", h).strip().lower()) for h in headings}
             assert anchor[1:] in slugs, f"the README links to {path}{anchor}: no such heading there"

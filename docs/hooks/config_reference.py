@@ -1,7 +1,8 @@
 """The configuration reference, generated from the schemas themselves at every docs build, so it cannot drift.
 
-An mkdocs hook (mkdocs.yml `hooks:`): `on_page_markdown` replaces the marker line in docs/configuration.md with
-one table per schema: every key, its type, its default and its meaning, which is the `# comment` on the field's
+A Markdown extension (mkdocs.yml `markdown_extensions:`, which Zensical reads; `python -m zensical` puts the
+clone's root on sys.path, so it imports as `docs.hooks.config_reference`): it replaces the marker line in
+docs/configuration.md with one table per schema: every key, its type, its default and its meaning, which is the `# comment` on the field's
 line in the source (else the comment lines right above it). Each option's YAML file (conf/<group>/<option>.yaml)
 adds the values it changes. `python docs/hooks/config_reference.py` prints the page's tables.
 """
@@ -23,6 +24,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from markdown import Markdown
+from markdown.extensions import Extension
+from markdown.preprocessors import Preprocessor
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +61,7 @@ class Section:
 
 def schemas() -> Iterator[tuple[str, str, type, str]]:
     """(title, key prefix, schema, the options it backs) for every schema a user can set, in the page's order."""
-    # A clone builds the docs without installing the package; mkdocs restores sys.path after loading a hook.
+    # A clone builds the docs without installing the package: it is imported from the clone itself.
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     from mnist_hydra.apps.evaluate import EvaluateConfig
@@ -357,13 +362,26 @@ def _render_experiments() -> list[str]:
     return parts
 
 
-def on_page_markdown(markdown: str, page: Any, config: Any, files: Any) -> str | None:
-    """mkdocs hook: fill the configuration page's marker with the generated tables."""
-    if page.file.src_uri != PAGE:
-        return markdown
-    if MARKER not in markdown:
-        raise ValueError(f"docs/{PAGE} lost its marker line {MARKER!r}: the reference has nowhere to go")
-    return markdown.replace(MARKER, render())
+class _FillMarker(Preprocessor):
+    """The marker line, wherever it stands, becomes the generated tables (Markdown, parsed with the page)."""
+
+    def run(self, lines: list[str]) -> list[str]:
+        filled: list[str] = []
+        for line in lines:
+            filled += render().splitlines() if line.strip() == MARKER else [line]
+        return filled
+
+
+class ConfigReference(Extension):
+    """The Markdown extension that the site's build loads by this module's name."""
+
+    def extendMarkdown(self, md: Markdown) -> None:  # Python-Markdown calls it by this name
+        md.preprocessors.register(_FillMarker(md), "config_reference", 40)  # before the block parser
+
+
+def makeExtension(**kwargs: Any) -> ConfigReference:  # the name Python-Markdown looks for
+    """Python-Markdown's entry point: `markdown_extensions: [docs.hooks.config_reference]`."""
+    return ConfigReference(**kwargs)
 
 
 if __name__ == "__main__":

@@ -95,6 +95,13 @@ class OptunaSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from mnist_hydra.extras import require_extra
+
+        require_extra("search", "hparams_search=optuna (hydra/sweeper=optuna)", ["optuna"])
+        sampler = str(OmegaConf.select(config, "hydra.sweeper.sampler.name", default=""))
+        if sampler == "cmaes":  # Optuna's CmaEsSampler imports it only when it first samples
+            require_extra("search", "hydra/sweeper/sampler=cmaes", ["cmaes"])
+
         from hydra_plugins.mnist_hydra_plugins._search import Search
 
         self.config, self.hydra_context = config, hydra_context

@@ -1,6 +1,6 @@
 """hydra/launcher=ray: the jobs of a sweep as Ray tasks, on a local Ray or on a running cluster (init.address).
 
-Ours, over `ray.remote`, rather than hydra-ray-launcher (see the README's Launchers section for why). Each
+Ours, over `ray.remote`, rather than hydra-ray-launcher (docs/sweeps.md, Parallel and cluster launchers, says why). Each
 job reserves `hydra.launcher.ray.remote.num_cpus` CPUs, `trainer.threads` by default, so Ray never runs
 more jobs on a node than it has cores for.
 
@@ -50,6 +50,10 @@ class RayLauncher(Launcher):
         self.task_function: TaskFunction | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from mnist_hydra.extras import require_extra
+
+        require_extra("ray", "hydra/launcher=ray")
+
         from hydra_plugins.mnist_hydra_plugins import _ray
 
         self.config, self.hydra_context, self.task_function = config, hydra_context, task_function

@@ -32,6 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_hydra.apps import resolvers
 from mnist_hydra.config import describe_field
 from mnist_hydra.errors import ConfigError, UserError, one_line
+from mnist_hydra.extras import MissingExtra, plugin_option_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
@@ -185,6 +186,8 @@ def exit_code(cause: BaseException) -> int:
     """A UserError's own code; 1 for a path that cannot be written and for memory, as for data; else 2 (usage)."""
     if hasattr(cause, "exit_code"):
         return int(cause.exit_code)
+    if isinstance(cause, MissingConfigException) and plugin_option_message(cause.missing_cfg_file or "") is not None:
+        return MissingExtra.exit_code  # an option of a launcher package that is not installed, as for any extra
     if (
         isinstance(cause, OSError)
         and cause.errno in PATH_ERRNOS
@@ -238,6 +241,9 @@ def describe(err: BaseException) -> str | None:
             "in the sweep directory says why it failed"
         )
     if isinstance(err, MissingConfigException):
+        from_extra = plugin_option_message(err.missing_cfg_file or "")
+        if from_extra is not None:  # hydra/launcher=joblib without hydra-joblib-launcher: Hydra knows no such option
+            return from_extra
         group, _, option = (err.missing_cfg_file or "").rpartition("/")
         # Hydra lists the options only for a single choice; for one item of a list (logger=[a,b]) we look.
         options = err.options if err.options is not None else _packaged_options(group)

@@ -28,7 +28,7 @@ class ServeConfig:
         self.serve.check()
 
 
-@hydra_app(PROG, "serve", ServeConfig, EXAMPLES, hydra_flags=False)
+@hydra_app(PROG, "serve", ServeConfig, EXAMPLES, hydra_flags=False, extra="serve")
 def serve(settings: ServeConfig, cfg: DictConfig) -> None:
     """Serve `settings.run` until SIGINT or SIGTERM."""
     from mnist_hydra.serving.server import serve as run_server  # uvicorn and TensorFlow load only now

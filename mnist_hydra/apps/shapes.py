@@ -23,6 +23,7 @@ from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import ArgumentParser, guard, run_app
 from mnist_hydra.config import require_values
 from mnist_hydra.errors import UserError
+from mnist_hydra.extras import require_extra
 
 S = TypeVar("S")
 
@@ -34,20 +35,33 @@ class App(Generic[S]):
     prog: str
     task: Callable[..., Any]
     hydra_flags: bool
+    extra: str | None = None  # the pip extra the whole app needs (mnist_hydra/extras.py)
 
     def main(self) -> None:
-        """Run the app inside the error boundary."""
-        run_app(self.task, self.prog, hydra_flags=self.hydra_flags)
+        """Run the app inside the error boundary; an app of an extra that is not installed says which, in one line."""
+
+        def app() -> Any:
+            if self.extra is not None:
+                require_extra(self.extra, f"python -m {self.prog}")
+            return self.task()
+
+        run_app(app, self.prog, hydra_flags=self.hydra_flags)
 
 
 def hydra_app(
-    prog: str, config_name: str, schema: type[S], examples: dict[str, str], hydra_flags: bool = True
+    prog: str,
+    config_name: str,
+    schema: type[S],
+    examples: dict[str, str],
+    hydra_flags: bool = True,
+    extra: str | None = None,
 ) -> Callable[[Callable[[S, DictConfig], None]], App[S]]:
     """Decorator: `run(settings, cfg)` becomes an app composing conf/`config_name`.yaml over `schema`.
 
     `settings` is the typed, checked config; `cfg` the composed one, for what a schema cannot hold (which keys
     the command line set). `examples`: what the error for a key without a value suggests, by key.
     `hydra_flags`: check Hydra's own flags before Hydra parses them (the apps that take --multirun and friends).
+    `extra`: the pip extra the app needs; without it the app stops at once with the line that names it.
     """
     prepare_hydra()
     ConfigStore.instance().store(name=f"{config_name}_schema", node=schema)
@@ -64,7 +78,7 @@ def hydra_app(
             run(settings, cfg)  # type: ignore[arg-type]  # to_object returns the schema's instance
 
         task.__doc__ = run.__doc__
-        return App(prog, task, hydra_flags)
+        return App(prog, task, hydra_flags, extra)
 
     return wrap
 

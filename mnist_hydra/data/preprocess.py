@@ -314,7 +314,8 @@ def _max_filter_edge(a: np.ndarray, k: int) -> np.ndarray:
 
 
 def _box(a: np.ndarray, k: int) -> np.ndarray:
-    """Sum over a k x k window (k odd), the window cut at the edges."""
+    """Sum over a k x k window (k odd), the window cut at the edges. Not Pillow's BoxBlur: it takes 8-bit images
+    only and repeats the edge pixels outward instead."""
     for axis in (0, 1):
         c = np.cumsum(np.pad(a, [(k // 2 + 1, k // 2) if ax == axis else (0, 0) for ax in (0, 1)]), axis=axis)
         a = np.take(c, np.arange(k, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - k), axis=axis)
@@ -368,7 +369,8 @@ def _thicken(crop: np.ndarray) -> np.ndarray:
 
 
 def _max_pool(image: np.ndarray, factor: int) -> np.ndarray:
-    """The maximum of each factor x factor block of `image` (>= 0), the last row and column of blocks cut short."""
+    """The maximum of each factor x factor block of `image` (>= 0), the last row and column of blocks cut short.
+    Not Pillow's Image.reduce: it averages each block, which fades the fine line this is meant to keep."""
     # A running maximum over the factor x factor strided views: the same result as zero-padding and
     # reshape(...).max(axis=(1, 3)), several times faster. A view that starts further in is a row or a
     # column shorter where the image's side is no multiple of factor: it updates the blocks it reaches.
@@ -386,7 +388,9 @@ def _max_filter(image: np.ndarray, size: int) -> np.ndarray:
     """Grayscale dilation by a size x size square, as two 1-D passes (the image is padded by >= size).
 
     Each pass is the maximum over a sliding window of `size` pixels that wraps around at the edges (the padding
-    makes the wrap harmless), from one strided view instead of `size` shifted copies.
+    makes the wrap harmless), from one strided view instead of `size` shifted copies. Not Pillow's MaxFilter and
+    MinFilter: they give the same pixels, but take odd sizes only and look at all size x size pixels for each one,
+    which made the whole preprocessing of a photo 3 times slower (a 20 x 20 dilation: 38 ms against 2.3 ms).
     """
     low, high = size - size // 2 - 1, size // 2  # the window spans [i - low, i + high]
     for axis in (0, 1):

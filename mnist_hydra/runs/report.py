@@ -3,7 +3,7 @@
 A run's page holds its config, final metrics, training curves, confusion matrix, misclassified
 digits and per-epoch history. A sweep's page holds the sweep table, the replicate groups, the
 summary plot and a relative link to each job's own report.html. Both are rebuilt from the files
-in the directory, so they can be written again at any time (`python -m mnist_hydra.runs.report DIR`);
+in the directory, so they can be written again at any time (`python -m mnist_hydra.report DIR`);
 every text is HTML-escaped.
 """
 

@@ -2,7 +2,7 @@
 
 A sweep directory holds one sub-directory per job, each with Hydra's `.hydra/overrides.yaml`
 and our `metrics.json`. Everything here is rebuilt from those files, so a summary can be made
-again at any time (`python -m mnist_hydra.apps.summarize SWEEP_DIR`).
+again at any time (`python -m mnist_hydra.summarize SWEEP_DIR`).
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import json
 import os
 import secrets
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_hydra.errors import UserError
+from mnist_hydra.extras import require_extra
 from mnist_hydra.runs.artifacts import read_json, write_json
 from mnist_hydra.runs.rundir import class_names, load_model, read_config, require_run
 
@@ -164,12 +164,10 @@ def check_format(fmt: str) -> None:
 
 
 def require_runtime(fmt: str) -> None:
-    """ExportError naming the packages to install when `fmt`'s converter or runtime is missing."""
-    needed = {"saved_model": (), "litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnxruntime")}[fmt]
-    missing = [name for name in needed if importlib.util.find_spec(name) is None]
-    if missing:
-        packages = " and ".join(name.replace("_", "-") for name in missing)
-        raise ExportError(f"format={fmt} needs {packages}: pip install 'mnist-hydra[export]'")
+    """MissingExtra naming the packages to install when `fmt`'s converter or runtime is missing."""
+    needed = {"saved_model": (), "litert": ("ai_edge_litert",), "onnx": ("tf2onnx", "onnx", "onnxruntime")}[fmt]
+    if needed:
+        require_extra("export", f"format={fmt}", needed)
 
 
 def test_images(run_dir: Path, limit: int | None) -> tuple[np.ndarray, str]:

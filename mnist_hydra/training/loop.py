@@ -373,7 +373,7 @@ def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
 
     Keras runs whole executions, so with 844 steps an epoch and 16 per execution each epoch would take
     848 batches, shifting every later epoch's batches and breaking the (seed, epoch) order a resumed run
-    relies on (mnist_hydra.pipeline.make_training_dataset).
+    relies on (mnist_hydra.data.pipeline.make_training_dataset).
     """
     chosen = max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
     if chosen != limit:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from mnist_hydra.errors import require
+from mnist_hydra.extras import require_extra
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value, read_record, short_error, write_record
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class MlflowConfig:
     log_model: bool = True  # upload model.keras with the other artifacts
 
     def check(self) -> None:
+        require_extra("mlflow", "logger=mlflow")
         require(
             self.tracking_uri is None or uri_scheme(self.tracking_uri) in DATABASE_SCHEMES + SERVER_SCHEMES,
             "tracking_uri",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mnist_hydra.errors import require
+from mnist_hydra.extras import require_extra
 from mnist_hydra.tracking.base import LOGGERS, Logger, RunInfo, plain_value
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class TensorBoardConfig:
     )
 
     def check(self) -> None:
+        require_extra("tensorboard", "logger=tensorboard")
         require(self.update_freq >= 1, "update_freq", self.update_freq, "a number of steps >= 1")
 
 
