@@ -10,6 +10,7 @@
 - `mnist_hydra.config_subdir`: a resumed directory keeps its first .hydra/.
 - `discard_created` (called by the error boundary) removes the directories created here that hold no
   result, so a command that fails or is interrupted leaves no stub.
+- `release` unlocks and forgets this process's claims, for a caller that runs several commands in one process.
 """
 
 from __future__ import annotations
@@ -143,6 +144,17 @@ def discard_created() -> Path | None:
     kept = [Path(name) for name in _locks if Path(name).is_dir() and rundir.holds_run(Path(name))]
     kept += [folder for folder in _sweep if folder.is_dir() and rundir.job_dirs(folder)]
     return kept[-1] if kept else None
+
+
+def release() -> None:
+    """Unlock every directory this process claimed and forget them, as the process's end would: for a caller
+    that runs several commands in one process (the tests), so one command's claims do not bind the next."""
+    for fd in _locks.values():
+        os.close(fd)
+    _locks.clear()
+    _created.clear()
+    _found.clear()
+    _sweep.clear()
 
 
 def _holds_run_here(folder: Path) -> bool:
