@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mnist_hydra.serving import export
-from tests.conftest import run_app
+from tests.conftest import call_app
 
 EXPORT = "mnist_hydra.export"
 LIMIT = 300  # test images compared: enough to see a change of class, quick on two cores
@@ -107,7 +107,7 @@ def test_a_tampered_export_fails_the_check(run_copy, fmt):
 
 def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tampered(run_copy, tmp_path, mnist_dir):
     env = {"MNIST_HYDRA_DATA": str(mnist_dir)}
-    result = run_app(f"run={run_copy}", "format=onnx", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
+    result = call_app(f"run={run_copy}", "format=onnx", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith(f"{EXPORT}: ") for line in lines), lines
@@ -118,7 +118,9 @@ def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tam
     from mnist_hydra.runs.rundir import load_model
 
     tamper(run_copy / "export" / "onnx", load_model(run_copy / "model.keras").layers[-1].get_weights()[1])
-    result = run_app(f"run={run_copy}", "format=onnx", "verify=true", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
+    result = call_app(
+        f"run={run_copy}", "format=onnx", "verify=true", "limit=100", cwd=tmp_path, module=EXPORT, env=env
+    )
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"{EXPORT}: error:")]
     assert len(ours) == 1 and "does not match model.keras" in ours[0] and "images change class" in ours[0], (
@@ -141,7 +143,7 @@ def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tam
 def test_bad_arguments_fail_in_one_line(run_copy, tmp_path, args, code, words):
     values = {"run": run_copy, "tmp": tmp_path}
     shutil.rmtree(run_copy / "export" / "litert", ignore_errors=True)
-    result = run_app(*(a.format(**values) for a in args), cwd=tmp_path, module=EXPORT)
+    result = call_app(*(a.format(**values) for a in args), cwd=tmp_path, module=EXPORT)
     assert result.returncode == code, result.stderr
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"{EXPORT}:")]
     assert len(ours) == 1 and words.format(**values) in ours[0], ours
