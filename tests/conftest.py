@@ -123,19 +123,31 @@ def call_app(
             patch.setenv(key, value)
         try:
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                _point_absl_at(err)
                 app.main()
         except SystemExit as stop:
             code = exit_code(stop.code)
         finally:
+            _point_absl_at(sys.__stderr__)
             resolvers.release()
             GlobalHydra.instance().clear()
             for handler in root.handlers[:]:  # Hydra's job logging: the run's log file and the console
                 root.removeHandler(handler)
-                handler.close()
+                if isinstance(handler, logging.FileHandler):  # others may close a stream that is not theirs
+                    handler.close()
             for handler in handlers:
                 root.addHandler(handler)
             root.setLevel(level)
     return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out.getvalue(), err.getvalue())
+
+
+def _point_absl_at(stream: object) -> None:
+    """Point absl's log handler (TensorFlow's) at `stream`. Hydra's job logging closes every handler, and absl's
+    closes its stream unless that is sys.stderr then: left at the stream of its import, it would close pytest's
+    capture of stderr, or a finished call's."""
+    absl = sys.modules.get("absl.logging")
+    if absl is not None:
+        absl.get_absl_handler().python_handler.stream = stream
 
 
 def run_app(
