@@ -1,8 +1,16 @@
-"""Shared fixtures: compose the real config, run the app as a user would, find the real data."""
+"""Shared fixtures: compose the real config, run an app in-process or as a user would, find the real data.
+
+`call_app` runs an app's main() in this process (what it prints and its exit status, without an interpreter's
+start-up); `run_app` starts `python -m ...` as a user would, for what only a process shows: exit codes of the
+real entry point, TensorFlow's own output, signals, two processes racing."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
@@ -81,11 +89,65 @@ TRAINED_RUN = ["trainer.epochs=1", "data.train_limit=2000", "data.test_limit=500
 
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, mnist_dir) -> Path:
-    """A run directory trained once per session with TRAINED_RUN (test accuracy about 0.85)."""
+    """A run directory trained once per session, in-process, with TRAINED_RUN (test accuracy about 0.85)."""
     cwd = tmp_path_factory.mktemp("trained")
-    result = run_app(*TRAINED_RUN, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = call_app(*TRAINED_RUN, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
     assert result.returncode == 0, result.stderr
     return cwd / "run"
+
+
+def call_app(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, module: str = "mnist_hydra"
+) -> subprocess.CompletedProcess:
+    """`python -m MODULE ARGS` in `cwd`, run in this process: the app's main() with that command line, working
+    directory and environment; its stdout and stderr (Python's, not TensorFlow's C++ lines) and exit status.
+
+    The app's claims on directories are released and Hydra's global state and the job's log handlers are
+    cleared afterwards, as the end of a process would, so calls do not see each other.
+    """
+    from hydra.core.global_hydra import GlobalHydra
+
+    from mnist_hydra.apps import resolvers
+    from mnist_hydra.apps.process_exit import exit_code
+
+    app = importlib.import_module("mnist_hydra.apps." + ("train" if module == "mnist_hydra" else module.split(".")[1]))
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    code = 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.setattr(sys, "argv", [module, *args])
+        patch.delenv("HYDRA_FULL_ERROR", raising=False)  # as run_app: only `env` may set it
+        for key, value in (env or {}).items():
+            patch.setenv(key, value)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                _point_absl_at(err)
+                app.main()
+        except SystemExit as stop:
+            code = exit_code(stop.code)
+        finally:
+            _point_absl_at(sys.__stderr__)
+            resolvers.release()
+            GlobalHydra.instance().clear()
+            for handler in root.handlers[:]:  # Hydra's job logging: the run's log file and the console
+                root.removeHandler(handler)
+                if isinstance(handler, logging.FileHandler):  # others may close a stream that is not theirs
+                    handler.close()
+            for handler in handlers:
+                root.addHandler(handler)
+            root.setLevel(level)
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out.getvalue(), err.getvalue())
+
+
+def _point_absl_at(stream: object) -> None:
+    """Point absl's log handler (TensorFlow's) at `stream`. Hydra's job logging closes every handler, and absl's
+    closes its stream unless that is sys.stderr then: left at the stream of its import, it would close pytest's
+    capture of stderr, or a finished call's."""
+    absl = sys.modules.get("absl.logging")
+    if absl is not None:
+        absl.get_absl_handler().python_handler.stream = stream
 
 
 def run_app(

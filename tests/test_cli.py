@@ -1,4 +1,8 @@
-"""`python -m mnist_hydra` as a user runs it: bad input, help, and Hydra's own flags."""
+"""`python -m mnist_hydra` as a user runs it: bad input, help, and Hydra's own flags.
+
+The mistakes run the app in-process (conftest.call_app: its stderr and exit status); what only a process
+shows runs the real command: each app's one-line error and exit code (a sample), the help flags that must
+not import TensorFlow, and HYDRA_FULL_ERROR's traceback."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_app, skip_unless_ci
+from tests.conftest import call_app, run_app, skip_unless_ci
 
 ERROR_LINE = re.compile(r"^mnist_hydra: error: .+$")
 
@@ -48,9 +52,36 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
     ],
 )
 def test_bad_config_stops_before_any_run_directory_with_one_line(tmp_path, override, fragments, code):
-    result = run_app(override, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    result = call_app(override, f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert_one_line_error(result, *fragments, code=code)
     assert not (tmp_path / "run").exists(), "a rejected config must leave no run directory"
+
+
+@pytest.mark.parametrize(
+    "module,args,fragment,code",
+    [
+        (
+            "mnist_hydra",
+            ["trainer.epochs=0", "hydra.run.dir={tmp}/run"],
+            "trainer.epochs=0 is not allowed: expected an integer >= 1",
+            CONFIG,
+        ),
+        ("mnist_hydra.evaluate", ["run={tmp}/no-such-run"], "run={tmp}/no-such-run: no such directory", CONFIG),
+        ("mnist_hydra.predict", ["run={tmp}", "images={tmp}"], "run={tmp}: no model.keras in it", CONFIG),
+        ("mnist_hydra.export", ["run={tmp}", "format=pickle"], "format=pickle is not allowed", CONFIG),
+        ("mnist_hydra", ["data.root={tmp}/none", "hydra.run.dir={tmp}/run"], "data.root={tmp}/none", DATA),
+    ],
+    ids=["train", "evaluate", "predict", "export", "train data"],
+)
+def test_the_real_commands_end_a_mistake_in_one_line_and_its_exit_code(tmp_path, module, args, fragment, code):
+    """A sample through `python -m` itself (the launcher, the process's exit): every other mistake is checked
+    in-process, by the same code."""
+    result = run_app(*(a.format(tmp=tmp_path) for a in args), cwd=tmp_path, module=module)
+    assert result.returncode == code, (result.returncode, result.stdout + result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [f"{module}: error: {lines[0].split(': error: ', 1)[1]}"], result.stderr
+    assert fragment.format(tmp=tmp_path) in lines[0] and "Traceback" not in result.stdout + result.stderr
+    assert list(tmp_path.iterdir()) == []  # no run directory, no outputs/
 
 
 def _data_folder(tmp_path: Path, mnist_dir: Path, broken: str, content: bytes | None) -> Path:
@@ -67,7 +98,7 @@ def _data_folder(tmp_path: Path, mnist_dir: Path, broken: str, content: bytes | 
 
 def test_missing_data_file_names_the_file(tmp_path, mnist_dir):
     folder = _data_folder(tmp_path, mnist_dir, "t10k-labels-idx1-ubyte.gz", None)
-    result = run_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    result = call_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert_one_line_error(result, "data.root", "t10k-labels-idx1-ubyte", code=DATA)
     assert not (tmp_path / "run").exists()
 
@@ -75,7 +106,7 @@ def test_missing_data_file_names_the_file(tmp_path, mnist_dir):
 def test_truncated_data_file_names_the_file(tmp_path, mnist_dir):
     whole = gzip.decompress((mnist_dir / "train-labels-idx1-ubyte.gz").read_bytes())
     folder = _data_folder(tmp_path, mnist_dir, "train-labels-idx1-ubyte.gz", gzip.compress(whole[:5000]))
-    result = run_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    result = call_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert_one_line_error(result, "train-labels-idx1-ubyte.gz", "truncated", code=DATA)
     assert not (tmp_path / "run").exists()
 
@@ -84,14 +115,14 @@ def test_corrupt_data_file_fails_its_checksum(tmp_path, mnist_dir):
     raw = bytearray(gzip.decompress((mnist_dir / "t10k-images-idx3-ubyte.gz").read_bytes()))
     raw[5000] ^= 0xFF  # one pixel changed: still a valid IDX file, no longer MNIST
     folder = _data_folder(tmp_path, mnist_dir, "t10k-images-idx3-ubyte.gz", gzip.compress(bytes(raw)))
-    result = run_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
+    result = call_app(f"data.root={folder}", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert_one_line_error(result, "t10k-images-idx3-ubyte.gz", "SHA-256", code=DATA)
     assert not (tmp_path / "run").exists()
 
 
 def test_no_data_anywhere_says_how_to_point_at_it(tmp_path):
     env = {"MNIST_HYDRA_DATA": "", "KERAS_HOME": str(tmp_path / "keras")}
-    result = run_app("data.download=false", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, env=env)
+    result = call_app("data.download=false", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path, env=env)
     assert_one_line_error(result, "data.root=", "MNIST_HYDRA_DATA", code=DATA)
 
 
@@ -128,7 +159,7 @@ def test_hydra_flags_answer_without_importing_tensorflow(tmp_path, flags, expect
 
 
 def test_run_dir_override_is_honoured(tmp_path):
-    result = run_app("--cfg", "hydra", "hydra.run.dir=custom/place", cwd=tmp_path)
+    result = call_app("--cfg", "hydra", "hydra.run.dir=custom/place", cwd=tmp_path)
     assert result.returncode == 0
     assert "dir: custom/place" in result.stdout
 
@@ -154,7 +185,7 @@ def _no_data(tmp_path: Path) -> str:
 
 def test_output_directory_under_a_file_fails_before_data_or_training(tmp_path):
     (tmp_path / "afile").write_text("not a folder")
-    result = run_app(_no_data(tmp_path), f"hydra.run.dir={tmp_path}/afile/run", cwd=tmp_path)
+    result = call_app(_no_data(tmp_path), f"hydra.run.dir={tmp_path}/afile/run", cwd=tmp_path)
     assert_one_line_error(result, f"cannot write {tmp_path}/afile/run", "hydra.run.dir=PATH", code=DATA)
 
 
@@ -164,7 +195,7 @@ def test_immutable_output_directory_fails_before_data_or_training(tmp_path):
     if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode != 0:
         skip_unless_ci("chattr +i is not available here (it needs root on a file system with attributes)")
     try:
-        result = run_app(_no_data(tmp_path), f"hydra.run.dir={locked}/run", cwd=tmp_path)
+        result = call_app(_no_data(tmp_path), f"hydra.run.dir={locked}/run", cwd=tmp_path)
     finally:
         subprocess.run(["chattr", "-i", str(locked)])
     assert_one_line_error(result, f"cannot write {locked}/run", "Operation not permitted", code=DATA)
@@ -186,7 +217,7 @@ def small_tmpfs(folder: Path, size: str) -> Iterator[Path]:
 
 def test_full_disk_fails_before_data_or_training(tmp_path):
     with small_tmpfs(tmp_path / "small", "1m") as small:
-        result = run_app(_no_data(tmp_path), f"hydra.run.dir={small}/run", cwd=tmp_path)
+        result = call_app(_no_data(tmp_path), f"hydra.run.dir={small}/run", cwd=tmp_path)
         left = list(small.iterdir())
     assert_one_line_error(result, f"{small}/run has 1.0 MB free", "hydra.run.dir=PATH", code=DATA)
     assert left == []
@@ -207,7 +238,7 @@ def test_a_directory_that_takes_no_bytes_fails_at_the_runs_own_write_probe(tmp_p
             while True:
                 filler.write(b"\0" * 65536)
                 filler.flush()
-        result = run_app(
+        result = call_app(
             _no_data(tmp_path),
             f"hydra.run.dir={full}/run",
             "hydra.output_subdir=null",

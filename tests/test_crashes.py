@@ -3,7 +3,9 @@ run that was never stopped (per-epoch history, test metrics, confusion matrix), 
 
 The kill points are events seen from outside, polled every 2 ms: an epoch under way, a checkpoint's
 temporary file being written, a final artifact's temporary file, the plots, the report. Three run in the
-default suite; the slow suite adds a dozen more at seeded random moments.
+default suite; the slow suite adds a dozen more at seeded random moments. The runs that are killed are
+processes; the unbroken reference run and the resumes run in-process (conftest.call_app), the reference
+while the killed runs train beside it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import call_app
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two epochs of 2,000 images (32 steps, one execution each), 500 test images: ~1 s an epoch.
@@ -49,10 +53,9 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _app(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnist_hydra", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600
-    )
+def _resume(run: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`python -m mnist_hydra resume=RUN`, in-process."""
+    return call_app(f"resume={run}", cwd=cwd)
 
 
 def _temp_files(folder: Path, name: str = "") -> list[Path]:
@@ -144,17 +147,17 @@ class Killed:
     left: list[str]  # the run directory's files right after the kill
     temp_left: list[str]  # temporary files a killed writer left
     pointer: int  # the checkpoint's epoch after the kill
-    resumed: subprocess.CompletedProcess
-    metrics: dict
-    files: list[str]  # the run directory's files after the resume
+    resumed: subprocess.CompletedProcess | None = None
+    metrics: dict = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # the run directory's files after the resume
 
 
 def _listing(run: Path) -> list[str]:
     return sorted(str(p.relative_to(run)) for p in run.rglob("*") if p.is_file())
 
 
-def kill_and_resume(point: KillPoint, cwd: Path) -> Killed:
-    """Start the run, SIGKILL it at `point`, resume it, and report both."""
+def kill(point: KillPoint, cwd: Path) -> Killed:
+    """Start the run as a process and SIGKILL it at `point`; what is left (resumed: see resume)."""
     run = cwd / "run"
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnist_hydra", *RUN, f"hydra.run.dir={run}"],
@@ -182,10 +185,16 @@ def kill_and_resume(point: KillPoint, cwd: Path) -> Killed:
         proc.wait()
         proc.stderr.close()
     left, temp_left = _listing(run), [str(p.relative_to(run)) for p in run.rglob(".*.tmp-*")]
-    pointer = _pointer_epoch(run)
-    resumed = _app(f"resume={run}", cwd=cwd)
-    metrics = json.loads(_read(run / "metrics.json") or "{}")
-    return Killed(point, proc.returncode, left, temp_left, pointer, resumed, metrics, _listing(run))
+    return Killed(point, proc.returncode, left, temp_left, _pointer_epoch(run))
+
+
+def resume(killed: Killed, cwd: Path) -> Killed:
+    """Resume the killed run in `cwd` in-process, and record what that made of it."""
+    run = cwd / "run"
+    killed.resumed = _resume(run, cwd)
+    killed.metrics = json.loads(_read(run / "metrics.json") or "{}")
+    killed.files = _listing(run)
+    return killed
 
 
 def _selected(request, test: str) -> list[KillPoint]:
@@ -198,28 +207,27 @@ def _selected(request, test: str) -> list[KillPoint]:
 
 @pytest.fixture(scope="module")
 def crashes(request, tmp_path_factory, mnist_dir) -> dict:
-    """The reference run and every selected kill point's run, two at a time: {"reference": metrics, point: Killed}."""
+    """The reference run and every selected kill point's run: {"reference": metrics, point: Killed}. The killed
+    runs, two at a time, are processes; the reference trains in-process meanwhile, then resumes each of them."""
     points = _selected(request, "test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run") + _selected(
         request, "test_sigkill_at_random_moments"
     )
     base = tmp_path_factory.mktemp("crashes")
 
-    def reference() -> dict:
-        cwd = base / "reference"
-        cwd.mkdir()
-        result = _app(*RUN, f"hydra.run.dir={cwd}/run", cwd=cwd)
-        assert result.returncode == 0, result.stderr[-3000:]
-        return json.loads((cwd / "run" / "metrics.json").read_text())
-
-    def crash(index: int, point: KillPoint) -> Killed:
+    def crash(index: int, point: KillPoint) -> tuple[Path, Killed]:
         cwd = base / f"kill-{index:02d}"
         cwd.mkdir()
-        return kill_and_resume(point, cwd)
+        return cwd, kill(point, cwd)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
-        unbroken = pool.submit(reference)
         runs = {point.name: pool.submit(crash, i, point) for i, point in enumerate(points)}
-        return {"reference": unbroken.result(), **{name: future.result() for name, future in runs.items()}}
+        cwd = base / "reference"
+        cwd.mkdir()
+        result = call_app(*RUN, f"hydra.run.dir={cwd}/run", cwd=cwd)
+        assert result.returncode == 0, result.stderr[-3000:]
+        reference = json.loads((cwd / "run" / "metrics.json").read_text())
+        killed = {name: future.result() for name, future in runs.items()}
+    return {"reference": reference, **{name: resume(left, cwd) for name, (cwd, left) in killed.items()}}
 
 
 def _check(killed: Killed, reference: dict) -> None:
@@ -236,7 +244,7 @@ def _check(killed: Killed, reference: dict) -> None:
         assert killed.pointer == epoch - 1
     else:
         assert killed.pointer == 2 or "metrics.json" in killed.left  # every epoch done: only the end was cut
-    assert killed.resumed.returncode == 0, killed.resumed.stderr[-3000:]
+    assert killed.resumed is not None and killed.resumed.returncode == 0, killed.resumed
     assert killed.resumed.stderr == "", killed.resumed.stderr[-3000:]
     for key in FIGURES:
         assert killed.metrics.get(key) == reference[key], f"{point}: {key} differs from the unbroken run's"
@@ -314,7 +322,7 @@ def test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_finis
         assert (record["status"], record["epochs_run"]) == ("failed", 1) and "No space left" in record["error"]
 
         filler.unlink()  # room again
-        resumed = _app(f"resume={run}", cwd=tmp_path)
+        resumed = _resume(run, tmp_path)
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["status"] == "completed"

@@ -14,7 +14,7 @@ import pytest
 
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.training.distribute import is_chief, read_tf_config, weights_digest
-from tests.conftest import SMALL_RUN, run_app
+from tests.conftest import SMALL_RUN, call_app
 
 ARTIFACTS = [
     "metrics.json",
@@ -52,9 +52,9 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.fixture(scope="module")
 def mirrored_run(tmp_path_factory, mnist_dir):
-    """`trainer.strategy=mirrored` on this machine's CPU (one replica)."""
+    """`trainer.strategy=mirrored` on this machine's CPU (one replica), in-process."""
     cwd = tmp_path_factory.mktemp("mirrored")
-    result = run_app(
+    result = call_app(
         "trainer.strategy=mirrored",
         *SMALL_RUN,
         f"hydra.run.dir={cwd}/run",
@@ -156,7 +156,7 @@ def test_workers_split_each_global_batch_between_them(two_workers, mirrored_run)
 
 
 def test_bad_tf_config_is_one_line_naming_tf_config(tmp_path, mnist_dir):
-    result = run_app(
+    result = call_app(
         "trainer.strategy=multi_worker",
         *SMALL_RUN,
         f"hydra.run.dir={tmp_path}/run",

@@ -19,7 +19,7 @@ from PIL import Image
 
 from mnist_hydra.data.datasets import FASHION_MNIST
 from mnist_hydra.runs.provenance import PROJECT_DIR, git_state
-from tests.conftest import SMALL_RUN, run_app, skip_unless_ci
+from tests.conftest import SMALL_RUN, call_app, run_app, skip_unless_ci
 
 ARTIFACTS = [
     "metrics.json",
@@ -263,7 +263,7 @@ def test_small_run_reaches_its_recorded_accuracy(twin_runs):
 
 
 def test_a_small_fashion_mnist_run_trains(tmp_path, fashion_dir):
-    result = run_app(
+    result = call_app(
         "data=fashion_mnist",
         *SMALL_RUN,
         "data.test_limit=500",
@@ -284,7 +284,7 @@ def test_a_small_fashion_mnist_run_trains(tmp_path, fashion_dir):
 
 def test_multirun_of_two_jobs_leaves_two_complete_run_directories(tmp_path, mnist_dir, twin_runs):
     sweep = tmp_path / "sweep"
-    result = run_app(
+    result = call_app(
         "--multirun",
         "seed=1,0",
         *SMALL_RUN,
@@ -299,8 +299,9 @@ def test_multirun_of_two_jobs_leaves_two_complete_run_directories(tmp_path, mnis
         for name in ARTIFACTS:
             assert (sweep / str(i) / name).is_file(), (i, name)
     assert [job["seed"] for job in jobs] == [1, 0]
-    # Job 1 runs the twins' config second, in the process that has just trained job 0: no graph,
-    # seed or optimizer state may leak across, so it matches the single runs figure for figure.
+    # Job 1 runs the twins' config second, in the process that has just trained job 0 (and, in-process here,
+    # every test before): no graph, seed or optimizer state may leak across, so it matches the single runs,
+    # each a process of its own, figure for figure.
     twin = json.loads((_run_dirs(twin_runs[0])[0] / "metrics.json").read_text())
     assert jobs[1]["history"] == twin["history"]
     assert jobs[0]["history"] != jobs[1]["history"]

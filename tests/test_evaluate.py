@@ -19,7 +19,7 @@ from mnist_hydra.config import typed_group
 from mnist_hydra.errors import ConfigError, DataError
 from mnist_hydra.runs.metrics import per_class_scores
 from mnist_hydra.runs.rundir import check_model_file, load_model
-from tests.conftest import run_app
+from tests.conftest import call_app
 
 EVALUATE = "mnist_hydra.evaluate"
 FILES = ["metrics.json", "per_class.csv", "confusion_matrix.png", "misclassified.png", "evaluate.log"]
@@ -29,7 +29,8 @@ PRINTED = re.compile(
 
 
 def evaluate(*args: str, cwd: Path, mnist_dir: Path):
-    return run_app(*args, cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, module=EVALUATE)
+    """The evaluate app, in-process (the real command's exit code and line: test_cli's sample of every app)."""
+    return call_app(*args, cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, module=EVALUATE)
 
 
 def test_by_default_scores_the_runs_own_test_set_into_the_run_directory(trained_run, mnist_dir, tmp_path):
@@ -198,7 +199,7 @@ def test_apps_report_a_damaged_model_in_one_line(trained_run, mnist_dir, tmp_pat
     digit[4:24, 13:16] = 255  # a 1
     Image.fromarray(digit).save(tmp_path / "digit.png")
     args = [f"run={run}"] + ([f"images={tmp_path / 'digit.png'}"] if module != EVALUATE else [])
-    result = run_app(*args, cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, module=module)
+    result = call_app(*args, cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}, module=module)
     assert result.returncode == 1, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith(f"{module}:")]
     assert lines == [

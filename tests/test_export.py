@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mnist_hydra.serving import export
-from tests.conftest import run_app
+from tests.conftest import call_app
 
 EXPORT = "mnist_hydra.export"
 LIMIT = 300  # test images compared: enough to see a change of class, quick on two cores
@@ -107,7 +107,7 @@ def test_a_tampered_export_fails_the_check(run_copy, fmt):
 
 def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tampered(run_copy, tmp_path, mnist_dir):
     env = {"MNIST_HYDRA_DATA": str(mnist_dir)}
-    result = run_app(f"run={run_copy}", "format=onnx", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
+    result = call_app(f"run={run_copy}", "format=onnx", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 3 and all(line.startswith(f"{EXPORT}: ") for line in lines), lines
@@ -118,7 +118,9 @@ def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tam
     from mnist_hydra.runs.rundir import load_model
 
     tamper(run_copy / "export" / "onnx", load_model(run_copy / "model.keras").layers[-1].get_weights()[1])
-    result = run_app(f"run={run_copy}", "format=onnx", "verify=true", "limit=100", cwd=tmp_path, module=EXPORT, env=env)
+    result = call_app(
+        f"run={run_copy}", "format=onnx", "verify=true", "limit=100", cwd=tmp_path, module=EXPORT, env=env
+    )
     assert result.returncode == 1
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"{EXPORT}: error:")]
     assert len(ours) == 1 and "does not match model.keras" in ours[0] and "images change class" in ours[0], (
@@ -141,7 +143,7 @@ def test_the_export_command_prints_the_comparison_and_fails_in_one_line_when_tam
 def test_bad_arguments_fail_in_one_line(run_copy, tmp_path, args, code, words):
     values = {"run": run_copy, "tmp": tmp_path}
     shutil.rmtree(run_copy / "export" / "litert", ignore_errors=True)
-    result = run_app(*(a.format(**values) for a in args), cwd=tmp_path, module=EXPORT)
+    result = call_app(*(a.format(**values) for a in args), cwd=tmp_path, module=EXPORT)
     assert result.returncode == code, result.stderr
     ours = [line for line in result.stderr.splitlines() if line.startswith(f"{EXPORT}:")]
     assert len(ours) == 1 and words.format(**values) in ours[0], ours
@@ -212,3 +214,32 @@ def test_the_run_s_class_names_travel_with_the_export_and_verify_checks_them(run
     assert not record["passed"] and not record["class_names_match"] and record["different_class"] == 0
     assert "its class names are not the run's" in export.mismatch_words(record)
     shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("precision", sorted(export.TOLERANCES))
+@pytest.mark.parametrize("factor", [0.99, 1.01], ids=["just within", "just over"])
+def test_a_difference_just_over_the_tolerance_fails_though_no_image_changes_class(run_copy, precision, factor):
+    """The tolerance's boundary from both sides: an export whose probabilities differ from model.keras's by 0.99
+    of the tolerance passes, by 1.01 of it fails, and no image changes class either way."""
+    from mnist_hydra.runs.rundir import load_model
+
+    model = load_model(run_copy / "model.keras")
+    images, _ = export.test_images(run_copy, 2 * export.BATCH + 10)  # three calls of the runtime
+    tolerance = export.TOLERANCES[precision]
+    shifted = np.asarray(model.predict(images, batch_size=export.BATCH, verbose=0), np.float64)
+    least = shifted.argmin(axis=1)
+    shifted[np.arange(len(shifted)), least] += factor * tolerance  # the least likely class: no argmax moves
+    starts = {}  # each call gets a run of consecutive images: the first one says where the run starts
+    for index in reversed(range(len(images))):
+        starts[images[index].tobytes()] = index
+
+    def predict(batch: np.ndarray) -> np.ndarray:
+        start = starts[batch[0].tobytes()]
+        return shifted[start : start + len(batch)]
+
+    record = export.compare(model, export.Runtime("shifted", "1", predict), images, precision)
+    assert record["different_class"] == 0 and record["same_class"] == len(images)
+    assert record["max_abs_probability_difference"] == pytest.approx(factor * tolerance, rel=1e-3)
+    assert record["passed"] is (factor < 1)
+    sign = "<=" if factor < 1 else ">"
+    assert f"| {factor * tolerance:.2g} {sign} {tolerance:.0e}" in export.mismatch_words(record)

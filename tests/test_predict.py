@@ -15,7 +15,7 @@ from mnist_hydra.data import preprocess
 from mnist_hydra.data.preprocess import ImageError, image_suffixes, preprocess_file, read_image, stroke_width, to_mnist
 from mnist_hydra.errors import UserError
 from mnist_hydra.serving.predict import find_images, predict_images
-from tests.conftest import run_app
+from tests.conftest import call_app
 
 PREDICT = "mnist_hydra.predict"
 DIGITS = 20  # test-set digits drawn per variant
@@ -189,7 +189,7 @@ def our_stderr_lines(stderr: str) -> list[str]:
 
 
 def test_predicts_a_folder_reporting_the_corrupt_file_and_going_on(trained_run, picture_folder):
-    result = run_app(f"run={trained_run}", f"images={picture_folder}", cwd=picture_folder, module=PREDICT)
+    result = call_app(f"run={trained_run}", f"images={picture_folder}", cwd=picture_folder, module=PREDICT)
     assert result.returncode == 0, result.stderr
     errors = our_stderr_lines(result.stderr)
     assert len(errors) == 2, errors
@@ -216,7 +216,7 @@ def test_predicts_a_folder_reporting_the_corrupt_file_and_going_on(trained_run, 
 
 def test_json_output_lists_every_predicted_file_with_its_top_k(trained_run, picture_folder):
     one = next(picture_folder.glob("paper_00_*.jpg"))
-    result = run_app(
+    result = call_app(
         f"run={trained_run}", f"images={one}", "output=json", "top_k=5", cwd=picture_folder, module=PREDICT
     )
     assert result.returncode == 0, result.stderr
@@ -228,7 +228,7 @@ def test_json_output_lists_every_predicted_file_with_its_top_k(trained_run, pict
 
 
 def test_exit_code_is_non_zero_only_when_nothing_could_be_predicted(trained_run, picture_folder, tmp_path):
-    result = run_app(f"run={trained_run}", f"images={picture_folder / 'corrupt.png'}", cwd=tmp_path, module=PREDICT)
+    result = call_app(f"run={trained_run}", f"images={picture_folder / 'corrupt.png'}", cwd=tmp_path, module=PREDICT)
     assert result.returncode == 1 and result.stdout == ""
     errors = our_stderr_lines(result.stderr)
     # One mistake, one line: the file and why, not a "skipped" line and then an error.
@@ -307,7 +307,7 @@ def test_predicts_gif_webp_tiff_bmp_in_a_folder_and_reports_the_rest(trained_run
 )
 def test_bad_arguments_fail_with_one_line(trained_run, picture_folder, tmp_path, args, fragment, code):
     values = {"run": trained_run, "pictures": picture_folder}
-    result = run_app(*(a.format(**values) for a in args), cwd=tmp_path, module=PREDICT)
+    result = call_app(*(a.format(**values) for a in args), cwd=tmp_path, module=PREDICT)
     assert result.returncode == code, result.stderr
     [line] = our_stderr_lines(result.stderr)
     assert line.startswith(f"{PREDICT}: error: ") and fragment.format(**values) in line

@@ -12,7 +12,7 @@ import pytest
 
 from mnist_hydra.config import validate
 from mnist_hydra.errors import ConfigError
-from tests.conftest import SMALL_RUN, run_app
+from tests.conftest import SMALL_RUN, call_app
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,7 +71,7 @@ def test_inter_op_threads_one_op_at_a_time_only_on_one_device(compose_config):
 
 
 def test_bad_precision_on_the_command_line_fails_in_one_line(tmp_path):
-    result = run_app("trainer.precision=float16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    result = call_app("trainer.precision=float16", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr  # a config mistake
     assert result.stderr.splitlines() == [
         "mnist_hydra: error: trainer.precision=float16 is not allowed: "
@@ -82,7 +82,7 @@ def test_bad_precision_on_the_command_line_fails_in_one_line(tmp_path):
 
 def test_mixed_bfloat16_run_saves_a_model_that_predicts_float32(tmp_path, mnist_dir):
     run_dir = tmp_path / "run"
-    result = run_app(
+    result = call_app(
         *SMALL_RUN,
         "trainer.precision=mixed_bfloat16",
         "trainer.steps_per_execution=8",

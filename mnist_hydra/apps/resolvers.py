@@ -14,6 +14,7 @@
 - `discard_created` (called by the error boundary) removes the directories created here that hold no
   result, and takes back what was added to a directory that existed (a resumed one included), so a
   command that fails or is interrupted leaves no stub and "nothing of this command was kept" is true.
+- `release` unlocks and forgets this process's claims, for a caller that runs several commands in one process.
 """
 
 from __future__ import annotations
@@ -206,6 +207,17 @@ def _restore(folder: Path, before: dict[Path, int]) -> None:
                     path.unlink(missing_ok=True)
             elif path.suffix == ".log" and size >= 0 and path.stat().st_size > size:
                 os.truncate(path, size)
+
+
+def release() -> None:
+    """Unlock every directory this process claimed and forget them, as the process's end would: for a caller
+    that runs several commands in one process (the tests), so one command's claims do not bind the next."""
+    for fd in _locks.values():
+        os.close(fd)
+    _locks.clear()
+    _created.clear()
+    _found.clear()
+    _sweep.clear()
 
 
 def _holds_run_here(folder: Path) -> bool:
