@@ -285,7 +285,7 @@ def table(cases: list[Case]) -> list[str]:
     lines = [head]
     for case in cases:
         if case.skipped:
-            lines.append(f"{case.name:<11}  skipped: {case.skipped}")
+            lines.append(f"{case.name:<11}  {case.skipped}")
             continue
         acc, walls = case.accuracies(), case.walls()
         row = f"{case.name:<11}{len(acc):>5}{statistics.mean(acc):>10.4f}{min(acc):>8.4f}{max(acc):>8.4f}"
@@ -313,7 +313,7 @@ def goals(cases: dict[str, Case]) -> list[tuple[str, bool | None]]:
 
     def measured(name: str) -> Case | None:
         case = cases.get(name)
-        return case if case is not None and case.runs else None
+        return case if case is not None and case.runs and not case.skipped else None
 
     speed, ref, fast = measured("speedrun"), measured("reference"), measured("fastest")
     return [
@@ -407,14 +407,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         cases[case.name] = case
         if case.name.startswith("torch") and torch_missing():
-            case.skipped = torch_missing()
-            print(f"{case.name}: skipped: {case.skipped}", flush=True)
+            case.skipped = f"skipped: {torch_missing()}"
+            print(f"{case.name}: {case.skipped}", flush=True)
             continue
         for kind, *rest in runs:
-            if kind == "app":
-                run_app(case, rest[0], args.data)
-            else:
-                run_script(case, rest[0], rest[1], args.data)
+            try:
+                if kind == "app":
+                    run_app(case, rest[0], args.data)
+                else:
+                    run_script(case, rest[0], rest[1], args.data)
+            except RuntimeError as err:  # one failed command: said, and the other cases still run
+                case.skipped = f"failed: {str(err).splitlines()[-1][:200]}"
+                print(f"  {case.name}: {case.skipped}", flush=True)
+                break
             last = case.runs[-1]
             print(f"  {case.name}: test accuracy {last.test_accuracy:.4f}, {last.wall:.1f} s wall", flush=True)
     print(f"\nload average {load_average()} after\n")
