@@ -349,7 +349,7 @@ def torch_missing() -> str | None:
     try:
         import torch  # noqa: F401
     except ImportError:
-        return "PyTorch is not installed (pip install -e '.[bench]', or pip install torch: a CPU build is enough)"
+        return "PyTorch is not installed (pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)"
     return None
 
 
