@@ -140,11 +140,11 @@ class TrainerConfig:
     @property
     def whole_epochs(self) -> int:
         """The epochs Keras runs: `epochs` rounded up (the last one cut short when `epochs` is a fraction)."""
-        return math.ceil(self.epochs)
+        return math.ceil(float(self.epochs))
 
     def total_steps(self, steps_per_epoch: int) -> int:
         """The run's gradient steps: `epochs` x `steps_per_epoch`, rounded, and at least one."""
-        return max(1, round(self.epochs * steps_per_epoch))
+        return max(1, round(float(self.epochs) * steps_per_epoch))
 
     @property
     def target(self) -> tuple[str, str, float] | None:
