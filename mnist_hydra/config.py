@@ -104,11 +104,25 @@ class TrainerConfig:
             self.early_stopping = EarlyStoppingConfig(**self.early_stopping)
 
     def check(self) -> None:
+        if not isinstance(self.epochs, (int, float)) or isinstance(self.epochs, bool):
+            # The schema's type is Any (an integer stays an integer), so OmegaConf does not check it: said here
+            # as OmegaConf would say it.
+            shown = (
+                "null"
+                if self.epochs is None
+                else str(self.epochs).lower()
+                if self.epochs in (True, False)
+                else self.epochs
+            )
+            raise ConfigError(
+                f"trainer.epochs={shown} has the wrong type: expected an integer, or a fraction of epochs that "
+                "counts steps (trainer.epochs=0.8)"
+            )
         require(
-            isinstance(self.epochs, (int, float)) and not isinstance(self.epochs, bool) and 0 < self.epochs <= MAX_INT,
+            0 < self.epochs <= MAX_INT,
             "epochs",
             self.epochs,
-            "a number of epochs > 0: an integer, or a fraction that counts steps (trainer.epochs=0.8)",
+            "an integer >= 1, or a fraction > 0 that counts steps (trainer.epochs=0.8)",
         )
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         require(self.verbose in (None, 0, 1, 2), "verbose", self.verbose, "null (auto), 0, 1 or 2")

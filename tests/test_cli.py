@@ -139,8 +139,8 @@ def test_hydra_full_error_shows_the_traceback(tmp_path):
     assert "Traceback (most recent call last)" in result.stderr
     assert 'mnist_hydra/config.py", line' in result.stderr  # where the value was rejected
     assert result.stderr.strip().splitlines()[-1] == (
-        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected a number of epochs > 0: an integer, "
-        "or a fraction that counts steps (trainer.epochs=0.8)"
+        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected an integer >= 1, or a fraction > 0 "
+        "that counts steps (trainer.epochs=0.8)"
     )
     assert "mnist_hydra: error:" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -26,8 +26,6 @@ TINY = ["trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300", "tr
         ("trainer.stop_at=val_loss:-1", "trainer.stop_at"),
         ("trainer.epochs=0", "trainer.epochs"),
         ("trainer.epochs=-0.5", "trainer.epochs"),
-        ("trainer.epochs=foo", "trainer.epochs"),
-        ("trainer.epochs=true", "trainer.epochs"),
         ("optimizer.beta_1=1", "optimizer.beta_1"),
         ("optimizer.beta_2=-0.1", "optimizer.beta_2"),
         ("optimizer.schedule=onecycle", "optimizer.warmup_fraction"),  # a one-cycle needs its warm-up share
@@ -42,6 +40,16 @@ def test_bad_values_are_one_line_errors_naming_the_key(compose_config, override,
     message = str(caught.value)
     assert message.startswith(f"{key}=") and " is not allowed: expected " in message, message
     assert "\n" not in message and len(message) <= 300
+
+
+@pytest.mark.parametrize("value", ["foo", "true", "null", "[1]"])
+def test_epochs_that_are_no_number_are_a_wrong_type_in_one_line(compose_config, value):
+    with pytest.raises(ConfigError) as caught:
+        validate(compose_config(f"trainer.epochs={value}"))
+    assert str(caught.value) == (
+        f"trainer.epochs={value} has the wrong type: expected an integer, or a fraction of epochs that counts steps "
+        "(trainer.epochs=0.8)"
+    )
 
 
 def test_the_new_keys_compose_and_keep_their_types(compose_config):
