@@ -35,6 +35,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 KEEPS = ("last", "best")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # the per-epoch figures Keras reports
 MODES = ("auto", "min", "max")
+STOP_AT_FIGURES = {"val_accuracy": "max", "val_loss": "min"}  # trainer.stop_at: validation figures only, never test
 
 
 @dataclass
@@ -70,7 +71,9 @@ class TrainerConfig:
     """How the network is fitted."""
 
     name: str = "default"  # preset name, kept for the record
-    epochs: int = 10  # passes over the training set
+    # Passes over the training set; a fraction counts steps (0.8 = 80% of one epoch's steps, 2.5 = two and a half
+    # epochs): the schedule spans exactly those steps. Any: an integer stays an integer (OmegaConf has no int|float).
+    epochs: Any = 10
     batch_size: int = 64  # images per gradient step
     verbose: int | None = (
         None  # Keras's output: 0 none, 1 progress bar, 2 its line per epoch; null = 1 on a terminal, else 0 (our log line is the epoch's one line)
@@ -92,13 +95,35 @@ class TrainerConfig:
     keep: str = (
         "last"  # the weights scored and saved: last (the last epoch's), or best (the best early_stopping.monitor)
     )
+    # FIGURE:TARGET, e.g. val_accuracy:0.99 or val_loss:0.05: stop after the first epoch whose validation figure
+    # reaches the target (metrics.json records the epoch and the seconds it took); null = train every epoch.
+    stop_at: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.early_stopping, dict):  # from a config file or OmegaConf.to_container
             self.early_stopping = EarlyStoppingConfig(**self.early_stopping)
 
     def check(self) -> None:
-        require(self.epochs >= 1, "epochs", self.epochs, "an integer >= 1")
+        if not isinstance(self.epochs, (int, float)) or isinstance(self.epochs, bool):
+            # The schema's type is Any (an integer stays an integer), so OmegaConf does not check it: said here
+            # as OmegaConf would say it.
+            shown = (
+                "null"
+                if self.epochs is None
+                else str(self.epochs).lower()
+                if self.epochs in (True, False)
+                else self.epochs
+            )
+            raise ConfigError(
+                f"trainer.epochs={shown} has the wrong type: expected an integer, or a fraction of epochs that "
+                "counts steps (trainer.epochs=0.8)"
+            )
+        require(
+            0 < self.epochs <= MAX_INT,
+            "epochs",
+            self.epochs,
+            "an integer >= 1, or a fraction > 0 that counts steps (trainer.epochs=0.8)",
+        )
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         require(self.verbose in (None, 0, 1, 2), "verbose", self.verbose, "null (auto), 0, 1 or 2")
         require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
@@ -118,12 +143,27 @@ class TrainerConfig:
             "null (= batch_size) or an integer >= 1",
         )
         require(self.keep in KEEPS, "keep", self.keep, f"one of {', '.join(KEEPS)}")
+        parse_stop_at(self.stop_at)
         if self.early_stopping is not None:
             try:
                 self.early_stopping.check()
             except FieldError as err:
                 err.key = f"early_stopping.{err.key}"
                 raise
+
+    @property
+    def whole_epochs(self) -> int:
+        """The epochs Keras runs: `epochs` rounded up (the last one cut short when `epochs` is a fraction)."""
+        return math.ceil(float(self.epochs))
+
+    def total_steps(self, steps_per_epoch: int) -> int:
+        """The run's gradient steps: `epochs` x `steps_per_epoch`, rounded, and at least one."""
+        return max(1, round(float(self.epochs) * steps_per_epoch))
+
+    @property
+    def target(self) -> tuple[str, str, float] | None:
+        """stop_at as (figure, min|max, target value), or None when off."""
+        return parse_stop_at(self.stop_at)
 
     @property
     def stopping(self) -> EarlyStoppingConfig | None:
@@ -136,6 +176,29 @@ class TrainerConfig:
         """(figure, min|max) by which keep=best picks its epoch: early_stopping's monitor, val_accuracy by default."""
         watch = self.early_stopping or EarlyStoppingConfig()
         return watch.monitor, watch.direction
+
+
+def parse_stop_at(stop_at: str | None) -> tuple[str, str, float] | None:
+    """trainer.stop_at as (figure, min|max, target value), None for null; FieldError for anything but FIGURE:TARGET."""
+    if stop_at is None:
+        return None
+    figure, _, number = str(stop_at).partition(":")
+    try:
+        value = float(number)
+    except ValueError:
+        value = math.nan
+    require(
+        figure in STOP_AT_FIGURES and math.isfinite(value),
+        "stop_at",
+        stop_at,
+        f"FIGURE:TARGET, FIGURE one of {', '.join(STOP_AT_FIGURES)} (validation, never test), e.g. "
+        "val_accuracy:0.99; or null",
+    )
+    if figure == "val_accuracy":
+        require(0 < value <= 1, "stop_at", stop_at, "an accuracy in (0, 1] after val_accuracy:, e.g. 0.99")
+    else:
+        require(value >= 0, "stop_at", stop_at, "a loss >= 0 after val_loss:, e.g. val_loss:0.05")
+    return figure, STOP_AT_FIGURES[figure], value
 
 
 @dataclass

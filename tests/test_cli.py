@@ -45,7 +45,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str, 
         ("trainer.batch_size=0", ["trainer.batch_size=0 is not allowed", "an integer >= 1"], CONFIG),
         ("optimizer.lr=-1", ["optimizer.lr=-1.0 is not allowed", "> 0"], CONFIG),
         ("data.val_split=1.5", ["data.val_split=1.5 is not allowed", "[0, 1)"], CONFIG),
-        ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn_deep, mlp"], CONFIG),
+        ("model=resnet9000", ["model=resnet9000 is not a model option", "cnn, cnn2, cnn_deep, mlp"], CONFIG),
         ("+model.depth=3", ["model.depth is not a config key", "filters"], CONFIG),
         ("data.train_limit=-5", ["data.train_limit=-5 is not allowed"], CONFIG),
         ("model.filters=[1", ["cannot parse the override model.filters=[1", "must be quoted"], CONFIG),
@@ -141,7 +141,7 @@ print("tensorflow imported:", "tensorflow" in sys.modules)
 @pytest.mark.parametrize(
     "flags,expected",
     [
-        (["--help"], ["model: cnn, cnn_deep, mlp", "optimizer: adam, adamw, rmsprop, sgd", "epochs: 10"]),
+        (["--help"], ["model: cnn, cnn2, cnn_deep, mlp", "optimizer: adam, adamw, rmsprop, sgd", "epochs: 10"]),
         (["--cfg", "job"], ["filters: 28", "batch_size: 64", "lr: 0.001"]),
         (["--cfg", "job", "optimizer=sgd", "trainer.epochs=3"], ["name: sgd", "epochs: 3"]),
         (["--info"], ["Config search path", "mnist_hydra.conf"]),
@@ -170,7 +170,8 @@ def test_hydra_full_error_shows_the_traceback(tmp_path):
     assert "Traceback (most recent call last)" in result.stderr
     assert 'mnist_hydra/config.py", line' in result.stderr  # where the value was rejected
     assert result.stderr.strip().splitlines()[-1] == (
-        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected an integer >= 1"
+        "mnist_hydra.errors.FieldError: trainer.epochs=0 is not allowed: expected an integer >= 1, or a fraction > 0 "
+        "that counts steps (trainer.epochs=0.8)"
     )
     assert "mnist_hydra: error:" not in result.stderr
     assert not (tmp_path / "run").exists()

@@ -10,7 +10,7 @@ from mnist_hydra.data.datasets import DataConfig
 from mnist_hydra.data.folder import FolderConfig
 from mnist_hydra.data.idx_set import IdxConfig
 from mnist_hydra.errors import ConfigError, FieldError
-from mnist_hydra.models.networks import MODELS, CNNConfig, DeepCNNConfig, MLPConfig
+from mnist_hydra.models.networks import MODELS, CNN2Config, CNNConfig, DeepCNNConfig, MLPConfig
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
 from tests.conftest import CONF_DIR
 
@@ -22,7 +22,7 @@ OPTIONS = {
         "csv": CsvConfig,
         "idx": IdxConfig,
     },
-    "model": {"cnn": CNNConfig, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
+    "model": {"cnn": CNNConfig, "cnn2": CNN2Config, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
     "trainer": {"default": TrainerConfig, "fast": TrainerConfig, "fastest": TrainerConfig},
 }

@@ -11,7 +11,7 @@ from mnist_hydra.models.networks import MODELS, DeepCNNConfig
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, build_schedule
 from tests.conftest import CONF_DIR
 
-EXPERIMENTS = ("best", "fashion", "seed_reference")
+EXPERIMENTS = ("best", "fashion", "reference_fast", "seed_reference", "speedrun")
 AUGMENTATION = ("RandomTranslation", "RandomRotation", "RandomZoom")
 
 

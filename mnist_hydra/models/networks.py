@@ -74,6 +74,28 @@ class DeepCNNConfig:
 
 
 @dataclass
+class CNN2Config:
+    """A small two-conv network made for wall-clock time (tuomaso/train_mnist_fast's): 99% MNIST in one epoch."""
+
+    name: str = "cnn2"
+    filters: list[int] = field(default_factory=lambda: [24, 32])  # Conv2D filters, first and second conv
+    kernel_sizes: list[int] = field(default_factory=lambda: [5, 3])  # each conv's kernel side ("valid" padding)
+    dense_units: int = 256  # width of the hidden Dense layer
+
+    def check(self) -> None:
+        require(len(self.filters) == 2, "filters", list(self.filters), "two filter counts, e.g. [24,32]")
+        require(all(f >= 1 for f in self.filters), "filters", list(self.filters), "filter counts >= 1")
+        require(len(self.kernel_sizes) == 2, "kernel_sizes", list(self.kernel_sizes), "two kernel sides, e.g. [5,3]")
+        # 28 -> conv -> pool 2 -> conv -> pool 2 must leave at least one pixel.
+        first, second = self.kernel_sizes
+        ok = 1 <= first <= 27 and 1 <= second <= (28 - first + 1) // 2 - 1
+        require(
+            ok, "kernel_sizes", list(self.kernel_sizes), "kernel sides that leave a pixel after both convs, e.g. [5,3]"
+        )
+        require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
+
+
+@dataclass
 class MLPConfig:
     """A fully connected network on the flattened image."""
 
@@ -152,6 +174,23 @@ def augmentation_layers(cfg: DeepCNNConfig) -> list[keras.layers.Layer]:
     if cfg.zoom:
         stack.append(layers.RandomZoom(cfg.zoom, cfg.zoom, **fill, name="augment_zoom"))
     return stack
+
+
+@MODELS.register("cnn2", schema=CNN2Config)
+def build_cnn2(cfg: CNN2Config, input_shape: Shape, num_classes: int) -> keras.Model:
+    """[Conv2D ReLU -> MaxPooling2D] x 2 -> Flatten -> Dense ReLU -> Dense softmax."""
+    import keras
+    from keras import layers
+
+    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape)]
+    for filters, kernel in zip(cfg.filters, cfg.kernel_sizes, strict=True):
+        stack += [layers.Conv2D(filters, kernel, activation="relu"), layers.MaxPooling2D(2)]
+    stack += [
+        layers.Flatten(),
+        layers.Dense(cfg.dense_units, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ]
+    return keras.Sequential(stack, name="cnn2")
 
 
 @MODELS.register("mlp", schema=MLPConfig)

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 OPTIMIZERS: Registry[Callable[..., keras.optimizers.Optimizer]] = Registry("optimizer")
 
-SCHEDULES = ("constant", "cosine", "plateau")
+SCHEDULES = ("constant", "cosine", "onecycle", "plateau")
+WARMUP_SCHEDULES = ("cosine", "onecycle")  # the schedules with a warm-up phase
 
 
 @dataclass
@@ -25,11 +26,14 @@ class OptimizerConfig:
 
     name: str = "adam"
     lr: float = 1e-3  # learning rate (with a schedule: its peak, reached after the warmup)
-    # Learning rate over the run: constant; cosine decay to final_lr_fraction * lr; or plateau: cut by
-    # plateau_factor whenever val_loss has not improved for plateau_patience epochs (Keras's ReduceLROnPlateau).
+    # Learning rate over the run: constant; cosine decay to final_lr_fraction * lr; onecycle: a linear rise from
+    # initial_lr_fraction * lr to lr over warmup_fraction of the steps, then cosine decay to final_lr_fraction * lr
+    # (Smith's one-cycle policy); or plateau: cut by plateau_factor whenever val_loss has not improved for
+    # plateau_patience epochs (Keras's ReduceLROnPlateau). Schedules count steps, so fractional epochs work.
     schedule: str = "constant"
-    final_lr_fraction: float = 0.0  # cosine: the lr at the run's last step, as a fraction of lr
-    warmup_fraction: float = 0.0  # cosine: share of the run's steps spent rising linearly from 0 to lr
+    final_lr_fraction: float = 0.0  # cosine, onecycle: the lr at the run's last step, as a fraction of lr
+    warmup_fraction: float = 0.0  # cosine, onecycle: share of the run's steps spent rising linearly to lr
+    initial_lr_fraction: float = 0.04  # onecycle: the lr at the first step, as a fraction of lr (PyTorch's 1/25)
     plateau_factor: float = 0.5  # plateau: the lr is multiplied by this at each cut
     plateau_patience: int = 2  # plateau: epochs in a row without a better val_loss before a cut
     plateau_min_delta: float = 1e-4  # plateau: the least fall of val_loss that counts as better
@@ -41,10 +45,22 @@ class OptimizerConfig:
         require(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", self.final_lr_fraction, "a fraction in [0, 1]")
         require(0 <= self.warmup_fraction < 1, "warmup_fraction", self.warmup_fraction, "a share in [0, 1)")
         require(
-            self.warmup_fraction == 0 or self.schedule == "cosine",
+            self.warmup_fraction == 0 or self.schedule in WARMUP_SCHEDULES,
             "warmup_fraction",
             self.warmup_fraction,
-            "0 unless optimizer.schedule=cosine",
+            "0 unless optimizer.schedule=cosine or onecycle",
+        )
+        require(
+            self.warmup_fraction > 0 or self.schedule != "onecycle",
+            "warmup_fraction",
+            self.warmup_fraction,
+            "a share in (0, 1) with optimizer.schedule=onecycle: the steps spent rising to the peak lr, e.g. 0.25",
+        )
+        require(
+            0 <= self.initial_lr_fraction <= 1,
+            "initial_lr_fraction",
+            self.initial_lr_fraction,
+            "a fraction in [0, 1]",
         )
         require(0 < self.plateau_factor < 1, "plateau_factor", self.plateau_factor, "a factor in (0, 1)")
         require(self.plateau_patience >= 0, "plateau_patience", self.plateau_patience, "a number of epochs >= 0")
@@ -128,11 +144,16 @@ def build_schedule(
 
     # Keras evaluates a schedule at optimizer.iterations, which model.keras saves: a resumed run continues it.
     warmup = round(total_steps * cfg.warmup_fraction)
+    if cfg.schedule == "onecycle":
+        warmup = min(max(warmup, 1), total_steps - 1) if total_steps > 1 else 0
     if not warmup:
         return schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=cfg.final_lr_fraction)
-    # Keras's warmup rises linearly from initial_learning_rate to warmup_target, then decays from there.
+    # Keras's warmup rises linearly from initial_learning_rate to warmup_target, then decays from there: a cosine
+    # warm-up starts at 0, a one-cycle at initial_lr_fraction of the peak. Keras's own class, so model.keras
+    # saves and loads it without custom objects.
+    start = cfg.lr * cfg.initial_lr_fraction if cfg.schedule == "onecycle" else 0.0
     return schedules.CosineDecay(
-        0.0, decay_steps=total_steps - warmup, alpha=cfg.final_lr_fraction, warmup_target=cfg.lr, warmup_steps=warmup
+        start, decay_steps=total_steps - warmup, alpha=cfg.final_lr_fraction, warmup_target=cfg.lr, warmup_steps=warmup
     )
 
 

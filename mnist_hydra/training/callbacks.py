@@ -1,5 +1,5 @@
 """The Keras callbacks of the fit loop: epoch log, per-epoch checkpoint (with the between-epoch controls),
-stop on request, stop on divergence.
+stop after a step count, stop on request, stop on divergence.
 
 A stop (a signal, or a loss that is no longer a number or has blown up) only asks Keras to end fit after
 the current step; the epoch in progress is dropped and the last complete epoch's checkpoint is what
@@ -154,6 +154,24 @@ class CheckpointEachEpoch(keras.callbacks.Callback):  # type: ignore[misc]  # ke
         self.checkpoints.save(self.model, done, best=keep is not None and keep.improved)
         vars(self.state).update(vars(done))
         self.kept = {**figures, "learning_rate": lr}
+
+
+class StopAfterSteps(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any
+    """Ends fit() once the run has taken `total` steps (counted over the run, from 1): a fractional
+    trainer.epochs cuts its last epoch short, which is then validated and kept like any other."""
+
+    def __init__(self, steps_per_epoch: int, total: int) -> None:
+        super().__init__()
+        self.steps_per_epoch, self.total = steps_per_epoch, total
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        # Keras reports once per call of steps_per_execution steps, with `batch` the call's last step.
+        if self._epoch * self.steps_per_epoch + batch + 1 >= self.total:
+            self.model.stop_training = True
 
 
 class StopOnRequest(keras.callbacks.Callback):  # type: ignore[misc]  # keras ships no types: its classes are Any

@@ -1,4 +1,4 @@
-"""Decisions between epochs: stop early, remember the best epoch, cut the learning rate on a plateau.
+"""Decisions between epochs: stop early, stop at a target, remember the best epoch, cut the learning rate on a plateau.
 
 Each control keeps its state in plain numbers (`state()` / `restore()`), and that state goes into every
 epoch's checkpoint, so a resumed run stops, cuts and keeps exactly what an uninterrupted run would.
@@ -84,6 +84,35 @@ class EarlyStopping(Control):
         self.stopped_epoch = state.get("stopped_epoch")
 
 
+class StopAtTarget(Control):
+    """Ends training after the first epoch whose validation figure reaches `target` (trainer.stop_at).
+
+    `direction` max: the figure at or above the target (an accuracy); min: at or below it (a loss).
+    """
+
+    key = "stop_at"
+
+    def __init__(self, monitor: str, direction: str, target: float) -> None:
+        super().__init__(Watch(monitor, direction))
+        self.target = target
+        self.stopped_epoch: int | None = None  # the epoch that reached the target
+
+    def after_epoch(self, epoch: int, logs: Mapping[str, float], model: keras.Model) -> None:
+        self.watch.update(epoch, logs)
+        value = float(logs[self.watch.monitor])
+        reached = value >= self.target if self.watch.direction == "max" else value <= self.target
+        if reached and self.stopped_epoch is None:
+            self.stopped_epoch = epoch
+            model.stop_training = True
+
+    def state(self) -> dict[str, Any]:
+        return {**super().state(), "stopped_epoch": self.stopped_epoch}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        super().restore(state)
+        self.stopped_epoch = state.get("stopped_epoch")
+
+
 class KeepBest(Control):
     """Remembers the best epoch by the monitored figure (ties: the earlier); `improved` says the last one was it."""
 
@@ -140,11 +169,13 @@ def learning_rate(model: keras.Model) -> float:
 
 
 def make_controls(trainer: Any, optimizer: Any) -> list[Control]:
-    """The controls a config asks for: early stopping, keep=best, the plateau schedule (in that order)."""
+    """The controls a config asks for: early stopping, stop_at, keep=best, the plateau schedule (in that order)."""
     controls: list[Control] = []
     stopping = trainer.stopping
     if stopping is not None:
         controls.append(EarlyStopping(stopping.monitor, stopping.direction, stopping.patience, stopping.min_delta))
+    if trainer.target is not None:
+        controls.append(StopAtTarget(*trainer.target))
     if trainer.keep == "best":
         controls.append(KeepBest(*trainer.best_monitor))
     if optimizer.schedule == "plateau":

@@ -19,7 +19,7 @@ import tensorflow as tf
 from mnist_hydra.config import Config
 from mnist_hydra.data.datasets import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
-from mnist_hydra.errors import Interrupted, OutputError, TrainingDiverged
+from mnist_hydra.errors import ConfigError, Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update
 from mnist_hydra.runs import artifacts, plots, report
@@ -31,12 +31,13 @@ from mnist_hydra.training.callbacks import (
     CheckpointEachEpoch,
     EpochLog,
     ProgressBar,
+    StopAfterSteps,
     StopOnDivergence,
     StopOnRequest,
     terminals_show_no_file_only,
 )
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
-from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, find, make_controls
+from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, StopAtTarget, find, make_controls
 from mnist_hydra.training.init_from import load_weights_from
 from mnist_hydra.training.pruning import PruneTrial
 from mnist_hydra.training.stopping import stop_on_signals
@@ -96,6 +97,11 @@ def _fit_and_score(
     trial: Any = None,
 ) -> dict[str, Any]:
     """The body of `fit_and_score`, between the loggers' start and end."""
+    if config.trainer.stop_at is not None and splits.val_is_test:
+        raise ConfigError(
+            f"trainer.stop_at={config.trainer.stop_at} stops on validation, and this run validates on the test set "
+            "(data.val_split=0); hold out a validation set (e.g. data.val_split=0.1) or set trainer.stop_at=null"
+        )
     seed_everything(config.seed, config.trainer.deterministic)
     log.info(
         "data: %s from %s (%d train, %d validation%s, %d test)",
@@ -146,6 +152,7 @@ def _fit_and_score(
         metrics, probabilities = _score(
             config, model, splits, state, strategy, kept_epoch, find(controls, EarlyStopping)
         )
+        metrics.update(target_record(config.trainer.stop_at, find(controls, StopAtTarget), state))
         pruned = find(controls, PruneTrial)
         if pruned is not None and pruned.stopped_epoch is not None:
             metrics.update(status="pruned", pruned_epoch=pruned.stopped_epoch, epochs=config.trainer.epochs)
@@ -178,7 +185,7 @@ def _build_or_restore(
             model = keras.models.load_model(model_file)  # weights, optimizer state and compile settings
             _fuse(model.optimizer, config, strategy)  # the same update kernel as before the stop: a bit-exact resume
             restore_random_states(model, state.random_states)
-            log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.epochs, model_file)
+            log.info("resuming after epoch %d of %d from %s", state.epoch, config.trainer.whole_epochs, model_file)
             return model, state
         if checkpoints:
             log.info("no checkpoint in %s: starting from the first epoch", checkpoints.folder)
@@ -188,7 +195,8 @@ def _build_or_restore(
         if config.init_from is not None:
             load_weights_from(model, config.init_from)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
-        optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=steps * config.trainer.epochs)
+        total = config.trainer.total_steps(steps)
+        optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=total)
         _fuse(optimizer, config, strategy)
         model.compile(
             optimizer=with_loss_scaling(optimizer, config.trainer.precision),
@@ -198,7 +206,7 @@ def _build_or_restore(
             steps_per_execution=(
                 1
                 if config.trainer.strategy == "multi_worker"
-                else steps_per_execution(config.trainer.steps_per_execution, steps)
+                else steps_per_execution(config.trainer.steps_per_execution, steps, total)
             ),
         )
     log.info(
@@ -223,7 +231,7 @@ def _fit(
 ) -> None:
     """Train from `state.epoch` to the last epoch (or an early stop), checkpointing each; `workdir` (chief only)
     gets a failure record."""
-    epochs, batch = config.trainer.epochs, config.trainer.batch_size
+    epochs, batch = config.trainer.whole_epochs, config.trainer.batch_size
     stopping = find(controls, EarlyStopping)
     if state.epoch >= epochs or any(getattr(c, "stopped_epoch", None) is not None for c in controls):
         return  # stopped (or pruned) after the last epoch's checkpoint, before its artifacts were written
@@ -244,6 +252,9 @@ def _fit(
             loggers.callback(lambda: saver.kept),
             ProgressBar(stopped),
         ]
+        total = config.trainer.total_steps(steps)
+        if total < epochs * steps:  # a fractional trainer.epochs: the last epoch ends at the run's last step
+            callbacks.insert(0, StopAfterSteps(steps, total))
         try:
             model.fit(
                 make_training_dataset(splits.x_train, splits.y_train, batch, config.seed, state.epoch, epochs),
@@ -267,6 +278,15 @@ def _fit(
             stopping.watch.best,
             stopping.watch.best_epoch,
             stopping.watch.wait,
+        )
+    target = find(controls, StopAtTarget)
+    if target is not None and target.stopped_epoch is not None:
+        log.info(
+            "stopped at target after epoch %d: %s %.4f reached trainer.stop_at=%s",
+            target.stopped_epoch,
+            target.watch.monitor,
+            state.history[target.watch.monitor][target.stopped_epoch - 1],
+            config.trainer.stop_at,
         )
     if diverged.where:
         error = (
@@ -360,6 +380,19 @@ def _score(
     }, probabilities
 
 
+def target_record(stop_at: str | None, target: StopAtTarget | None, state: TrainingState) -> dict[str, Any]:
+    """metrics.json's trainer.stop_at figures: the target, the epoch that reached it and the training seconds
+    to the end of that epoch (its validation included); both null when it was never reached. Nothing when off."""
+    if stop_at is None or target is None:
+        return {}
+    epoch = target.stopped_epoch
+    return {
+        "stop_at": stop_at,
+        "stop_at_epoch": epoch,
+        "stop_at_seconds": None if epoch is None else float(sum(state.epoch_seconds[:epoch])),
+    }
+
+
 def verbosity(verbose: int | None) -> int:
     """Keras's verbose: as set, or (null) a progress bar on a terminal, and nothing of Keras's elsewhere: in a log
     file, a pipe or CI the epoch's log line (EpochLog) is then the one line it prints, with no bar redraws."""
@@ -368,20 +401,24 @@ def verbosity(verbose: int | None) -> int:
     return 1 if sys.stdout.isatty() else 0
 
 
-def steps_per_execution(limit: int, steps_per_epoch: int) -> int:
+def steps_per_execution(limit: int, steps_per_epoch: int, total_steps: int | None = None) -> int:
     """The largest divisor of `steps_per_epoch` not above `limit`: executions never straddle two epochs.
 
     Keras runs whole executions, so with 844 steps an epoch and 16 per execution each epoch would take
     848 batches, shifting every later epoch's batches and breaking the (seed, epoch) order a resumed run
-    relies on (mnist_hydra.data.pipeline.make_training_dataset).
+    relies on (mnist_hydra.data.pipeline.make_training_dataset). With `total_steps` (a fractional trainer.epochs),
+    a divisor of the last epoch's steps as well, so that the run can stop at its last step.
     """
-    chosen = max(d for d in range(1, min(limit, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
+    last = (total_steps or steps_per_epoch) % steps_per_epoch or steps_per_epoch
+    both = math.gcd(steps_per_epoch, last)
+    chosen = max(d for d in range(1, min(limit, both) + 1) if both % d == 0)
     if chosen != limit:
         log.info(
-            "steps per execution: %d (trainer.steps_per_execution=%d; a divisor of the %d steps an epoch)",
+            "steps per execution: %d (trainer.steps_per_execution=%d; a divisor of the %d steps an epoch%s)",
             chosen,
             limit,
             steps_per_epoch,
+            f" and the {last} of the last" if last != steps_per_epoch else "",
         )
     return chosen
 
