@@ -12,14 +12,14 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import SMALL_RUN, run_app
+from tests.conftest import SMALL_RUN, call_app, run_app
 from tests.test_report import parse
 
 SEARCHED = {"optimizer.lr", "trainer.batch_size", "model.dense_units", "model.dropout"}
 
 
 def _hydra_config(tmp_path: Path, *overrides: str) -> dict:
-    result = run_app("--cfg", "all", "--resolve", *overrides, cwd=tmp_path, timeout=60)
+    result = call_app("--cfg", "all", "--resolve", *overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["hydra"]
 
@@ -140,7 +140,7 @@ def test_optuna_search_composes_as_a_seeded_maximizing_multirun(tmp_path):
 
 
 def test_help_lists_the_search_option(tmp_path):
-    result = run_app("--help", cwd=tmp_path, timeout=60)
+    result = call_app("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "hparams_search: optuna" in result.stdout
 
