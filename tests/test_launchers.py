@@ -12,23 +12,24 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import SMALL_RUN, run_app
+from tests.conftest import SMALL_RUN, call_app, run_app
 from tests.test_report import parse
 
 SEARCHED = {"optimizer.lr", "trainer.batch_size", "model.dense_units", "model.dropout"}
 
 
 def _hydra_config(tmp_path: Path, *overrides: str) -> dict:
-    result = run_app("--cfg", "all", "--resolve", *overrides, cwd=tmp_path, timeout=60)
+    result = call_app("--cfg", "all", "--resolve", *overrides, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     return yaml.safe_load(result.stdout)["hydra"]
 
 
-def _sweep(tmp_path: Path, mnist_dir: Path, *overrides: str, multirun: bool = False) -> tuple:
-    """Run a sweep of SMALL_RUN jobs (overrides win) into tmp_path/sweep; return (result, sweep dir)."""
+def _sweep(tmp_path: Path, mnist_dir: Path, *overrides: str, multirun: bool = False, process: bool = False) -> tuple:
+    """Run a sweep of SMALL_RUN jobs (overrides win) into tmp_path/sweep, in-process or, with `process`, as a
+    process of its own (the launchers that start worker processes); return (result, sweep dir)."""
     sweep = tmp_path / "sweep"
     flags = ["--multirun"] if multirun else []  # hparams_search=optuna needs none: it sets hydra.mode
-    result = run_app(
+    result = (run_app if process else call_app)(
         *flags,
         *SMALL_RUN,
         *overrides,
@@ -140,7 +141,7 @@ def test_optuna_search_composes_as_a_seeded_maximizing_multirun(tmp_path):
 
 
 def test_help_lists_the_search_option(tmp_path):
-    result = run_app("--help", cwd=tmp_path, timeout=60)
+    result = call_app("--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "hparams_search: optuna" in result.stdout
 
@@ -250,6 +251,7 @@ def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
         f"hydra.hydra_logging.formatters.simple.format={pid_format}",
         f"hydra.job_logging.formatters.simple.format={pid_format}",
         multirun=True,
+        process=True,
     )
     jobs = _jobs(sweep)
     assert sorted(jobs) == [0, 1]
@@ -273,7 +275,13 @@ def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
 
 def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
     _, sweep = _sweep(
-        tmp_path, mnist_dir, "hydra/launcher=submitit_local", "trainer.threads=1", "seed=0,1", multirun=True
+        tmp_path,
+        mnist_dir,
+        "hydra/launcher=submitit_local",
+        "trainer.threads=1",
+        "seed=0,1",
+        multirun=True,
+        process=True,
     )
     jobs = _jobs(sweep)
     assert sorted(jobs) == [0, 1]
@@ -292,7 +300,7 @@ def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
 
 def test_optuna_search_where_every_trial_fails_ends_in_one_line(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_app(
+    result = call_app(
         "hparams_search=optuna",
         "hydra.sweeper.n_trials=2",
         "trainer.epochs=0",

@@ -15,7 +15,7 @@ from PIL import Image
 from mnist_hydra.apps.summarize import main as summarize_main
 from mnist_hydra.runs.rundir import list_runs
 from mnist_hydra.runs.sweeps import report, summarize_sweep
-from tests.conftest import run_app
+from tests.conftest import call_app
 from tests.test_report import parse
 
 SMALL = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=600", "data.test_limit=300"]
@@ -158,7 +158,7 @@ def test_summarize_cli_errors_are_one_line(tmp_path, capsys):
 
 def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path, mnist_dir):
     sweep = tmp_path / "sweep"
-    result = run_app(
+    result = call_app(
         "--multirun",
         "optimizer=adam,sgd",
         "data.val_split=0.1,1.5",
@@ -185,14 +185,14 @@ def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path
 
     # summarize rebuilds the same table from the files alone.
     (sweep / "sweep_results.csv").unlink()
-    again = run_app(str(sweep), cwd=tmp_path, module="mnist_hydra.summarize")
+    again = call_app(str(sweep), cwd=tmp_path, module="mnist_hydra.summarize")
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_csv(sweep / "sweep_results.csv"), table)
 
 
 def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_dir):
     sweep = tmp_path / "cv"
-    result = run_app(
+    result = call_app(
         "--multirun",
         "data.folds=3",
         "data.fold=0,1,2",
