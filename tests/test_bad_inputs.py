@@ -823,11 +823,19 @@ def run_process(item: Case, root: Path, env: dict[str, str]) -> Outcome:
     before = snapshot(root)
     start = time.perf_counter()
     command = [sys.executable, "-m", APPS[item.app][0], *shlex.split(item.args)]
-    try:
-        result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired as late:  # it went on to train: the bad input was not caught
-        out, err = (s.decode(errors="replace") if isinstance(s, bytes) else s or "" for s in (late.stdout, late.stderr))
-        result = subprocess.CompletedProcess(command, None, out, f"{err}\n(still running after {TIMEOUT} s: killed)")
+    # A session of its own: a row still running at TIMEOUT is killed with whatever it started (a launcher's jobs).
+    with subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=TIMEOUT)
+            result = subprocess.CompletedProcess(command, process.returncode, out, err)
+        except subprocess.TimeoutExpired:  # it went on to train: the bad input was not caught
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            result = subprocess.CompletedProcess(
+                command, None, out, f"{err}\n(still running after {TIMEOUT} s: killed)"
+            )
     return Outcome(result, before, snapshot(root), time.perf_counter() - start, root, "process")
 
 
