@@ -1,7 +1,7 @@
 """The catalogue of bad inputs: every app, every class of mistake, one table.
 
-Each row runs one command as a user would (a subprocess, in a sandbox folder of its own that holds
-finished, stopped, failed and killed runs, a sweep, files and folders to misuse) and asserts:
+Each row runs one command, in a sandbox folder of its own that holds finished, stopped, failed and killed
+runs, a sweep, files and folders to misuse, and asserts:
 
 - the exit code (2 for config and usage, 1 for data, model, image and output trouble);
 - exactly one line on stderr, `PROG: error: ...`, holding the fragments listed (no TensorFlow line,
@@ -10,36 +10,51 @@ finished, stopped, failed and killed runs, a sweep, files and folders to misuse)
 - nothing created, changed or removed in the sandbox (every folder, and every file with its size and
   mtime, before and after), except the files a row names because the docs say the app writes them.
 
+Most rows run in this process, one after another: the app's main() with the row's command line, working
+directory and environment (conftest's call_app), inside as_a_fresh_process, which gives the call what a new
+process has and shows what one would print (a library's warnings and log lines, anything written to file
+descriptor 2), puts the process's state back afterwards, and refuses TensorFlow and Keras. The rest run as
+a user runs them, `python -m ...` in a process of their own, two at a time meanwhile: every slow=True row
+(it loads TensorFlow, whose C++ start-up lines only a fresh process can leak) and PROCESS_SAMPLE, which
+covers every app and exit code and what only a process shows: the real entry point's refusal before Hydra
+runs, a process's exit hooks after a run directory was claimed, the environment it starts with, a sweep,
+Ray's and a database driver's first import, a read that never returns (each entry says why).
+
 DATA_CASES are bad data that need no process to show it: the loaders and the split step every data option
 passes through, called in-process, with the error worded by the apps' boundary (`describe`) as it is printed,
 under the same rules (one line, MAX_LINE, exit code 1, nothing written).
 
-Rows are independent, so they run two at a time. Serve and export rows go in APPS and CATALOGUE the
-same way. The docs' "What can go wrong" table (docs/what-can-go-wrong.md) lists every `kind` below
-(test_readme_lists_every_kind).
+Serve and export rows go in APPS and CATALOGUE the same way. The docs' "What can go wrong" table
+(docs/what-can-go-wrong.md) lists every `kind` below (test_readme_lists_every_kind).
 """
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import io
 import json
+import logging
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import time
+import traceback
+import warnings
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from queue import Queue
 
 import numpy as np
 import pytest
 
-from tests.conftest import snapshot
-from tests.forkserver import ForkServer
+from tests.conftest import call_app, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,10 +66,8 @@ APPS = {
     "summarize": ("mnist_hydra.summarize", "mnist_hydra.summarize"),
     "report": ("mnist_hydra.report", "mnist_hydra.report"),
 }
-# The fork server imports these once; each row's child then starts from there (tests/forkserver.py).
-PRELOAD = [f"mnist_hydra.apps.{app}" for app in APPS]
 TIMEOUT = 90  # seconds per row; a row that loads TensorFlow takes ~10-30 s on a busy 2-core machine
-WORKERS = 2
+WORKERS = 2  # process rows at a time
 MAX_LINE = 300  # characters of an error line, not counting the user's own long words (line_length)
 
 
@@ -551,6 +564,27 @@ CATALOGUE = [
 ]
 
 
+# The rows that run as a user runs them, `python -m ...` in a process of their own (with every slow=True row,
+# which loads TensorFlow), and why: every app and exit code, and what only a process shows.
+PROCESS_SAMPLE = {
+    "train: --bogus": "refused before Hydra runs, by the real entry point (launch, its exit without teardown)",
+    "train: 'hydra.run.dir=my data/run' data.root=nowhere": "exit 1 after the run directory was claimed: the "
+    "process's exit hooks (the job log closed) must leave no directory behind",
+    "train: data.download=false": "the environment a process starts with (MNIST_HYDRA_DATA empty, KERAS_HOME)",
+    "train: -m hydra.sweep.dir=/proc/forbidden seed=1,2": "a sweep (--multirun), exit 1",
+    "train: -m hydra/launcher=ray trainer.threads=1 hydra.launcher.ray.init.address=127.0.0.1:9 seed=1,2": "imports "
+    "Ray (its threads, logging and C++ core) and dials a socket",
+    "train: hparams_search=optuna hydra.sweeper.storage=postgresql://me:secret@127.0.0.1:1/db": "imports Optuna, "
+    "SQLAlchemy and a database driver's C library afresh: what they print the first time reaches stderr",
+    "evaluate: run=nowhere": "evaluate, exit 2",
+    "evaluate: run=damaged": "evaluate, exit 1: a model archive read, without TensorFlow",
+    "predict: run=run images=nowhere.png": "predict, exit 2",
+    "predict: run=run images=/proc/kmsg": "a file whose read never returns: refused, not waited on, exit 1",
+    "summarize: (no arguments)": "summarize: argparse, no Hydra, exit 2",
+    "report: empty": "report, exit 2",
+}
+
+
 # Bad data that needs no process to show: the loaders and the one split step, called in-process, and the error
 # worded by the apps' boundary as it would be printed (data=OPTION, data.root=PATH in the sandbox, more keys).
 DATA_CASES = [
@@ -749,6 +783,7 @@ class Outcome:
     after: dict
     seconds: float
     root: Path  # the row's sandbox
+    how: str  # "process" or "in-process"
 
 
 def line_length(line: str, args: str, root: Path) -> int:
@@ -770,27 +805,165 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def run_case(item: Case, root: Path, servers: Queue) -> Outcome:
-    """Build the row's sandbox, run its command there, and snapshot the sandbox before and after."""
+def as_process(item: Case) -> bool:
+    """Whether the row runs as `python -m ...` (it loads TensorFlow, or it is in PROCESS_SAMPLE)."""
+    return item.slow or item.id in PROCESS_SAMPLE
+
+
+def row_env(item: Case, root: Path) -> dict[str, str]:
+    return {key: value.replace("{root}", str(root)) for key, value in item.env}
+
+
+def run_process(item: Case, root: Path, env: dict[str, str]) -> Outcome:
+    """Build the row's sandbox, run its command there as a process, and snapshot the sandbox before and after."""
     root.mkdir(parents=True)
     build_sandbox(root)
-    env = base_env()
-    env.update({key: value.replace("{root}", str(root)) for key, value in item.env})
     before = snapshot(root)
     start = time.perf_counter()
-    server = servers.get()
-    try:
-        result = server.run(APPS[item.app][0], shlex.split(item.args), root, env, TIMEOUT)
-    finally:
-        servers.put(server)
-    if result.returncode is None:  # it went on to train: the bad input was not caught
-        result.stderr += f"\n(still running after {TIMEOUT} s: killed)"
-    return Outcome(result, before, snapshot(root), time.perf_counter() - start, root)
+    command = [sys.executable, "-m", APPS[item.app][0], *shlex.split(item.args)]
+    # A session of its own: a row still running at TIMEOUT is killed with whatever it started (a launcher's jobs).
+    with subprocess.Popen(
+        command, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as process:
+        try:
+            out, err = process.communicate(timeout=TIMEOUT)
+            result = subprocess.CompletedProcess(command, process.returncode, out, err)
+        except subprocess.TimeoutExpired:  # it went on to train: the bad input was not caught
+            os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            result = subprocess.CompletedProcess(
+                command, None, out, f"{err}\n(still running after {TIMEOUT} s: killed)"
+            )
+    return Outcome(result, before, snapshot(root), time.perf_counter() - start, root, "process")
+
+
+class RowTimeout(BaseException):
+    """A row still running in this process after TIMEOUT seconds (not an Exception: no boundary catches it)."""
+
+
+BLOCKED = ("tensorflow", "keras")  # what a row run in this process may not import: mark it slow=True instead
+# A fresh interpreter's warning filters (Python's defaults; pytest's own are set aside meanwhile).
+FRESH_FILTERS = (
+    ("default", DeprecationWarning, "__main__"),
+    ("ignore", DeprecationWarning, ""),
+    ("ignore", PendingDeprecationWarning, ""),
+    ("ignore", ImportWarning, ""),
+    ("ignore", ResourceWarning, ""),
+)
+
+
+def run_in_process(item: Case, root: Path) -> Outcome:
+    """Build the row's sandbox, run its command there in this process (call_app), and snapshot the sandbox."""
+    root.mkdir(parents=True)
+    build_sandbox(root)
+    before = snapshot(root)
+    command = [sys.executable, "-m", APPS[item.app][0], *shlex.split(item.args)]
+    start = time.perf_counter()
+    with as_a_fresh_process() as native:
+        try:
+            result = call_app(*command[3:], cwd=root, env=row_env(item, root), module=command[2])
+        except RowTimeout:  # it went on to train: the bad input was not caught
+            result = subprocess.CompletedProcess(command, None, "", f"(still running after {TIMEOUT} s: stopped)")
+        except Exception:  # a bug, or an import of TensorFlow: shown whole, as a process would show it
+            hint = f"\n(a row that imports {' or '.join(BLOCKED)} runs as a process: mark it slow=True)"
+            result = subprocess.CompletedProcess(command, 1, "", traceback.format_exc() + hint)
+    result.stderr += native.getvalue()
+    return Outcome(result, before, snapshot(root), time.perf_counter() - start, root, "in-process")
+
+
+@contextlib.contextmanager
+def as_a_fresh_process() -> Iterator[io.StringIO]:
+    """What a row run in this process would otherwise get from, or leave to, the rows and tests before and after
+    it, set as a new process has it meanwhile and put back afterwards (call_app itself does the working
+    directory, argv, the environment's variables it sets, Hydra's global state and the root logger's handlers):
+
+    - the whole environment (an app may set variables for itself);
+    - every logger's level, handlers and switches, with no handler on the root logger (pytest's would swallow a
+      library's warning that a user reads on stderr), and logging's module switches;
+    - the warning filters and their once-only registries, warnings printed to sys.stderr (pytest records them);
+    - the SIGINT and SIGTERM handlers;
+    - TensorFlow and Keras cannot be imported (their C++ output at start-up and their global state only a
+      process shows: a row that needs them is slow=True, a process row);
+    - file descriptor 2: what is written below sys.stderr (C code, sys.__stderr__) is yielded, to be added
+      to the row's stderr;
+    - a row still running after TIMEOUT seconds raises RowTimeout.
+    """
+    environ = dict(os.environ)
+    loggers = _logger_states()
+    switches = (logging.root.manager.disable, logging.raiseExceptions)
+    signals = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    modules = {name: sys.modules[name] for name in BLOCKED if name in sys.modules}
+    native = io.StringIO()
+    saved_fd2 = os.dup(2)
+    with tempfile.TemporaryFile() as below, warnings.catch_warnings():
+        warnings.resetwarnings()
+        for action, category, module in reversed(FRESH_FILTERS):
+            warnings.filterwarnings(action, category=category, module=module)
+        warnings.showwarning = _print_warning
+        for handler in logging.root.handlers[:]:
+            logging.root.removeHandler(handler)
+        logging.root.setLevel(logging.WARNING)
+        for name in BLOCKED:
+            sys.modules[name] = None  # type: ignore[assignment]  # None: `import tensorflow` raises ImportError
+        os.dup2(below.fileno(), 2)
+        previous = signal.signal(signal.SIGALRM, _stop_row)
+        signal.setitimer(signal.ITIMER_REAL, TIMEOUT)
+        try:
+            yield native
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            sys.__stderr__.flush()
+            os.dup2(saved_fd2, 2)
+            os.close(saved_fd2)
+            below.seek(0)
+            native.write(below.read().decode(errors="replace"))
+            for name in BLOCKED:
+                del sys.modules[name]
+            sys.modules.update(modules)
+            for signum, handler in signals.items():
+                signal.signal(signum, handler)
+            logging.root.manager.disable, logging.raiseExceptions = switches
+            _restore_loggers(loggers)
+            for key in os.environ.keys() - environ.keys():
+                del os.environ[key]
+            os.environ.update(environ)
+
+
+def _stop_row(signum: int, frame: object) -> None:
+    raise RowTimeout()
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python's own way of showing a warning (pytest's recorder set aside): to sys.stderr, now the row's."""
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _logger_states() -> dict[logging.Logger, tuple]:
+    loggers = [logging.root, *(x for x in logging.root.manager.loggerDict.values() if isinstance(x, logging.Logger))]
+    return {x: (x.level, x.disabled, x.propagate, x.handlers[:]) for x in loggers}
+
+
+def _restore_loggers(saved: dict[logging.Logger, tuple]) -> None:
+    """Every logger as it was; one the row made, as a new one is (its handlers closed: they were the row's)."""
+    for logger in _logger_states():
+        level, disabled, propagate, handlers = saved.get(logger, (logging.NOTSET, False, True, []))
+        for handler in logger.handlers[:]:
+            if handler not in handlers:
+                logger.removeHandler(handler)
+                if isinstance(handler, logging.FileHandler):
+                    handler.close()
+        for handler in handlers:
+            if handler not in logger.handlers:
+                logger.addHandler(handler)
+        logger.setLevel(level)  # also clears every logger's cache of enabled levels
+        logger.disabled, logger.propagate = disabled, propagate
 
 
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory):
-    """Every selected row, run two at a time: {row id: Outcome}."""
+    """Every selected row: {row id: Outcome}. The process rows run two at a time in the background, while
+    the rest run one after another in this process (the apps change its working directory and argv)."""
     wanted = [
         item.callspec.params["item"]
         for item in request.session.items
@@ -801,21 +974,24 @@ def outcomes(request, tmp_path_factory):
     # Slow rows (TensorFlow) first, so that the quick ones fill the other worker meanwhile.
     wanted.sort(key=lambda c: not c.slow)
     base = tmp_path_factory.mktemp("catalogue")
-    servers: Queue = Queue()
-    for _ in range(WORKERS):
-        servers.put(ForkServer(PRELOAD, base_env()))
-    try:
-        with ThreadPoolExecutor(max_workers=WORKERS) as pool:
-            futures = {c.id: pool.submit(run_case, c, base / f"{i:03d}", servers) for i, c in enumerate(wanted)}
-            done = {key: future.result() for key, future in futures.items()}
-    finally:
-        while not servers.empty():
-            servers.get().close()
+    roots = {c.id: base / f"{i:03d}" for i, c in enumerate(wanted)}
+    done = {}
+    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        # Each process's environment is made here, before any row changes this one's.
+        futures = {
+            c.id: pool.submit(run_process, c, roots[c.id], {**base_env(), **row_env(c, roots[c.id])})
+            for c in wanted
+            if as_process(c)
+        }
+        for c in wanted:
+            if not as_process(c):
+                done[c.id] = run_in_process(c, roots[c.id])
+        done.update({key: future.result() for key, future in futures.items()})
     # What each row printed and how long it took: the docs' table and a slow row are read from here.
     with open(base / "catalogue.tsv", "w", encoding="utf-8") as record:
         for key, outcome in done.items():
             first = (outcome.result.stderr.splitlines() or [""])[0]
-            record.write(f"{outcome.seconds:.1f}\t{outcome.result.returncode}\t{key}\t{first}\n")
+            record.write(f"{outcome.seconds:.1f}\t{outcome.result.returncode}\t{key}\t{first}\t{outcome.how}\n")
     return done
 
 
@@ -848,6 +1024,28 @@ def test_the_catalogue_covers_every_app_and_enough_cases():
     assert len(CATALOGUE) >= 60
     assert len({c.id for c in CATALOGUE}) == len(CATALOGUE), "two rows with the same command"
     assert {c.app for c in CATALOGUE} == set(APPS)
+
+
+def test_the_process_sample_names_rows_and_covers_every_app_and_exit_code():
+    ids = {c.id: c for c in CATALOGUE}
+    assert PROCESS_SAMPLE.keys() <= ids.keys(), "a PROCESS_SAMPLE entry names no row"
+    sample = [c for c in CATALOGUE if as_process(c)]
+    assert {(c.app, c.code) for c in sample} == {(c.app, c.code) for c in CATALOGUE}
+
+
+def test_a_row_in_this_process_shows_what_a_process_would_print(tmp_path):
+    """The in-process rows' guard: a library's warning, a logged warning and a write below sys.stderr reach the
+    row's stderr, as in a process of its own; TensorFlow cannot be imported; the environment is put back."""
+    with as_a_fresh_process() as native, contextlib.redirect_stderr(io.StringIO()) as err:
+        warnings.warn("a library's warning", UserWarning, stacklevel=1)
+        logging.getLogger("some.library").warning("a library's log line")
+        os.write(2, b"a C library's line\n")
+        os.environ["MNIST_HYDRA_ROW_SET_THIS"] = "1"
+        with pytest.raises(ImportError):
+            import tensorflow  # noqa: F401
+    assert "a library's warning" in err.getvalue() and "a library's log line" in err.getvalue()
+    assert native.getvalue() == "a C library's line\n"
+    assert "MNIST_HYDRA_ROW_SET_THIS" not in os.environ
 
 
 def test_readme_lists_every_kind():
