@@ -33,7 +33,7 @@ DOTTED = re.compile(r"(?<![\w/.-])((?:mnist_hydra|hydra_plugins\.mnist_hydra_plu
 # A command's module, in lower case: `python -m MODULE` is a placeholder.
 COMMAND = re.compile(r"python3? -m ([a-z_]\w*(?:\.[A-Za-z_]\w*)*)")
 # Names under mnist_hydra. that are no modules: the OmegaConf resolvers (apps/resolvers.py registers them) and the
-# MLflow tags (tracking/mlflow_logger.py writes mnist_hydra.<key>).
+# MLflow tags (tracking/loggers/mlflow.py writes mnist_hydra.<key>).
 MLFLOW_TAGS = {"status", "job", "kind", "overrides", "run_dir", "git_commit", "NAME"}
 
 

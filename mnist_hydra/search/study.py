@@ -11,16 +11,26 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mnist_hydra.errors import ConfigError
 
 if TYPE_CHECKING:
     import optuna
 
-    from mnist_hydra.search.shared import Heartbeat
-
 log = logging.getLogger(__name__)
+
+
+class Heartbeat(Protocol):
+    """What open_storage reads of a heartbeat and hands it (mnist_hydra.search.shared.Heartbeat is the one): a
+    protocol here, so that this module does not import the one that builds on it."""
+
+    interval: int
+    grace_period: int
+    storage: Any
+
+    def retry(self, study: Any, trial: Any) -> None: ...
+
 
 JOURNAL = "journal:"
 SAMPLERS = ("tpe", "random", "cmaes", "grid")
