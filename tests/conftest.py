@@ -83,6 +83,16 @@ def fashion_dir() -> Path:
     return FASHION_DIR
 
 
+# The smallest real search: the MLP on 300 images, scored on 100, one epoch; the tests add the space they search.
+TINY_SEARCH = [
+    "model=mlp",
+    "hydra.sweeper.params=null",
+    "data.train_limit=300",
+    "data.test_limit=100",
+    "trainer.verbose=0",
+    "trainer.epochs=1",
+]
+
 # The trained run that evaluate, predict and report tests read: one epoch on 2,000 images, 500 test images.
 TRAINED_RUN = ["trainer.epochs=1", "data.train_limit=2000", "data.test_limit=500", "trainer.verbose=0"]
 

@@ -19,17 +19,9 @@ from hydra_plugins.mnist_hydra_plugins._search import distribution
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.search import study as studies
 from mnist_hydra.training.pruning import PRUNED_AT, PruneTrial
-from tests.conftest import run_app
+from tests.conftest import TINY_SEARCH, run_app
 
-# The smallest real search: the MLP on 300 images, scored on 100; the space is one choice of learning rate.
-TINY = [
-    "model=mlp",
-    "hydra.sweeper.params=null",
-    "data.train_limit=300",
-    "data.test_limit=100",
-    "trainer.verbose=0",
-    "trainer.epochs=1",
-]
+TINY = TINY_SEARCH  # the space is what each test adds: a choice of learning rate, or a grid
 
 
 def _parse(override: str):

@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 from mnist_hydra.search import shared
 from mnist_hydra.search import study as studies
 from tests import postgres
-from tests.conftest import skip_unless_ci
+from tests.conftest import TINY_SEARCH, skip_unless_ci
 
 SPACE = {"lr": FloatDistribution(1e-4, 1e-2, log=True), "units": IntDistribution(16, 256)}
 
@@ -176,12 +176,7 @@ def test_heartbeat_settings_are_checked():
 # configuration can only come from two commands drawing one stream. Heartbeats each second, stale after 4 s.
 SHARED = [
     "hparams_search=optuna",
-    "model=mlp",
-    "hydra.sweeper.params=null",
-    "data.train_limit=300",
-    "data.test_limit=100",
-    "trainer.verbose=0",
-    "trainer.epochs=1",
+    *TINY_SEARCH,
     "seed=0",
     "optimizer.lr=tag(log, interval(1e-4, 1e-2))",
     "hydra.sweeper.study_name=shared",

@@ -61,20 +61,16 @@ class Control:
         self.watch.restore(state["watch"])
 
 
-class EarlyStopping(Control):
-    """Ends training once the monitored figure has not improved for `patience` epochs in a row (as Keras counts)."""
+class Stopping(Control):
+    """A control that may end training: the epoch it did so is part of its state."""
 
-    key = "early_stopping"
-
-    def __init__(self, monitor: str, direction: str, patience: int, min_delta: float) -> None:
-        super().__init__(Watch(monitor, direction, min_delta))
-        self.patience = patience
+    def __init__(self, watch: Watch) -> None:
+        super().__init__(watch)
         self.stopped_epoch: int | None = None
 
-    def after_epoch(self, epoch: int, logs: Mapping[str, float], model: keras.Model) -> None:
-        if not self.watch.update(epoch, logs) and self.watch.wait >= self.patience:
-            self.stopped_epoch = epoch
-            model.stop_training = True
+    def stop(self, epoch: int, model: keras.Model) -> None:
+        self.stopped_epoch = epoch
+        model.stop_training = True
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "stopped_epoch": self.stopped_epoch}
@@ -84,7 +80,21 @@ class EarlyStopping(Control):
         self.stopped_epoch = state.get("stopped_epoch")
 
 
-class StopAtTarget(Control):
+class EarlyStopping(Stopping):
+    """Ends training once the monitored figure has not improved for `patience` epochs in a row (as Keras counts)."""
+
+    key = "early_stopping"
+
+    def __init__(self, monitor: str, direction: str, patience: int, min_delta: float) -> None:
+        super().__init__(Watch(monitor, direction, min_delta))
+        self.patience = patience
+
+    def after_epoch(self, epoch: int, logs: Mapping[str, float], model: keras.Model) -> None:
+        if not self.watch.update(epoch, logs) and self.watch.wait >= self.patience:
+            self.stop(epoch, model)
+
+
+class StopAtTarget(Stopping):
     """Ends training after the first epoch whose validation figure reaches `target` (trainer.stop_at).
 
     `direction` max: the figure at or above the target (an accuracy); min: at or below it (a loss).
@@ -95,22 +105,13 @@ class StopAtTarget(Control):
     def __init__(self, monitor: str, direction: str, target: float) -> None:
         super().__init__(Watch(monitor, direction))
         self.target = target
-        self.stopped_epoch: int | None = None  # the epoch that reached the target
 
     def after_epoch(self, epoch: int, logs: Mapping[str, float], model: keras.Model) -> None:
         self.watch.update(epoch, logs)
         value = float(logs[self.watch.monitor])
         reached = value >= self.target if self.watch.direction == "max" else value <= self.target
         if reached and self.stopped_epoch is None:
-            self.stopped_epoch = epoch
-            model.stop_training = True
-
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "stopped_epoch": self.stopped_epoch}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        super().restore(state)
-        self.stopped_epoch = state.get("stopped_epoch")
+            self.stop(epoch, model)  # the epoch that reached the target
 
 
 class KeepBest(Control):
