@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,23 +219,30 @@ def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) ->
 def _numbers(frame: pd.DataFrame, path: Path) -> np.ndarray:
     """The pixel columns as float64; DataError naming the first cell that is no number."""
     for name in frame.columns:
-        values = frame[name]
-        if values.dtype.kind in "iufb":
-            numbers = values.to_numpy(dtype=float, na_value=np.nan)
-            bad = np.flatnonzero(~np.isfinite(numbers))
-            if not len(bad):
-                continue
-            row, text = int(bad[0]), values.iloc[int(bad[0])]
-        else:
-            row, text = next(((r, t) for r, t in enumerate(values) if not _is_finite(t)), (-1, None))
-            if row < 0:
-                continue
+        found = _first_bad_cell(frame[name], np.isfinite, _is_finite)
+        if found is None:
+            continue
+        row, text = found
         shown = "an empty cell" if isinstance(text, float) and np.isnan(text) else repr(shorten(str(text)))
         raise DataError(
             f"{path}: row {row + 2}, column '{shorten(str(name))}': {shown} is not a number; pixels are "
             "grey levels from 0 to data.pixel_scale (255)"
         )
     return frame.to_numpy(dtype=np.float64)
+
+
+def _first_bad_cell(
+    values: pd.Series, column_ok: Callable[[np.ndarray], np.ndarray], cell_ok: Callable[[Any], bool]
+) -> tuple[int, Any] | None:
+    """The first cell of a column that is not acceptable, as (row counted from 0, its content); None when all are.
+
+    A numeric column is judged at once by `column_ok` on its values as floats (an empty cell is NaN); a column
+    of text, cell by cell by `cell_ok`.
+    """
+    if values.dtype.kind in "iufb":
+        bad = np.flatnonzero(~column_ok(values.to_numpy(dtype=float, na_value=np.nan)))
+        return (int(bad[0]), values.iloc[int(bad[0])]) if len(bad) else None
+    return next(((row, text) for row, text in enumerate(values) if not cell_ok(text)), None)
 
 
 def _is_finite(text: Any) -> bool:
@@ -249,20 +257,13 @@ def _integers(frame: pd.DataFrame, path: Path, what: str, accepted: str) -> np.n
 
     Rows are numbered as in an editor: the header is line 1, the first image line 2.
     """
-    for _col, name in enumerate(frame.columns):
-        values = frame[name]
-        if values.dtype.kind in "iu":
+    for name in frame.columns:
+        if frame[name].dtype.kind in "iu":
             continue
-        numbers = values.to_numpy(dtype=float, na_value=np.nan) if values.dtype.kind in "fb" else None
-        if numbers is not None:
-            bad = np.flatnonzero(~np.isfinite(numbers) | (numbers != np.round(numbers)))
-            if not len(bad):
-                continue
-            row, text = int(bad[0]), values.iloc[int(bad[0])]
-        else:
-            row, text = next(((r, t) for r, t in enumerate(values) if not _is_integer(t)), (-1, None))
-            if row < 0:
-                continue
+        found = _first_bad_cell(frame[name], lambda v: np.isfinite(v) & (v == np.round(v)), _is_integer)
+        if found is None:
+            continue
+        row, text = found
         if isinstance(text, (float, np.floating)):
             shown = "an empty cell" if np.isnan(text) else f"{text:g}"
         else:
