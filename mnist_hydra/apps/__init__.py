@@ -33,8 +33,6 @@ def launch(module: str, prog: str) -> None:
 
 def prepare_hydra() -> None:
     """What every Hydra app needs before Hydra composes: installed plugins, schemas, resolvers."""
-    from hydra.core.config_store import ConfigStore
-
     from mnist_hydra.apps import resolvers
     from mnist_hydra.config import store_schemas
     from mnist_hydra.plugins import load_entry_points
@@ -42,9 +40,6 @@ def prepare_hydra() -> None:
     load_entry_points()  # an installed package's builders, and so their schemas, before the store is filled
     store_schemas()
     resolvers.register()
-    # Hydra's --help deep-copies the whole process-wide ConfigStore once per config group (~110 times, 0.8 s);
-    # ConfigStore.load() already hands out copies of each node, so sharing the store itself is safe.
-    ConfigStore.__deepcopy__ = lambda self, memo: self  # type: ignore[attr-defined]  # added on purpose
 
 
 def main_train() -> None:

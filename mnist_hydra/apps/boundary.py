@@ -8,7 +8,7 @@
 - Either way, a run or evaluation directory that this process created and that holds no result is
   removed (apps.resolvers keeps the list), so no stub is left for `summarize` to list.
 - Hydra's command line is checked before Hydra sees it (check_hydra_flags), and the errors Hydra lets
-  through unwrapped are recognised (_hydra_input_error), so no mistake on it prints a traceback or a usage.
+  through unwrapped are recognised by their type and message (_hydra_input_error), so no mistake on it prints a traceback or a usage.
 - Anything else is a bug: its traceback is shown. HYDRA_FULL_ERROR=1 shows every traceback.
 """
 
@@ -99,11 +99,14 @@ def _call(app: Callable[[], Any], prog: str) -> None:
 def check_hydra_flags(argv: list[str]) -> None:
     """ConfigError in one line for what Hydra's command line refuses, before Hydra sees it: an unknown flag or a
     bad --cfg choice (Hydra's argparse would print its whole usage), an override without a key (`=3`, which
-    Hydra lets through to a ValueError); OverrideParseException for an override it cannot parse."""
-    from hydra._internal.utils import get_args_parser
+    Hydra lets through to a ValueError), a config group given something other than an option's name
+    (`model=5`, `data=[1]`, which Hydra lets through to a ValueError or TypeError); OverrideParseException for
+    an override it cannot parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = get_args_parser()
+    from mnist_hydra.apps.hydra_cli import args_parser, config_groups, is_group
+
+    parser = args_parser()
 
     def error(message: str) -> NoReturn:
         raise ConfigError(f"{message}; see --help for the flags and overrides it takes")
@@ -112,11 +115,43 @@ def check_hydra_flags(argv: list[str]) -> None:
     known, unknown = parser.parse_known_args(argv)
     if unknown:
         error(f"unrecognized arguments: {' '.join(unknown)}")
+    groups = config_groups()
     for override in OverridesParser.create().parse_overrides(known.overrides):
         if not override.key_or_group:
             error(
                 f"cannot parse the override {override.input_line}: it has no key before the '='; "
                 "overrides are key=value or group=option"
+            )
+        if is_group(override.key_or_group, groups):
+            _check_group_choice(override)
+
+
+def _check_group_choice(override: Any) -> None:
+    """ConfigError unless a config group's override names options: a string, or a list of strings."""
+    if override.is_sweep_override():
+        return  # each job of the sweep gets one value, checked as that job composes
+    value = override.value()
+    if isinstance(value, dict):
+        return  # `group={key: value}` sets keys, as Hydra reads it
+    if override.is_delete():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"cannot apply the override {override.input_line}: deleting a config group takes no value or "
+                f"an option's name, not {type(value).__name__}; --help lists the groups and their options"
+            )
+        return
+    if not isinstance(value, (str, list)):
+        raise ConfigError(
+            f"cannot apply the override {override.input_line}: Config group override must be a string or a "
+            f"list. Got {type(value).__name__}; --help lists the groups and their options, --cfg job every key"
+        )
+    if isinstance(value, list):
+        wrong = next((item for item in value if not isinstance(item, str)), None)
+        if wrong is not None or None in value:
+            raise ConfigError(
+                "cannot pick the config groups' options from the command line: argument of type "
+                f"'{type(wrong).__name__}' is not iterable; a group takes an option's name, e.g. model=cnn "
+                "(--help lists them)"
             )
 
 
@@ -268,29 +303,33 @@ def describe(err: BaseException) -> str | None:
 
 
 def _hydra_input_error(err: BaseException) -> str | None:
-    """One line for a ValueError or TypeError that Hydra lets through unwrapped while it reads the command line,
-    else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, Hydra's own
-    for a group given a number or a list of numbers (`model=5`, `data=[1]`) while the defaults list is built."""
-    if not isinstance(err, (ValueError, TypeError)):
+    """One line for a ValueError that Hydra lets through unwrapped while it reads the command line, told by its
+    message, else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, and
+    Hydra's for a group given a number (`model=5`) in an app whose flags are not checked up front."""
+    if not isinstance(err, ValueError):
         return None
-    frames = []
-    link = err.__traceback__
-    while link is not None:
-        frames.append(link.tb_frame)
-        link = link.tb_next
-    hydra_dir = f"{os.sep}hydra{os.sep}"
-    for frame in frames:
-        override = frame.f_locals.get("override")
-        if hydra_dir in frame.f_code.co_filename and type(override).__name__ == "Override":
-            return (
-                f"cannot apply the override {getattr(override, 'input_line', None) or override}: "
-                f"{one_line(err)}; --help lists the groups and their options, --cfg job every key"
-            )
-    if any(frame.f_code.co_filename.endswith(f"{hydra_dir}_internal{os.sep}defaults_list.py") for frame in frames):
+    message = str(err)
+    if message.startswith("Config group override must be a string or a list."):
         return (
             f"cannot pick the config groups' options from the command line: {one_line(err)}; a group takes "
             "an option's name, e.g. model=cnn (--help lists them)"
         )
+    index = re.fullmatch(r"invalid literal for int\(\) with base 10: '([^']*)'", message)
+    if index is None:
+        return None
+    from mnist_hydra.apps.hydra_cli import parse_overrides
+
+    try:
+        overrides = parse_overrides(sys.argv[1:])
+    except Exception:  # the command line is not Hydra's: the error is not about it
+        return None
+    for override in overrides:
+        key = override.key_or_group or ""
+        if index.group(1) in key.split(".")[1:]:
+            return (
+                f"cannot apply the override {override.input_line}: {one_line(err)}; "
+                "--help lists the groups and their options, --cfg job every key"
+            )
     return None
 
 
