@@ -14,7 +14,7 @@ TINY = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=1000", "data.
 def test_loss_scaling_wraps_only_mixed_float16():
     import keras
 
-    from mnist_hydra.training.loop import with_loss_scaling
+    from mnist_hydra.training.precision import with_loss_scaling
 
     for precision in ("float32", "mixed_bfloat16"):
         adam = keras.optimizers.Adam(1e-3)

@@ -209,7 +209,7 @@ def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the
     ],
 )
 def test_steps_per_execution_is_the_largest_divisor_of_an_epoch_up_to_the_limit(limit, steps, expected):
-    from mnist_hydra.training.loop import steps_per_execution
+    from mnist_hydra.training.build import steps_per_execution
 
     assert steps_per_execution(limit, steps) == expected
 

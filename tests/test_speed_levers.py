@@ -60,7 +60,7 @@ def test_fastest_trainer_keeps_the_reference_network(compose_config):
 
 
 def test_inter_op_threads_one_op_at_a_time_only_on_one_device(compose_config):
-    from mnist_hydra.training.loop import inter_op_threads
+    from mnist_hydra.training.threads import inter_op_threads
 
     assert validate(compose_config()).trainer.inter_op_threads is None
     assert inter_op_threads(None, "default") == 1
@@ -116,7 +116,7 @@ def test_with_precision_leaves_the_global_policy_alone():
     import keras
 
     from mnist_hydra.models.networks import CNNConfig, build_cnn
-    from mnist_hydra.training.loop import with_precision
+    from mnist_hydra.training.precision import with_precision
 
     reference = build_cnn(CNNConfig(), (28, 28, 1), 10)
     mixed = with_precision(reference, "mixed_bfloat16")

@@ -11,7 +11,7 @@ import pytest
 from mnist_hydra.config import TrainerConfig, validate
 from mnist_hydra.errors import ConfigError, FieldError
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, build_schedule
-from mnist_hydra.training.loop import steps_per_execution
+from mnist_hydra.training.build import steps_per_execution
 
 TINY = ["trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300", "trainer.batch_size=100"]
 

@@ -15,16 +15,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
-import functools
 import logging
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
@@ -34,24 +34,23 @@ from mnist_hydra.config import describe_field
 from mnist_hydra.errors import ConfigError, UserError, one_line
 from mnist_hydra.extras import MissingExtra, plugin_option_message
 
-F = TypeVar("F", bound=Callable[..., Any])
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
 
 
-def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> None:
-    """Call a `@hydra.main` function (or any app) inside the boundary; `hydra_flags`: check the command line's
-    flags first, as Hydra's own parser will (it would print its whole usage for a mistake)."""
+@contextlib.contextmanager
+def boundary(prog: str, *, hydra_flags: bool = False) -> Iterator[None]:
+    """The app's body runs inside this: a user mistake ends in one line and its exit code, Ctrl-C or SIGTERM in
+    one line and 128 + the signal's number, a bug keeps its traceback. `hydra_flags`: check the command line's
+    flags first, as Hydra's own parser will (it would print its whole usage for a mistake).
+
+    A context manager, not a wrapper: the body's frames are the app's own, one fewer per layer for every
+    traceback and profile.
+    """
     global _full_error
     before = os.environ.get("HYDRA_FULL_ERROR")
     _full_error = before == "1"
     # Hydra prints its own multi-line report unless this is set; set, it raises and we word the error.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-
-    def checked() -> Any:
-        if hydra_flags:
-            check_hydra_flags(sys.argv[1:])
-        return app()
-
     # A log file that cannot take a line (a full disk) must not print a traceback per line: the console
     # handler still shows it, and the write error that matters is reported once, by the code that writes.
     logging.raiseExceptions = False
@@ -60,7 +59,20 @@ def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
-        _call(checked, prog)
+        if hydra_flags:
+            check_hydra_flags(sys.argv[1:])
+        yield
+    except KeyboardInterrupt as stop:
+        interrupted(prog, stop)
+    except BrokenPipeError:
+        # `... | head` closed our stdout: nothing more to say to it, and no traceback (Python's docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as err:
+        resolvers.discard_created()
+        if _full_error or user_error(err) is None:
+            raise
+        exit_with(err, prog)
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
@@ -78,22 +90,6 @@ class Terminated(KeyboardInterrupt):
 
 def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
-
-
-def _call(app: Callable[[], Any], prog: str) -> None:
-    try:
-        app()
-    except KeyboardInterrupt as stop:
-        interrupted(prog, stop)
-    except BrokenPipeError:
-        # `... | head` closed our stdout: nothing more to say to it, and no traceback (Python's docs' recipe).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except Exception as err:
-        resolvers.discard_created()
-        if _full_error or user_error(err) is None:
-            raise
-        exit_with(err, prog)
 
 
 def check_hydra_flags(argv: list[str]) -> None:
@@ -155,26 +151,19 @@ def _check_group_choice(override: Any) -> None:
             )
 
 
-def guard(prog: str) -> Callable[[F], F]:
-    """Decorator for a Hydra task function: the boundary inside the job, where Hydra would otherwise first
+@contextlib.contextmanager
+def job_boundary(prog: str) -> Iterator[None]:
+    """The boundary inside a Hydra task function (its body runs inside this), where Hydra would otherwise first
     log "Error executing job with overrides" for every exception it sees, user mistakes included."""
-
-    def wrap(task: F) -> F:
-        @functools.wraps(task)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return task(*args, **kwargs)
-            except KeyboardInterrupt as stop:
-                interrupted(prog, stop)
-            except Exception as err:
-                if _full_error or user_error(err) is None:
-                    raise
-                resolvers.discard_created()
-                exit_with(err, prog)
-
-        return guarded  # type: ignore[return-value]
-
-    return wrap
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        interrupted(prog, stop)
+    except Exception as err:
+        if _full_error or user_error(err) is None:
+            raise
+        resolvers.discard_created()
+        exit_with(err, prog)
 
 
 def interrupted(prog: str, stop: BaseException | None = None) -> NoReturn:
