@@ -47,13 +47,14 @@ def parse_overrides(argv: Sequence[str]) -> list[Any]:
 
 
 def config_groups() -> set[str]:
-    """The top-level config groups: mnist_hydra's conf/ folders and the groups filed in Hydra's ConfigStore.
+    """The top-level config groups: mnist_hydra's conf/ folders, its schemas and the groups in Hydra's ConfigStore.
     A group under another (`hydra/launcher`) is told by its `/`."""
     from importlib import resources
 
     from hydra.core.config_store import ConfigStore
 
-    groups = {name for name in ConfigStore.instance().list("") if not name.endswith(".yaml")}
+    # `schema` is served by hydra_plugins' SchemaSource, not the ConfigStore.
+    groups = {"schema"} | {name for name in ConfigStore.instance().list("") if not name.endswith(".yaml")}
     with contextlib.suppress(OSError, ValueError):
         groups |= {p.name for p in resources.files("mnist_hydra.conf").iterdir() if p.is_dir() and p.name[:1] != "_"}
     return groups
