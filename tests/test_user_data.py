@@ -473,7 +473,7 @@ def test_mnist_through_data_idx_is_recognised(mnist_dir, caplog):
 def test_an_export_of_a_run_on_your_data_carries_its_class_names(runs, tmp_path):
     import shutil
 
-    from mnist_hydra.serving import export
+    from mnist_hydra.export import run as export
 
     run = tmp_path / "idx"
     shutil.copytree(runs["idx"], run)
