@@ -175,7 +175,7 @@ def run_app(
 @pytest.fixture(scope="session")
 def predictor(trained_run):
     """The trained run's model loaded for serving, once per session (the API and browser tests share it)."""
-    from mnist_hydra.serving.predictor import Predictor
+    from mnist_hydra.serving.compiled_model import Predictor
 
     return Predictor(trained_run)
 

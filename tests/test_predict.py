@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from mnist_hydra.data import preprocess
 from mnist_hydra.data.preprocess import ImageError, image_suffixes, preprocess_file, read_image, stroke_width, to_mnist
 from mnist_hydra.errors import UserError
-from mnist_hydra.serving.predict import find_images, predict_images
+from mnist_hydra.serving.classify_files import find_images, predict_images
 from tests.conftest import call_app
 
 PREDICT = "mnist_hydra.predict"
