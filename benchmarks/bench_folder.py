@@ -45,7 +45,7 @@ def write_pngs(folder: Path, count: int, data: Path) -> float:
     """The first `count` MNIST training images as folder/LABEL/NNNNN.png; the seconds it took."""
     from PIL import Image
 
-    from mnist_hydra.data.idx import read_idx
+    from mnist_hydra.data.idx_format import read_idx
 
     images = read_idx(data / "train-images-idx3-ubyte.gz")[:count]
     labels = read_idx(data / "train-labels-idx1-ubyte.gz")[:count]

@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mnist_hydra.data.idx import read_idx  # noqa: E402
+from mnist_hydra.data.idx_format import read_idx  # noqa: E402
 from mnist_hydra.runs.rundir import load_model  # noqa: E402
 from tests.photos import BACKGROUNDS, clean, make_photos  # noqa: E402
 

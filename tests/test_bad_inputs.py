@@ -694,7 +694,7 @@ def build_sandbox(root: Path) -> None:
 
 def build_your_data(root: Path, digit) -> None:
     """Folders, CSVs and IDX sets with one mistake each, for the data=folder, csv and idx rows."""
-    from mnist_hydra.data.idx import write_idx
+    from mnist_hydra.data.idx_format import write_idx
 
     def image_folder(*paths: str) -> None:
         for path in paths:

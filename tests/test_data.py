@@ -15,7 +15,7 @@ import pytest
 
 from mnist_hydra.data import datasets as data
 from mnist_hydra.data.datasets import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
-from mnist_hydra.data.idx import write_idx
+from mnist_hydra.data.idx_format import write_idx
 from mnist_hydra.errors import DataError, FieldError
 from tests.conftest import FASHION_DIR as REAL_FASHION
 from tests.conftest import skip_unless_ci

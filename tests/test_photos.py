@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_hydra.data.idx import read_idx
+from mnist_hydra.data.idx_format import read_idx
 from mnist_hydra.data.preprocess import to_grayscale, to_mnist
 from mnist_hydra.runs.rundir import load_model
 from tests.photos import BACKGROUNDS, clean, make_photos, paper

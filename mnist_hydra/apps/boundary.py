@@ -2,7 +2,7 @@
 
 - A user mistake (UserError, or Hydra's and OmegaConf's errors about the command line) prints
   `PROG: error: ...` and exits with its code: 2 for config and usage, 1 for data and output trouble.
-- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/stopping.py) prints one line
+- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/signals.py) prints one line
   and exits 130 or 143; a run or sweep directory that holds checkpoints is kept, and the line says how to
   resume it.
 - Either way, a run or evaluation directory that this process created and that holds no result is

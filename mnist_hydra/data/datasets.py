@@ -42,7 +42,7 @@ import numpy as np
 from mnist_hydra.data import csv_table, idx_set
 from mnist_hydra.data import folder as image_folder
 from mnist_hydra.data.base import IMAGE_SHAPE, Raw, SplitConfig, printable
-from mnist_hydra.data.idx import idx_digest, read_idx_with_digest
+from mnist_hydra.data.idx_format import idx_digest, read_idx_with_digest
 from mnist_hydra.errors import DataError, one_line
 from mnist_hydra.registry import Registry
 

@@ -34,9 +34,9 @@ from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
 from mnist_hydra.serving.collect import Collector
+from mnist_hydra.serving.compiled_model import Predictor, describe
 from mnist_hydra.serving.inputs import JSON_FORMS, InputError, decode_json, json_images
 from mnist_hydra.serving.limits import BodyLimit, BodyTimeout, BodyTooLarge
-from mnist_hydra.serving.compiled_model import Predictor, describe
 from mnist_hydra.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
 from mnist_hydra.errors import ConfigError, Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update
-from mnist_hydra.runs import artifacts, plots, report
+from mnist_hydra.runs import artifacts, html_report, plots
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.tracking.base import RunInfo, run_params, run_tags
 from mnist_hydra.tracking.fanout import Loggers, open_loggers
@@ -37,10 +37,10 @@ from mnist_hydra.training.callbacks import (
     terminals_show_no_file_only,
 )
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
-from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, StopAtTarget, find, make_controls
+from mnist_hydra.training.epoch_decisions import Control, EarlyStopping, KeepBest, StopAtTarget, find, make_controls
 from mnist_hydra.training.init_from import load_weights_from
 from mnist_hydra.training.pruning import PruneTrial
-from mnist_hydra.training.stopping import stop_on_signals
+from mnist_hydra.training.signals import stop_on_signals
 
 log = logging.getLogger(__name__)
 
@@ -535,6 +535,6 @@ def write_artifacts(
         splits.class_names,
         workdir / "misclassified.png",
     )
-    report.write_run_report(workdir, metrics)
+    html_report.write_run_report(workdir, metrics)
     # Last: a complete metrics.json marks a complete run directory.
     artifacts.write_json(workdir / "metrics.json", metrics)
