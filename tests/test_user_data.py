@@ -16,10 +16,10 @@ from PIL import Image
 
 from mnist_hydra.data.base import holdout
 from mnist_hydra.data.csv_table import CsvConfig
-from mnist_hydra.data.datasets import load_splits
 from mnist_hydra.data.folder import FolderConfig
 from mnist_hydra.data.idx_format import read_idx, write_idx
 from mnist_hydra.data.idx_set import IdxConfig, role_of
+from mnist_hydra.data.mnist import load_splits
 from mnist_hydra.errors import DataError
 from tests.conftest import run_app
 

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.datasets import Splits
+from mnist_hydra.data.mnist import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
 from mnist_hydra.errors import ConfigError, Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
