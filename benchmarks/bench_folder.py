@@ -30,7 +30,7 @@ from harness import cpu_model, load_average  # noqa: E402
 LOAD = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from mnist_hydra.data.mnist import load_splits
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.data.folder import FolderConfig
 start = time.perf_counter()
 splits = load_splits(FolderConfig(root={root!r}, cache_dir={cache!r}, workers={workers!r}, val_split=0), seed=0)

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
-from mnist_hydra.data.mnist import DATASETS
+from mnist_hydra.data.datasets import DATASETS
 from mnist_hydra.errors import ConfigError, FieldError, one_line, require
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS

@@ -611,7 +611,7 @@ def data_sandbox(tmp_path_factory) -> Path:
 def test_bad_data(option, path, fields, says, data_sandbox, monkeypatch):
     from mnist_hydra.apps.boundary import describe, exit_code
     from mnist_hydra.config import typed_group
-    from mnist_hydra.data.mnist import load_splits
+    from mnist_hydra.data.splits import load_splits
     from mnist_hydra.errors import UserError
 
     monkeypatch.chdir(data_sandbox)

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from mnist_hydra.data import mnist as data
+from mnist_hydra.data.datasets import DATASETS
 from mnist_hydra.data.idx_format import write_idx
-from mnist_hydra.data.mnist import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
+from mnist_hydra.data.mnist import FASHION_MNIST, MNIST, DataConfig, load_dataset
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import DataError, FieldError
 from tests.conftest import FASHION_DIR as REAL_FASHION
 from tests.conftest import skip_unless_ci
@@ -436,7 +438,7 @@ def test_a_file_a_loader_cannot_read_is_a_read_error_not_a_write_error(monkeypat
     def loader(cfg):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/3/dangling.png")
 
-    monkeypatch.setattr(data.DATASETS, "get", lambda name: loader)
+    monkeypatch.setattr(DATASETS, "get", lambda name: loader)
     with pytest.raises(DataError) as info:
         load_splits(fake_cfg(None), seed=0)
     assert describe(info.value) == "data=mnist: cannot read /data/3/dangling.png: No such file or directory"

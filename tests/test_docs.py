@@ -36,7 +36,7 @@ def expected_sections() -> dict[str, tuple[type, str]]:
     from mnist_hydra.apps.predict import PredictConfig
     from mnist_hydra.apps.serve import ServeConfig
     from mnist_hydra.config import Config, TrainerConfig
-    from mnist_hydra.data.mnist import DATASETS
+    from mnist_hydra.data.datasets import DATASETS
     from mnist_hydra.models.networks import MODELS
     from mnist_hydra.models.optimizers import OPTIMIZERS
     from mnist_hydra.tracking.loggers import LOGGERS

@@ -19,7 +19,7 @@ from mnist_hydra.data.csv_table import CsvConfig
 from mnist_hydra.data.folder import FolderConfig
 from mnist_hydra.data.idx_format import read_idx, write_idx
 from mnist_hydra.data.idx_set import IdxConfig, role_of
-from mnist_hydra.data.mnist import load_splits
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import DataError
 from tests.conftest import run_app
 

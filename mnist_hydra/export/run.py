@@ -99,7 +99,7 @@ def verify_export(run_dir: str | os.PathLike[str], fmt: str, limit: int | None =
 def test_images(run_dir: Path, limit: int | None) -> tuple[np.ndarray, str]:
     """The run's own test images, float32 (n, 28, 28, 1) in [0, 1] as the model was scored on, and the data's name."""
     from mnist_hydra.config import typed_group
-    from mnist_hydra.data.mnist import load_splits
+    from mnist_hydra.data.splits import load_splits
 
     data = typed_group("data", dict(read_config(run_dir)["data"]))
     splits = load_splits(data, seed=0)  # the seed picks only the validation split

@@ -155,7 +155,7 @@ def read_overrides(run_dir: Path) -> list[str]:
 def class_names(run_dir: Path, num_classes: int) -> tuple[str, ...]:
     """The class names of the data the run trained on: as its metrics.json recorded them, else those of its
     data option (a built-in data set); "0".."n-1" when neither tells `num_classes` names."""
-    from mnist_hydra.data.mnist import class_names_of
+    from mnist_hydra.data.datasets import class_names_of
 
     recorded = read_metrics(run_dir).get("class_names")
     if isinstance(recorded, list) and len(recorded) == num_classes:

@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.mnist import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
+from mnist_hydra.data.splits import Splits
 from mnist_hydra.errors import ConfigError, Interrupted, OutputError, TrainingDiverged
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.mnist import Splits, load_splits
+from mnist_hydra.data.splits import Splits, load_splits
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.artifacts import check_writable, read_json
 from mnist_hydra.runs.provenance import write_provenance
