@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_hydra.data.preprocess import preprocess_file
+from mnist_hydra.data.digits import preprocess_file
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.inputs import InputError, parse_json
 from tests.conftest import DIGITS, LIMITS

@@ -226,7 +226,7 @@ def test_a_changed_folder_is_decoded_again(tmp_path, digits):
 
 
 def test_images_are_preprocessed_as_predict_does(tmp_path, digits):
-    from mnist_hydra.data.preprocess import preprocess_file
+    from mnist_hydra.data.digits import preprocess_file
 
     x, y = digits
     write_folder(tmp_path / "data", x[:30], y[:30])

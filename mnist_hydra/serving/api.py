@@ -30,7 +30,8 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
+from mnist_hydra.data.digits import preprocess_bytes
+from mnist_hydra.data.image_files import ImageError
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
 from mnist_hydra.serving.collect import Collector

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.preprocess import FIELD
+from mnist_hydra.data.digits import FIELD
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs.rundir import class_names, load_model, require_run
 from mnist_hydra.serving.served_run import read_served_run
