@@ -84,7 +84,7 @@ def seven(light: np.ndarray, chalk: bool = False, ink: float = 0.8) -> np.ndarra
     return light * reflectance
 
 
-def test_a_pencil_seven_on_the_bug_reports_200_to_150_gradient_comes_out_as_on_plain_paper():
+def test_a_pencil_seven_on_a_200_to_150_gradient_comes_out_as_on_plain_paper():
     # Pencil: ink 100 grey levels below the paper. The fixed threshold (0.2 of the strongest ink,
     # against the border's median of 175) took the paper's darker half, 25 levels below it, for ink.
     rng = np.random.default_rng(0)

@@ -14,16 +14,15 @@ field so that its centre of mass sits in the middle.
    than that, and keeps the shading, which is broader; smoothed and scaled back up. A drawing
    canvas or a screenshot, where at least half the pixels share one exact value, has that value
    as its paper and the minority as its ink, and skips steps 1 and 2; step 3 then works on the
-   bounding box of what differs from the paper, in float32, and counts the rest as zeros (a 280x280
-   drawing: 4.8 -> 0.8 ms of CPU, 0.33 ms of it Pillow's PNG decoding; the same predictions on 1,000
-   drawn MNIST digits, and the same 28x28 images to the last bit as without the box).
+   bounding box of what differs from the paper, in float32, and counts the rest as zeros: a drawing
+   then costs a fraction of a photo, with the same 28x28 images to the last bit as without the box.
 3. Subtract it, divide by it (light falls on ink and paper alike, so the ink's contrast relative
    to its paper is the same in the shade as in the light), stretch the strongest ink to 1, and
    drop what falls below Otsu's threshold (at least `NOISE`): paper grain, JPEG blocks, what is
    left of a shadow's edge.
    Measured with benchmarks/bench_photos.py on 2,000 MNIST test digits photographed on shaded,
    noisy, JPEG-compressed paper (tests/photos.py), by a model that reads the original 28x28
-   digits 95.7% right: 52.3% with what this replaced (the border's median as the paper, `NOISE`
+   digits 95.7% right: 52.3% with the simplest rule (the border's median as the paper, `NOISE`
    as the threshold), 65.5% with the paper estimate alone, 92.6% with Otsu alone (on the median
    as a flat paper level), 94.9% with both.
 4. Crop to the ink's bounding box. A stroke that would come out thinner than MNIST's after
