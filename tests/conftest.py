@@ -117,8 +117,8 @@ def call_app(
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    from mnist_hydra.apps import resolvers
     from mnist_hydra.apps.process_exit import exit_code
+    from mnist_hydra.runs import claims
 
     app = importlib.import_module("mnist_hydra.apps." + ("train" if module == "mnist_hydra" else module.split(".")[1]))
     out, err = io.StringIO(), io.StringIO()
@@ -139,7 +139,7 @@ def call_app(
             code = exit_code(stop.code)
         finally:
             _point_absl_at(sys.__stderr__)
-            resolvers.release()
+            claims.release()
             GlobalHydra.instance().clear()
             for handler in root.handlers[:]:  # Hydra's job logging: the run's log file and the console
                 root.removeHandler(handler)
@@ -175,7 +175,7 @@ def run_app(
 @pytest.fixture(scope="session")
 def predictor(trained_run):
     """The trained run's model loaded for serving, once per session (the API and browser tests share it)."""
-    from mnist_hydra.serving.predictor import Predictor
+    from mnist_hydra.serving.compiled_model import Predictor
 
     return Predictor(trained_run)
 

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from mnist_hydra.data.datasets import FASHION_MNIST
+from mnist_hydra.data.mnist import FASHION_MNIST
 from mnist_hydra.runs.provenance import PROJECT_DIR, git_state
 from tests.conftest import SMALL_RUN, call_app, run_app, skip_unless_ci
 
@@ -188,7 +188,7 @@ def test_git_state_names_the_commit_and_whether_tracked_files_changed(repo, tmp_
 
 def test_provenance_records_the_git_state_of_the_code(repo, tmp_path, monkeypatch, compose_config):
     from mnist_hydra.config import validate
-    from mnist_hydra.data.datasets import Splits
+    from mnist_hydra.data.splits import Splits
     from mnist_hydra.runs import provenance
 
     monkeypatch.setattr(provenance, "PROJECT_DIR", repo / "pkg")

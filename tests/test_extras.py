@@ -128,7 +128,7 @@ print(json.dumps(results))
 def test_the_core_install_trains_evaluates_predicts_sweeps_and_names_the_extra_it_lacks(tmp_path, mnist_dir):
     from PIL import Image
 
-    from mnist_hydra.data.idx import read_idx
+    from mnist_hydra.data.idx_format import read_idx
 
     digits = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     seven = next(i for i, label in enumerate(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")) if label == 7)

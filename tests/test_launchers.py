@@ -260,7 +260,7 @@ def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
     job_pids, spans = [], []
     for num in (0, 1):
         lines = _log_lines(jobs[num] / "train.log")
-        assert lines[0][2].startswith("[mnist_hydra.data.datasets] data: ")  # the job's first line...
+        assert lines[0][2].startswith("[mnist_hydra.data.mnist] data: ")  # the job's first line...
         assert lines[-1][2].startswith("[mnist_hydra.apps.train] test accuracy")  # ...and its last
         log_pids = {pid for _, pid, _ in lines}
         assert len(log_pids) == 1, log_pids  # the whole job ran in one process

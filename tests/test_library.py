@@ -102,7 +102,7 @@ def test_no_training_image_left_is_a_one_line_error(small_config, tmp_path):
 
 
 def test_few_images_and_a_batch_larger_than_the_data_are_one_warning_line_each(small_config, tmp_path, caplog):
-    from mnist_hydra.data.datasets import load_splits
+    from mnist_hydra.data.splits import load_splits
     from mnist_hydra.training.run import check_sizes
 
     config = small_config("data.train_limit=5", "trainer.batch_size=100000")

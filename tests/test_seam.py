@@ -25,7 +25,7 @@ class FitEntered(Exception):
 def test_model_fit_is_at_most_five_frames_below_python_m_mnist_hydra(tmp_path, mnist_dir, monkeypatch):
     from hydra.core.global_hydra import GlobalHydra
 
-    from mnist_hydra.apps import resolvers
+    from mnist_hydra.runs import claims
 
     seen: list[inspect.FrameInfo] = []
     root = logging.getLogger()
@@ -45,7 +45,7 @@ def test_model_fit_is_at_most_five_frames_below_python_m_mnist_hydra(tmp_path, m
         with pytest.raises(FitEntered):
             runpy.run_module("mnist_hydra", run_name="__main__")
     finally:
-        resolvers.release()
+        claims.release()
         GlobalHydra.instance().clear()
         for handler in root.handlers[:]:  # Hydra's job logging: the run's log file and the console
             root.removeHandler(handler)

@@ -27,8 +27,8 @@ from tensorboard.util import tensor_util
 
 from mnist_hydra.apps.boundary import describe
 from mnist_hydra.config import Config, store_schemas, validate
-from mnist_hydra.data.datasets import load_splits
 from mnist_hydra.data.pipeline import make_dataset
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import ConfigError, Interrupted
 from mnist_hydra.registry import Registry
 from mnist_hydra.tracking import sweep

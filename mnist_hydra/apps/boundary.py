@@ -2,11 +2,11 @@
 
 - A user mistake (UserError, or Hydra's and OmegaConf's errors about the command line) prints
   `PROG: error: ...` and exits with its code: 2 for config and usage, 1 for data and output trouble.
-- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/stopping.py) prints one line
+- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/signals.py) prints one line
   and exits 130 or 143; a run or sweep directory that holds checkpoints is kept, and the line says how to
   resume it.
 - Either way, a run or evaluation directory that this process created and that holds no result is
-  removed (apps.resolvers keeps the list), so no stub is left for `summarize` to list.
+  removed (runs/claims.py keeps the list), so no stub is left for `summarize` to list.
 - Hydra's command line is checked before Hydra sees it (check_hydra_flags), and the errors Hydra lets
   through unwrapped are recognised by their type and message (_hydra_input_error), so no mistake on it prints a traceback or a usage.
 - Anything else is a bug: its traceback is shown. HYDRA_FULL_ERROR=1 shows every traceback.
@@ -29,10 +29,10 @@ from typing import Any, NoReturn
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_hydra.apps import resolvers
 from mnist_hydra.config import describe_field
 from mnist_hydra.errors import ConfigError, UserError, one_line
 from mnist_hydra.extras import MissingExtra, plugin_option_message
+from mnist_hydra.runs import claims
 
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
 
@@ -69,7 +69,7 @@ def boundary(prog: str, *, hydra_flags: bool = False) -> Iterator[None]:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     except Exception as err:
-        resolvers.discard_created()
+        claims.discard_created()
         if _full_error or user_error(err) is None:
             raise
         exit_with(err, prog)
@@ -162,7 +162,7 @@ def job_boundary(prog: str) -> Iterator[None]:
     except Exception as err:
         if _full_error or user_error(err) is None:
             raise
-        resolvers.discard_created()
+        claims.discard_created()
         exit_with(err, prog)
 
 
@@ -171,7 +171,7 @@ def interrupted(prog: str, stop: BaseException | None = None) -> NoReturn:
     one line, exit 128 + the signal's number, no stub directory; what holds a checkpoint is kept and named."""
     signum = getattr(stop, "signum", signal.SIGINT)
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    kept = resolvers.discard_created()
+    kept = claims.discard_created()
     if kept is None:
         print(f"{prog}: interrupted ({name}); nothing of this command was kept", file=sys.stderr)
     else:

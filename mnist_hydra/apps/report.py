@@ -25,7 +25,7 @@ def main(folder: Path) -> None:
         summarize_sweep(folder)
         path = folder / "report.html"
     elif rundir.is_run(folder):
-        from mnist_hydra.runs.report import write_run_report
+        from mnist_hydra.runs.html_report import write_run_report
 
         path = write_run_report(folder)
     else:

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import boundary, describe, job_boundary
 from mnist_hydra.apps.resume import parse_overrides, resume_argv, run_config
-from mnist_hydra.apps.summary import end_lines, start_lines
+from mnist_hydra.apps.run_lines import end_lines, start_lines
 from mnist_hydra.config import store_schemas, validate
 from mnist_hydra.errors import Interrupted, OutputError
 from mnist_hydra.plugins import load_plugins

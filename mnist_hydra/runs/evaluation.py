@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mnist_hydra.data.base import SplitConfig
-from mnist_hydra.data.datasets import load_splits
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy, per_class_scores

@@ -11,8 +11,8 @@ from pathlib import Path
 import keras
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.datasets import Splits
 from mnist_hydra.data.pipeline import make_dataset, make_training_dataset
+from mnist_hydra.data.splits import Splits
 from mnist_hydra.tracking.fanout import Loggers
 from mnist_hydra.training.callbacks import (
     CheckpointEachEpoch,
@@ -24,9 +24,9 @@ from mnist_hydra.training.callbacks import (
     terminals_show_no_file_only,
 )
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
-from mnist_hydra.training.control import Control
+from mnist_hydra.training.epoch_decisions import Control
+from mnist_hydra.training.signals import stop_on_signals
 from mnist_hydra.training.stop_reasons import explain_stop
-from mnist_hydra.training.stopping import stop_on_signals
 
 log = logging.getLogger(__name__)
 

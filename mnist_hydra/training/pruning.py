@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mnist_hydra.training.control import Control, Watch
+from mnist_hydra.training.epoch_decisions import Control, Watch
 
 if TYPE_CHECKING:
     import keras

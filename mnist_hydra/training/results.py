@@ -11,9 +11,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_hydra.data.datasets import Splits
+from mnist_hydra.data.splits import Splits
 from mnist_hydra.errors import OutputError
-from mnist_hydra.runs import artifacts, plots, report
+from mnist_hydra.runs import artifacts, html_report, plots
 from mnist_hydra.training.checkpoints import TrainingState
 
 
@@ -59,6 +59,6 @@ def write_results(
         splits.class_names,
         workdir / "misclassified.png",
     )
-    report.write_run_report(workdir, metrics)
+    html_report.write_run_report(workdir, metrics)
     # Last: a complete metrics.json marks a complete run directory.
     artifacts.write_json(workdir / "metrics.json", metrics)

@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.datasets import Splits, load_splits
+from mnist_hydra.data.splits import Splits, load_splits
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.artifacts import check_writable, read_json
 from mnist_hydra.runs.provenance import write_provenance
 from mnist_hydra.tracking.base import RunInfo
-from mnist_hydra.training.control import Control, EarlyStopping, StopAtTarget, find, make_controls
 from mnist_hydra.training.distribute import is_chief
+from mnist_hydra.training.epoch_decisions import Control, EarlyStopping, StopAtTarget, find, make_controls
 from mnist_hydra.training.pruning import PruneTrial
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ import keras
 import numpy as np
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.datasets import Splits
 from mnist_hydra.data.pipeline import make_dataset
+from mnist_hydra.data.splits import Splits
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
-from mnist_hydra.training.control import Control, EarlyStopping, KeepBest, StopAtTarget, find
+from mnist_hydra.training.epoch_decisions import Control, EarlyStopping, KeepBest, StopAtTarget, find
 
 log = logging.getLogger(__name__)
 

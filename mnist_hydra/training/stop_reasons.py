@@ -9,7 +9,7 @@ from pathlib import Path
 from mnist_hydra.config import Config
 from mnist_hydra.errors import Interrupted, TrainingDiverged
 from mnist_hydra.training.checkpoints import TrainingState
-from mnist_hydra.training.control import Control, EarlyStopping, StopAtTarget, find
+from mnist_hydra.training.epoch_decisions import Control, EarlyStopping, StopAtTarget, find
 from mnist_hydra.training.results import record_stop
 
 log = logging.getLogger(__name__)
