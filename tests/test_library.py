@@ -15,7 +15,8 @@ from mnist_hydra.errors import ConfigError, DataError, OutputError
 PACKAGE = Path(__file__).resolve().parents[1] / "mnist_hydra"
 # The apps are the Hydra boundary; config.py files the schemas in Hydra's ConfigStore and validates with OmegaConf.
 ALLOWED = {PACKAGE / "config.py"}
-TINY = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300"]
+# The MLP: the library seam is the point, not the network.
+TINY = ["model=mlp", "trainer.epochs=1", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -57,7 +58,7 @@ def test_train_and_evaluate_runs_in_process_and_leaves_every_artifact(small_conf
     metrics = train_and_evaluate(small_config(), workdir, overrides=["trainer.epochs=1"])
     assert metrics["status"] == "completed" and metrics["epochs_run"] == 1
     assert (metrics["train_images"], metrics["test_images"]) == (1000, 300)
-    assert metrics["test_accuracy"] > 0.5  # chance is 0.1; 1,000 images and one epoch reach about 0.8
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.1; the MLP's one epoch on 1,000 images reaches about 0.7
     on_disk = json.loads((workdir / "metrics.json").read_text())
     assert on_disk["test_accuracy"] == metrics["test_accuracy"]
     assert np.asarray(on_disk["confusion_matrix"]).sum() == 300

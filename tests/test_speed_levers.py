@@ -84,6 +84,9 @@ def test_mixed_bfloat16_run_saves_a_model_that_predicts_float32(tmp_path, mnist_
     run_dir = tmp_path / "run"
     result = call_app(
         *SMALL_RUN,
+        "model=mlp",  # any network shows the policies; bf16 on a CPU without bf16 units is slow
+        "data.train_limit=1000",
+        "data.val_split=0.01",
         "trainer.precision=mixed_bfloat16",
         "trainer.steps_per_execution=8",
         "trainer.eval_batch_size=500",
