@@ -229,7 +229,7 @@ def signal_at_step(monkeypatch):
     training leaves its own in place, as the process it was made for exits."""
     import signal
 
-    from mnist_hydra.training import callbacks, loop
+    from mnist_hydra.training import callbacks, fit
 
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -246,7 +246,7 @@ def signal_at_step(monkeypatch):
                     signal.raise_signal(sig)
                 super().on_train_batch_end(batch, logs)
 
-        monkeypatch.setattr(loop, "StopOnRequest", RaiseThenStop)
+        monkeypatch.setattr(fit, "StopOnRequest", RaiseThenStop)
 
     yield arm
     for sig, handler in handlers.items():
@@ -261,16 +261,16 @@ import runpy, sys, time
 from pathlib import Path
 from mnist_hydra.tf_runtime import import_tensorflow
 import_tensorflow()
-from mnist_hydra.training import loop
+from mnist_hydra.training import fit
 target, pause_epoch = Path(sys.argv.pop(1)).resolve(), int(sys.argv.pop(1))
-class Pausing(loop.CheckpointEachEpoch):
+class Pausing(fit.CheckpointEachEpoch):
     def on_epoch_end(self, epoch, logs=None):
         super().on_epoch_end(epoch, logs)
         if epoch + 1 == pause_epoch and self.checkpoints.folder.parent.resolve() == target:
             deadline = time.monotonic() + 120
             while not self.stopped() and time.monotonic() < deadline:
                 time.sleep(0.01)
-loop.CheckpointEachEpoch = Pausing
+fit.CheckpointEachEpoch = Pausing
 sys.argv[0] = "mnist_hydra"
 runpy.run_module("mnist_hydra", run_name="__main__", alter_sys=True)
 """
