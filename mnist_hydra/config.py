@@ -99,10 +99,6 @@ class TrainerConfig:
     # reaches the target (metrics.json records the epoch and the seconds it took); null = train every epoch.
     stop_at: str | None = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.early_stopping, dict):  # from a config file or OmegaConf.to_container
-            self.early_stopping = EarlyStoppingConfig(**self.early_stopping)
-
     def check(self) -> None:
         if not isinstance(self.epochs, (int, float)) or isinstance(self.epochs, bool):
             # The schema's type is Any (an integer stays an integer), so OmegaConf does not check it: said here
@@ -406,7 +402,7 @@ def type_words(annotation: Any) -> str:
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         return f"{type_words(inner[0])} or null"
-    if origin in (list, list) and args:
+    if origin is list and args:
         return f"a list of {type_words(args[0]).split(' ', 1)[1]}s, e.g. [1,2]"
     return words.get(annotation, "a value of the schema's type")
 

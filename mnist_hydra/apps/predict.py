@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps.shapes import hydra_app
+from mnist_hydra.apps.app_kinds import hydra_app
 from mnist_hydra.errors import DataError, require
 from mnist_hydra.runs import rundir
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -133,6 +134,21 @@ def plot_misclassified(
     ax.set_axis_off()
     fig.suptitle(f"{len(shown)} most confident of {len(wrong)} misclassified (of {len(images)} images)")
     _save(fig, path)
+
+
+def plot_test_results(
+    folder: Path,
+    matrix: np.ndarray,
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "Confusion matrix",
+) -> None:
+    """confusion_matrix.png and misclassified.png in `folder`, from the test set's predicted probabilities."""
+    plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png", title=title)
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    plot_misclassified(images, y_true, predicted, confidence, class_names, folder / "misclassified.png")
 
 
 def _montage(images: np.ndarray, rows: int, cols: int, blank: float) -> tuple[np.ndarray, int, int, int]:

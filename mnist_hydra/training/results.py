@@ -43,21 +43,17 @@ def write_results(
     workdir: Path, model: keras.Model, metrics: dict[str, Any], splits: Splits, probabilities: np.ndarray
 ) -> None:
     """metrics.json, history.csv, model.keras, the three plots and report.html."""
-    predicted = probabilities.argmax(axis=1)
     artifacts.discard_temp_files(workdir)  # a writer killed here before: this run holds the directory's lock
     artifacts.atomic_write(workdir / "model.keras", model.save)
     artifacts.write_history_csv(workdir / "history.csv", {**metrics["history"], "seconds": metrics["epoch_seconds"]})
     plots.plot_training_curves(metrics["history"], workdir / "training_curves.png")
-    plots.plot_confusion_matrix(
-        np.asarray(metrics["confusion_matrix"]), splits.class_names, workdir / "confusion_matrix.png"
-    )
-    plots.plot_misclassified(
+    plots.plot_test_results(
+        workdir,
+        np.asarray(metrics["confusion_matrix"]),
         splits.x_test,
         splits.y_test,
-        predicted,
-        probabilities.max(axis=1),
+        probabilities,
         splits.class_names,
-        workdir / "misclassified.png",
     )
     html_report.write_run_report(workdir, metrics)
     # Last: a complete metrics.json marks a complete run directory.

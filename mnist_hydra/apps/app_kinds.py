@@ -1,4 +1,4 @@
-"""The two shapes of an app, each written once: a new app is a schema and one function.
+"""The two kinds of app, each written once: a new app is a schema and one function.
 
 - `hydra_app`: Hydra composes conf/NAME.yaml over a typed schema; the boundary catches mistakes; keys left
   `???` are named with an example; the config becomes the schema's dataclass and its `check()` runs; then
