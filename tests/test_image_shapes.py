@@ -111,7 +111,9 @@ def test_a_grey_conversion_cannot_tell_the_two_colours_apart():
 
 def test_the_folder_loader_declares_the_shape_and_caches_by_it(colour_folder, tmp_path):
     cache = f"{tmp_path}/cache"
-    colour = FolderConfig(root=str(colour_folder), preprocess="resize", image_size=[16, 16], channels=3, cache_dir=cache)
+    colour = FolderConfig(
+        root=str(colour_folder), preprocess="resize", image_size=[16, 16], channels=3, cache_dir=cache
+    )
     splits = load_splits(colour, seed=0)
     assert splits.input_shape == (16, 16, 3) and splits.x_train.dtype == np.uint8
     assert splits.preparation.record() == {
