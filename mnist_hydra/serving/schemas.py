@@ -131,8 +131,14 @@ class ModelInfo(BaseModel):
     test_accuracy: float | None = None
     trained: str | None = Field(None, description="When the run started (ISO 8601)")
     class_names: list[str] = Field(description="Every class's name, by label: the run's own")
-    input_shape: list[int] = Field(description="[height, width, channels] of the images the model takes")
-    preprocessing: dict[str, Any] = Field(description="How an uploaded file is made such an image (digit or resize)")
+    # Defaults: what a run without the record is, 28x28 grey digits.
+    input_shape: list[int] = Field(
+        default_factory=lambda: [28, 28, 1], description="[height, width, channels] of the images the model takes"
+    )
+    preprocessing: dict[str, Any] = Field(
+        default_factory=lambda: {"preprocess": "digit"},
+        description="How an uploaded file is made such an image: digit, or resize with its size and channels",
+    )
     collecting: bool = Field(False, description="Whether POST /collect saves labelled images (serve.collect_dir)")
     config: dict[str, Any] = Field(description="The run's composed config")
     metrics: dict[str, Any] = Field(description="The run's metrics.json")
