@@ -21,7 +21,7 @@ from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from mnist_hydra.data.datasets import DATASETS
 from mnist_hydra.errors import ConfigError, FieldError, one_line, require
-from mnist_hydra.models.networks import MODELS
+from mnist_hydra.models.networks import MODELS, check_fits
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.registry import Registry
@@ -277,6 +277,9 @@ def validate(cfg: DictConfig) -> Config:
     )
     groups = {group: typed_group(group, cfg[group]) for group in REGISTRIES}
     groups["trainer"] = _typed(cfg.trainer, TrainerConfig, "trainer")
+    shape = groups["data"].declared_shape()
+    if shape is not None:  # else the model is checked against the data once it is read
+        check_model_fits(groups["model"], shape)
     init_from = cfg.get("init_from")
     require(
         init_from is None or (isinstance(init_from, str) and bool(init_from.strip())),
@@ -292,6 +295,15 @@ def validate(cfg: DictConfig) -> Config:
         logger=validate_loggers(cfg.get("logger")),
         **groups,
     )
+
+
+def check_model_fits(model: Any, shape: tuple[int, int, int]) -> None:
+    """FieldError naming the model's key when its network cannot take the data's images of `shape`."""
+    try:
+        check_fits(model, shape)
+    except FieldError as err:
+        err.key = f"model.{err.key}"
+        raise
 
 
 def validate_loggers(node: DictConfig | None) -> dict[str, Any]:

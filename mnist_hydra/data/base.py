@@ -1,7 +1,9 @@
 """What every data set shares: the split settings of its schema, the arrays a loader returns, class names.
 
-A loader takes its schema (a SplitConfig subclass) and returns Raw: uint8 images (n, 28, 28), integer labels
-0..len(class_names)-1, and the class names. The class count is read from the data and flows down from here
+A loader takes its schema (a SplitConfig subclass) and returns Raw: uint8 images (n, height, width) when grey or
+(n, height, width, channels), integer labels 0..len(class_names)-1, the class names, and how a picture file is
+made such an image (its Preparation: MNIST-style digits unless the loader says otherwise). The images' shape is
+the data's word on the model's input: the model is built for it and the run records it. The class count is read from the data and flows down from here
 (the model's last layer, the metrics, the report, serving), never assumed to be ten.
 """
 
@@ -15,11 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_hydra.data.preparation import DIGIT, Preparation, Shape
 from mnist_hydra.errors import DataError, require
 
 log = logging.getLogger(__name__)
 
-IMAGE_SHAPE = (28, 28)
 # The held-out test split of a data set that ships none: the same images whatever the run's seed, so runs with
 # different seeds (and a sweep's jobs) are scored on one test set.
 HOLDOUT_SEED = 0
@@ -35,6 +37,11 @@ class SplitConfig:
     test_limit: int | None = None  # score only this many test images; null = all
     folds: int | None = None  # k-fold cross-validation: K seeded folds of the training set; null = use val_split
     fold: int = 0  # with folds: which fold (0..K-1) validates; the other K-1 train
+
+    def declared_shape(self) -> Shape | None:
+        """(height, width, channels) of the images these settings give, when known before reading them; None when
+        only the data can tell (the model is then checked against it once it is read)."""
+        return None
 
     def check(self) -> None:
         """Raise FieldError for a value out of range; keys are relative to the `data` group."""
@@ -66,6 +73,13 @@ class Raw:
     source: str  # folder or file the arrays were read from
     checksums: dict[str, str]  # file name -> SHA-256 of its content (or of the folder's listing)
     held_out: float | None = None  # the share of each class held out as the test split; None: a test set of its own
+    preparation: Preparation = DIGIT  # how a picture file is made one of these images (predict, serving)
+
+
+def input_shape(images: np.ndarray) -> Shape:
+    """(height, width, channels) of the images in `images`, (n, height, width) grey or (n, height, width, channels)."""
+    height, width = images.shape[1:3]
+    return (int(height), int(width), int(images.shape[3]) if images.ndim == 4 else 1)
 
 
 def require_root(root: str | None, accepts: str) -> None:
@@ -155,10 +169,13 @@ def split_raw(
     class_names: tuple[str, ...],
     source: str,
     checksums: dict[str, str],
+    preparation: Preparation = DIGIT,
 ) -> Raw:
     """A data set without a test split of its own, with `share` of each class held out for testing."""
     train, test = holdout(labels, share, len(class_names))
-    return Raw(images[train], labels[train], images[test], labels[test], class_names, source, checksums, share)
+    return Raw(
+        images[train], labels[train], images[test], labels[test], class_names, source, checksums, share, preparation
+    )
 
 
 def label_dtype(num_classes: int) -> np.dtype:

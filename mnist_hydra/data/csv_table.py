@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mnist_hydra.data.base import (
-    IMAGE_SHAPE,
     Raw,
     SplitConfig,
     check_pixel_scale,
@@ -39,6 +38,7 @@ from mnist_hydra.data.base import (
     shorten,
     split_raw,
 )
+from mnist_hydra.data.preparation import DIGIT_SHAPE
 from mnist_hydra.errors import DataError, one_line
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]
+PIXELS = DIGIT_SHAPE[0] * DIGIT_SHAPE[1]
 # The separators a header line is searched for, most common first; a whitespace-separated file is read as such.
 SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars"}
 
@@ -213,7 +213,7 @@ def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) ->
             )
     if labels.max() >= 2**31:
         raise DataError(f"{path}: label {labels.max():g} is too large; labels are class indices 0, 1, 2, ...")
-    return scale_pixels(pixels, scale).reshape(-1, *IMAGE_SHAPE), labels.reshape(-1).astype(np.int64)
+    return scale_pixels(pixels, scale).reshape(-1, *DIGIT_SHAPE[:2]), labels.reshape(-1).astype(np.int64)
 
 
 def _numbers(frame: pd.DataFrame, path: Path) -> np.ndarray:

@@ -45,8 +45,9 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageFilter
 
 from mnist_hydra.data.image_files import ImageError, read_image
+from mnist_hydra.data.preparation import DIGIT_SHAPE
 
-FIELD = 28  # side of an MNIST image, in pixels
+FIELD = DIGIT_SHAPE[0]  # side of an MNIST image, in pixels
 BOX = 20  # side of the box the digit is fitted into
 NOISE = 0.2  # ink fainter than this share of the strongest ink is background, whatever Otsu says
 MIN_CONTRAST = 0.1  # an image whose ink differs from its background by less than this is blank
@@ -60,17 +61,18 @@ MIN_STROKE = 1.2  # strokes thinner than this in the 20x20 box get widened (thin
 
 def preprocess_file(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
     """The image in `path` as the model's input: float32 (28, 28) in [0, 1], white digit on black."""
-    return _preprocess(path, str(path), max_pixels)
+    return preprocess_source(path, str(path), max_pixels)
 
 
 def preprocess_bytes(data: bytes, name: str = "upload", max_pixels: int | None = None) -> np.ndarray:
     """The same as `preprocess_file`, for an image file's content; errors start with `name`."""
     if not data:
         raise ImageError(f"{name}: the file is empty (0 bytes), no image in it")
-    return _preprocess(io.BytesIO(data), name, max_pixels)
+    return preprocess_source(io.BytesIO(data), name, max_pixels)
 
 
-def _preprocess(source: str | os.PathLike[str] | BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
+def preprocess_source(source: str | os.PathLike[str] | BinaryIO, name: str, max_pixels: int | None) -> np.ndarray:
+    """`preprocess_file` of a path or a binary stream; errors start with `name`."""
     gray = read_image(source, name, max_pixels)
     try:
         return to_mnist(gray)

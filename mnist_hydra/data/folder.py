@@ -6,9 +6,10 @@
 
 Class names are the subfolders' names, sorted (`data.classes=[...]` fixes the order, or picks some of them).
 A class folder may hold subfolders of its own; hidden files and folders (".name") are passed over. Every file
-Pillow reads is an image, in any size, colour or grey, dark ink on light paper or light on dark: each goes
-through `mnist_hydra.data.digits.preprocess_file`, the very function `mnist_hydra.predict` and `/predict` use, so a
-model trained here reads a photo the way it was trained. With `train/` and `test/` folders at the top they are the
+Pillow reads is an image, in any size, colour or grey: each goes through
+`mnist_hydra.data.preparation.prepare_file` by `data.preprocess` (`digit`: made an MNIST-style 28x28 digit;
+`resize`: kept as a picture, at `data.image_size` and `data.channels`), the very function `mnist_hydra.predict`
+and `/predict` use, so a model trained here reads a photo the way it was trained. With `train/` and `test/` folders at the top they are the
 two splits; otherwise `data.test_split` of each class is held out for testing (the same images whatever the
 run's seed).
 
@@ -18,8 +19,8 @@ not UTF-8 is read like any other, and printed with \\xNN escapes. A class left w
 folder without class subfolders, is an error.
 
 Decoding is the slow part (about a millisecond an image), so the decoded uint8 arrays are kept in a cache
-folder, keyed by the folder's listing (every file's path, size and modification time) and by the
-preprocessing code itself: a second run, or every job of a sweep, reads the cache instead.
+folder, keyed by the folder's listing (every file's path, size and modification time), by the preprocessing
+settings (preprocess, image size, channels, background, fit) and by the preprocessing code itself: a second run, or every job of a sweep, reads the cache instead.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from pathlib import Path
 import numpy as np
 
 from mnist_hydra.data.base import (
-    IMAGE_SHAPE,
     Raw,
     SplitConfig,
     check_test_split,
@@ -53,6 +53,7 @@ from mnist_hydra.data.base import (
     shorten,
     split_raw,
 )
+from mnist_hydra.data.preparation import CHANNELS, FITS, MAX_SIDE, MIN_SIDE, PREPROCESS, Preparation
 from mnist_hydra.errors import DataError, OutputError, UserError, one_line, require
 
 log = logging.getLogger(__name__)
@@ -78,9 +79,18 @@ class FolderConfig(SplitConfig):
         None  # null = $MNIST_HYDRA_CACHE, else $XDG_CACHE_HOME/mnist_hydra, else ~/.cache/mnist_hydra
     )
     workers: int | None = None  # processes that decode images; null = one per core
+    # How each image becomes the model's input. digit: digits and handwriting, made MNIST-style (ink found,
+    # cropped, centred in 28x28 grey); resize: anything else (photos, drawings, scans), kept as a picture at
+    # image_size and channels. digit is the default: it is what MNIST-trained habits and the draw page expect.
+    preprocess: str = "digit"  # digit | resize
+    image_size: list[int] | None = None  # [height, width] in pixels; null = [28, 28] (digit allows only that)
+    channels: int = 1  # 1 = grey, 3 = colour (RGB; resize only)
+    background: str = "white"  # resize: the colour transparency is flattened onto and pad fills with (a Pillow colour)
+    fit: str = "crop"  # resize: crop (the middle, to image_size's aspect ratio) | pad (with background), then resize
 
     def check(self) -> None:
         super().check()
+        self.preparation()
         require_root(self.root, "the folder of your images, e.g. data.root=/path/to/images (one subfolder per class)")
         check_test_split(self.test_split)
         require(
@@ -92,6 +102,41 @@ class FolderConfig(SplitConfig):
             self.classes,
             "null (every subfolder) or a list of at least two subfolder names",
         )
+
+    def declared_shape(self) -> tuple[int, int, int]:
+        return self.preparation().shape
+
+    def preparation(self) -> Preparation:
+        """The preprocessing these settings ask for; FieldError for one the chosen preprocess cannot do."""
+        require(self.preprocess in PREPROCESS, "preprocess", self.preprocess, "digit (digits, handwriting) or resize")
+        size = self.image_size
+        sides = f"[height, width], each from {MIN_SIDE} to {MAX_SIDE} pixels, e.g. [32, 32]"
+        require(
+            size is None or (len(size) == 2 and all(MIN_SIDE <= side <= MAX_SIDE for side in size)),
+            "image_size",
+            size,
+            sides,
+        )
+        require(self.channels in CHANNELS, "channels", self.channels, "1 (grey) or 3 (colour, RGB)")
+        if self.preprocess == "digit":
+            digit = "[28, 28] (null) with data.preprocess=digit; set data.preprocess=resize for another size"
+            require(size is None or tuple(size) == (28, 28), "image_size", size, digit)
+            require(
+                self.channels == 1,
+                "channels",
+                self.channels,
+                "1 with data.preprocess=digit (digits are grey); set data.preprocess=resize for colour",
+            )
+            return Preparation()
+        require(self.fit in FITS, "fit", self.fit, "crop (the middle, to the aspect ratio) or pad (with background)")
+        from PIL import ImageColor
+
+        try:
+            ImageColor.getrgb(self.background)
+        except ValueError:
+            require(False, "background", self.background, "a colour name or #rrggbb, e.g. white, black, #808080")
+        height, width = size or (28, 28)
+        return Preparation("resize", (int(height), int(width)), self.channels, self.background, self.fit)
 
 
 @dataclass(frozen=True)
@@ -121,14 +166,15 @@ def load_folder_dataset(cfg: FolderConfig) -> Raw:
         listings["test"] = _list(root / "test", class_names, given, test=True)
     _say_ignored([path for listing in listings.values() for path in listing.ignored], root)
 
-    key = _fingerprint(listings, class_names)
-    arrays = _decode_cached(key, listings, cfg, given, class_names)
+    prep = cfg.preparation()
+    key = _fingerprint(listings, class_names, prep)
+    arrays = _decode_cached(key, listings, cfg, given, class_names, prep)
     fingerprint = {"listing_sha256": key}
     if split_layout:
         (x_train, y_train), (x_test, y_test) = arrays["train"], arrays["test"]
-        raw = Raw(x_train, y_train, x_test, y_test, class_names, str(root), fingerprint)
+        raw = Raw(x_train, y_train, x_test, y_test, class_names, str(root), fingerprint, preparation=prep)
     else:
-        raw = split_raw(*arrays["train"], cfg.test_split, class_names, str(root), fingerprint)
+        raw = split_raw(*arrays["train"], cfg.test_split, class_names, str(root), fingerprint, prep)
     log.info(
         "data: %d train + %d test images in %d classes from %s%s",
         len(raw.y_train),
@@ -218,12 +264,16 @@ def _say_ignored(ignored: Sequence[Path], root: Path) -> None:
         log.info("data: left out %d file(s) that are not images: %s", len(ignored), shown)
 
 
-def _fingerprint(listings: dict[str, Listing], class_names: Sequence[str]) -> str:
-    """SHA-256 of what decoding depends on: each file's path, size and mtime, the classes, the preprocessing code."""
-    from mnist_hydra.data import digits, image_files
+def _fingerprint(listings: dict[str, Listing], class_names: Sequence[str], prep: Preparation) -> str:
+    """SHA-256 of what decoding depends on: each file's path, size and mtime, the classes, the preprocessing
+    settings and code."""
+    from mnist_hydra.data import digits, image_files, preparation
 
     # Names as the file system's bytes: a name that is not UTF-8 (os.fsdecode's surrogates) cannot be .encode()d.
     digest = hashlib.sha256(b"format %d\0" % CACHE_FORMAT + b"\0".join(map(os.fsencode, class_names)) + b"\0")
+    if prep.preprocess != "digit":  # a digit folder keeps the key (and cache) it had before resize existed
+        digest.update(repr(sorted(prep.record().items())).encode() + b"\0")
+        digest.update(Path(preparation.__file__).read_bytes())
     for source in (image_files.__file__, digits.__file__):  # reading the file, then making it a digit
         digest.update(Path(source).read_bytes())
     for split, listing in listings.items():
@@ -248,7 +298,12 @@ def cache_folder(cfg: FolderConfig) -> Path:
 
 
 def _decode_cached(
-    key: str, listings: dict[str, Listing], cfg: FolderConfig, given: str, class_names: Sequence[str]
+    key: str,
+    listings: dict[str, Listing],
+    cfg: FolderConfig,
+    given: str,
+    class_names: Sequence[str],
+    prep: Preparation,
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Each split's (images, labels), from the cache when the folder is unchanged (`key`), else decoded (and, when
     every class kept an image, cached)."""
@@ -267,7 +322,7 @@ def _decode_cached(
     arrays, skipped = {}, []
     start = time.perf_counter()
     for split, listing in listings.items():
-        images, keep, bad = decode(listing.files, cfg.workers)
+        images, keep, bad = decode(listing.files, cfg.workers, prep)
         arrays[split] = (images, listing.labels[keep])
         skipped += bad
     count = sum(len(y) for _, y in arrays.values())
@@ -284,13 +339,17 @@ def _decode_cached(
     return arrays
 
 
-def decode(files: Sequence[Path], workers: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Preprocess every file: (uint8 images (n, 28, 28), indices of the files decoded, "file: why" per skipped one).
+def decode(
+    files: Sequence[Path], workers: int | None = None, prep: Preparation | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Preprocess every file by `prep` (default: digits): (uint8 images (n, height, width) when grey, else
+    (n, height, width, channels); indices of the files decoded; "file: why" per skipped one).
 
     Large folders are decoded by `workers` processes (one per core by default), in chunks that keep the order.
     """
     workers = workers or os.cpu_count() or 1
-    images = np.zeros((len(files), *IMAGE_SHAPE), np.uint8)
+    prep = prep or Preparation()
+    images = np.zeros((len(files), *stored_shape(prep)), np.uint8)
     ok = np.zeros(len(files), bool)
     skipped: list[str] = []
     names = [os.fspath(f) for f in files]
@@ -299,12 +358,12 @@ def decode(files: Sequence[Path], workers: int | None = None) -> tuple[np.ndarra
         starts = range(0, len(files), chunk)
         context = multiprocessing.get_context("fork")
         with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            results = pool.map(_decode_chunk, [names[s : s + chunk] for s in starts])
+            results = pool.map(_decode_chunk, [names[s : s + chunk] for s in starts], [prep] * len(starts))
             for start, (part, part_ok, part_skipped) in zip(starts, results, strict=False):
                 images[start : start + len(part)], ok[start : start + len(part)] = part, part_ok
                 skipped += part_skipped
     else:
-        images[:], ok[:], skipped = _decode_chunk(names)
+        images[:], ok[:], skipped = _decode_chunk(names, prep)
     return images[ok], np.flatnonzero(ok), skipped
 
 
@@ -323,15 +382,21 @@ def _can_fork() -> bool:
     )
 
 
-def _decode_chunk(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from mnist_hydra.data.digits import preprocess_file
+def stored_shape(prep: Preparation) -> tuple[int, ...]:
+    """How one image is kept in memory: (height, width) when grey, as MNIST's arrays, else (height, width, 3)."""
+    return prep.shape[:2] if prep.channels == 1 else prep.shape
 
-    images = np.zeros((len(names), *IMAGE_SHAPE), np.uint8)
+
+def _decode_chunk(names: Sequence[str], prep: Preparation) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    from mnist_hydra.data.preparation import prepare_file
+
+    shape = stored_shape(prep)
+    images = np.zeros((len(names), *shape), np.uint8)
     ok = np.zeros(len(names), bool)
     skipped = []
     for i, name in enumerate(names):
         try:
-            images[i] = np.rint(preprocess_file(name) * 255)
+            images[i] = np.rint(prepare_file(name, prep) * 255).reshape(shape)
             ok[i] = True
         except UserError as err:  # ImageError: unreadable, truncated, blank, too large, a dangling link
             skipped.append(printable(one_line(err)))

@@ -25,7 +25,6 @@ from typing import Any
 import numpy as np
 
 from mnist_hydra.data.base import (
-    IMAGE_SHAPE,
     Raw,
     SplitConfig,
     check_pixel_scale,
@@ -38,6 +37,7 @@ from mnist_hydra.data.base import (
     scale_pixels,
 )
 from mnist_hydra.data.idx_format import read_idx_with_digest
+from mnist_hydra.data.preparation import DIGIT_SHAPE
 from mnist_hydra.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def _checked(files: list[Path], arrays: list[np.ndarray]) -> tuple[np.ndarray, .
     out: list[np.ndarray] = []
     for i in (0, 2):
         x, y = arrays[i], arrays[i + 1]
-        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE:
+        if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != DIGIT_SHAPE[:2]:
             raise DataError(
                 f"{files[i]}: expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}; "
                 "other sizes: data=folder resizes images of any size"

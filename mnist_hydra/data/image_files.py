@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -66,9 +67,13 @@ def _open_nonblocking(path: str | os.PathLike[str]) -> BinaryIO:
 
 
 def read_image(
-    source: str | os.PathLike[str] | BinaryIO, name: str | None = None, max_pixels: int | None = None
+    source: str | os.PathLike[str] | BinaryIO,
+    name: str | None = None,
+    max_pixels: int | None = None,
+    convert: Callable[[Image.Image], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """A PNG, JPEG (any format Pillow reads) as grayscale (h, w) in [0, 255]: `to_grayscale`'s array.
+    """A PNG, JPEG (any format Pillow reads) as grayscale (h, w) in [0, 255]: `to_grayscale`'s array, or
+    `convert`'s array of the decoded image (its EXIF orientation applied).
 
     `source` is a path or a binary stream; `name` is what errors call it (default: the path).
     More than `max_pixels` pixels (default and at most Pillow's MAX_IMAGE_PIXELS) is an ImageError.
@@ -87,7 +92,7 @@ def read_image(
                 if limit and width * height > limit:
                     raise _too_large(name, width, height, limit)
                 ImageOps.exif_transpose(image, in_place=True)  # phone photos are stored sideways with a rotation tag
-                return to_grayscale(image)
+                return (convert or to_grayscale)(image)
     except ImageError:
         raise
     except FileNotFoundError:

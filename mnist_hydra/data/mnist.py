@@ -37,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_hydra.data.base import IMAGE_SHAPE, Raw, SplitConfig
+from mnist_hydra.data.base import Raw, SplitConfig
 from mnist_hydra.data.idx_format import idx_digest, read_idx_with_digest
+from mnist_hydra.data.preparation import DIGIT_SHAPE
 from mnist_hydra.errors import DataError, one_line
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ class DataConfig(SplitConfig):
     )
     download: bool = True  # when no local copy is found, fetch one with Keras's downloader
     verify: bool = True  # check the SHA-256 of each file's decompressed content
+
+    def declared_shape(self) -> tuple[int, int, int]:
+        return DIGIT_SHAPE
 
 
 @dataclass(frozen=True)
@@ -342,7 +346,7 @@ def _array_problems(names: list[str], arrays: Sequence[np.ndarray | None]) -> di
     problems: dict[int, str] = {}
     for i in (0, 2):
         x_name, (x, y) = names[i], arrays[i : i + 2]
-        if x is not None and (x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != IMAGE_SHAPE):
+        if x is not None and (x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != DIGIT_SHAPE[:2]):
             problems[i] = f"expected uint8 images of shape (n, 28, 28), found {x.dtype} {x.shape}"
         if y is None:
             continue

@@ -7,8 +7,10 @@ import tensorflow as tf
 
 
 def scale_images(images: tf.Tensor) -> tf.Tensor:
-    """uint8 (..., 28, 28) -> float32 (..., 28, 28, 1) in [0, 1]: the model's input."""
-    return tf.cast(images, tf.float32)[..., tf.newaxis] / 255.0
+    """A batch of uint8 images, (n, height, width) grey or (n, height, width, channels), as float32
+    (n, height, width, channels) in [0, 1]: the model's input."""
+    scaled = tf.cast(images, tf.float32)
+    return (scaled[..., tf.newaxis] if images.shape.rank == 3 else scaled) / 255.0
 
 
 def make_dataset(images: np.ndarray, labels: np.ndarray, batch_size: int) -> tf.data.Dataset:

@@ -8,14 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_hydra.data.base import Raw, SplitConfig, printable
+from mnist_hydra.data.base import Raw, SplitConfig, input_shape, printable
 from mnist_hydra.data.datasets import DATASETS
+from mnist_hydra.data.preparation import DIGIT, Preparation, Shape
 from mnist_hydra.errors import DataError, one_line
 
 
 @dataclass(frozen=True)
 class Splits:
-    """Train/val/test arrays: images uint8 (n, 28, 28), labels (n,) from 0 to len(class_names) - 1."""
+    """Train/val/test arrays: images uint8 (n, height, width) grey or (n, height, width, channels), labels (n,)
+    from 0 to len(class_names) - 1; and how a picture file is made one of the images."""
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -30,6 +32,12 @@ class Splits:
     # Which images of the data set's training file train and validate, in order (val: empty when val_is_test).
     train_indices: np.ndarray | None = None
     val_indices: np.ndarray | None = None
+    preparation: Preparation = DIGIT  # how a picture file is made one of these images (predict, serving)
+
+    @property
+    def input_shape(self) -> Shape:
+        """(height, width, channels): the data's word on the model's input."""
+        return input_shape(self.x_train)
 
 
 def load_splits(cfg: SplitConfig, seed: int) -> Splits:
@@ -72,7 +80,17 @@ def load_splits(cfg: SplitConfig, seed: int) -> Splits:
         val_is_test=val_is_test,
         train_indices=train,
         val_indices=val[:0] if val_is_test else val,
+        preparation=_preparation(raw),
     )
+
+
+def _preparation(raw: Raw) -> Preparation:
+    """The loader's Preparation; for images it does not make (a loader that leaves the default while its images
+    are not 28x28 grey digits), a picture is resized to the images' own shape."""
+    shape = input_shape(raw.x_train)
+    if raw.preparation.shape == shape:
+        return raw.preparation
+    return Preparation("resize", shape[:2], shape[2])
 
 
 def _read(cfg: SplitConfig) -> Raw:

@@ -3,7 +3,8 @@
 Formats, each written to RUN_DIR/export/<format>/ (formats.py):
 
 - saved_model: a TensorFlow SavedModel (tf.saved_model.save). Its `serving_default` signature
-  takes `images`, float32 [batch, 28, 28, 1] in [0, 1] (white digit on black, as MNIST), and
+  takes `images`, float32 [batch, height, width, channels] in [0, 1] in the run's own input shape (export.json's
+  `input_shape`; [batch, 28, 28, 1], white digit on black, for an MNIST-style run), and
   returns `probabilities`, float32 [batch, classes]: what TF Serving serves.
 - litert: model.tflite for LiteRT (TensorFlow Lite), converted from that SavedModel by
   `tf.lite.TFLiteConverter`; the same `serving_default` signature, input and output names.

@@ -60,7 +60,8 @@ def short_reason(err: BaseException) -> str:
 def _signature(model: keras.Model) -> tuple[Any, Callable[[Any], dict[str, Any]]]:
     import tensorflow as tf
 
-    spec = tf.TensorSpec((None, 28, 28, 1), tf.float32, name="images")
+    # The model's own input shape, which the run's data gave it: (28, 28, 1) for digits, (32, 32, 3) for colour...
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32, name="images")
     return spec, (lambda images: {"probabilities": model(images, training=False)})
 
 

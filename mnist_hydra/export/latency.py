@@ -19,7 +19,7 @@ def compiled(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     """model.keras as the server calls it: one concrete tf.function."""
     import tensorflow as tf
 
-    spec = tf.TensorSpec((None, 28, 28, 1), tf.float32)
+    spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
     call = tf.function(lambda x: model(x, training=False), input_signature=[spec]).get_concrete_function()
     return lambda x: call(tf.constant(x)).numpy()
 

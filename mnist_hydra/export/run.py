@@ -15,7 +15,7 @@ from mnist_hydra.export.parity import compare, mismatch_words
 from mnist_hydra.export.runtimes import LOADERS, require_runtime
 from mnist_hydra.export.staging import files, move_into_place, size, staged
 from mnist_hydra.runs.artifacts import read_json, write_json
-from mnist_hydra.runs.rundir import class_names, load_model, read_config, require_run
+from mnist_hydra.runs.rundir import class_names, load_model, preparation, read_config, require_run
 
 __all__ = ["ExportError", "export_run", "mismatch_words", "summary_lines", "test_images", "verify_export"]
 
@@ -49,6 +49,8 @@ def export_run(run_dir: str | os.PathLike[str], fmt: str, limit: int | None = No
             run=str(run_dir.resolve()),
             data=data_name,
             export_seconds=round(seconds, 2),
+            input_shape=list(model.input_shape[1:]),  # [height, width, channels] the signature's `images` take
+            preprocessing=preparation(run_dir).record(),  # how a picture file is made such an image
             files=files(staging),
             bytes=size(staging),
         )
@@ -97,14 +99,16 @@ def verify_export(run_dir: str | os.PathLike[str], fmt: str, limit: int | None =
 
 
 def test_images(run_dir: Path, limit: int | None) -> tuple[np.ndarray, str]:
-    """The run's own test images, float32 (n, 28, 28, 1) in [0, 1] as the model was scored on, and the data's name."""
+    """The run's own test images, float32 (n, height, width, channels) in [0, 1] as the model was scored on, and the
+    data's name."""
     from mnist_hydra.config import typed_group
     from mnist_hydra.data.splits import load_splits
 
     data = typed_group("data", dict(read_config(run_dir)["data"]))
     splits = load_splits(data, seed=0)  # the seed picks only the validation split
     x = splits.x_test[:limit] if limit else splits.x_test
-    return x[..., np.newaxis].astype(np.float32) / np.float32(255), data.name
+    x = x[..., np.newaxis] if x.ndim == 3 else x  # grey images are kept (n, height, width)
+    return x.astype(np.float32) / np.float32(255), data.name
 
 
 def summary_lines(record: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The runtimes an export is loaded back in: each maps float32 (n, 28, 28, 1) to probabilities."""
+"""The runtimes an export is loaded back in: each maps float32 (n, height, width, channels) to probabilities."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mnist_hydra.extras import require_extra
 
 @dataclass(frozen=True)
 class Runtime:
-    """An export loaded in its own runtime: `predict` maps float32 (n, 28, 28, 1) to probabilities."""
+    """An export loaded in its own runtime: `predict` maps float32 (n, height, width, channels) to probabilities."""
 
     name: str
     version: str
@@ -44,7 +44,8 @@ def load_litert(folder: Path) -> Runtime:
 
     with native_output_quiet():  # the XNNPACK delegate announces itself on the first call
         runner = litert.Interpreter(model_path=str(folder / "model.tflite")).get_signature_runner("serving_default")
-        runner(images=np.zeros((1, 28, 28, 1), np.float32))
+        shape = runner.get_input_details()["images"]["shape"][1:]  # the export's own input shape
+        runner(images=np.zeros((1, *shape), np.float32))
     version = _version("ai-edge-litert")
     return Runtime("LiteRT (ai-edge-litert)", version, lambda x: runner(images=x)["probabilities"])
 

@@ -30,16 +30,22 @@ class CNNConfig:
 
     def check(self) -> None:
         require(self.filters >= 1, "filters", self.filters, "an integer >= 1")
-        require(1 <= self.kernel_size <= 28, "kernel_size", self.kernel_size, "an integer from 1 to 28")
-        conv_side = 28 - self.kernel_size + 1
-        require(
-            1 <= self.pool_size <= conv_side,
-            "pool_size",
-            self.pool_size,
-            f"an integer from 1 to {conv_side} (the conv output side for kernel_size={self.kernel_size})",
-        )
+        require(self.kernel_size >= 1, "kernel_size", self.kernel_size, "an integer >= 1")
+        require(self.pool_size >= 1, "pool_size", self.pool_size, "an integer >= 1")
         require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+
+    def check_shape(self, shape: Shape) -> None:
+        """FieldError when a kernel or pool window is larger than what the data's images leave it."""
+        side = min(shape[:2])
+        require(self.kernel_size <= side, "kernel_size", self.kernel_size, f"an integer from 1 to {side}{_of(shape)}")
+        conv_side = side - self.kernel_size + 1
+        require(
+            self.pool_size <= conv_side,
+            "pool_size",
+            self.pool_size,
+            f"an integer from 1 to {conv_side} (the conv output side for kernel_size={self.kernel_size}{_of(shape)})",
+        )
 
 
 @dataclass
@@ -72,6 +78,16 @@ class DeepCNNConfig:
         require(0 <= self.rotation <= 45, "rotation", self.rotation, "degrees in [0, 45]; 0 = off")
         require(0 <= self.zoom <= 0.5, "zoom", self.zoom, "a fraction of the side in [0, 0.5]; 0 = off")
 
+    def check_shape(self, shape: Shape) -> None:
+        """FieldError when the blocks' poolings would leave no pixel of the data's images."""
+        side = min(shape[:2])
+        require(
+            side >> len(self.filters) >= 1,
+            "filters",
+            list(self.filters),
+            f"at most {side.bit_length() - 1} blocks{_of(shape)}, each halving the side",
+        )
+
 
 @dataclass
 class CNN2Config:
@@ -86,13 +102,20 @@ class CNN2Config:
         require(len(self.filters) == 2, "filters", list(self.filters), "two filter counts, e.g. [24,32]")
         require(all(f >= 1 for f in self.filters), "filters", list(self.filters), "filter counts >= 1")
         require(len(self.kernel_sizes) == 2, "kernel_sizes", list(self.kernel_sizes), "two kernel sides, e.g. [5,3]")
-        # 28 -> conv -> pool 2 -> conv -> pool 2 must leave at least one pixel.
-        first, second = self.kernel_sizes
-        ok = 1 <= first <= 27 and 1 <= second <= (28 - first + 1) // 2 - 1
-        require(
-            ok, "kernel_sizes", list(self.kernel_sizes), "kernel sides that leave a pixel after both convs, e.g. [5,3]"
-        )
+        require(all(k >= 1 for k in self.kernel_sizes), "kernel_sizes", list(self.kernel_sizes), "kernel sides >= 1")
         require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
+
+    def check_shape(self, shape: Shape) -> None:
+        """FieldError unless conv -> pool 2 -> conv -> pool 2 leaves at least one pixel of the data's images."""
+        side = min(shape[:2])
+        first, second = self.kernel_sizes
+        ok = first <= side - 1 and second <= (side - first + 1) // 2 - 1
+        require(
+            ok,
+            "kernel_sizes",
+            list(self.kernel_sizes),
+            f"kernel sides that leave a pixel after both convs{_of(shape)}, e.g. [5,3]",
+        )
 
 
 @dataclass
@@ -111,6 +134,21 @@ class MLPConfig:
             "a list of layer widths >= 1",
         )
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+
+
+def check_fits(cfg: Any, shape: Shape) -> None:
+    """FieldError (its key relative to `model`) when the network `cfg` describes cannot take images of `shape`;
+    a network without a `check_shape` (a plugin's) takes any."""
+    check = getattr(cfg, "check_shape", None)
+    if check is not None:
+        check(shape)
+
+
+def _of(shape: Shape) -> str:
+    """', for the data's 28x28 grey images': what a limit that follows the images says of them."""
+    from mnist_hydra.data.preparation import describe
+
+    return f", for the data's {describe(shape)} images"
 
 
 @MODELS.register("cnn", schema=CNNConfig)

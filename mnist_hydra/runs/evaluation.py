@@ -43,10 +43,11 @@ def evaluate_run(
     splits = load_splits(data, seed=0)  # a data mistake shows before TensorFlow's import
     model = rundir.load_model(model_path)
     num_classes = len(splits.class_names)
-    if tuple(model.input_shape[1:]) != (28, 28, 1) or model.output_shape[-1] != num_classes:
+    shape = splits.input_shape
+    if tuple(model.input_shape[1:]) != shape or model.output_shape[-1] != num_classes:
         raise UserError(
             f"{model_path} maps {model.input_shape[1:]} to {model.output_shape[-1]} classes; "
-            f"{data.name} needs (28, 28, 1) to {num_classes} classes"
+            f"{data.name} needs {shape} to {num_classes} classes"
         )
     trained = rundir.class_names(run_dir, num_classes)
     if trained != tuple(splits.class_names) and trained != tuple(str(i) for i in range(num_classes)):

@@ -14,12 +14,15 @@ import zipfile
 import zlib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from mnist_hydra.errors import DataError, UserError, one_line
 from mnist_hydra.runs.artifacts import read_json
+
+if TYPE_CHECKING:
+    from mnist_hydra.data.preparation import Preparation
 
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
 OVERRIDES = Path(".hydra") / "overrides.yaml"
@@ -141,6 +144,23 @@ def completed_metrics(run_dir: Path) -> dict[str, Any] | None:
     """metrics.json of a run that finished (a search's pruned trial included), or None."""
     metrics = read_metrics(run_dir)
     return metrics if metrics.get("status") in FINISHED else None
+
+
+def preparation(run_dir: Path) -> Preparation:
+    """How the run's data was made from picture files, so an upload is made the same: as its metrics.json
+    recorded it; a run without the record trained on 28x28 grey digits."""
+    from mnist_hydra.data.preparation import Preparation
+
+    record = read_metrics(run_dir).get("preprocessing")
+    return Preparation.from_record(record if isinstance(record, dict) else None)
+
+
+def input_shape(run_dir: Path) -> tuple[int, int, int]:
+    """(height, width, channels) of the images the run's model takes, as its metrics.json recorded them."""
+    recorded = read_metrics(run_dir).get("input_shape")
+    if isinstance(recorded, list) and len(recorded) == 3 and all(isinstance(side, int) for side in recorded):
+        return (recorded[0], recorded[1], recorded[2])
+    return preparation(run_dir).shape
 
 
 def read_overrides(run_dir: Path) -> list[str]:

@@ -30,8 +30,9 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mnist_hydra.data.digits import preprocess_bytes
 from mnist_hydra.data.image_files import ImageError
+from mnist_hydra.data.preparation import DIGIT, DIGIT_SHAPE, Preparation, prepare_bytes
+from mnist_hydra.runs import rundir
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
 from mnist_hydra.serving.collect import Collector
@@ -127,6 +128,8 @@ def create_app(
         summary="Predict handwritten digits (or Fashion-MNIST articles) with a trained run's model.",
     )
     app.state.settings, app.state.top_k = settings, top_k
+    # The run's input shape, for the schema before the model is loaded: as the run recorded it.
+    app.state.input_shape = _input_shape(predictor) if predictor is not None else rundir.input_shape(Path(str(run_dir)))
     # Decoding a big image is CPU-bound and takes memory: at most one per core at a time.
     app.state.decoders = anyio.CapacityLimiter(max(os.cpu_count() or 1, 1))
     app.include_router(page_router)
@@ -141,10 +144,17 @@ def _openapi_with_limits(app: FastAPI, settings: ServeSettings) -> dict[str, Any
     """FastAPI's schema, with this server's own batch limit (serve.max_batch) on `images` where a body takes it."""
     if app.openapi_schema is None:
         schema = FastAPI.openapi(app)
+        image = schemas.image_schema(app.state.input_shape)
         forms = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
-        for form in forms:
-            if "images" in form.get("properties", {}):
-                form["properties"]["images"]["maxItems"] = settings.max_batch
+        collect = schema["paths"]["/collect"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        for form in [*forms, collect]:
+            properties = form.get("properties", {})
+            if "pixels" in properties:
+                properties["pixels"] = {**properties["pixels"], **image}
+                properties["pixels"].pop("anyOf", None)
+            if "images" in properties:
+                properties["images"]["items"] = image
+                properties["images"]["maxItems"] = settings.max_batch
         app.openapi_schema = schema
     return app.openapi_schema
 
@@ -215,7 +225,7 @@ async def predict(
     predictions = [describe(p, predictor.class_names, k) for p in probabilities]
     if include_image:
         for prediction, image in zip(predictions, received.images, strict=False):
-            prediction["image"] = np.round(image, 3).tolist()
+            prediction["image"] = np.round(_as_rows(image), 3).tolist()
     return {"predictions": predictions} if received.batch else predictions[0]
 
 
@@ -260,9 +270,21 @@ async def collect(request: Request) -> dict[str, Any]:
     return {"label": label, "class_name": collector.class_names[label], "file": saved.as_posix()}
 
 
+def _input_shape(predictor: Any) -> tuple[int, int, int]:
+    """The served model's (height, width, channels); a predictor that does not say (a test's stand-in) takes
+    what a run without the record takes: 28x28 grey digits."""
+    shape: tuple[int, int, int] = tuple(getattr(predictor, "input_shape", DIGIT_SHAPE))
+    return shape
+
+
+def _as_rows(image: np.ndarray) -> np.ndarray:
+    """An image as JSON states it: (height, width) when grey, else (height, width, channels)."""
+    return image.reshape(image.shape[:2]) if image.ndim == 2 or image.shape[-1] == 1 else image
+
+
 @dataclass
 class Received:
-    """A request's images (n, 28, 28) in [0, 1], whether it was a batch, and its other fields (a label)."""
+    """A request's images (n, height, width[, channels]) in [0, 1], whether it was a batch, and its other fields."""
 
     images: np.ndarray
     batch: bool
@@ -272,22 +294,25 @@ class Received:
 async def _read_images(request: Request, state: Any) -> Received:
     """The request's images and other form fields or JSON keys; InputError if unusable."""
     settings: ServeSettings = state.settings
+    prep: Preparation = getattr(state.predictor, "preparation", DIGIT)
     if request.headers.get("content-length") == "0":
         raise InputError(400, f"the request body is empty; send {ACCEPTED}")
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
         data, name, fields = await _upload(request)
         if _pixel_count(data) <= INLINE_PIXELS:  # a drawing or a small photo: cheaper than a thread hop
-            image = _preprocess(data, name, settings.max_pixels)
+            image = _preprocess(data, name, prep, settings.max_pixels)
         else:  # a big picture would hold up every other request on the event loop
-            image = await anyio.to_thread.run_sync(_preprocess, data, name, settings.max_pixels, limiter=state.decoders)
+            image = await anyio.to_thread.run_sync(
+                _preprocess, data, name, prep, settings.max_pixels, limiter=state.decoders
+            )
         return Received(image[np.newaxis], False, fields)
     if media == "application/json" or media.endswith("+json"):
         body = await request.body()
         if not body.strip():
             raise InputError(400, f"the request body is empty; send {JSON_FORMS}")
         value = decode_json(body)
-        images, batch = json_images(value, settings.max_batch)
+        images, batch = json_images(value, settings.max_batch, _input_shape(state.predictor))
         return Received(images, batch, value)
     raise InputError(415, f"content type {media or '(none)'} is not accepted; send {ACCEPTED}")
 
@@ -328,9 +353,10 @@ def _pixel_count(data: bytes) -> float:
         return math.inf
 
 
-def _preprocess(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+def _preprocess(data: bytes, name: str, prep: Preparation, max_pixels: int) -> np.ndarray:
+    """An uploaded file made the model's input as the run's data was (digit or resize), grey as (height, width)."""
     try:
-        return preprocess_bytes(data, name, max_pixels)
+        return _as_rows(prepare_bytes(data, prep, name, max_pixels))
     except ImageError as err:
         raise InputError(422, str(err)) from None
 

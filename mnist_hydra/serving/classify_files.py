@@ -1,9 +1,9 @@
-"""Classify picture files with a trained run: find them, make each MNIST-like, predict, rank the classes.
+"""Classify picture files with a trained run: find them, make each the model's input, predict, rank the classes.
 
 A folder gives every file Pillow reads as an image (PNG, JPEG, GIF, WebP, TIFF, BMP...: known by its name
 ending, else by its first bytes), in name order; every other entry (a text file, a sub-folder) is reported
-as skipped. Each picture is made MNIST-like
-first (mnist_hydra.data.digits): any size, colour or grayscale, dark ink on light paper or light on dark.
+as skipped. Each picture is made the model's input the way the run's data was made
+(mnist_hydra.data.preparation: an MNIST-like digit, or resized at the run's size and colour).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.digits import preprocess_file
 from mnist_hydra.data.image_files import ImageError, is_image_file
+from mnist_hydra.data.preparation import DIGIT, Preparation, prepare_file
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
 
@@ -51,17 +51,18 @@ def find_images(path: Path) -> tuple[list[Path], list[str]]:
     return images, skipped
 
 
-def read_images(paths: Sequence[Path]) -> tuple[list[Path], np.ndarray, list[str]]:
-    """Preprocess every file: (the files that worked, their images (n, 28, 28, 1), a message per failure)."""
+def read_images(paths: Sequence[Path], prep: Preparation = DIGIT) -> tuple[list[Path], np.ndarray, list[str]]:
+    """Preprocess every file by `prep`: (the files that worked, their images (n, height, width, channels), a
+    message per failure)."""
     read, images, failures = [], [], []
     for path in paths:
         try:
-            images.append(preprocess_file(path))
+            images.append(prepare_file(path, prep))
         except ImageError as err:
             failures.append(str(err))
             continue
         read.append(path)
-    stacked = np.stack(images)[..., np.newaxis] if images else np.zeros((0, 28, 28, 1), np.float32)
+    stacked = np.stack(images) if images else np.zeros((0, *prep.shape), np.float32)
     return read, stacked, failures
 
 
@@ -88,7 +89,7 @@ def predict_images(run_dir: Path, images: Path, top_k: int = 3) -> tuple[list[di
     model_path = rundir.require_run(Path(run_dir))
     rundir.check_model_file(model_path)  # a damaged model shows before the pictures are read
     paths, skipped = find_images(Path(images))
-    files, batch, failures = read_images(paths)
+    files, batch, failures = read_images(paths, rundir.preparation(Path(run_dir)))
     failures = skipped + failures
     if not files:
         return [], failures

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mnist_hydra.data.digits import FIELD
 from mnist_hydra.errors import UserError
 from mnist_hydra.serving.inputs import InputError
 
@@ -98,10 +97,13 @@ class Collector:
         )
 
     def save(self, image: np.ndarray, label: int) -> Path:
-        """Write `image` (28x28 in [0, 1]) as ROOT/<class folder>/<UTC time>.png; its path relative to ROOT."""
-        pixels = np.round(np.clip(np.asarray(image, np.float32).reshape(FIELD, FIELD), 0, 1) * 255).astype(np.uint8)
+        """Write `image` ((height, width) grey or (height, width, 3) in [0, 1]) as ROOT/<class folder>/<UTC
+        time>.png; its path relative to ROOT."""
+        pixels = np.round(np.clip(np.asarray(image, np.float32), 0, 1) * 255).astype(np.uint8)
+        if pixels.ndim == 3 and pixels.shape[-1] == 1:
+            pixels = pixels[..., 0]
         buffer = io.BytesIO()
-        Image.fromarray(pixels, mode="L").save(buffer, "PNG")
+        Image.fromarray(pixels, mode="L" if pixels.ndim == 2 else "RGB").save(buffer, "PNG")
         folder = self.root / self.folders[label]
         stem = self.now().strftime("%Y-%m-%dT%H-%M-%S.%fZ")
         try:

@@ -9,12 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.digits import FIELD
+from mnist_hydra.data.preparation import describe as describe_shape
 from mnist_hydra.errors import UserError
-from mnist_hydra.runs.rundir import class_names, load_model, require_run
+from mnist_hydra.runs.rundir import class_names, input_shape, load_model, preparation, require_run
 from mnist_hydra.serving.served_run import read_served_run
 
-INPUT_SHAPE = (FIELD, FIELD, 1)
 # Batches are padded to the next of these sizes (then to a multiple of the largest): TensorFlow's
 # oneDNN kernels are built once per input shape, and a first call with a new shape takes 30-100 ms.
 # With a handful of shapes, all built at start-up, no request pays for that.
@@ -22,7 +21,7 @@ BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 
 
 class Predictor:
-    """Probabilities for batches of 28x28 images from a run's model.keras.
+    """Probabilities for batches of images of the run's input shape from its model.keras.
 
     The model is called through one concrete `tf.function` (traced once, batch dimension free): no
     retracing and no Keras `predict` loop per call. Batches are zero-padded to BUCKETS sizes.
@@ -34,10 +33,13 @@ class Predictor:
         if threads is not None:
             _limit_threads(threads)
         model = load_model(self.model_path)
-        if tuple(model.input_shape[1:]) != INPUT_SHAPE or len(model.output_shape) != 2:
+        self.input_shape = input_shape(self.run_dir)  # as the run recorded it: (28, 28, 1) for a run without
+        self.preparation = preparation(self.run_dir)  # how an uploaded file is made such an image
+        if tuple(model.input_shape[1:]) != self.input_shape or len(model.output_shape) != 2:
             raise UserError(
                 f"run={self.run_dir}: its model maps {model.input_shape[1:]} to {model.output_shape[1:]}; "
-                f"serving needs a classifier of {INPUT_SHAPE} images"
+                f"serving needs a classifier of the run's {describe_shape(self.input_shape)} images "
+                f"{self.input_shape}"
             )
         import tensorflow as tf
 
@@ -47,22 +49,24 @@ class Predictor:
             **read_served_run(self.run_dir, self.model_path),
             "params": int(model.count_params()),
             "class_names": list(self.class_names),
+            "input_shape": list(self.input_shape),
+            "preprocessing": self.preparation.record(),
         }
-        spec = tf.TensorSpec((None, *INPUT_SHAPE), tf.float32, name="images")
+        spec = tf.TensorSpec((None, *self.input_shape), tf.float32, name="images")
         self._call = tf.function(
             lambda images: model(images, training=False), input_signature=[spec]
         ).get_concrete_function()
         self._model = model  # the concrete function holds the variables weakly
         self._tf = tf
         for size in BUCKETS:  # build every shape's kernels now
-            self.predict(np.zeros((size, FIELD, FIELD), np.float32))
+            self.predict(np.zeros((size, *self.input_shape), np.float32))
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """Probabilities float32 (n, classes) for float32 images (n, 28, 28) in [0, 1]."""
-        images = np.asarray(images, dtype=np.float32).reshape(-1, *INPUT_SHAPE)
+        """Probabilities float32 (n, classes) for float32 images (n, height, width[, channels]) in [0, 1]."""
+        images = np.asarray(images, dtype=np.float32).reshape(-1, *self.input_shape)
         n = len(images)
         size = next((b for b in BUCKETS if b >= n), -(-n // BUCKETS[-1]) * BUCKETS[-1])
-        batch = np.zeros((size, *INPUT_SHAPE), np.float32)
+        batch = np.zeros((size, *self.input_shape), np.float32)
         batch[:n] = images
         return np.asarray(self._call(self._tf.constant(batch)), dtype=np.float32)[:n]
 

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
-from mnist_hydra.data.digits import FIELD
+from mnist_hydra.data.preparation import DIGIT_SHAPE
 
-JSON_FORMS = '{"pixels": [[...28 numbers...] x 28]} or {"images": [pixels, ...]}'
+JSON_FORMS = '{"pixels": [[...width numbers...] x height]} or {"images": [pixels, ...]}'
+Shape = tuple[int, int, int]
 
 
 class InputError(Exception):
@@ -20,9 +21,9 @@ class InputError(Exception):
         self.status, self.detail = status, detail
 
 
-def parse_json(body: bytes, max_batch: int) -> tuple[np.ndarray, bool]:
-    """A JSON body as float32 images (n, 28, 28) in [0, 1], and whether it was a batch."""
-    return json_images(decode_json(body), max_batch)
+def parse_json(body: bytes, max_batch: int, shape: Shape = DIGIT_SHAPE) -> tuple[np.ndarray, bool]:
+    """A JSON body as float32 images (n, height, width[, channels]) in [0, 1], and whether it was a batch."""
+    return json_images(decode_json(body), max_batch, shape)
 
 
 def decode_json(body: bytes) -> Any:
@@ -33,18 +34,19 @@ def decode_json(body: bytes) -> Any:
         raise InputError(400, f"the body is not valid JSON ({err}); send {JSON_FORMS}") from None
 
 
-def json_images(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
-    """A decoded JSON body's images, float32 (n, 28, 28) in [0, 1], and whether it was a batch."""
+def json_images(value: Any, max_batch: int, shape: Shape = DIGIT_SHAPE) -> tuple[np.ndarray, bool]:
+    """A decoded JSON body's images of `shape`, float32 (n, height, width) when grey, else (n, height, width,
+    channels), in [0, 1]; and whether it was a batch."""
     if not isinstance(value, dict) or not ({"pixels", "images"} & set(value)):
         got = f"an object with keys {sorted(value)[:5]}" if isinstance(value, dict) else f"a JSON {_kind(value)}"
         raise InputError(422, f"expected {JSON_FORMS}; got {got}")
     if "pixels" in value and "images" in value:
         raise InputError(422, 'send either "pixels" (one image) or "images" (a batch), not both')
     if "pixels" in value:
-        return pixels_array(value["pixels"], "pixels")[np.newaxis], False
+        return pixels_array(value["pixels"], "pixels", shape)[np.newaxis], False
     images = value["images"]
     if not isinstance(images, list) or not images:
-        raise InputError(422, f'"images" must be a non-empty list of 28x28 images; got {_describe(images)}')
+        raise InputError(422, f'"images" must be a non-empty list of {_size(shape)} images; got {_describe(images)}')
     if len(images) > max_batch:
         raise InputError(
             422,
@@ -55,23 +57,39 @@ def json_images(value: Any, max_batch: int) -> tuple[np.ndarray, bool]:
         batch = np.asarray(images, dtype=np.float32)
     except (ValueError, TypeError):
         batch = None
-    if batch is None or batch.shape[1:] != (FIELD, FIELD):
+    if batch is None or batch.shape[1:] != _array_shape(shape):
         for i, image in enumerate(images):  # find and name the first bad one
-            pixels_array(image, f"images[{i}]")
+            pixels_array(image, f"images[{i}]", shape)
         assert batch is not None  # images that each pass make an array
-        raise InputError(422, f'"images" must be a list of 28x28 images; got shape {batch.shape}')
+        raise InputError(422, f'"images" must be a list of {_size(shape)} images; got shape {batch.shape}')
     return np.stack([_scaled(image, f"images[{i}]") for i, image in enumerate(batch)]), True
 
 
-def pixels_array(value: Any, where: str) -> np.ndarray:
-    """One image's numbers as float32 (28, 28) in [0, 1]; InputError naming `where` otherwise."""
+def pixels_array(value: Any, where: str, shape: Shape = DIGIT_SHAPE) -> np.ndarray:
+    """One image's numbers as float32 of `shape` ((height, width) when grey) in [0, 1]; InputError naming
+    `where` otherwise."""
     try:
         array = np.asarray(value, dtype=np.float32)
     except (ValueError, TypeError):
-        raise InputError(422, f"{where} must be 28 rows of 28 numbers; got {_describe(value)}") from None
-    if array.shape != (FIELD, FIELD):
-        raise InputError(422, f"{where} must be 28 rows of 28 numbers; got {_describe(value)}")
+        raise InputError(422, f"{where} must be {_rows_of(shape)}; got {_describe(value, shape)}") from None
+    if array.shape != _array_shape(shape):
+        raise InputError(422, f"{where} must be {_rows_of(shape)}; got {_describe(value, shape)}")
     return _scaled(array, where)
+
+
+def _array_shape(shape: Shape) -> tuple[int, ...]:
+    """One image's array shape in JSON: rows of numbers when grey, rows of channel lists otherwise."""
+    return shape[:2] if shape[2] == 1 else shape
+
+
+def _size(shape: Shape) -> str:
+    return f"{shape[0]}x{shape[1]}" + ("" if shape[2] == 1 else f"x{shape[2]}")
+
+
+def _rows_of(shape: Shape) -> str:
+    """'28 rows of 28 numbers', '32 rows of 32 [r, g, b] lists'."""
+    cell = "numbers" if shape[2] == 1 else ("[r, g, b] lists" if shape[2] == 3 else f"lists of {shape[2]} numbers")
+    return f"{shape[0]} rows of {shape[1]} {cell}"
 
 
 def _scaled(array: np.ndarray, where: str) -> np.ndarray:
@@ -92,7 +110,7 @@ def _scaled(array: np.ndarray, where: str) -> np.ndarray:
     raise InputError(422, f"{where} values must lie in [0, 1] or in 0..255; got min {low:g}, max {high:g}")
 
 
-def _describe(value: Any) -> str:
+def _describe(value: Any, shape: Shape = DIGIT_SHAPE) -> str:
     """'a list of 27 rows', 'rows of lengths 28 to 30', 'a JSON string' for an error message."""
     if not isinstance(value, list):
         return f"a JSON {_kind(value)}"
@@ -106,7 +124,7 @@ def _describe(value: Any) -> str:
         return f"{_rows(len(value))} of lengths {min(lengths)} to {max(lengths)}"
     width = lengths.pop()
     inner = [x for row in value for x in row if not isinstance(x, (int, float)) or isinstance(x, bool)]
-    if inner and width == FIELD and len(value) == FIELD:
+    if inner and width == shape[1] and len(value) == shape[0]:
         return f"a JSON {_kind(inner[0])} among the numbers"
     return f"{_rows(len(value))} of {width}"
 

@@ -6,21 +6,31 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-# The shapes and ranges the API checks (serving/inputs.py), in the schema, so that clients and generated code
-# see them: 28 rows of 28 finite numbers in 0..255 (all in [0, 1] are taken as they are).
-SIDE = 28
+# The ranges the API checks (serving/inputs.py), in the schema, so that clients and generated code see them:
+# finite numbers in 0..255 (all in [0, 1] are taken as they are). The shape is the served run's own
+# (height rows of width numbers, or of [r, g, b] triples): create_app writes it into its OpenAPI with
+# `image_schema`, as inputs.py checks it.
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
-Row = Annotated[list[Pixel], Field(min_length=SIDE, max_length=SIDE)]
-Image28 = Annotated[list[Row], Field(min_length=SIDE, max_length=SIDE)]
+Image28 = list[list[Pixel]] | list[list[list[Pixel]]]
+
+
+def image_schema(shape: tuple[int, int, int]) -> dict[str, Any]:
+    """The JSON schema of one image of `shape` (height, width, channels): rows of numbers, or of channel lists."""
+    height, width, channels = shape
+    pixel: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": 255}
+    if channels > 1:
+        pixel = {"type": "array", "items": pixel, "minItems": channels, "maxItems": channels}
+    row = {"type": "array", "items": pixel, "minItems": width, "maxItems": width}
+    return {"type": "array", "items": row, "minItems": height, "maxItems": height}
 
 
 class PixelsRequest(BaseModel):
-    """One image as numbers: 28 rows of 28, white digit on black."""
+    """One image as numbers, in the served run's shape (GET /model's input_shape)."""
 
     pixels: Image28 = Field(
-        description="28 rows of 28 numbers, white digit on black, as MNIST. All in [0, 1] "
-        "are taken as they are; otherwise they must lie in 0..255 and are divided "
-        "by 255. Not preprocessed: centre and scale the digit as MNIST does."
+        description="One image as the model takes it: height rows of width numbers (grey; for a digit run "
+        "28 rows of 28, white digit on black, as MNIST), or of [r, g, b] for a colour run. All in [0, 1] "
+        "are taken as they are; otherwise they must lie in 0..255 and are divided by 255. Not preprocessed."
     )
 
 
@@ -29,7 +39,7 @@ class BatchRequest(BaseModel):
 
     # min_length 1; the most is the server's serve.max_batch, which create_app writes into its own schema.
     images: list[Image28] = Field(
-        min_length=1, description="Images as in `pixels`, each 28x28; at most serve.max_batch."
+        min_length=1, description="Images as in `pixels`, each of the run's shape; at most serve.max_batch."
     )
 
 
@@ -87,7 +97,7 @@ class Prediction(BaseModel):
     top_k: list[ClassProbability] = Field(description="The top_k classes, most probable first")
     image: Image28 | None = Field(
         None,
-        description="With ?include_image=true: the 28x28 image the model saw, "
+        description="With ?include_image=true: the image the model saw, in its input shape, "
         "in [0, 1] (after preprocessing, for uploads)",
     )
 
@@ -121,6 +131,14 @@ class ModelInfo(BaseModel):
     test_accuracy: float | None = None
     trained: str | None = Field(None, description="When the run started (ISO 8601)")
     class_names: list[str] = Field(description="Every class's name, by label: the run's own")
+    # Defaults: what a run without the record is, 28x28 grey digits.
+    input_shape: list[int] = Field(
+        default_factory=lambda: [28, 28, 1], description="[height, width, channels] of the images the model takes"
+    )
+    preprocessing: dict[str, Any] = Field(
+        default_factory=lambda: {"preprocess": "digit"},
+        description="How an uploaded file is made such an image: digit, or resize with its size and channels",
+    )
     collecting: bool = Field(False, description="Whether POST /collect saves labelled images (serve.collect_dir)")
     config: dict[str, Any] = Field(description="The run's composed config")
     metrics: dict[str, Any] = Field(description="The run's metrics.json")

@@ -17,13 +17,17 @@ from mnist_hydra.training.precision import with_loss_scaling, with_precision
 
 log = logging.getLogger(__name__)
 
-INPUT_SHAPE = (28, 28, 1)
-
 
 def build_or_restore(
-    config: Config, strategy: Any, checkpoints: Checkpoints | None, train_images: int, classes: int
+    config: Config,
+    strategy: Any,
+    checkpoints: Checkpoints | None,
+    train_images: int,
+    classes: int,
+    input_shape: tuple[int, int, int],
 ) -> tuple[keras.Model, TrainingState]:
-    """A compiled model and where its training stands: new, or from the newest checkpoint when resuming."""
+    """A compiled model for the data's `input_shape` (height, width, channels) and where its training stands: new,
+    or from the newest checkpoint when resuming."""
     latest = checkpoints.latest() if checkpoints else None
     with strategy.scope():  # variables made here are mirrored on every replica
         if latest:
@@ -36,7 +40,7 @@ def build_or_restore(
         if checkpoints:
             log.info("no checkpoint in %s: starting from the first epoch", checkpoints.folder)
         model = with_precision(
-            MODELS.get(config.model.name)(config.model, INPUT_SHAPE, classes), config.trainer.precision
+            MODELS.get(config.model.name)(config.model, input_shape, classes), config.trainer.precision
         )
         if config.init_from is not None:
             load_weights_from(model, config.init_from)

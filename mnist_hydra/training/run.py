@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mnist_hydra.config import Config
+from mnist_hydra.config import Config, check_model_fits
 from mnist_hydra.data.splits import Splits, load_splits
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.artifacts import check_writable, read_json
@@ -77,6 +77,7 @@ def train_and_evaluate(
 
         require_source(config.init_from)  # a wrong path shows before the data is read
     splits = load_splits(config.data, seed=config.seed)
+    check_model_fits(config.model, splits.input_shape)  # before any file of the run: the data's shape is known now
     check_sizes(config, splits)
     if chief and not (workdir / "provenance.json").is_file():  # a resumed run keeps its first record
         write_provenance(workdir, config, splits, overrides)
@@ -123,7 +124,12 @@ def train_and_evaluate(
         )
         checkpoints = Checkpoints(savedir)
         model, state = build_or_restore(
-            config, strategy, checkpoints if resume else None, len(splits.y_train), len(splits.class_names)
+            config,
+            strategy,
+            checkpoints if resume else None,
+            len(splits.y_train),
+            len(splits.class_names),
+            splits.input_shape,
         )
         controls = _controls(config, trial, state.controls)
         with resumable_if_unwritable(workdir if chief else None, state):

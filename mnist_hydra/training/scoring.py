@@ -76,6 +76,8 @@ def score(
         "data_source": splits.source,
         "data_checksums": splits.checksums,
         "class_names": list(splits.class_names),
+        "input_shape": list(splits.input_shape),  # (height, width, channels) the model takes
+        "preprocessing": splits.preparation.record(),  # how a picture file is made such an image
         "history": history,
         "confusion_matrix": matrix.tolist(),
     }, probabilities
