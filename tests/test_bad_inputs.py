@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cifar_files import write_bad_cifar
 from tests.conftest import call_app, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -597,6 +598,11 @@ DATA_CASES = [
     ("csv", "csv/noheader.csv", {}, ("has no header line", "data.label_column=0")),
     ("idx", "idx/twins", {}, ("t10k-labels-idx1-ubyte.gz and t10k-labels-idx1-ubyte beside it hold different",)),
     ("csv", "csv/ten.csv", {"folds": 9}, ("data.folds=9 needs at least 9 training images", "there are 8")),
+    ("cifar", "cifar/missing", {}, ("has no data_batch_3", "data_batch_1..data_batch_5", "kriz/cifar.html")),
+    ("cifar", "cifar/cutpickle", {}, ("data_batch_2: cannot unpickle it: it ends early: the file is truncated",)),
+    ("cifar", "cifar/cutbin", {}, ("test.bin: 6138 bytes is not a whole number of 3074-byte records",)),
+    ("cifar", "cifar/neither", {}, ("holds no CIFAR data", "cifar-10-batches-py/", "kriz/cifar.html")),
+    ("cifar", "cifar/nowhere", {}, ("no such folder", "cifar-100-python/", "kriz/cifar.html")),
 ]
 
 
@@ -774,6 +780,7 @@ def build_your_data(root: Path, digit) -> None:
         (twins / name).write_bytes((binary / name).read_bytes())
     write_idx(twins / "t10k-labels-idx1-ubyte.gz", np.array([0, 1] * 2, np.uint8))
     write_idx(twins / "t10k-labels-idx1-ubyte", np.array([1, 0] * 2, np.uint8))
+    write_bad_cifar(root / "cifar")
 
 
 @dataclass
