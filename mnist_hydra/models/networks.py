@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mnist_hydra.errors import require
+from mnist_hydra.errors import ConfigError, require
 from mnist_hydra.registry import Registry
 
 if TYPE_CHECKING:
@@ -113,6 +113,24 @@ class MLPConfig:
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
 
 
+@dataclass
+class ResNetConfig:
+    """A small residual network for 32-64 px colour images (ResNet-20 by default, as in He et al. 2016, section 4.2)."""
+
+    name: str = "resnet"
+    width: int = 16  # filters of the stem and the first stage; each later stage doubles them
+    depth: int = 3  # residual blocks per stage (3: ResNet-20, 5: ResNet-32, 9: ResNet-56)
+    stages: int = 3  # stages of blocks; each after the first halves the image side (stride 2)
+    dropout: float = 0.0  # dropout rate before the output layer; 0 = no dropout layer
+
+    def check(self) -> None:
+        require(self.width >= 1, "width", self.width, "an integer >= 1 (16 in ResNet-20)")
+        require(self.depth >= 1, "depth", self.depth, "an integer >= 1 blocks per stage (3 in ResNet-20)")
+        # Five stages take a 32 px image down to 2 px; a sixth would leave 1.
+        require(1 <= self.stages <= 5, "stages", self.stages, "an integer from 1 to 5 (3 in ResNet-20)")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+
+
 @MODELS.register("cnn", schema=CNNConfig)
 def build_cnn(cfg: CNNConfig, input_shape: Shape, num_classes: int) -> keras.Model:
     """Conv2D -> MaxPooling2D -> Flatten -> Dense -> [Dropout] -> Dense softmax."""
@@ -191,6 +209,45 @@ def build_cnn2(cfg: CNN2Config, input_shape: Shape, num_classes: int) -> keras.M
         layers.Dense(num_classes, activation="softmax"),
     ]
     return keras.Sequential(stack, name="cnn2")
+
+
+@MODELS.register("resnet", schema=ResNetConfig)
+def build_resnet(cfg: ResNetConfig, input_shape: Shape, num_classes: int) -> keras.Model:
+    """Conv-BN-ReLU stem -> stages of residual blocks (stride 2 between stages) -> global average pool -> softmax."""
+    import keras
+    from keras import layers
+
+    side = min(input_shape[0], input_shape[1])
+    if side < 2 ** (cfg.stages - 1):
+        raise ConfigError(
+            f"model.stages={cfg.stages} halves the side {cfg.stages - 1} times, more than the "
+            f"{input_shape[0]}x{input_shape[1]} images allow; choose model.stages={max(1, side.bit_length())} or fewer"
+        )
+
+    def conv_bn(x: Any, filters: int, kernel: int, stride: int) -> Any:
+        # No bias: batch norm's beta does that job. Momentum 0.9 (PyTorch's 0.1) as the ResNet recipes use: the
+        # moving statistics a short run evaluates with catch up in tens of steps, not hundreds.
+        x = layers.Conv2D(
+            filters, kernel, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal"
+        )(x)
+        return layers.BatchNormalization(momentum=0.9)(x)
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Activation("relu")(conv_bn(inputs, cfg.width, 3, 1))
+    for stage in range(cfg.stages):
+        filters = cfg.width * 2**stage
+        for block in range(cfg.depth):
+            stride = 2 if stage > 0 and block == 0 else 1
+            residual = layers.Activation("relu")(conv_bn(x, filters, 3, stride))
+            residual = conv_bn(residual, filters, 3, 1)
+            # A 1x1 projection where the block changes the side or the filters (He et al.'s option B).
+            shortcut = conv_bn(x, filters, 1, stride) if stride != 1 or x.shape[-1] != filters else x
+            x = layers.Activation("relu")(layers.Add()([shortcut, residual]))
+    x = layers.GlobalAveragePooling2D()(x)
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet")
 
 
 @MODELS.register("mlp", schema=MLPConfig)
