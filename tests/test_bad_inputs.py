@@ -123,6 +123,9 @@ CATALOGUE = [
     case("train", "out of range", "trainer.verbose=3", 2, "trainer.verbose=3 is not allowed"),
     case("train", "out of range", "trainer.precision=float16", 2, "trainer.precision=float16", "mixed_bfloat16"),
     case("train", "out of range", "model.dropout=1.5", 2, "model.dropout=1.5 is not allowed"),
+    case("train", "out of range", "augment.rotation=400", 2, "augment.rotation=400", "degrees in [0, 180]"),
+    case("train", "out of range", "augment.zoom=-0.5", 2, "augment.zoom=-0.5 is not allowed", "[0, 0.5]"),
+    case("train", "out of range", "augment.flip=diagonal", 2, "augment.flip=diagonal", "horizontal"),
     case("train", "out of range", "data.folds=5 data.fold=7", 2, "data.fold=7 is not allowed", "0 to 4"),
     # --- train: config groups and options ---
     case("train", "unknown option", "model=resnet9000", 2, "model=resnet9000 is not a model option", "cnn2, cnn_deep"),
@@ -320,6 +323,9 @@ CATALOGUE = [
     # --- train: your own data (data=folder, csv, idx); the cache would be in the sandbox, and must stay unwritten ---
     case("train", "your data", "data=folder", 2, "data.root=null is not allowed", "data.root=/path/to/images"),
     case("train", "your data", "data=csv", 2, "data.root=null is not allowed", "train.csv"),
+    case(
+        "train", "your data", "data=cifar data.root=nowhere", 1, "no such folder", "cifar-10-batches-py/", "kriz/cifar"
+    ),
     case("train", "your data", "data=folder data.root=nowhere", 1, "nowhere: no such folder", "one subfolder"),
     case("train", "your data", "data=folder data.root=notes.txt", 1, "is a file, not a folder"),
     case("train", "your data", "data=folder data.root=empty", 1, "has no class subfolders", "one subfolder per class"),

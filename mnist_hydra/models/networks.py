@@ -44,7 +44,7 @@ class CNNConfig:
 
 @dataclass
 class DeepCNNConfig:
-    """[Augmentation ->] conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout."""
+    """Conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout, then a dense head."""
 
     name: str = "cnn_deep"
     filters: list[int] = field(default_factory=lambda: [32, 64])  # Conv2D filters, one entry per block
@@ -53,10 +53,6 @@ class DeepCNNConfig:
     dense_units: int = 128  # width of the hidden Dense layer
     dropout: float = 0.25  # dropout rate after each conv block
     dense_dropout: float = 0.5  # dropout rate after the hidden Dense layer
-    # Augmentation: random layers at the input that act only in training (fit), never in evaluate/predict.
-    shift: float = 0.0  # largest random translation, as a fraction of the image side; 0 = off
-    rotation: float = 0.0  # largest random rotation, degrees either way; 0 = off
-    zoom: float = 0.0  # largest random zoom in or out, as a fraction of the image side; 0 = off
 
     def check(self) -> None:
         # Each block halves the side: 28 -> 14 -> 7 -> 3; a fourth would leave 1 pixel.
@@ -67,10 +63,6 @@ class DeepCNNConfig:
         require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
         require(0 <= self.dense_dropout < 1, "dense_dropout", self.dense_dropout, "a rate in [0, 1)")
-        # Beyond these a digit leaves the frame or turns into another one (a 6 rotated by 180 degrees is a 9).
-        require(0 <= self.shift <= 0.5, "shift", self.shift, "a fraction of the side in [0, 0.5]; 0 = off")
-        require(0 <= self.rotation <= 45, "rotation", self.rotation, "degrees in [0, 45]; 0 = off")
-        require(0 <= self.zoom <= 0.5, "zoom", self.zoom, "a fraction of the side in [0, 0.5]; 0 = off")
 
 
 @dataclass
@@ -152,11 +144,11 @@ def build_cnn(cfg: CNNConfig, input_shape: Shape, num_classes: int) -> keras.Mod
 
 @MODELS.register("cnn_deep", schema=DeepCNNConfig)
 def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> keras.Model:
-    """Training-only augmentation (when set), VGG-style conv blocks with batch norm and dropout, a dense head."""
+    """VGG-style conv blocks with batch norm and dropout, a dense head."""
     import keras
     from keras import layers
 
-    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape), *augmentation_layers(cfg)]
+    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape)]
     for filters in cfg.filters:
         for _ in range(cfg.convs_per_block):
             # No bias: batch norm's beta does that job.
@@ -175,23 +167,6 @@ def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> 
         layers.Dense(num_classes, activation="softmax"),
     ]
     return keras.Sequential(stack, name="cnn_deep")
-
-
-def augmentation_layers(cfg: DeepCNNConfig) -> list[keras.layers.Layer]:
-    """Random translation, rotation and zoom as configured; each is identity outside training."""
-    from keras import layers
-
-    # Black fill: MNIST's background is 0, and Keras's default (reflect) would mirror strokes into the frame.
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
-    stack: list[keras.layers.Layer] = []
-    if cfg.shift:
-        stack.append(layers.RandomTranslation(cfg.shift, cfg.shift, **fill, name="augment_shift"))
-    if cfg.rotation:
-        # Keras takes the rotation as a fraction of a full turn.
-        stack.append(layers.RandomRotation(cfg.rotation / 360, **fill, name="augment_rotation"))
-    if cfg.zoom:
-        stack.append(layers.RandomZoom(cfg.zoom, cfg.zoom, **fill, name="augment_zoom"))
-    return stack
 
 
 @MODELS.register("cnn2", schema=CNN2Config)
