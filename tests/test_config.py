@@ -123,7 +123,7 @@ def test_keys_added_with_plus_are_rejected(compose_config):
     with pytest.raises(ConfigError, match=r"model.depth is not a config key; model accepts: .*filters"):
         validate(compose_config("+model.depth=3"))
     with pytest.raises(
-        ConfigError, match=r"lr is not a config key; the top level accepts: data, init_from, logger, model"
+        ConfigError, match=r"lr is not a config key; the top level accepts: augment, data, init_from, logger, model"
     ):
         validate(compose_config("+lr=3"))
 
