@@ -21,6 +21,7 @@ from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from mnist_hydra.data.datasets import DATASETS
 from mnist_hydra.errors import ConfigError, FieldError, one_line, require
+from mnist_hydra.models.augment import AugmentConfig
 from mnist_hydra.models.networks import MODELS, check_fits
 from mnist_hydra.models.optimizers import OPTIMIZERS
 from mnist_hydra.plugins import load_plugins
@@ -209,6 +210,8 @@ class Config:
     model: Any = MISSING
     optimizer: Any = MISSING
     trainer: Any = MISSING
+    # Random changes to the training images (augment=digits, photos); a run saved without the group had none.
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
     logger: dict[str, Any] = field(default_factory=dict)  # chosen loggers by name: logger=[tensorboard,mlflow]
 
 
@@ -225,7 +228,11 @@ def schema_nodes() -> dict[str, Any]:
     per config group and call (about 120 times for --help), and a source that only names its schemas costs
     nothing to copy; each node is built when a config is composed with it.
     """
-    nodes: dict[str, Any] = {"config_schema": Config, "schema/trainer/default": TrainerConfig}
+    nodes: dict[str, Any] = {
+        "config_schema": Config,
+        "schema/trainer/default": TrainerConfig,
+        "schema/augment/default": AugmentConfig,
+    }
     for group, registry in REGISTRIES.items():
         for name in registry.names():
             nodes[f"schema/{group}/{name}"] = registry.schema(name)
@@ -280,6 +287,8 @@ def validate(cfg: DictConfig) -> Config:
     shape = groups["data"].declared_shape()
     if shape is not None:  # else the model is checked against the data once it is read
         check_model_fits(groups["model"], shape)
+    augment = cfg.get("augment")
+    groups["augment"] = AugmentConfig() if augment is None else _typed(augment, AugmentConfig, "augment")
     init_from = cfg.get("init_from")
     require(
         init_from is None or (isinstance(init_from, str) and bool(init_from.strip())),

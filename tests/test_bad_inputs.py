@@ -54,6 +54,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.cifar_files import write_bad_cifar
 from tests.conftest import call_app, snapshot
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +123,9 @@ CATALOGUE = [
     case("train", "out of range", "trainer.verbose=3", 2, "trainer.verbose=3 is not allowed"),
     case("train", "out of range", "trainer.precision=float16", 2, "trainer.precision=float16", "mixed_bfloat16"),
     case("train", "out of range", "model.dropout=1.5", 2, "model.dropout=1.5 is not allowed"),
+    case("train", "out of range", "augment.rotation=400", 2, "augment.rotation=400", "degrees in [0, 180]"),
+    case("train", "out of range", "augment.zoom=-0.5", 2, "augment.zoom=-0.5 is not allowed", "[0, 0.5]"),
+    case("train", "out of range", "augment.flip=diagonal", 2, "augment.flip=diagonal", "horizontal"),
     case("train", "out of range", "data.folds=5 data.fold=7", 2, "data.fold=7 is not allowed", "0 to 4"),
     # --- train: config groups and options ---
     case("train", "unknown option", "model=resnet9000", 2, "model=resnet9000 is not a model option", "cnn2, cnn_deep"),
@@ -319,6 +323,9 @@ CATALOGUE = [
     # --- train: your own data (data=folder, csv, idx); the cache would be in the sandbox, and must stay unwritten ---
     case("train", "your data", "data=folder", 2, "data.root=null is not allowed", "data.root=/path/to/images"),
     case("train", "your data", "data=csv", 2, "data.root=null is not allowed", "train.csv"),
+    case(
+        "train", "your data", "data=cifar data.root=nowhere", 1, "no such folder", "cifar-10-batches-py/", "kriz/cifar"
+    ),
     case("train", "your data", "data=folder data.root=nowhere", 1, "nowhere: no such folder", "one subfolder"),
     case("train", "your data", "data=folder data.root=notes.txt", 1, "is a file, not a folder"),
     case("train", "your data", "data=folder data.root=empty", 1, "has no class subfolders", "one subfolder per class"),
@@ -645,6 +652,11 @@ DATA_CASES = [
     ("csv", "csv/noheader.csv", {}, ("has no header line", "data.label_column=0")),
     ("idx", "idx/twins", {}, ("t10k-labels-idx1-ubyte.gz and t10k-labels-idx1-ubyte beside it hold different",)),
     ("csv", "csv/ten.csv", {"folds": 9}, ("data.folds=9 needs at least 9 training images", "there are 8")),
+    ("cifar", "cifar/missing", {}, ("has no data_batch_3", "data_batch_1..data_batch_5", "kriz/cifar.html")),
+    ("cifar", "cifar/cutpickle", {}, ("data_batch_2: cannot unpickle it: it ends early: the file is truncated",)),
+    ("cifar", "cifar/cutbin", {}, ("test.bin: 6138 bytes is not a whole number of 3074-byte records",)),
+    ("cifar", "cifar/neither", {}, ("holds no CIFAR data", "cifar-10-batches-py/", "kriz/cifar.html")),
+    ("cifar", "cifar/nowhere", {}, ("no such folder", "cifar-100-python/", "kriz/cifar.html")),
 ]
 
 
@@ -822,6 +834,7 @@ def build_your_data(root: Path, digit) -> None:
         (twins / name).write_bytes((binary / name).read_bytes())
     write_idx(twins / "t10k-labels-idx1-ubyte.gz", np.array([0, 1] * 2, np.uint8))
     write_idx(twins / "t10k-labels-idx1-ubyte", np.array([1, 0] * 2, np.uint8))
+    write_bad_cifar(root / "cifar")
 
 
 @dataclass

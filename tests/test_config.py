@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from mnist_hydra.config import TrainerConfig, validate
+from mnist_hydra.data.cifar import CifarConfig
 from mnist_hydra.data.csv_table import CsvConfig
 from mnist_hydra.data.folder import FolderConfig
 from mnist_hydra.data.idx_set import IdxConfig
 from mnist_hydra.data.mnist import DataConfig
 from mnist_hydra.errors import ConfigError, FieldError
-from mnist_hydra.models.networks import MODELS, CNN2Config, CNNConfig, DeepCNNConfig, MLPConfig
+from mnist_hydra.models.networks import MODELS, CNN2Config, CNNConfig, DeepCNNConfig, MLPConfig, ResNetConfig
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig
 from tests.conftest import CONF_DIR
 
@@ -21,8 +22,15 @@ OPTIONS = {
         "folder": FolderConfig,
         "csv": CsvConfig,
         "idx": IdxConfig,
+        "cifar": CifarConfig,
     },
-    "model": {"cnn": CNNConfig, "cnn2": CNN2Config, "cnn_deep": DeepCNNConfig, "mlp": MLPConfig},
+    "model": {
+        "cnn": CNNConfig,
+        "cnn2": CNN2Config,
+        "cnn_deep": DeepCNNConfig,
+        "mlp": MLPConfig,
+        "resnet": ResNetConfig,
+    },
     "optimizer": {"adam": AdamConfig, "adamw": AdamWConfig, "sgd": SGDConfig, "rmsprop": RMSpropConfig},
     "trainer": {"default": TrainerConfig, "fast": TrainerConfig, "fastest": TrainerConfig},
 }
@@ -37,7 +45,9 @@ def test_conf_dir_holds_exactly_the_expected_options():
 @pytest.mark.parametrize("group,option", ALL_OPTIONS)
 def test_every_option_composes_to_its_typed_schema(compose_config, group, option):
     # Your own data has no default place: those options need data.root (checked below).
-    root = ["data.root=/your/data"] if OPTIONS[group][option] in (FolderConfig, CsvConfig, IdxConfig) else []
+    root = (
+        ["data.root=/your/data"] if OPTIONS[group][option] in (FolderConfig, CsvConfig, IdxConfig, CifarConfig) else []
+    )
     config = validate(compose_config(f"{group}={option}", *root))
     typed = getattr(config, group)
     assert type(typed) is OPTIONS[group][option]
@@ -45,7 +55,7 @@ def test_every_option_composes_to_its_typed_schema(compose_config, group, option
         assert typed.name == option
 
 
-@pytest.mark.parametrize("option", ["folder", "csv", "idx"])
+@pytest.mark.parametrize("option", ["folder", "csv", "idx", "cifar"])
 def test_your_own_data_needs_a_root(compose_config, option):
     with pytest.raises(FieldError, match=r"^data\.root=null is not allowed: expected .*e\.g\. data\.root=/path/to/"):
         validate(compose_config(f"data={option}"))
@@ -113,7 +123,7 @@ def test_keys_added_with_plus_are_rejected(compose_config):
     with pytest.raises(ConfigError, match=r"model.depth is not a config key; model accepts: .*filters"):
         validate(compose_config("+model.depth=3"))
     with pytest.raises(
-        ConfigError, match=r"lr is not a config key; the top level accepts: data, init_from, logger, model"
+        ConfigError, match=r"lr is not a config key; the top level accepts: augment, data, init_from, logger, model"
     ):
         validate(compose_config("+lr=3"))
 

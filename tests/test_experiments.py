@@ -7,6 +7,7 @@ import pytest
 
 from mnist_hydra.config import validate
 from mnist_hydra.errors import ConfigError, FieldError
+from mnist_hydra.models.augment import AugmentConfig, augmentation_layers, with_augmentation
 from mnist_hydra.models.networks import MODELS, DeepCNNConfig
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, build_schedule
 from tests.conftest import CONF_DIR
@@ -42,7 +43,12 @@ def test_best_trains_an_augmented_deep_cnn_with_a_cosine_schedule_and_a_held_out
     config = validate(compose_config("+experiment=best"))
     assert config.data.name == "mnist" and config.data.val_split == pytest.approx(0.05)
     assert isinstance(config.model, DeepCNNConfig) and config.model.filters == [16, 32]
-    assert (config.model.shift, config.model.rotation, config.model.zoom) == (0.1, 10, 0)
+    assert (config.augment.name, config.augment.shift, config.augment.rotation, config.augment.zoom) == (
+        "digits",
+        0.1,
+        10,
+        0,
+    )
     assert (config.model.dropout, config.model.dense_dropout) == (0.0, 0.1)
     assert isinstance(config.optimizer, AdamWConfig) and config.optimizer.lr == pytest.approx(2e-3)
     assert config.optimizer.schedule == "cosine"
@@ -53,36 +59,41 @@ def test_fashion_trains_an_augmented_deep_cnn_on_fashion_mnist(compose_config):
     config = validate(compose_config("+experiment=fashion"))
     assert config.data.name == "fashion_mnist"
     assert isinstance(config.model, DeepCNNConfig) and config.model.filters == [32, 64]
-    assert (config.model.shift, config.model.zoom, config.model.dense_dropout) == (0.1, 0, 0.25)
-    assert config.model.rotation == 0  # clothes are photographed upright
+    assert (config.augment.shift, config.augment.zoom, config.model.dense_dropout) == (0.1, 0, 0.25)
+    assert config.augment.rotation == 0  # clothes are photographed upright
     assert isinstance(config.optimizer, AdamWConfig) and config.optimizer.schedule == "cosine"
     assert (config.trainer.epochs, config.trainer.batch_size) == (10, 128)
     assert config.data.val_split == pytest.approx(0.1)
 
 
 def test_the_command_line_wins_over_an_experiment(compose_config):
-    config = validate(compose_config("+experiment=best", "trainer.epochs=1", "model.rotation=0"))
-    assert (config.trainer.epochs, config.model.rotation) == (1, 0)
+    config = validate(compose_config("+experiment=best", "trainer.epochs=1", "augment.rotation=0"))
+    assert (config.trainer.epochs, config.augment.rotation) == (1, 0)
 
 
 def _layer_types(model) -> list[str]:
     return [type(layer).__name__ for layer in model.layers]
 
 
+def _augmented_deep_cnn(**augment):
+    stack = augmentation_layers(AugmentConfig(**augment))  # made first, as training/build.py makes them
+    return with_augmentation(MODELS.get("cnn_deep")(DeepCNNConfig(), (28, 28, 1), 10), stack)
+
+
 def test_augmentation_layers_are_built_only_when_enabled():
     plain = MODELS.get("cnn_deep")(DeepCNNConfig(), (28, 28, 1), 10)
     assert not set(_layer_types(plain)) & set(AUGMENTATION)
-    augmented = MODELS.get("cnn_deep")(DeepCNNConfig(shift=0.1, rotation=10, zoom=0.1), (28, 28, 1), 10)
+    augmented = _augmented_deep_cnn(shift=0.1, rotation=10, zoom=0.1)
     assert _layer_types(augmented)[:3] == list(AUGMENTATION)
     assert augmented.count_params() == plain.count_params()  # augmentation adds no weights
-    shift_only = MODELS.get("cnn_deep")(DeepCNNConfig(shift=0.1), (28, 28, 1), 10)
+    shift_only = _augmented_deep_cnn(shift=0.1)
     assert [t for t in _layer_types(shift_only) if t in AUGMENTATION] == ["RandomTranslation"]
 
 
 def test_augmentation_is_identity_at_inference_and_random_in_training():
     import keras
 
-    model = MODELS.get("cnn_deep")(DeepCNNConfig(shift=0.2, rotation=20, zoom=0.2), (28, 28, 1), 10)
+    model = _augmented_deep_cnn(shift=0.2, rotation=20, zoom=0.2)
     x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
     augment = keras.Sequential([layer for layer in model.layers if type(layer).__name__ in AUGMENTATION])
     np.testing.assert_array_equal(np.asarray(augment(x, training=False)), x)
@@ -97,7 +108,7 @@ def test_augmentation_is_the_same_for_the_same_seed():
 
     def augmented_batch(seed: int) -> np.ndarray:
         keras.utils.set_random_seed(seed)  # as train.py seeds every run before building the model
-        model = MODELS.get("cnn_deep")(DeepCNNConfig(shift=0.1, rotation=10, zoom=0.1), (28, 28, 1), 10)
+        model = _augmented_deep_cnn(shift=0.1, rotation=10, zoom=0.1)
         augment = keras.Sequential([layer for layer in model.layers if type(layer).__name__ in AUGMENTATION])
         return np.asarray(augment(np.ones((2, 28, 28, 1), dtype=np.float32), training=True))
 
@@ -144,11 +155,11 @@ def test_a_schedule_without_the_step_count_is_a_clear_error():
 @pytest.mark.parametrize(
     "override,key",
     [
-        ("model.shift=-0.1", "model.shift"),
-        ("model.shift=0.8", "model.shift"),
-        ("model.rotation=-5", "model.rotation"),
-        ("model.rotation=90", "model.rotation"),
-        ("model.zoom=-0.1", "model.zoom"),
+        ("augment.shift=-0.1", "augment.shift"),
+        ("augment.shift=0.8", "augment.shift"),
+        ("augment.rotation=-5", "augment.rotation"),
+        ("augment.rotation=200", "augment.rotation"),
+        ("augment.zoom=-0.1", "augment.zoom"),
         ("optimizer.schedule=linear", "optimizer.schedule"),
         ("optimizer.final_lr_fraction=1.5", "optimizer.final_lr_fraction"),
         ("optimizer.warmup_fraction=1", "optimizer.warmup_fraction"),

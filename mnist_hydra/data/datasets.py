@@ -1,5 +1,5 @@
 """DATASETS: the registry of every data option's loader (MNIST, Fashion-MNIST, an image folder, a CSV of pixels,
-any IDX set), and the class names a registered data set has."""
+any IDX set, CIFAR), and the class names a registered data set has."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from mnist_hydra.data import csv_table, idx_set
+from mnist_hydra.data import cifar, csv_table, idx_set
 from mnist_hydra.data import folder as image_folder
 from mnist_hydra.data.base import Raw
 from mnist_hydra.data.mnist import FASHION_MNIST, KNOWN_FILES, MNIST, DataConfig, DatasetSpec, load_dataset
@@ -22,6 +22,8 @@ DATASETS.register("folder", schema=image_folder.FolderConfig)(image_folder.load_
 DATASETS.register("csv", schema=csv_table.CsvConfig)(csv_table.load_csv_dataset)
 # Any IDX set is taken on its own word; one whose files are MNIST's or Fashion-MNIST's is said to be.
 DATASETS.register("idx", schema=idx_set.IdxConfig)(functools.partial(idx_set.load_idx_dataset, known=KNOWN_FILES))
+# CIFAR-10 and CIFAR-100 as their archives unpack (python or binary version): 32x32 colour images.
+DATASETS.register("cifar", schema=cifar.CifarConfig)(cifar.load_cifar_dataset)
 
 
 def class_names_of(name: str) -> tuple[str, ...]:

@@ -50,7 +50,7 @@ class CNNConfig:
 
 @dataclass
 class DeepCNNConfig:
-    """[Augmentation ->] conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout."""
+    """Conv blocks of [Conv-BatchNorm-ReLU] x convs_per_block -> MaxPool -> Dropout, then a dense head."""
 
     name: str = "cnn_deep"
     filters: list[int] = field(default_factory=lambda: [32, 64])  # Conv2D filters, one entry per block
@@ -59,10 +59,6 @@ class DeepCNNConfig:
     dense_units: int = 128  # width of the hidden Dense layer
     dropout: float = 0.25  # dropout rate after each conv block
     dense_dropout: float = 0.5  # dropout rate after the hidden Dense layer
-    # Augmentation: random layers at the input that act only in training (fit), never in evaluate/predict.
-    shift: float = 0.0  # largest random translation, as a fraction of the image side; 0 = off
-    rotation: float = 0.0  # largest random rotation, degrees either way; 0 = off
-    zoom: float = 0.0  # largest random zoom in or out, as a fraction of the image side; 0 = off
 
     def check(self) -> None:
         # Each block halves the side: 28 -> 14 -> 7 -> 3; a fourth would leave 1 pixel.
@@ -73,10 +69,6 @@ class DeepCNNConfig:
         require(self.dense_units >= 1, "dense_units", self.dense_units, "an integer >= 1")
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
         require(0 <= self.dense_dropout < 1, "dense_dropout", self.dense_dropout, "a rate in [0, 1)")
-        # Beyond these a digit leaves the frame or turns into another one (a 6 rotated by 180 degrees is a 9).
-        require(0 <= self.shift <= 0.5, "shift", self.shift, "a fraction of the side in [0, 0.5]; 0 = off")
-        require(0 <= self.rotation <= 45, "rotation", self.rotation, "degrees in [0, 45]; 0 = off")
-        require(0 <= self.zoom <= 0.5, "zoom", self.zoom, "a fraction of the side in [0, 0.5]; 0 = off")
 
     def check_shape(self, shape: Shape) -> None:
         """FieldError when the blocks' poolings would leave no pixel of the data's images."""
@@ -136,6 +128,34 @@ class MLPConfig:
         require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
 
 
+@dataclass
+class ResNetConfig:
+    """A small residual network for 32-64 px colour images (ResNet-20 by default, as in He et al. 2016, section 4.2)."""
+
+    name: str = "resnet"
+    width: int = 16  # filters of the stem and the first stage; each later stage doubles them
+    depth: int = 3  # residual blocks per stage (3: ResNet-20, 5: ResNet-32, 9: ResNet-56)
+    stages: int = 3  # stages of blocks; each after the first halves the image side (stride 2)
+    dropout: float = 0.0  # dropout rate before the output layer; 0 = no dropout layer
+
+    def check(self) -> None:
+        require(self.width >= 1, "width", self.width, "an integer >= 1 (16 in ResNet-20)")
+        require(self.depth >= 1, "depth", self.depth, "an integer >= 1 blocks per stage (3 in ResNet-20)")
+        # Five stages take a 32 px image down to 2 px; a sixth would leave 1.
+        require(1 <= self.stages <= 5, "stages", self.stages, "an integer from 1 to 5 (3 in ResNet-20)")
+        require(0 <= self.dropout < 1, "dropout", self.dropout, "a rate in [0, 1)")
+
+    def check_shape(self, shape: Shape) -> None:
+        """FieldError when the stages' halvings would leave no pixel of the data's images."""
+        side = min(shape[:2])
+        require(
+            side >> (self.stages - 1) >= 1,
+            "stages",
+            self.stages,
+            f"at most {side.bit_length()} stages{_of(shape)}, each after the first halving the side",
+        )
+
+
 def check_fits(cfg: Any, shape: Shape) -> None:
     """FieldError (its key relative to `model`) when the network `cfg` describes cannot take images of `shape`;
     a network without a `check_shape` (a plugin's) takes any."""
@@ -172,11 +192,11 @@ def build_cnn(cfg: CNNConfig, input_shape: Shape, num_classes: int) -> keras.Mod
 
 @MODELS.register("cnn_deep", schema=DeepCNNConfig)
 def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> keras.Model:
-    """Training-only augmentation (when set), VGG-style conv blocks with batch norm and dropout, a dense head."""
+    """VGG-style conv blocks with batch norm and dropout, a dense head."""
     import keras
     from keras import layers
 
-    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape), *augmentation_layers(cfg)]
+    stack: list[keras.layers.Layer] = [keras.Input(shape=input_shape)]
     for filters in cfg.filters:
         for _ in range(cfg.convs_per_block):
             # No bias: batch norm's beta does that job.
@@ -197,23 +217,6 @@ def build_cnn_deep(cfg: DeepCNNConfig, input_shape: Shape, num_classes: int) -> 
     return keras.Sequential(stack, name="cnn_deep")
 
 
-def augmentation_layers(cfg: DeepCNNConfig) -> list[keras.layers.Layer]:
-    """Random translation, rotation and zoom as configured; each is identity outside training."""
-    from keras import layers
-
-    # Black fill: MNIST's background is 0, and Keras's default (reflect) would mirror strokes into the frame.
-    fill = {"fill_mode": "constant", "fill_value": 0.0}
-    stack: list[keras.layers.Layer] = []
-    if cfg.shift:
-        stack.append(layers.RandomTranslation(cfg.shift, cfg.shift, **fill, name="augment_shift"))
-    if cfg.rotation:
-        # Keras takes the rotation as a fraction of a full turn.
-        stack.append(layers.RandomRotation(cfg.rotation / 360, **fill, name="augment_rotation"))
-    if cfg.zoom:
-        stack.append(layers.RandomZoom(cfg.zoom, cfg.zoom, **fill, name="augment_zoom"))
-    return stack
-
-
 @MODELS.register("cnn2", schema=CNN2Config)
 def build_cnn2(cfg: CNN2Config, input_shape: Shape, num_classes: int) -> keras.Model:
     """[Conv2D ReLU -> MaxPooling2D] x 2 -> Flatten -> Dense ReLU -> Dense softmax."""
@@ -229,6 +232,38 @@ def build_cnn2(cfg: CNN2Config, input_shape: Shape, num_classes: int) -> keras.M
         layers.Dense(num_classes, activation="softmax"),
     ]
     return keras.Sequential(stack, name="cnn2")
+
+
+@MODELS.register("resnet", schema=ResNetConfig)
+def build_resnet(cfg: ResNetConfig, input_shape: Shape, num_classes: int) -> keras.Model:
+    """Conv-BN-ReLU stem -> stages of residual blocks (stride 2 between stages) -> global average pool -> softmax."""
+    import keras
+    from keras import layers
+
+    def conv_bn(x: Any, filters: int, kernel: int, stride: int) -> Any:
+        # No bias: batch norm's beta does that job. Momentum 0.9 (PyTorch's 0.1) as the ResNet recipes use: the
+        # moving statistics a short run evaluates with catch up in tens of steps, not hundreds.
+        x = layers.Conv2D(
+            filters, kernel, strides=stride, padding="same", use_bias=False, kernel_initializer="he_normal"
+        )(x)
+        return layers.BatchNormalization(momentum=0.9)(x)
+
+    inputs = keras.Input(shape=input_shape)
+    x = layers.Activation("relu")(conv_bn(inputs, cfg.width, 3, 1))
+    for stage in range(cfg.stages):
+        filters = cfg.width * 2**stage
+        for block in range(cfg.depth):
+            stride = 2 if stage > 0 and block == 0 else 1
+            residual = layers.Activation("relu")(conv_bn(x, filters, 3, stride))
+            residual = conv_bn(residual, filters, 3, 1)
+            # A 1x1 projection where the block changes the side or the filters (He et al.'s option B).
+            shortcut = conv_bn(x, filters, 1, stride) if stride != 1 or x.shape[-1] != filters else x
+            x = layers.Activation("relu")(layers.Add()([shortcut, residual]))
+    x = layers.GlobalAveragePooling2D()(x)
+    if cfg.dropout:
+        x = layers.Dropout(cfg.dropout)(x)
+    outputs = layers.Dense(num_classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet")
 
 
 @MODELS.register("mlp", schema=MLPConfig)

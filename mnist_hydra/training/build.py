@@ -9,6 +9,7 @@ from typing import Any
 import keras
 
 from mnist_hydra.config import Config
+from mnist_hydra.models.augment import augmentation_layers, with_augmentation
 from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
@@ -39,9 +40,10 @@ def build_or_restore(
             return model, state
         if checkpoints:
             log.info("no checkpoint in %s: starting from the first epoch", checkpoints.folder)
-        model = with_precision(
-            MODELS.get(config.model.name)(config.model, input_shape, classes), config.trainer.precision
-        )
+        # The random layers are made before the network's, as a network that made its own did: the same seeds.
+        augment = augmentation_layers(config.augment)
+        network = MODELS.get(config.model.name)(config.model, input_shape, classes)
+        model = with_precision(with_augmentation(network, augment), config.trainer.precision)
         if config.init_from is not None:
             load_weights_from(model, config.init_from)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
