@@ -195,3 +195,22 @@ def test_a_png_in_memory_is_read_like_a_file():
     Image.new("RGB", (30, 10), COLOURS["green"]).save(buffer, "PNG")
     image = prepare_bytes(buffer.getvalue(), Preparation("resize", (8, 8), 3))
     assert image.shape == (8, 8, 3) and np.allclose(image[4, 4], np.array(COLOURS["green"]) / 255, atol=0.01)
+
+
+def test_init_from_a_run_of_another_input_shape_is_one_line(colour_run, tmp_path, mnist_dir):
+    result = call_app(
+        f"init_from={colour_run}",
+        "data.train_limit=100",
+        "data.test_limit=50",
+        "trainer.epochs=1",
+        f"hydra.run.dir={tmp_path}/run",
+        cwd=tmp_path,
+        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
+    )
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    assert line == (
+        f"mnist_hydra: error: init_from={colour_run}: its model takes 16x16 RGB images and this data is 28x28 grey; "
+        "init_from takes a run trained on images of the same size and channels (data.image_size, data.channels)"
+    )
+    assert not (tmp_path / "run").exists()

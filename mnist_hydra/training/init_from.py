@@ -36,7 +36,16 @@ def source_record(run_dir: str) -> dict[str, Any]:
 
 def load_weights_from(model: Any, run_dir: str) -> None:
     """Set `model`'s weights to those of `run_dir`'s model.keras, layer by layer; UserError for another network."""
+    from mnist_hydra.data.preparation import describe
+
     given = f"init_from={run_dir}"
+    height, width, channels = (int(side) for side in model.input_shape[1:])
+    theirs_shape, mine_shape = rundir.input_shape(Path(run_dir)), (height, width, channels)
+    if theirs_shape != mine_shape:
+        raise UserError(
+            f"{given}: its model takes {describe(theirs_shape)} images and this data is {describe(mine_shape)}; "
+            "init_from takes a run trained on images of the same size and channels (data.image_size, data.channels)"
+        )
     source = rundir.load_model(require_source(run_dir))
     mine, theirs = _weighted_layers(model), _weighted_layers(source)
     if len(mine) != len(theirs):
