@@ -30,7 +30,7 @@ from harness import cpu_model, load_average  # noqa: E402
 LOAD = """
 import json, resource, sys, time
 sys.path.insert(0, {repo!r})
-from mnist_hydra.data.datasets import load_splits
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.data.folder import FolderConfig
 start = time.perf_counter()
 splits = load_splits(FolderConfig(root={root!r}, cache_dir={cache!r}, workers={workers!r}, val_split=0), seed=0)
@@ -45,7 +45,7 @@ def write_pngs(folder: Path, count: int, data: Path) -> float:
     """The first `count` MNIST training images as folder/LABEL/NNNNN.png; the seconds it took."""
     from PIL import Image
 
-    from mnist_hydra.data.idx import read_idx
+    from mnist_hydra.data.idx_format import read_idx
 
     images = read_idx(data / "train-images-idx3-ubyte.gz")[:count]
     labels = read_idx(data / "train-labels-idx1-ubyte.gz")[:count]

@@ -8,8 +8,8 @@ shadowed paper, dark ink or chalk, noise, JPEG. Prints the run's accuracy on the
 digits, on the photos (all, and per paper and polarity), how often a clean enlargement gets the
 original's prediction, and milliseconds of preprocessing per photo.
 
---preprocess FILE measures another version of mnist_hydra/data/preprocess.py, e.g. one of another commit:
-`git show REV:mnist_hydra/data/preprocess.py > /tmp/other.py`.
+--preprocess FILE measures another version of mnist_hydra/data/digits.py, e.g. one of another commit:
+`git show REV:mnist_hydra/data/digits.py > /tmp/other.py`.
 """
 
 from __future__ import annotations
@@ -29,17 +29,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from mnist_hydra.data.idx import read_idx  # noqa: E402
+from mnist_hydra.data.idx_format import read_idx  # noqa: E402
 from mnist_hydra.runs.rundir import load_model  # noqa: E402
 from tests.photos import BACKGROUNDS, clean, make_photos  # noqa: E402
 
 
 def load_preprocess(path: str | None):
-    """mnist_hydra.data.preprocess, or the module in `path`."""
+    """mnist_hydra.data.digits, or the module in `path`."""
     if path is None:
-        from mnist_hydra import preprocess
+        from mnist_hydra.data import digits
 
-        return preprocess
+        return digits
     spec = importlib.util.spec_from_file_location("preprocess_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

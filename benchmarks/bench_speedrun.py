@@ -152,7 +152,7 @@ print("BENCH_JSON " + json.dumps({"test_accuracy": correct / len(y_test), "train
 # Where a run's time goes, from train.log's timestamps: each phase ends at the first line that holds its mark.
 PHASES = (
     ("start-up, imports, Hydra, config, data read and verified", "images from"),
-    ("TensorFlow and Keras imported, seeded", "[mnist_hydra.training.loop][INFO] - data:"),
+    ("TensorFlow and Keras imported, seeded", "[mnist_hydra.training.run][INFO] - data:"),
     ("model built and compiled", "[INFO] - model:"),
     ("fit: tracing, training, validation", "[INFO] - epoch "),
     ("test set scored", "final weights:"),

@@ -21,7 +21,7 @@ given per training image (seconds per epoch / training images), and the targets 
 Each run's whole-command wall time and its overhead (wall minus its epochs' own time) are kept; (a) runs
 --overhead-runs times in all for the overhead target. `best` (not in the default --only: about 15
 minutes) runs `+experiment=best` over seeds 0, 1, 2 (benchmarks/bench_best.py). Then: wall time of
-`--help`, `--cfg job` and `import tensorflow`; MNIST load time through `mnist_hydra.data.datasets.load_splits`.
+`--help`, `--cfg job` and `import tensorflow`; MNIST load time through `mnist_hydra.data.splits.load_splits`.
 The benchmark process itself never imports TensorFlow, so every figure comes from a fresh child.
 """
 
@@ -148,7 +148,8 @@ print("BENCH_JSON " + json.dumps({"n": n, "dtype": dtype, "seconds": times,
 LOAD_SCRIPT = r"""
 import json, sys, time
 start = time.perf_counter()
-from mnist_hydra.data.datasets import DataConfig, load_splits
+from mnist_hydra.data.mnist import DataConfig
+from mnist_hydra.data.splits import load_splits
 import_seconds = time.perf_counter() - start
 root, reps = sys.argv[1], int(sys.argv[2])
 times = []
@@ -360,7 +361,7 @@ def time_load(args: argparse.Namespace) -> dict[str, Any]:
     result["median_seconds"] = statistics.median(result["seconds"])
     print(
         f"  load_splits: {', '.join(f'{t:.2f}' for t in result['seconds'])} s "
-        f"(first import of mnist_hydra.data.datasets {result['import_seconds']:.2f} s)",
+        f"(first import of mnist_hydra.data.splits {result['import_seconds']:.2f} s)",
         flush=True,
     )
     return result

@@ -1,6 +1,9 @@
 """`python -m mnist_hydra [overrides]`: the train app (mnist_hydra/apps/train.py)."""
 
-from mnist_hydra.apps import main_train
+from mnist_hydra.apps import launched
 
 if __name__ == "__main__":
-    main_train()
+    with launched("mnist_hydra"):
+        from mnist_hydra.apps.train import main
+
+        main()

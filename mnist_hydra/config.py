@@ -99,10 +99,6 @@ class TrainerConfig:
     # reaches the target (metrics.json records the epoch and the seconds it took); null = train every epoch.
     stop_at: str | None = None
 
-    def __post_init__(self) -> None:
-        if isinstance(self.early_stopping, dict):  # from a config file or OmegaConf.to_container
-            self.early_stopping = EarlyStoppingConfig(**self.early_stopping)
-
     def check(self) -> None:
         if not isinstance(self.epochs, (int, float)) or isinstance(self.epochs, bool):
             # The schema's type is Any (an integer stays an integer), so OmegaConf does not check it: said here
@@ -220,27 +216,40 @@ class Config:
 REGISTRIES: dict[str, Registry[Callable[..., Any]]] = {"data": DATASETS, "model": MODELS, "optimizer": OPTIMIZERS}
 
 
-def store_schemas() -> None:
-    """File every schema in Hydra's ConfigStore (imported here: validation needs no Hydra).
+def schema_nodes() -> dict[str, Any]:
+    """The typed schemas the YAML defaults lists name, by config path: `config_schema` (the primary config's)
+    and `schema/GROUP/NAME` for every registered builder, plugins' included.
 
-    A builder that a plugin registered without a YAML option in the package's conf/ is also filed as the
-    option itself, so `model=NAME` picks it with its schema's defaults and no YAML file anywhere.
+    Hydra reads them through the config source in hydra_plugins/mnist_hydra_plugins/schemas.py, on the search
+    path of every config composed from mnist_hydra's conf/, not through its ConfigStore: Hydra deep-copies the whole store once
+    per config group and call (about 120 times for --help), and a source that only names its schemas costs
+    nothing to copy; each node is built when a config is composed with it.
+    """
+    nodes: dict[str, Any] = {"config_schema": Config, "schema/trainer/default": TrainerConfig}
+    for group, registry in REGISTRIES.items():
+        for name in registry.names():
+            nodes[f"schema/{group}/{name}"] = registry.schema(name)
+    for name in LOGGERS.names():
+        nodes[f"schema/logger/{name}"] = LOGGERS.schema(name)
+    return nodes
+
+
+def store_schemas() -> None:
+    """File in Hydra's ConfigStore, as the option itself, each builder that a plugin registered without a YAML
+    option in the package's conf/: `model=NAME` picks it with its schema's defaults and no YAML file anywhere.
+    (The schemas themselves are served by schema_nodes' config source; imported here: validation needs no Hydra.)
     """
     from importlib import resources
 
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
-    store.store(group="schema/trainer", name="default", node=TrainerConfig)
     conf = resources.files("mnist_hydra.conf")
     for group, registry in REGISTRIES.items():
         for name in registry.names():
-            store.store(group=f"schema/{group}", name=name, node=registry.schema(name))
             if not (conf / group / f"{name}.yaml").is_file():
                 store.store(group=group, name=name, node=registry.schema(name))
     for name in LOGGERS.names():
-        store.store(group="schema/logger", name=name, node=LOGGERS.schema(name))
         if not (conf / "logger" / f"{name}.yaml").is_file():
             # A list-valued group: each option sits under its own name, logger.NAME.
             store.store(group="logger", name=name, node={name: LOGGERS.schema(name)})
@@ -393,7 +402,7 @@ def type_words(annotation: Any) -> str:
     if origin in (typing.Union, types.UnionType) and type(None) in args:
         inner = [a for a in args if a is not type(None)]
         return f"{type_words(inner[0])} or null"
-    if origin in (list, list) and args:
+    if origin is list and args:
         return f"a list of {type_words(args[0]).split(' ', 1)[1]}s, e.g. [1,2]"
     return words.get(annotation, "a value of the schema's type")
 

@@ -117,8 +117,8 @@ def call_app(
     """
     from hydra.core.global_hydra import GlobalHydra
 
-    from mnist_hydra.apps import resolvers
     from mnist_hydra.apps.process_exit import exit_code
+    from mnist_hydra.runs import claims
 
     app = importlib.import_module("mnist_hydra.apps." + ("train" if module == "mnist_hydra" else module.split(".")[1]))
     out, err = io.StringIO(), io.StringIO()
@@ -139,7 +139,7 @@ def call_app(
             code = exit_code(stop.code)
         finally:
             _point_absl_at(sys.__stderr__)
-            resolvers.release()
+            claims.release()
             GlobalHydra.instance().clear()
             for handler in root.handlers[:]:  # Hydra's job logging: the run's log file and the console
                 root.removeHandler(handler)
@@ -175,7 +175,7 @@ def run_app(
 @pytest.fixture(scope="session")
 def predictor(trained_run):
     """The trained run's model loaded for serving, once per session (the API and browser tests share it)."""
-    from mnist_hydra.serving.predictor import Predictor
+    from mnist_hydra.serving.compiled_model import Predictor
 
     return Predictor(trained_run)
 
@@ -217,3 +217,93 @@ def client(predictor):
 
     with TestClient(create_app(predictor=predictor, settings=LIMITS, top_k=3)) as test_client:
         yield test_client
+
+
+# Stops at a chosen point of training, for the resume tests: in this process, a signal raised at a chosen step;
+# in a process of its own, a pause after a chosen epoch's checkpoint, for a signal or a kill from outside.
+@pytest.fixture
+def signal_at_step(monkeypatch):
+    """signal_at_step(sig, epoch, step): the next training in this process raises `sig` in the main thread, as
+    if sent from outside, once step `step` of epoch `epoch` (both from 1) is done, or the first multi-step
+    execution that takes it past that step; once only. This process's SIGINT and SIGTERM handlers are put back afterwards: a stopped
+    training leaves its own in place, as the process it was made for exits."""
+    import signal
+
+    from mnist_hydra.training import callbacks, fit
+
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def arm(sig: int, epoch: int, step: int) -> None:
+        fired = []
+
+        class RaiseThenStop(callbacks.StopOnRequest):
+            def on_epoch_begin(self, index: int, logs: dict | None = None) -> None:
+                self.epoch = index + 1
+
+            def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+                if not fired and self.epoch == epoch and batch + 1 >= step:
+                    fired.append(True)
+                    signal.raise_signal(sig)
+                super().on_train_batch_end(batch, logs)
+
+        monkeypatch.setattr(fit, "StopOnRequest", RaiseThenStop)
+
+    yield arm
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
+# `python -c PAUSING_APP RUN_DIR EPOCH ARGS...` is `python -m mnist_hydra ARGS...`, but the run training in RUN_DIR
+# waits after epoch EPOCH's checkpoint until a signal asks it to stop (then it stops at its next step, as it would
+# anywhere in an epoch) or it is killed: an outside signal lands at the same point every time, whatever the speed.
+PAUSING_APP = """
+import runpy, sys, time
+from pathlib import Path
+from mnist_hydra.tf_runtime import import_tensorflow
+import_tensorflow()
+from mnist_hydra.training import fit
+target, pause_epoch = Path(sys.argv.pop(1)).resolve(), int(sys.argv.pop(1))
+class Pausing(fit.CheckpointEachEpoch):
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, logs)
+        if epoch + 1 == pause_epoch and self.checkpoints.folder.parent.resolve() == target:
+            deadline = time.monotonic() + 120
+            while not self.stopped() and time.monotonic() < deadline:
+                time.sleep(0.01)
+fit.CheckpointEachEpoch = Pausing
+sys.argv[0] = "mnist_hydra"
+runpy.run_module("mnist_hydra", run_name="__main__", alter_sys=True)
+"""
+
+
+def start_paused(args: list[str], run_dir: Path, epoch: int, cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """The train app as a process (PAUSING_APP), paused in `run_dir` after epoch `epoch`'s checkpoint; the caller
+    waits for that checkpoint (paused_at), then signals or kills the process."""
+    inherited = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
+    return subprocess.Popen(
+        [sys.executable, "-c", PAUSING_APP, str(run_dir), str(epoch), *args],
+        cwd=cwd,
+        env={**inherited, "TF_CPP_MIN_LOG_LEVEL": "2", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def paused_at(proc: subprocess.Popen, run_dir: Path, epoch: int, timeout: float = 240) -> None:
+    """Wait until `run_dir`'s checkpoint pointer says `epoch`: the PAUSING_APP process waits there."""
+    import json
+    import time
+
+    pointer = run_dir / "checkpoints" / "checkpoint.json"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if json.loads(pointer.read_text())["epoch"] >= epoch:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        if proc.poll() is not None:
+            raise AssertionError(f"the run ended before epoch {epoch}'s checkpoint: {proc.communicate()}")
+        assert time.monotonic() < deadline, f"no checkpoint of epoch {epoch} after {timeout} s"
+        time.sleep(0.02)

@@ -608,7 +608,7 @@ def data_sandbox(tmp_path_factory) -> Path:
 def test_bad_data(option, path, fields, says, data_sandbox, monkeypatch):
     from mnist_hydra.apps.boundary import describe, exit_code
     from mnist_hydra.config import typed_group
-    from mnist_hydra.data.datasets import load_splits
+    from mnist_hydra.data.splits import load_splits
     from mnist_hydra.errors import UserError
 
     monkeypatch.chdir(data_sandbox)
@@ -691,7 +691,7 @@ def build_sandbox(root: Path) -> None:
 
 def build_your_data(root: Path, digit) -> None:
     """Folders, CSVs and IDX sets with one mistake each, for the data=folder, csv and idx rows."""
-    from mnist_hydra.data.idx import write_idx
+    from mnist_hydra.data.idx_format import write_idx
 
     def image_folder(*paths: str) -> None:
         for path in paths:

@@ -6,9 +6,9 @@ import pytest
 
 from mnist_hydra.config import TrainerConfig, validate
 from mnist_hydra.data.csv_table import CsvConfig
-from mnist_hydra.data.datasets import DataConfig
 from mnist_hydra.data.folder import FolderConfig
 from mnist_hydra.data.idx_set import IdxConfig
+from mnist_hydra.data.mnist import DataConfig
 from mnist_hydra.errors import ConfigError, FieldError
 from mnist_hydra.models.networks import MODELS, CNN2Config, CNNConfig, DeepCNNConfig, MLPConfig
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, AdamWConfig, RMSpropConfig, SGDConfig

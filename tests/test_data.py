@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_hydra.data import datasets as data
-from mnist_hydra.data.datasets import DATASETS, FASHION_MNIST, MNIST, DataConfig, load_dataset, load_splits
-from mnist_hydra.data.idx import write_idx
+from mnist_hydra.data import mnist as data
+from mnist_hydra.data.datasets import DATASETS
+from mnist_hydra.data.idx_format import write_idx
+from mnist_hydra.data.mnist import FASHION_MNIST, MNIST, DataConfig, load_dataset
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import DataError, FieldError
 from tests.conftest import FASHION_DIR as REAL_FASHION
 from tests.conftest import call_app, skip_unless_ci
@@ -99,9 +101,7 @@ def test_registry_holds_both_data_sets_as_partials_of_one_loader():
 
 
 def test_import_does_not_load_tensorflow():
-    code = (
-        "import sys, mnist_hydra.data.datasets; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
-    )
+    code = "import sys, mnist_hydra.data.mnist; print(sorted(m for m in ('keras', 'tensorflow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -258,7 +258,7 @@ def test_search_skips_bad_candidate_with_warning(tmp_path, monkeypatch, caplog):
     bad = make_fake(tmp_path / "bad", y_train=np.full(50, 12, dtype=np.uint8))
     good = make_fake(tmp_path / "keras" / "datasets", n_train=7)
     monkeypatch.setenv("MNIST_HYDRA_DATA", str(bad))
-    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.datasets"):
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.mnist"):
         raw = load_dataset(MNIST, fake_cfg(None))
     assert raw.source == str(good) and len(raw.y_train) == 7
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -438,7 +438,7 @@ def test_a_file_a_loader_cannot_read_is_a_read_error_not_a_write_error(monkeypat
     def loader(cfg):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/data/3/dangling.png")
 
-    monkeypatch.setattr(data.DATASETS, "get", lambda name: loader)
+    monkeypatch.setattr(DATASETS, "get", lambda name: loader)
     with pytest.raises(DataError) as info:
         load_splits(fake_cfg(None), seed=0)
     assert describe(info.value) == "data=mnist: cannot read /data/3/dangling.png: No such file or directory"

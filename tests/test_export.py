@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_hydra.serving import export
+from mnist_hydra.export import formats, parity, runtimes
+from mnist_hydra.export import run as export
 from tests.conftest import call_app
 
 EXPORT = "mnist_hydra.export"
@@ -25,7 +26,7 @@ def run_copy(trained_run, tmp_path_factory) -> Path:
     return copy
 
 
-@pytest.mark.parametrize("fmt", export.FORMATS)
+@pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_each_format_round_trips_through_its_own_runtime(run_copy, fmt):
     record = export.export_run(run_copy, fmt, limit=LIMIT)
     folder = run_copy / "export" / fmt
@@ -82,7 +83,7 @@ def resave_with_changed_bias(folder: Path) -> None:
     tf.saved_model.save(loaded, str(folder), signatures={"serving_default": loaded.signatures["serving_default"]})
 
 
-@pytest.mark.parametrize("fmt", export.FORMATS)
+@pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_a_tampered_export_fails_the_check(run_copy, fmt):
     from mnist_hydra.runs.rundir import load_model
 
@@ -159,11 +160,11 @@ def test_a_bf16_run_exports_in_float32_and_is_checked_within_the_bf16_tolerance(
     shutil.copytree(run_copy, bf16_run, ignore=shutil.ignore_patterns("export"))
     original = load_model(run_copy / "model.keras")
     config = original.get_config()  # every layer computes in bf16 but the output layer, as trainer.precision does it
-    config["layers"][:-1] = export._replace_policy(config["layers"][:-1], "float32", "mixed_bfloat16")
+    config["layers"][:-1] = formats._replace_policy(config["layers"][:-1], "float32", "mixed_bfloat16")
     bf16 = original.__class__.from_config(config)
     bf16.set_weights(original.get_weights())
     bf16.save(bf16_run / "model.keras")
-    assert export.model_precision(keras.models.load_model(bf16_run / "model.keras")) == "mixed_bfloat16"
+    assert formats.model_precision(keras.models.load_model(bf16_run / "model.keras")) == "mixed_bfloat16"
 
     record = export.export_run(bf16_run, "onnx", limit=LIMIT)
     assert record["precision"] == "mixed_bfloat16" and record["tolerance"] == 2e-2 and record["passed"]
@@ -216,7 +217,7 @@ def test_the_run_s_class_names_travel_with_the_export_and_verify_checks_them(run
     shutil.rmtree(folder)
 
 
-@pytest.mark.parametrize("precision", sorted(export.TOLERANCES))
+@pytest.mark.parametrize("precision", sorted(parity.TOLERANCES))
 @pytest.mark.parametrize("side", ["just under", "at", "just over"])
 def test_a_difference_just_over_the_tolerance_fails_though_no_image_changes_class(run_copy, precision, side):
     """The tolerance's boundary, exactly: an export whose largest probability difference from model.keras is
@@ -225,11 +226,11 @@ def test_a_difference_just_over_the_tolerance_fails_though_no_image_changes_clas
     from mnist_hydra.runs.rundir import load_model
 
     model = load_model(run_copy / "model.keras")
-    images, _ = export.test_images(run_copy, 2 * export.BATCH + 10)  # three calls of the runtime
-    tolerance = export.TOLERANCES[precision]
+    images, _ = export.test_images(run_copy, 2 * parity.BATCH + 10)  # three calls of the runtime
+    tolerance = parity.TOLERANCES[precision]
     difference = {"just under": np.nextafter(tolerance, 0), "at": tolerance, "just over": np.nextafter(tolerance, 1)}
     wanted = float(difference[side])
-    reference = np.asarray(model.predict(images, batch_size=export.BATCH, verbose=0), np.float64)
+    reference = np.asarray(model.predict(images, batch_size=parity.BATCH, verbose=0), np.float64)
     shifted = reference.copy()
     # One probability moved, of a class far from winning, where float64 holds the sum exactly: compare()'s
     # |reference - export| is then `wanted` itself, not a rounding of it.
@@ -247,7 +248,7 @@ def test_a_difference_just_over_the_tolerance_fails_though_no_image_changes_clas
         start = starts[batch[0].tobytes()]
         return shifted[start : start + len(batch)]
 
-    record = export.compare(model, export.Runtime("shifted", "1", predict), images, precision)
+    record = parity.compare(model, runtimes.Runtime("shifted", "1", predict), images, precision)
     assert record["different_class"] == 0 and record["same_class"] == len(images)
     assert record["max_abs_probability_difference"] == wanted
     assert record["passed"] is (side != "just over")

@@ -128,13 +128,15 @@ print(json.dumps(results))
 def test_the_core_install_trains_evaluates_predicts_sweeps_and_names_the_extra_it_lacks(tmp_path, mnist_dir):
     from PIL import Image
 
-    from mnist_hydra.data.idx import read_idx
+    from mnist_hydra.data.idx_format import read_idx
 
     digits = read_idx(mnist_dir / "t10k-images-idx3-ubyte.gz")
     seven = next(i for i, label in enumerate(read_idx(mnist_dir / "t10k-labels-idx1-ubyte.gz")) if label == 7)
     Image.fromarray(255 - digits[seven]).save(tmp_path / "seven.png")  # dark ink on white paper
     run = tmp_path / "run"
-    train = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=500", "data.test_limit=100"]
+    # The smallest real run: the MLP on 300 images, scored on 100, validated on 600.
+    train = ["model=mlp", "trainer.epochs=1", "trainer.verbose=0", "data.train_limit=300", "data.test_limit=100"]
+    train += ["data.val_split=0.01"]
     script = CORE_ONLY.format(blocked=EXTRA_MODULES, train=[*train, f"hydra.run.dir={run}"], run=run, tmp=tmp_path)
     env = {key: value for key, value in os.environ.items() if key != "HYDRA_FULL_ERROR"}
     result = subprocess.run(

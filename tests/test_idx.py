@@ -8,7 +8,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from mnist_hydra.data.idx import idx_digest, read_idx, read_idx_with_digest, write_idx
+from mnist_hydra.data.idx_format import idx_digest, read_idx, read_idx_with_digest, write_idx
 from mnist_hydra.errors import DataError
 
 DTYPES = ["uint8", "int8", "int16", "int32", "float32", "float64"]

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from tests.conftest import SMALL_RUN, call_app, run_app
+from tests.conftest import TINY_SEARCH, call_app, run_app
 from tests.test_report import parse
 
 SEARCHED = {"optimizer.lr", "trainer.batch_size", "model.dense_units", "model.dropout"}
@@ -24,14 +24,22 @@ def _hydra_config(tmp_path: Path, *overrides: str) -> dict:
     return yaml.safe_load(result.stdout)["hydra"]
 
 
-def _sweep(tmp_path: Path, mnist_dir: Path, *overrides: str, multirun: bool = False, process: bool = False) -> tuple:
-    """Run a sweep of SMALL_RUN jobs (overrides win) into tmp_path/sweep, in-process or, with `process`, as a
+# The smallest real run: the MLP on 300 images, scored on 100, validated on 600, one epoch.
+TINY_RUN = [o for o in TINY_SEARCH if not o.startswith("hydra.sweeper.")] + ["data.val_split=0.01"]
+# The search preset's own space (it fits the CNN) on the same few images.
+TINY_CNN = [o for o in TINY_RUN if o != "model=mlp"]
+
+
+def _sweep(
+    tmp_path: Path, mnist_dir: Path, *overrides: str, multirun: bool = False, process: bool = False, tiny=TINY_RUN
+) -> tuple:
+    """Run a sweep of `tiny` jobs (overrides win) into tmp_path/sweep, in-process or, with `process`, as a
     process of its own (the launchers that start worker processes); return (result, sweep dir)."""
     sweep = tmp_path / "sweep"
     flags = ["--multirun"] if multirun else []  # hparams_search=optuna needs none: it sets hydra.mode
     result = (run_app if process else call_app)(
         *flags,
-        *SMALL_RUN,
+        *tiny,
         *overrides,
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
@@ -146,91 +154,98 @@ def test_help_lists_the_search_option(tmp_path):
     assert "hparams_search: optuna" in result.stdout
 
 
-# Two searches with the same seed, two trials each, on a tiny subset.
-TINY = ["data.train_limit=600", "data.test_limit=300"]
+# One search of three trials, seed 3: job 0 gets trainer.epochs=0, which validation rejects; jobs 1 and 2 train 1
+# and 2 epochs. Tied to the job number, not to what the sampler proposes, so the failure is certain.
+SEARCH = ["hparams_search=optuna", "hydra.sweeper.n_trials=3", "seed=3"]
 
 
 @pytest.fixture(scope="module")
-def twin_searches(tmp_path_factory, mnist_dir) -> list[Path]:
-    """Two real Optuna searches with the same seed: their sweep directories."""
-    sweeps = []
-    for name in ("first", "second"):
-        cwd = tmp_path_factory.mktemp(f"search-{name}")
-        _, sweep = _sweep(cwd, mnist_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "seed=3", *TINY)
-        sweeps.append(sweep)
-    return sweeps
+def search(tmp_path_factory, mnist_dir) -> tuple:
+    """A real Optuna search with a failed trial: (its result, its sweep directory)."""
+    cwd = tmp_path_factory.mktemp("search")
+    return _sweep(cwd, mnist_dir, *SEARCH, "trainer.epochs=${hydra:job.num}", tiny=TINY_CNN)
 
 
-def _trials(sweep: Path) -> dict[int, tuple[float, dict[str, str]]]:
-    """Each trial's validation accuracy and searched parameters, checked against the search space."""
+def _trials(sweep: Path) -> dict[int, tuple[dict, dict[str, str]]]:
+    """Each trial's metrics and searched parameters, checked against the search space."""
     jobs = _jobs(sweep)
-    assert sorted(jobs) == [0, 1]
+    assert sorted(jobs) == [0, 1, 2]
     trials = {}
     for num, job in jobs.items():
-        metrics = _metrics(job)
-        assert metrics["status"] == "completed", metrics
         params = {key: value for key, value in _overrides(job).items() if key in SEARCHED}
         assert set(params) == SEARCHED
         assert 1e-4 <= float(params["optimizer.lr"]) <= 1e-2
         assert int(params["trainer.batch_size"]) in (32, 64, 128)
         assert int(params["model.dense_units"]) in (64, 128, 256)
         assert 0.0 <= float(params["model.dropout"]) <= 0.5
-        trials[num] = (metrics["val_accuracy"], params)
+        trials[num] = (_metrics(job), params)
     return trials
 
 
-def test_optuna_runs_its_trials_and_records_the_best(twin_searches):
-    sweep = twin_searches[0]
+def test_optuna_runs_its_trials_and_records_the_best(search):
+    _, sweep = search
     trials = _trials(sweep)
-    assert trials[0][1] != trials[1][1]  # two different trials
+    assert len({tuple(sorted(params.items())) for _, params in trials.values()}) == 3  # three different trials
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    best_value, best_params = max(trials.values(), key=lambda trial: trial[0])
-    assert results["best_value"] == best_value
+    best_metrics, best_params = max(
+        (trial for trial in trials.values() if trial[0]["status"] == "completed"),
+        key=lambda trial: trial[0]["val_accuracy"],
+    )
+    assert results["best_value"] == best_metrics["val_accuracy"]
     assert {key: str(value) for key, value in results["best_params"].items()} == best_params
 
 
-def test_optuna_same_seed_proposes_the_same_trials(twin_searches):
-    first, second = (_trials(sweep) for sweep in twin_searches)
-    assert first == second  # the same parameters, trial by trial, and so the same figures
-    results = [yaml.safe_load((sweep / "optimization_results.yaml").read_text()) for sweep in twin_searches]
-    assert results[0] == results[1]
-
-
-def test_optuna_sweep_directory_holds_the_table_the_plot_and_the_report(twin_searches):
-    sweep = twin_searches[0]
+def test_a_failed_trial_is_recorded_and_the_search_goes_on(search):
+    result, sweep = search
     trials = _trials(sweep)
-    table = pd.read_csv(sweep / "sweep_results.csv")
-    assert sorted(table["job"]) == [0, 1] and set(table["status"]) == {"completed"}
-    assert set(table.columns) >= SEARCHED  # each trial's parameters are columns
-    for _, row in table.iterrows():
-        val_accuracy, params = trials[row["job"]]
-        assert row["val_accuracy"] == val_accuracy
-        assert float(row["optimizer.lr"]) == float(params["optimizer.lr"])
-    with Image.open(sweep / "sweep_summary.png") as image:
-        image.verify()
-        assert image.format == "PNG"
-    page = parse(sweep / "report.html")  # written by the sweep, not regenerated here
-    assert set(page.hrefs) == {"0/report.html", "1/report.html"} and len(page.srcs) == 1
-    for href in page.hrefs:
-        parse(sweep / href)
-
-
-def test_a_failed_trial_is_recorded_and_the_search_goes_on(tmp_path, mnist_dir):
-    # Job 0 gets trainer.epochs=0, which validation rejects; jobs 1 and 2 train 1 and 2 epochs.
-    # Tied to the job number, not to what the sampler proposes, so the failure is certain.
-    result, sweep = _sweep(
-        tmp_path, mnist_dir, "hparams_search=optuna", "hydra.sweeper.n_trials=3", "trainer.epochs=${hydra:job.num}"
-    )
-    jobs = _jobs(sweep)
-    assert sorted(jobs) == [0, 1, 2]  # the second batch (job 2) ran after the failure in the first
-    failed = _metrics(jobs[0])
+    failed = trials[0][0]
     assert failed["status"] == "failed" and "trainer.epochs=0" in failed["error"]
-    completed = [_metrics(jobs[num]) for num in (1, 2)]
+    completed = [trials[num][0] for num in (1, 2)]  # the second batch (job 2) ran after the failure in the first
     assert [m["status"] for m in completed] == ["completed", "completed"]
     assert [m["epochs_run"] for m in completed] == [1, 2]
     assert "trial 0 failed: its job returned no value (its metrics.json says why)" in result.stdout  # trial FAIL
     results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert results["best_value"] == max(m["val_accuracy"] for m in completed)
+
+
+def test_optuna_sweep_directory_holds_the_table_the_plot_and_the_report(search):
+    _, sweep = search
+    trials = _trials(sweep)
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert sorted(table["job"]) == [0, 1, 2]
+    assert dict(zip(table["job"], table["status"], strict=True)) == {0: "failed", 1: "completed", 2: "completed"}
+    assert set(table.columns) >= SEARCHED  # each trial's parameters are columns
+    for _, row in table.iterrows():
+        metrics, params = trials[row["job"]]
+        if metrics["status"] == "completed":
+            assert row["val_accuracy"] == metrics["val_accuracy"]
+        assert float(row["optimizer.lr"]) == float(params["optimizer.lr"])
+    with Image.open(sweep / "sweep_summary.png") as image:
+        image.verify()
+        assert image.format == "PNG"
+    page = parse(sweep / "report.html")  # written by the sweep, not regenerated here
+    assert set(page.hrefs) == {"0/report.html", "1/report.html", "2/report.html"} and len(page.srcs) == 1
+    for href in page.hrefs:
+        parse(sweep / href)
+
+
+def test_optuna_search_where_every_trial_fails_ends_in_one_line_and_the_same_seed_proposes_the_same_trials(
+    search, tmp_path
+):
+    sweep = tmp_path / "sweep"
+    result = call_app(*SEARCH, *TINY_CNN, "trainer.epochs=0", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    # The whole stderr: our one line (Optuna's own INFO lines are left out).
+    assert result.stderr.strip() == (
+        "mnist_hydra: error: no trial of the search completed, so there is no best one; "
+        "each job's metrics.json in the sweep directory says why it failed"
+    )
+    for job in ("0", "1", "2"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"
+    # The same seed proposed the same parameters, trial by trial, whatever the trials' outcomes.
+    assert {num: params for num, (_, params) in _trials(sweep).items()} == {
+        num: params for num, (_, params) in _trials(search[1]).items()
+    }
 
 
 def _log_lines(log: Path) -> list[tuple[datetime, str, str]]:
@@ -260,7 +275,7 @@ def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
     job_pids, spans = [], []
     for num in (0, 1):
         lines = _log_lines(jobs[num] / "train.log")
-        assert lines[0][2].startswith("[mnist_hydra.data.datasets] data: ")  # the job's first line...
+        assert lines[0][2].startswith("[mnist_hydra.data.mnist] data: ")  # the job's first line...
         assert lines[-1][2].startswith("[mnist_hydra.apps.train] test accuracy")  # ...and its last
         log_pids = {pid for _, pid, _ in lines}
         assert len(log_pids) == 1, log_pids  # the whole job ran in one process
@@ -296,22 +311,3 @@ def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
         folder = sweep / ".submitit" / job_id
         assert (folder / f"{job_id}_0_result.pkl").is_file()
         assert "Job completed successfully" in (folder / f"{job_id}_0_log.out").read_text()
-
-
-def test_optuna_search_where_every_trial_fails_ends_in_one_line(tmp_path):
-    sweep = tmp_path / "sweep"
-    result = call_app(
-        "hparams_search=optuna",
-        "hydra.sweeper.n_trials=2",
-        "trainer.epochs=0",
-        f"hydra.sweep.dir={sweep}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 2, result.stderr
-    # The whole stderr: our one line (Optuna's own INFO lines are left out).
-    assert result.stderr.strip() == (
-        "mnist_hydra: error: no trial of the search completed, so there is no best one; "
-        "each job's metrics.json in the sweep directory says why it failed"
-    )
-    for job in ("0", "1"):
-        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "failed"

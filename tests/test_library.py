@@ -15,7 +15,8 @@ from mnist_hydra.errors import ConfigError, DataError, OutputError
 PACKAGE = Path(__file__).resolve().parents[1] / "mnist_hydra"
 # The apps are the Hydra boundary; config.py files the schemas in Hydra's ConfigStore and validates with OmegaConf.
 ALLOWED = {PACKAGE / "config.py"}
-TINY = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300"]
+# The MLP: the library seam is the point, not the network.
+TINY = ["model=mlp", "trainer.epochs=1", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300"]
 
 
 def _imports(path: Path) -> set[str]:
@@ -57,7 +58,7 @@ def test_train_and_evaluate_runs_in_process_and_leaves_every_artifact(small_conf
     metrics = train_and_evaluate(small_config(), workdir, overrides=["trainer.epochs=1"])
     assert metrics["status"] == "completed" and metrics["epochs_run"] == 1
     assert (metrics["train_images"], metrics["test_images"]) == (1000, 300)
-    assert metrics["test_accuracy"] > 0.5  # chance is 0.1; 1,000 images and one epoch reach about 0.8
+    assert metrics["test_accuracy"] > 0.5  # chance is 0.1; the MLP's one epoch on 1,000 images reaches about 0.7
     on_disk = json.loads((workdir / "metrics.json").read_text())
     assert on_disk["test_accuracy"] == metrics["test_accuracy"]
     assert np.asarray(on_disk["confusion_matrix"]).sum() == 300
@@ -102,7 +103,7 @@ def test_no_training_image_left_is_a_one_line_error(small_config, tmp_path):
 
 
 def test_few_images_and_a_batch_larger_than_the_data_are_one_warning_line_each(small_config, tmp_path, caplog):
-    from mnist_hydra.data.datasets import load_splits
+    from mnist_hydra.data.splits import load_splits
     from mnist_hydra.training.run import check_sizes
 
     config = small_config("data.train_limit=5", "trainer.batch_size=100000")

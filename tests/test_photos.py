@@ -23,8 +23,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_hydra.data.idx import read_idx
-from mnist_hydra.data.preprocess import to_grayscale, to_mnist
+from mnist_hydra.data.digits import to_mnist
+from mnist_hydra.data.idx_format import read_idx
+from mnist_hydra.data.image_files import to_grayscale
 from mnist_hydra.runs.rundir import load_model
 from tests.photos import BACKGROUNDS, clean, make_photos, paper
 
@@ -83,7 +84,7 @@ def seven(light: np.ndarray, chalk: bool = False, ink: float = 0.8) -> np.ndarra
     return light * reflectance
 
 
-def test_a_pencil_seven_on_the_bug_reports_200_to_150_gradient_comes_out_as_on_plain_paper():
+def test_a_pencil_seven_on_a_200_to_150_gradient_comes_out_as_on_plain_paper():
     # Pencil: ink 100 grey levels below the paper. The fixed threshold (0.2 of the strongest ink,
     # against the border's median of 175) took the paper's darker half, 25 levels below it, for ink.
     rng = np.random.default_rng(0)
@@ -105,21 +106,21 @@ def test_no_paper_is_taken_for_ink(kind, chalk):
 
 @pytest.mark.parametrize("chalk", [False, True])
 def test_flat_canvas_skips_the_paper_estimate_and_comes_out_the_same(chalk, monkeypatch):
-    import mnist_hydra.data.preprocess as preprocess
+    import mnist_hydra.data.digits as digits
 
     canvas = seven(np.full((280, 280), 255.0), chalk)  # a black board reflects 25% of the light, chalk up to 90%
-    level, dark = preprocess._flat_paper(canvas / 255)
+    level, dark = digits._flat_paper(canvas / 255)
     assert level == pytest.approx(0.25 if chalk else 1.0) and dark is not chalk
     fast = to_mnist(canvas)
-    monkeypatch.setattr(preprocess, "_flat_paper", lambda g: None)  # the photo path: the paper estimated
+    monkeypatch.setattr(digits, "_flat_paper", lambda g: None)  # the photo path: the paper estimated
     slow = to_mnist(canvas)
     assert np.abs(fast - slow).max() < 1e-5
 
 
 @pytest.mark.parametrize("kind", [k for k in BACKGROUNDS if k != "flat"])
 def test_photographed_paper_is_never_taken_for_a_flat_canvas(kind):
-    import mnist_hydra.data.preprocess as preprocess
+    import mnist_hydra.data.digits as digits
 
     for seed in range(4):
         photo = seven(paper(kind, 240, 320, np.random.default_rng(seed)), False) / 255
-        assert preprocess._flat_paper(photo) is None, (kind, seed)
+        assert digits._flat_paper(photo) is None, (kind, seed)

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from mnist_hydra.data import preprocess
-from mnist_hydra.data.preprocess import ImageError, image_suffixes, preprocess_file, read_image, stroke_width, to_mnist
+from mnist_hydra.data import digits
+from mnist_hydra.data.digits import preprocess_file, stroke_width, to_mnist
+from mnist_hydra.data.image_files import ImageError, image_suffixes, read_image
 from mnist_hydra.errors import UserError
-from mnist_hydra.serving.predict import find_images, predict_images
+from mnist_hydra.serving.classify_files import find_images, predict_images
 from tests.conftest import call_app
 
 PREDICT = "mnist_hydra.predict"
@@ -94,7 +95,7 @@ def test_sixteen_bit_grayscale_is_scaled_not_clipped(tmp_path):
 def test_a_fine_pen_on_a_big_canvas_is_thickened_to_an_mnist_stroke():
     thin = drawn_seven(size=(1500, 2000), width=3)
     out = to_mnist(np.asarray(thin, dtype=np.float32))
-    assert stroke_width(out) >= preprocess.MIN_STROKE  # unthickened it would be 3 * 20/2000 = 0.03 px
+    assert stroke_width(out) >= digits.MIN_STROKE  # unthickened it would be 3 * 20/2000 = 0.03 px
     assert max(extent(out)) == 20
 
 
@@ -102,8 +103,8 @@ def test_otsu_on_a_box_with_the_zeros_around_it_counted_is_otsu_on_the_whole_ima
     rng = np.random.default_rng(0)
     box = rng.uniform(0.0, 1.0, size=(60, 40)).astype(np.float32)  # antialiased edges at every level
     whole = np.pad(box, ((100, 80), (30, 170)))
-    assert preprocess._otsu(box, zeros=whole.size - box.size) == preprocess._otsu(whole)
-    assert preprocess._otsu(box) != preprocess._otsu(whole)  # the zeros do move the threshold
+    assert digits._otsu(box, zeros=whole.size - box.size) == digits._otsu(whole)
+    assert digits._otsu(box) != digits._otsu(whole)  # the zeros do move the threshold
 
 
 @pytest.mark.parametrize("shape", [(8, 8), (9, 7), (1, 5), (13, 2)])
@@ -113,15 +114,15 @@ def test_max_pool_is_the_maximum_of_each_block_the_edges_cut_short(shape, factor
     h, w = (-(-n // factor) * factor for n in shape)
     padded = np.pad(image, ((0, h - shape[0]), (0, w - shape[1])))
     expected = padded.reshape(h // factor, factor, w // factor, factor).max(axis=(1, 3))
-    np.testing.assert_array_equal(preprocess._max_pool(image, factor), expected)
+    np.testing.assert_array_equal(digits._max_pool(image, factor), expected)
 
 
 def test_a_drawing_is_read_in_its_marks_box_and_the_box_gives_what_the_whole_canvas_gives(monkeypatch):
     # Soft edges, as a browser's antialiased strokes have: ink at every level, so Otsu's threshold matters.
     canvas = np.asarray(drawn_seven(size=(280, 280), width=18).filter(ImageFilter.GaussianBlur(4)), dtype=np.uint8)
-    assert preprocess._around_marks(canvas, np.uint8(255)).shape < canvas.shape
+    assert digits._around_marks(canvas, np.uint8(255)).shape < canvas.shape
     boxed = to_mnist(canvas)
-    monkeypatch.setattr(preprocess, "_around_marks", lambda g, paper: g)  # every pixel of the canvas
+    monkeypatch.setattr(digits, "_around_marks", lambda g, paper: g)  # every pixel of the canvas
     np.testing.assert_array_equal(boxed, to_mnist(canvas))
 
 

@@ -88,7 +88,7 @@ def runnable(module: str) -> bool:
     return "__main__" in path.read_text(encoding="utf-8")
 
 
-# A path in this tree, from the root or from inside the package (runs/report.py): mnist_hydra/serving/api.py.
+# A path in this tree, from the root or from inside the package (runs/html_report.py): mnist_hydra/serving/api.py.
 FOLDERS = ("mnist_hydra", "hydra_plugins", "tests", "benchmarks", "docs", ".ci")
 PACKAGES = tuple(p.name for p in (ROOT / "mnist_hydra").iterdir() if (p / "__init__.py").is_file())
 PATH = re.compile(rf"(?<![\w./-])((?:{'|'.join(map(re.escape, FOLDERS + PACKAGES))})/[\w./-]*\.(?:py|md|yaml))\b")

@@ -15,7 +15,7 @@ import yaml
 from PIL import Image
 
 from mnist_hydra.apps.report import main as report_main
-from mnist_hydra.runs.report import write_run_report, write_sweep_report
+from mnist_hydra.runs.html_report import write_run_report, write_sweep_report
 from mnist_hydra.runs.sweeps import summarize_sweep
 
 RUN_SECTIONS = {"metrics", "config", "curves", "confusion-matrix", "misclassified", "history", "provenance"}

@@ -1,65 +1,34 @@
-"""Checkpoints and resume: runs and sweeps stopped by SIGINT, SIGTERM and SIGKILL mid-epoch, then resumed.
+"""Checkpoints and resume: runs and sweeps stopped by SIGINT and SIGTERM mid-epoch or at an epoch's end, then
+resumed (a SIGKILL's: tests/test_crashes.py).
 
 A resumed run must end with exactly the figures of a run that was never stopped: same seed, same
-batches in the same order, same optimizer state.
+batches in the same order, same optimizer state. The stops are signals raised in this process at a chosen
+step (conftest.signal_at_step); the sweep's is a signal from outside, to a process paused after a chosen epoch.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import run_app, snapshot
+from tests.conftest import call_app, paused_at, snapshot, start_paused
 
-# Three epochs of 5,000 images: each epoch lasts about a second, so a signal sent just after the first
-# epoch's checkpoint lands in the second epoch.
-RUN = ["trainer=fast", "trainer.epochs=3"]
-SIGNAL_DELAY = 0.3  # seconds after epoch 1's checkpoint
-
-
-def _env(mnist_dir: Path) -> dict[str, str]:
-    env = {**os.environ, "MNIST_HYDRA_DATA": str(mnist_dir), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    env.pop("HYDRA_FULL_ERROR", None)
-    return env
-
-
-def _stop_after_first_epoch(
-    args: list[str], checkpoint_dir: Path, sig: int, cwd: Path, mnist_dir: Path
-) -> subprocess.CompletedProcess:
-    """Start the app, send `sig` once `checkpoint_dir` holds epoch 1's checkpoint, and wait for it to end."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mnist_hydra", *args],
-        cwd=cwd,
-        env=_env(mnist_dir),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    pointer = checkpoint_dir / "checkpoints" / "checkpoint.json"
-    deadline = time.monotonic() + 240
-    try:
-        while not (pointer.is_file() and json.loads(pointer.read_text())["epoch"] >= 1):
-            assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.communicate()}"
-            assert time.monotonic() < deadline, "no checkpoint after 240 s"
-            time.sleep(0.05)
-        time.sleep(SIGNAL_DELAY)
-        proc.send_signal(sig)
-        out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+# Two epochs of 5 steps on 300 images, one step per execution so that a stop can land on any step; validated
+# on 600, scored on 100.
+RUN = [
+    "model=mlp",
+    "data.train_limit=300",
+    "data.val_split=0.01",
+    "data.test_limit=100",
+    "trainer.epochs=2",
+    "trainer.steps_per_execution=1",
+]
 
 
 def _metrics(run: Path) -> dict:
@@ -74,38 +43,54 @@ def _assert_same_run(resumed: dict, reference: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, mnist_dir) -> dict:
-    """The same run, never stopped."""
+def reference(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
+    """The same run, never stopped: its directory and metrics."""
     cwd = tmp_path_factory.mktemp("reference")
-    result = run_app(*RUN, f"hydra.run.dir={cwd}/run", cwd=cwd, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    result = call_app(*RUN, f"hydra.run.dir={cwd}/run", cwd=cwd)
     assert result.returncode == 0, result.stderr
-    return _metrics(cwd / "run")
+    return cwd / "run", _metrics(cwd / "run")
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGKILL, -9)])
-def test_run_stopped_mid_epoch_resumes_to_the_same_figures(sig, code, reference, tmp_path, mnist_dir):
+@pytest.mark.parametrize(
+    "sig, code, epoch, step, kept",
+    [
+        (signal.SIGINT, 130, 2, 2, 1),  # mid-epoch: epoch 1's checkpoint stays, epoch 2 is dropped
+        (signal.SIGTERM, 143, 1, 5, 0),  # on an epoch's last step: that epoch is dropped too, nothing is kept
+    ],
+    ids=["ctrl-c mid-epoch", "sigterm at an epoch's end"],
+)
+def test_a_stopped_run_resumes_to_the_same_figures(
+    sig, code, epoch, step, kept, reference, tmp_path, mnist_dir, signal_at_step
+):
     run = tmp_path / "run"
-    stopped = _stop_after_first_epoch([*RUN, f"hydra.run.dir={run}"], run, sig, tmp_path, mnist_dir)
+    signal_at_step(sig, epoch, step)
+    stopped = call_app(*RUN, f"hydra.run.dir={run}", cwd=tmp_path)
     assert stopped.returncode == code, stopped.stderr
-    pointer = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
-    assert pointer["epoch"] == 1 and (run / "checkpoints" / pointer["file"]).is_file()
+    name = signal.Signals(sig).name
+    # A clean stop: recorded, and the way on is printed.
+    record = _metrics(run)
+    assert (record["status"], record["signal"], record["epochs_run"]) == ("interrupted", name, kept)
+    assert stopped.stderr.splitlines() == [
+        f"mnist_hydra: {name} stopped training after {kept} of 2 epochs; the checkpoint is kept. "
+        f"Resume with: python -m mnist_hydra resume={run}"
+    ]
     assert not (run / "model.keras").exists()
-    if sig == signal.SIGINT:  # a clean stop: recorded, and the way on is printed
-        assert _metrics(run)["status"] == "interrupted" and _metrics(run)["epochs_run"] == 1
-        assert f"Resume with: python -m mnist_hydra resume={run}" in stopped.stderr
-        assert "Traceback" not in stopped.stderr
-        # The cut epoch shows as dropped, in the log and in what the command printed, never with figures.
-        log = (run / "train.log").read_text()
-        assert "epoch 2/3 dropped" in log and "epoch 2/3:" not in log
-        cut = stopped.stdout.split("epoch 1/3: ", 1)[1]
-        assert "epoch 2/3 dropped: training stopped before it ended" in cut and "epoch 2/3:" not in cut, cut
-    else:  # killed outright: no record beyond the checkpoint
-        assert not (run / "metrics.json").exists()
+    # The cut epoch shows as dropped, in the log and in what the command printed, never with figures.
+    log = (run / "train.log").read_text()
+    assert f"epoch {epoch}/2 dropped" in log and f"epoch {epoch}/2:" not in log
+    assert f"epoch {epoch}/2 dropped: training stopped before it ended" in stopped.stdout
+    assert f"epoch {epoch}/2:" not in stopped.stdout
+    if kept:
+        pointer = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
+        assert pointer["epoch"] == kept and (run / "checkpoints" / pointer["file"]).is_file()
+    else:
+        assert not (run / "checkpoints" / "checkpoint.json").exists()
 
-    resumed = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    resumed = call_app(f"resume={run}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    _assert_same_run(_metrics(run), reference)
-    assert "resuming after epoch 1 of 3" in (run / "train.log").read_text()
+    _assert_same_run(_metrics(run), reference[1])
+    log = (run / "train.log").read_text()
+    assert (f"resuming after epoch {kept} of 2" if kept else "starting from the first epoch") in log
     assert not (run / "checkpoints").exists()  # model.keras holds the final model
     # The first start's config stays where Hydra put it; the resume's goes beside it.
     assert (run / ".hydra" / "config.yaml").is_file()
@@ -113,32 +98,42 @@ def test_run_stopped_mid_epoch_resumes_to_the_same_figures(sig, code, reference,
 
 
 def test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs(reference, tmp_path, mnist_dir):
+    """A real SIGTERM from outside, to the process, between job 2's first and second epoch."""
     sweep = tmp_path / "sweep"
     # Job 0 completes, job 1 diverges (a failed job: the sweep goes on), job 2 is stopped, job 3 never starts.
     # Job 2 (seed 0, lr 1e-3) is the reference's config, so its resumed figures can be compared with it.
     args = ["-m", *RUN, "seed=1,0", "optimizer.lr=1e-3,1e6", f"hydra.sweep.dir={sweep}"]
-    stopped = _stop_after_first_epoch(args, sweep / "2", signal.SIGTERM, tmp_path, mnist_dir)
-    assert stopped.returncode == 143, stopped.stderr
-    assert f"Resume with: python -m mnist_hydra resume={sweep}" in stopped.stderr
+    proc = start_paused(args, sweep / "2", 1, tmp_path, {"MNIST_HYDRA_DATA": str(mnist_dir)})
+    try:
+        paused_at(proc, sweep / "2", 1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 143, err
+    assert f"Resume with: python -m mnist_hydra resume={sweep}" in err
     assert [_metrics(sweep / job)["status"] for job in "012"] == ["completed", "failed", "interrupted"]
+    assert _metrics(sweep / "2")["epochs_run"] == 1
     assert not (sweep / "3").exists()
     first_job = (sweep / "0" / "metrics.json").stat().st_mtime_ns
 
-    resumed = run_app(f"resume={sweep}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    resumed = call_app(f"resume={sweep}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first_job  # complete: skipped
     assert [_metrics(sweep / job)["status"] for job in "0123"] == ["completed", "failed", "completed", "failed"]
-    assert "resuming after epoch 1 of 3" in (sweep / "2" / "train.log").read_text()
-    _assert_same_run(_metrics(sweep / "2"), reference)  # the resumed job ends as if never stopped
+    assert "resuming after epoch 1 of 2" in (sweep / "2" / "train.log").read_text()
+    _assert_same_run(_metrics(sweep / "2"), reference[1])  # the resumed job ends as if never stopped
     table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
     assert sorted(table.index) == [0, 1, 2, 3] and "resume" not in table.columns
-    assert table.loc[2, "val_accuracy"] == reference["val_accuracy"]
-    assert table.loc[2, "test_accuracy"] == reference["test_accuracy"]
+    assert table.loc[2, "val_accuracy"] == reference[1]["val_accuracy"]
+    assert table.loc[2, "test_accuracy"] == reference[1]["test_accuracy"]
 
 
 # A run that exercises everything a resume must restore: batch norm statistics, dropout, the random
 # augmentation layers' seed state, AdamW's moments, the cosine schedule's step, and multi-step executions
-# (16 steps an epoch: trainer.steps_per_execution=6 becomes 4, so each epoch is 4 calls of 4 steps).
+# (8 steps an epoch: trainer.steps_per_execution=6 becomes 4, so each epoch is 2 calls of 4 steps).
 DEEP_RUN = [
     "model=cnn_deep",
     "model.filters=[8,16]",
@@ -149,13 +144,13 @@ DEEP_RUN = [
     "optimizer=adamw",
     "optimizer.schedule=cosine",
     "optimizer.warmup_fraction=0.1",
-    "trainer.epochs=3",
-    "trainer.batch_size=64",
+    "trainer.epochs=2",
+    "trainer.batch_size=32",
     "trainer.steps_per_execution=6",
     "trainer.verbose=0",
-    "data.train_limit=1024",
-    "data.val_split=0.05",
-    "data.test_limit=500",
+    "data.train_limit=256",
+    "data.val_split=0.01",
+    "data.test_limit=100",
     "trainer.fused_adam=true",
 ]
 
@@ -166,30 +161,30 @@ def _final_weights(run: Path) -> list[np.ndarray]:
     return keras.models.load_model(run / "model.keras").get_weights()
 
 
-def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the_same_weights(tmp_path, mnist_dir):
+def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the_same_weights(
+    tmp_path, mnist_dir, signal_at_step
+):
     never_stopped = tmp_path / "reference"
-    result = run_app(
-        *DEEP_RUN, f"hydra.run.dir={never_stopped}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}
-    )
+    result = call_app(*DEEP_RUN, f"hydra.run.dir={never_stopped}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (
-        "steps per execution: 4 (trainer.steps_per_execution=6; a divisor of the 16 steps an epoch)"
+        "steps per execution: 4 (trainer.steps_per_execution=6; a divisor of the 8 steps an epoch)"
         in (never_stopped / "train.log").read_text()
     )
 
     run = tmp_path / "run"
-    stopped = _stop_after_first_epoch([*DEEP_RUN, f"hydra.run.dir={run}"], run, signal.SIGTERM, tmp_path, mnist_dir)
+    signal_at_step(signal.SIGTERM, 2, 4)  # after epoch 2's first execution
+    stopped = call_app(*DEEP_RUN, f"hydra.run.dir={run}", cwd=tmp_path)
     assert stopped.returncode == 143, stopped.stderr  # 128 + SIGTERM, on a single run as on a sweep
     record = _metrics(run)
-    assert record["status"] == "interrupted" and record["signal"] == "SIGTERM" and record["epochs_run"] in (1, 2)
-    assert f"mnist_hydra: SIGTERM stopped training after {record['epochs_run']} of 3 epochs" in stopped.stderr
+    assert record["status"] == "interrupted" and record["signal"] == "SIGTERM" and record["epochs_run"] == 1
+    assert "mnist_hydra: SIGTERM stopped training after 1 of 2 epochs" in stopped.stderr
     assert not (run / "model.keras").exists()
 
-    resumed = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    resumed = call_app(f"resume={run}", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming after epoch {record['epochs_run']} of 3" in (run / "train.log").read_text()
-    reference = _metrics(never_stopped)
-    _assert_same_run(_metrics(run), reference)
+    assert "resuming after epoch 1 of 2" in (run / "train.log").read_text()
+    _assert_same_run(_metrics(run), _metrics(never_stopped))
     final, expected = _final_weights(run), _final_weights(never_stopped)
     assert len(final) == len(expected) and all(np.array_equal(a, b) for a, b in zip(final, expected, strict=False))
     digests = [re.findall(r"final weights: sha256 (\w+)", (d / "train.log").read_text()) for d in (run, never_stopped)]
@@ -209,19 +204,13 @@ def test_deep_augmented_cosine_fused_adamw_run_stopped_by_sigterm_resumes_to_the
     ],
 )
 def test_steps_per_execution_is_the_largest_divisor_of_an_epoch_up_to_the_limit(limit, steps, expected):
-    from mnist_hydra.training.loop import steps_per_execution
+    from mnist_hydra.training.build import steps_per_execution
 
     assert steps_per_execution(limit, steps) == expected
 
 
 def test_diverging_loss_ends_the_run_with_one_line_and_a_record(tmp_path, mnist_dir):
-    result = run_app(
-        "trainer=fast",
-        "optimizer.lr=1e6",
-        f"hydra.run.dir={tmp_path}/run",
-        cwd=tmp_path,
-        env={"MNIST_HYDRA_DATA": str(mnist_dir)},
-    )
+    result = call_app(*RUN, "optimizer.lr=1e6", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 1
     errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
     assert len(errors) == 1 and "training diverged at epoch 1" in errors[0] and "optimizer.lr" in errors[0]
@@ -231,16 +220,13 @@ def test_diverging_loss_ends_the_run_with_one_line_and_a_record(tmp_path, mnist_
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
-def test_resuming_a_complete_run_trains_nothing(reference, tmp_path, mnist_dir):
-    run = tmp_path / "run"
-    first = run_app(
-        *RUN, "trainer.epochs=1", f"hydra.run.dir={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)}
-    )
-    assert first.returncode == 0, first.stderr
+def test_resuming_a_complete_run_trains_nothing(reference, tmp_path):
+    run = reference[0]
     before = (run / "metrics.json").read_bytes()
-    again = run_app(f"resume={run}", cwd=tmp_path, env={"MNIST_HYDRA_DATA": str(mnist_dir)})
+    again = call_app(f"resume={run}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert (run / "metrics.json").read_bytes() == before
+    assert f"{run} is complete already: nothing to resume" in again.stdout
     assert f"run directory: {run}" in again.stdout
 
 
@@ -256,7 +242,7 @@ def test_resume_mistakes_are_one_line_and_create_nothing(target, extra, expected
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    result = run_app(f"resume={target}", *extra, cwd=tmp_path)
+    result = call_app(f"resume={target}", *extra, cwd=tmp_path)
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("mnist_hydra: error:")]
     assert len(errors) == 1 and expected in errors[0], result.stderr
@@ -312,7 +298,7 @@ def test_no_run_writes_into_a_sweep_nor_a_sweep_into_a_run(args, expected, tmp_p
     (tmp_path / "grid" / "0" / ".hydra" / "overrides.yaml").write_text("- seed=1\n")
     (tmp_path / "grid" / "multirun.yaml").write_text("hydra:\n  overrides:\n    task: [seed=1,2]\n")
     before = snapshot(tmp_path)
-    result = run_app(*args, cwd=tmp_path)
+    result = call_app(*args, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [result.stderr.strip()] and result.stderr.startswith("mnist_hydra: error: ")
     assert expected in result.stderr, result.stderr

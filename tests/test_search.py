@@ -19,7 +19,7 @@ from hydra_plugins.mnist_hydra_plugins._search import distribution
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.search import study as studies
 from mnist_hydra.training.pruning import PRUNED_AT, PruneTrial
-from tests.conftest import TINY_SEARCH, run_app
+from tests.conftest import TINY_SEARCH, call_app, run_app
 
 TINY = TINY_SEARCH  # the space is what each test adds: a choice of learning rate, or a grid
 
@@ -114,7 +114,10 @@ def test_prune_control_reports_each_epoch_and_stops_when_pruned():
     assert again.stopped_epoch == 2
 
 
-def _search(cwd: Path, mnist_dir: Path, *overrides: str, name: str = "sweep", background: bool = False):
+def _search(
+    cwd: Path, mnist_dir: Path, *overrides: str, name: str = "sweep", background: bool = False, process: bool = False
+):
+    """A tiny search in-process; as a process with `process`, or started in the background with `background`."""
     args = ["hparams_search=optuna", *TINY, *overrides, f"hydra.sweep.dir={cwd / name}"]
     env = {"MNIST_HYDRA_DATA": str(mnist_dir)}
     if background:
@@ -128,7 +131,7 @@ def _search(cwd: Path, mnist_dir: Path, *overrides: str, name: str = "sweep", ba
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
-    result = run_app(*args, cwd=cwd, env=env)
+    result = (run_app if process else call_app)(*args, cwd=cwd, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     return result
 
@@ -145,7 +148,12 @@ def _job_trials(sweep: Path) -> dict[int, str]:
     return found
 
 
+@pytest.mark.slow
 def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, mnist_dir):
+    """In the default suite: tests/test_shared_study.py's test_commands_sharing_and_continuing_a_study_ask_distinct_
+    configurations[sqlite-*] (commands asking in turn, distinct), test_a_command_continues_a_study_whose_command_died_
+    to_n_trials_all_distinct[sqlite] (a command continues a study: "N of M trials there already", only what it lacks
+    run, all distinct) and the journal's race of two processes."""
     common = [
         "hydra.sweeper.storage=sqlite:///study.db",
         "hydra.sweeper.study_name=shared",
@@ -167,7 +175,9 @@ def test_two_commands_share_one_sqlite_study_and_a_third_continues_it(tmp_path, 
     # Each command stops once the study holds n_trials; started at the same moment both may ask the last one.
     assert 3 <= len(numbers) <= 4 and all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
     # The same command again, with one trial more: it runs only the one the study lacks.
-    more = _search(tmp_path, mnist_dir, *common[:-1], f"hydra.sweeper.n_trials={len(numbers) + 1}", name="c")
+    more = _search(
+        tmp_path, mnist_dir, *common[:-1], f"hydra.sweeper.n_trials={len(numbers) + 1}", name="c", process=True
+    )
     assert list(_job_trials(tmp_path / "c")) == [len(numbers)]
     assert f"{len(numbers)} of {len(numbers) + 1} trials there already" in more.stdout
     results = yaml.safe_load((tmp_path / "c" / "optimization_results.yaml").read_text())
@@ -241,6 +251,7 @@ def test_a_parallel_launcher_prunes_through_the_storage(tmp_path, mnist_dir):
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "trainer.threads=1",
+        process=True,
     )
     statuses = [json.loads((tmp_path / "sweep" / job / "metrics.json").read_text())["status"] for job in ("0", "1")]
     assert statuses == ["completed", "pruned"]

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_hydra.data.preprocess import preprocess_file
+from mnist_hydra.data.digits import preprocess_file
 from mnist_hydra.serving.api import create_app
 from mnist_hydra.serving.inputs import InputError, parse_json
 from tests.conftest import DIGITS, LIMITS
@@ -80,7 +80,7 @@ def test_jpeg_works_and_top_k_and_the_image_the_model_saw_can_be_asked_for(clien
 def test_uploads_go_through_exactly_the_preprocessing_and_model_of_the_predict_command(
     client, digits, trained_run, tmp_path
 ):
-    from mnist_hydra.serving.predict import predict_images
+    from mnist_hydra.serving.classify_files import predict_images
 
     path = tmp_path / "seven.png"
     path.write_bytes(picture(digits[0][0], size=300))
@@ -180,7 +180,7 @@ def test_a_fashion_mnist_run_answers_with_its_class_names(trained_run, tmp_path,
 
     import yaml
 
-    from mnist_hydra.serving.predictor import Predictor
+    from mnist_hydra.serving.compiled_model import Predictor
 
     run = tmp_path / "fashion"
     shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("export"))

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from mnist_hydra.data.preprocess import preprocess_file
+from mnist_hydra.data.digits import preprocess_file
 from mnist_hydra.errors import UserError
 from mnist_hydra.serving import collect
 from mnist_hydra.serving.api import create_app

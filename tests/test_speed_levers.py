@@ -60,7 +60,7 @@ def test_fastest_trainer_keeps_the_reference_network(compose_config):
 
 
 def test_inter_op_threads_one_op_at_a_time_only_on_one_device(compose_config):
-    from mnist_hydra.training.loop import inter_op_threads
+    from mnist_hydra.training.threads import inter_op_threads
 
     assert validate(compose_config()).trainer.inter_op_threads is None
     assert inter_op_threads(None, "default") == 1
@@ -84,6 +84,9 @@ def test_mixed_bfloat16_run_saves_a_model_that_predicts_float32(tmp_path, mnist_
     run_dir = tmp_path / "run"
     result = call_app(
         *SMALL_RUN,
+        "model=mlp",  # any network shows the policies; bf16 on a CPU without bf16 units is slow
+        "data.train_limit=1000",
+        "data.val_split=0.01",
         "trainer.precision=mixed_bfloat16",
         "trainer.steps_per_execution=8",
         "trainer.eval_batch_size=500",
@@ -116,7 +119,7 @@ def test_with_precision_leaves_the_global_policy_alone():
     import keras
 
     from mnist_hydra.models.networks import CNNConfig, build_cnn
-    from mnist_hydra.training.loop import with_precision
+    from mnist_hydra.training.precision import with_precision
 
     reference = build_cnn(CNNConfig(), (28, 28, 1), 10)
     mixed = with_precision(reference, "mixed_bfloat16")

@@ -11,9 +11,17 @@ import pytest
 from mnist_hydra.config import TrainerConfig, validate
 from mnist_hydra.errors import ConfigError, FieldError
 from mnist_hydra.models.optimizers import OPTIMIZERS, AdamConfig, build_schedule
-from mnist_hydra.training.loop import steps_per_execution
+from mnist_hydra.training.build import steps_per_execution
 
-TINY = ["trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300", "trainer.batch_size=100"]
+# The MLP on 1,000 images, 100 a batch (10 steps an epoch), validated on 600: the step counts are the point.
+TINY = [
+    "model=mlp",
+    "trainer.verbose=0",
+    "data.train_limit=1000",
+    "data.val_split=0.01",
+    "data.test_limit=300",
+    "trainer.batch_size=100",
+]
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,11 @@ from PIL import Image
 from mnist_hydra.apps.summarize import main as summarize_main
 from mnist_hydra.runs.rundir import list_runs
 from mnist_hydra.runs.sweeps import report, summarize_sweep
-from tests.conftest import call_app
+from tests.conftest import TINY_SEARCH, call_app
 from tests.test_report import parse
 
-SMALL = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=600", "data.test_limit=300"]
+# The smallest real run: the MLP on 300 images, scored on 100, one epoch.
+SMALL = [o for o in TINY_SEARCH if not o.startswith("hydra.sweeper.")]
 
 
 def make_job(sweep: Path, num: int, overrides: list[str], metrics: dict | None) -> Path:
@@ -194,26 +195,26 @@ def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_
     sweep = tmp_path / "cv"
     result = call_app(
         "--multirun",
-        "data.folds=3",
-        "data.fold=0,1,2",
+        "data.folds=2",
+        "data.fold=0,1",
         *SMALL,
         f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
         env={"MNIST_HYDRA_DATA": str(mnist_dir)},
     )
     assert result.returncode == 0, result.stderr
-    jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(3)]
-    assert [job["val_images"] for job in jobs] == [20000, 20000, 20000]  # 60,000 / 3 folds
+    jobs = [json.loads((sweep / str(i) / "metrics.json").read_text()) for i in range(2)]
+    assert [job["val_images"] for job in jobs] == [30000, 30000]  # 60,000 / 2 folds
     # What each job recorded it validated on: the folds are disjoint and cover the training file, and each
     # job trained only on the other folds.
-    splits = [np.load(sweep / str(i) / "data_split.npz") for i in range(3)]
+    splits = [np.load(sweep / str(i) / "data_split.npz") for i in range(2)]
     vals = [set(split["val"].tolist()) for split in splits]
-    assert [len(val) for val in vals] == [20000, 20000, 20000]
-    assert not (vals[0] & vals[1] or vals[0] & vals[2] or vals[1] & vals[2])
-    assert vals[0] | vals[1] | vals[2] == set(range(60000))
-    for val, split in zip(vals, splits, strict=False):
-        assert len(split["train"]) == 600 and not val & set(split["train"].tolist())
+    assert [len(val) for val in vals] == [30000, 30000]
+    assert not vals[0] & vals[1]
+    assert vals[0] | vals[1] == set(range(60000))
+    for val, split in zip(vals, splits, strict=True):
+        assert len(split["train"]) == 300 and not val & set(split["train"].tolist())
     groups = pd.read_csv(sweep / "sweep_groups.csv")
-    assert len(groups) == 1 and groups["runs"].iloc[0] == 3
+    assert len(groups) == 1 and groups["runs"].iloc[0] == 2
     assert groups["val_accuracy_mean"].iloc[0] == pytest.approx(np.mean([j["val_accuracy"] for j in jobs]))
     assert "mean and standard deviation over data.fold" in result.stdout

@@ -27,8 +27,8 @@ from tensorboard.util import tensor_util
 
 from mnist_hydra.apps.boundary import describe
 from mnist_hydra.config import Config, store_schemas, validate
-from mnist_hydra.data.datasets import load_splits
 from mnist_hydra.data.pipeline import make_dataset
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import ConfigError, Interrupted
 from mnist_hydra.registry import Registry
 from mnist_hydra.tracking import sweep
@@ -36,8 +36,16 @@ from mnist_hydra.tracking.base import Logger, RunInfo, flatten, read_record, wri
 from mnist_hydra.training.checkpoints import Checkpoints
 from mnist_hydra.training.run import train_and_evaluate
 
-# Three epochs of 1,000 images, validated on 1,200 and scored on 300: about a second an epoch.
-TINY = ["trainer.epochs=3", "trainer.verbose=0", "data.train_limit=1000", "data.test_limit=300", "data.val_split=0.02"]
+# Three epochs of 16 steps (the MLP on 256 images, 16 a batch), validated on 600 and scored on 100.
+TINY = [
+    "model=mlp",
+    "trainer.epochs=3",
+    "trainer.verbose=0",
+    "trainer.batch_size=16",
+    "data.train_limit=256",
+    "data.test_limit=100",
+    "data.val_split=0.01",
+]
 EPOCH_FIGURES = ["accuracy", "learning_rate", "loss", "val_accuracy", "val_loss"]
 
 
@@ -97,9 +105,14 @@ def hparams_session(folder: Path) -> dict[str, object]:
 
 
 def tracker_warnings(caplog) -> list[str]:
-    """Warnings logged by anyone but TensorFlow (whose retracing notice several runs in one process earn)."""
+    """Warnings logged by anyone but TensorFlow (whose retracing notice several runs in one process earn), less
+    the tiny runs' own warning that they train on few images."""
     return [
-        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and not r.name.startswith("tensorflow")
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno >= logging.WARNING
+        and not r.name.startswith("tensorflow")
+        and not r.getMessage().startswith("training on only ")
     ]
 
 
@@ -270,37 +283,16 @@ def test_mlflow_run_has_params_epoch_metrics_artifacts_tags_and_status(logged_ru
     assert record["mlflow"]["run_id"] == run.info.run_id
 
 
-def test_an_unreachable_tracking_server_costs_one_warning_line_and_nothing_else(tmp_path, mnist_dir, caplog):
+def test_a_failing_or_unreachable_logger_costs_one_warning_line_and_nothing_else(
+    tmp_path, mnist_dir, caplog, monkeypatch
+):
+    """MLflow's server is unreachable from the start, the CSV logger's disk fills at its first epoch: one warning
+    line each, the logger dropped, and the other logger and the run directory go on."""
+    from mnist_hydra.tracking.loggers.csv import CsvLogger
+
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with caplog.at_level(logging.WARNING):
-        metrics = train(
-            tmp_path,
-            "trainer.epochs=1",
-            "logger=[mlflow,tensorboard]",
-            f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}",
-        )
-    warnings = tracker_warnings(caplog)
-    assert len(warnings) == 1, warnings
-    assert (
-        warnings[0].startswith(
-            f"mlflow logger stopped: cannot reach the MLflow tracking server http://127.0.0.1:{port}"
-        )
-        and "\n" not in warnings[0]
-    )
-    run = tmp_path / "run"
-    assert metrics["status"] == "completed"
-    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
-    for name in ("model.keras", "history.csv", "report.html", "confusion_matrix.png", "misclassified.png"):
-        assert (run / name).is_file(), name
-    assert scalars(run / "tensorboard" / "validation")["epoch_accuracy"][0][0] == 1  # the other logger went on
-    assert not (tmp_path / "mlruns.db").exists()
-
-
-def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, caplog, monkeypatch):
-    from mnist_hydra.tracking.loggers.csv import CsvLogger
-
     calls = []
 
     def disk_full(self, epoch, logs=None):
@@ -310,18 +302,30 @@ def test_a_failing_logger_is_dropped_after_one_warning(tmp_path, mnist_dir, capl
     monkeypatch.setattr(keras.callbacks.CSVLogger, "on_epoch_end", disk_full)
     monkeypatch.setattr(CsvLogger, "end", lambda self, status, metrics: calls.append(status))
     with caplog.at_level(logging.WARNING):
-        metrics = train(tmp_path, "logger=[csv,tensorboard]")
+        metrics = train(
+            tmp_path, "logger=[mlflow,csv,tensorboard]", f"logger.mlflow.tracking_uri=http://127.0.0.1:{port}"
+        )
     warnings = tracker_warnings(caplog)
-    assert warnings == [
+    assert len(warnings) == 2, warnings
+    assert (
+        warnings[0].startswith(
+            f"mlflow logger stopped: cannot reach the MLflow tracking server http://127.0.0.1:{port}"
+        )
+        and "\n" not in warnings[0]
+    )
+    assert warnings[1] == (
         "csv logger stopped: OSError: [Errno 28] No space left on device; "
         "training and the run directory go on without it"
-    ]
-    assert calls == [1]  # dropped: not called again for epochs 2 and 3, nor to end the run
-    assert (
-        metrics["epochs_run"] == 3
-        and json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"
     )
-    assert [step for step, _ in scalars(tmp_path / "run" / "tensorboard" / "train")["epoch_loss"]] == [1, 2, 3]
+    assert calls == [1]  # dropped: not called again for epochs 2 and 3, nor to end the run
+    run = tmp_path / "run"
+    assert metrics["status"] == "completed" and metrics["epochs_run"] == 3
+    assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
+    for name in ("model.keras", "history.csv", "report.html", "confusion_matrix.png", "misclassified.png"):
+        assert (run / name).is_file(), name
+    # The other logger went on.
+    assert [step for step, _ in scalars(run / "tensorboard" / "train")["epoch_loss"]] == [1, 2, 3]
+    assert not (tmp_path / "mlruns.db").exists()
 
 
 # --- CSV: a logger that is one module and one YAML file ------------------------------------------------------
@@ -423,46 +427,17 @@ def test_sweep_level_work_goes_through_the_logger_interface(tmp_path, monkeypatc
 # --- early stopping, keep=best, plateau, resume -------------------------------------------------------------
 
 
-def test_early_stopping_stops_at_the_predicted_epoch(tmp_path, mnist_dir):
-    # Nothing improves by 100: epoch 1 sets the best, epoch 2 is one epoch without improvement = patience.
-    metrics = train(
-        tmp_path, "trainer.epochs=5", "trainer.early_stopping.patience=1", "trainer.early_stopping.min_delta=100"
-    )
-    assert metrics["epochs_run"] == 2 and metrics["stopped_early"] is True
-    assert metrics["kept_epoch"] == 2 and metrics["keep"] == "last"
-    assert len(metrics["history"]["val_loss"]) == 2
-
-
-def test_keep_best_scores_the_best_epochs_weights(tmp_path, mnist_dir, monkeypatch):
-    saved = tmp_path / "every_epoch"
-    keep_every_checkpoint(monkeypatch, saved)
-    # The best *training loss* by max is epoch 1's (the loss falls every epoch): a best that is not the last.
-    metrics = train(
-        tmp_path, "trainer.keep=best", "trainer.early_stopping.monitor=loss", "trainer.early_stopping.mode=max"
-    )
-    assert metrics["kept_epoch"] == 1 and metrics["epochs_run"] == 3
-    assert metrics["val_accuracy"] == metrics["history"]["val_accuracy"][0]
-    config = make_config()
-    splits = load_splits(config.data, seed=config.seed)
-    test_data = make_dataset(splits.x_test, splits.y_test, 64)
-
-    def accuracy(epoch: int) -> float:
-        model = keras.models.load_model(saved / f"epoch-{epoch:04d}.keras")
-        return float(np.mean(model.predict(test_data, verbose=0).argmax(axis=1) == splits.y_test))
-
-    assert metrics["test_accuracy"] == accuracy(1)
-    assert accuracy(3) != accuracy(1)  # so the check above tells the kept epoch from the last
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["kept_epoch"] == 1
-
-
-# Early stopping on val_loss that never falls by 10: epoch 1 best, stop after epoch 3 (patience 2). keep=best on
-# val_loss; the plateau cuts the lr after epochs 2 and 3. A run stopped after epoch 2 must resume with the patience
-# counter at 1 and the lr already cut, or it would train longer or differently.
+# Early stopping on the training loss by max (it falls every epoch), never better by 10: epoch 1 is the best,
+# the run stops after epoch 3 (patience 2). keep=best on the same figure: epoch 1's weights, a best that is not
+# the last. The plateau cuts the lr after epochs 2 and 3 (val_loss never falls by 10). A run stopped after
+# epoch 2 must resume with the patience counter at 1, the best weights kept and the lr already cut, or it
+# would train longer, differently, or score other weights.
 CONTROLLED = [
     "trainer.epochs=6",
     "trainer.early_stopping.patience=2",
     "trainer.early_stopping.min_delta=10",
-    "trainer.early_stopping.monitor=val_loss",
+    "trainer.early_stopping.monitor=loss",
+    "trainer.early_stopping.mode=max",
     "trainer.keep=best",
     "optimizer.schedule=plateau",
     "optimizer.plateau_patience=1",
@@ -472,9 +447,41 @@ CONTROLLED = [
 ]
 
 
-def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(tmp_path, mnist_dir, monkeypatch):
-    reference = train(tmp_path, *CONTROLLED, run="reference")  # the same store, another run directory
-    assert reference["epochs_run"] == 3 and reference["stopped_early"] is True
+@pytest.fixture(scope="module")
+def controlled(tmp_path_factory, mnist_dir) -> tuple[Path, dict]:
+    """CONTROLLED, never stopped, in `tmp/reference`, every epoch's checkpoint copied to `tmp/every_epoch`."""
+    tmp = tmp_path_factory.mktemp("controlled")
+    with pytest.MonkeyPatch.context() as patch:
+        keep_every_checkpoint(patch, tmp / "every_epoch")
+        reference = train(tmp, *CONTROLLED, run="reference")
+    return tmp, reference
+
+
+def test_early_stopping_stops_at_the_predicted_epoch(controlled):
+    _, metrics = controlled
+    assert metrics["epochs_run"] == 3 and metrics["stopped_early"] is True
+    assert len(metrics["history"]["val_loss"]) == 3
+
+
+def test_keep_best_scores_the_best_epochs_weights(controlled, mnist_dir):
+    tmp, metrics = controlled
+    assert metrics["kept_epoch"] == 1 and metrics["keep"] == "best" and metrics["epochs_run"] == 3
+    assert metrics["val_accuracy"] == metrics["history"]["val_accuracy"][0]
+    config = make_config()
+    splits = load_splits(config.data, seed=config.seed)
+    test_data = make_dataset(splits.x_test, splits.y_test, 64)
+
+    def accuracy(epoch: int) -> float:
+        model = keras.models.load_model(tmp / "every_epoch" / f"epoch-{epoch:04d}.keras")
+        return float(np.mean(model.predict(test_data, verbose=0).argmax(axis=1) == splits.y_test))
+
+    assert metrics["test_accuracy"] == accuracy(1)
+    assert accuracy(3) != accuracy(1)  # so the check above tells the kept epoch from the last
+    assert json.loads((tmp / "reference" / "metrics.json").read_text())["kept_epoch"] == 1
+
+
+def test_early_stopping_best_weights_and_plateau_survive_a_resume_exactly(controlled, monkeypatch):
+    tmp_path, reference = controlled  # the same MLflow store, another run directory
 
     stop_after_epoch(monkeypatch, 2)
     with pytest.raises(Interrupted):

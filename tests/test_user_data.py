@@ -17,10 +17,10 @@ from PIL import Image
 
 from mnist_hydra.data.base import holdout
 from mnist_hydra.data.csv_table import CsvConfig
-from mnist_hydra.data.datasets import load_splits
 from mnist_hydra.data.folder import FolderConfig
-from mnist_hydra.data.idx import read_idx, write_idx
+from mnist_hydra.data.idx_format import read_idx, write_idx
 from mnist_hydra.data.idx_set import IdxConfig, role_of
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import DataError
 from tests.conftest import call_app, run_app
 
@@ -231,7 +231,7 @@ def test_a_changed_folder_is_decoded_again(tmp_path, digits):
 
 
 def test_images_are_preprocessed_as_predict_does(tmp_path, digits):
-    from mnist_hydra.data.preprocess import preprocess_file
+    from mnist_hydra.data.digits import preprocess_file
 
     x, y = digits
     write_folder(tmp_path / "data", x[:30], y[:30])
@@ -507,7 +507,7 @@ def test_mnist_through_data_idx_is_recognised(mnist_dir, caplog):
 def test_an_export_of_a_run_on_your_data_carries_its_class_names(runs, tmp_path):
     import shutil
 
-    from mnist_hydra.serving import export
+    from mnist_hydra.export import run as export
 
     run = tmp_path / "idx"
     shutil.copytree(runs["idx"], run)

@@ -59,38 +59,10 @@ for _name in ("tpe", "random", "cmaes", "grid"):
 class OptunaSweeper(Sweeper):
     """Hydra's side of the search: settings in, trials out to the launcher, results back to the study."""
 
-    def __init__(
-        self,
-        sampler: Any,
-        direction: str,
-        n_trials: int,
-        n_jobs: int,
-        max_failure_rate: float,
-        storage: str | None,
-        study_name: str,
-        pruner: str | None,
-        pruner_startup_trials: int,
-        pruner_warmup_epochs: int,
-        params: DictConfig | None,
-        heartbeat_interval: int = 10,
-        grace_period: int = 60,
-        trial: int | None = None,
-    ) -> None:
-        self.settings = {
-            "sampler": sampler,
-            "direction": direction,
-            "n_trials": n_trials,
-            "n_jobs": n_jobs,
-            "max_failure_rate": max_failure_rate,
-            "storage": storage,
-            "study_name": study_name,
-            "pruner": pruner,
-            "pruner_startup_trials": pruner_startup_trials,
-            "pruner_warmup_epochs": pruner_warmup_epochs,
-            "heartbeat_interval": heartbeat_interval,
-            "grace_period": grace_period,
-            "params": params,
-        }
+    def __init__(self, **settings: Any) -> None:
+        """OptunaSweeperConf's fields, as Hydra instantiates them; `trial` is a job's, not the search's."""
+        settings.pop("trial", None)
+        self.settings = settings
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins

@@ -2,56 +2,55 @@
 
 - A user mistake (UserError, or Hydra's and OmegaConf's errors about the command line) prints
   `PROG: error: ...` and exits with its code: 2 for config and usage, 1 for data and output trouble.
-- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/stopping.py) prints one line
+- Ctrl-C or SIGTERM at any moment (training stops cleanly on its own: training/signals.py) prints one line
   and exits 130 or 143; a run or sweep directory that holds checkpoints is kept, and the line says how to
   resume it.
 - Either way, a run or evaluation directory that this process created and that holds no result is
-  removed (apps.resolvers keeps the list), so no stub is left for `summarize` to list.
+  removed (runs/claims.py keeps the list), so no stub is left for `summarize` to list.
 - Hydra's command line is checked before Hydra sees it (check_hydra_flags), and the errors Hydra lets
-  through unwrapped are recognised (_hydra_input_error), so no mistake on it prints a traceback or a usage.
+  through unwrapped are recognised by their type and message (_hydra_input_error), so no mistake on it prints a traceback or a usage.
 - Anything else is a bug: its traceback is shown. HYDRA_FULL_ERROR=1 shows every traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
-import functools
 import logging
 import os
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from collections.abc import Iterator
+from typing import Any, NoReturn
 
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_hydra.apps import resolvers
 from mnist_hydra.config import describe_field
 from mnist_hydra.errors import ConfigError, UserError, one_line
 from mnist_hydra.extras import MissingExtra, plugin_option_message
+from mnist_hydra.runs import claims
 
-F = TypeVar("F", bound=Callable[..., Any])
 _full_error = False  # the user's HYDRA_FULL_ERROR=1: every traceback shown
 
 
-def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> None:
-    """Call a `@hydra.main` function (or any app) inside the boundary; `hydra_flags`: check the command line's
-    flags first, as Hydra's own parser will (it would print its whole usage for a mistake)."""
+@contextlib.contextmanager
+def boundary(prog: str, *, hydra_flags: bool = False) -> Iterator[None]:
+    """The app's body runs inside this: a user mistake ends in one line and its exit code, Ctrl-C or SIGTERM in
+    one line and 128 + the signal's number, a bug keeps its traceback. `hydra_flags`: check the command line's
+    flags first, as Hydra's own parser will (it would print its whole usage for a mistake).
+
+    A context manager, not a wrapper: the body's frames are the app's own, one fewer per layer for every
+    traceback and profile.
+    """
     global _full_error
     before = os.environ.get("HYDRA_FULL_ERROR")
     _full_error = before == "1"
     # Hydra prints its own multi-line report unless this is set; set, it raises and we word the error.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-
-    def checked() -> Any:
-        if hydra_flags:
-            check_hydra_flags(sys.argv[1:])
-        return app()
-
     # A log file that cannot take a line (a full disk) must not print a traceback per line: the console
     # handler still shows it, and the write error that matters is reported once, by the code that writes.
     logging.raiseExceptions = False
@@ -60,7 +59,20 @@ def run_app(app: Callable[[], Any], prog: str, *, hydra_flags: bool = False) -> 
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
-        _call(checked, prog)
+        if hydra_flags:
+            check_hydra_flags(sys.argv[1:])
+        yield
+    except KeyboardInterrupt as stop:
+        interrupted(prog, stop)
+    except BrokenPipeError:
+        # `... | head` closed our stdout: nothing more to say to it, and no traceback (Python's docs' recipe).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except Exception as err:
+        claims.discard_created()
+        if _full_error or user_error(err) is None:
+            raise
+        exit_with(err, prog)
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
@@ -80,30 +92,17 @@ def _terminate(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-def _call(app: Callable[[], Any], prog: str) -> None:
-    try:
-        app()
-    except KeyboardInterrupt as stop:
-        interrupted(prog, stop)
-    except BrokenPipeError:
-        # `... | head` closed our stdout: nothing more to say to it, and no traceback (Python's docs' recipe).
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
-    except Exception as err:
-        resolvers.discard_created()
-        if _full_error or user_error(err) is None:
-            raise
-        exit_with(err, prog)
-
-
 def check_hydra_flags(argv: list[str]) -> None:
     """ConfigError in one line for what Hydra's command line refuses, before Hydra sees it: an unknown flag or a
     bad --cfg choice (Hydra's argparse would print its whole usage), an override without a key (`=3`, which
-    Hydra lets through to a ValueError); OverrideParseException for an override it cannot parse."""
-    from hydra._internal.utils import get_args_parser
+    Hydra lets through to a ValueError), a config group given something other than an option's name
+    (`model=5`, `data=[1]`, which Hydra lets through to a ValueError or TypeError); OverrideParseException for
+    an override it cannot parse."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parser = get_args_parser()
+    from mnist_hydra.apps.hydra_cli import args_parser, config_groups, is_group
+
+    parser = args_parser()
 
     def error(message: str) -> NoReturn:
         raise ConfigError(f"{message}; see --help for the flags and overrides it takes")
@@ -112,34 +111,59 @@ def check_hydra_flags(argv: list[str]) -> None:
     known, unknown = parser.parse_known_args(argv)
     if unknown:
         error(f"unrecognized arguments: {' '.join(unknown)}")
+    groups = config_groups()
     for override in OverridesParser.create().parse_overrides(known.overrides):
         if not override.key_or_group:
             error(
                 f"cannot parse the override {override.input_line}: it has no key before the '='; "
                 "overrides are key=value or group=option"
             )
+        if is_group(override.key_or_group, groups):
+            _check_group_choice(override)
 
 
-def guard(prog: str) -> Callable[[F], F]:
-    """Decorator for a Hydra task function: the boundary inside the job, where Hydra would otherwise first
+def _check_group_choice(override: Any) -> None:
+    """ConfigError unless a config group's override names options: a string, or a list of strings."""
+    if override.is_sweep_override():
+        return  # each job of the sweep gets one value, checked as that job composes
+    value = override.value()
+    if isinstance(value, dict):
+        return  # `group={key: value}` sets keys, as Hydra reads it
+    if override.is_delete():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(
+                f"cannot apply the override {override.input_line}: deleting a config group takes no value or "
+                f"an option's name, not {type(value).__name__}; --help lists the groups and their options"
+            )
+        return
+    if not isinstance(value, (str, list)):
+        raise ConfigError(
+            f"cannot apply the override {override.input_line}: Config group override must be a string or a "
+            f"list. Got {type(value).__name__}; --help lists the groups and their options, --cfg job every key"
+        )
+    if isinstance(value, list):
+        wrong = next((item for item in value if not isinstance(item, str)), None)
+        if wrong is not None or None in value:
+            raise ConfigError(
+                "cannot pick the config groups' options from the command line: argument of type "
+                f"'{type(wrong).__name__}' is not iterable; a group takes an option's name, e.g. model=cnn "
+                "(--help lists them)"
+            )
+
+
+@contextlib.contextmanager
+def job_boundary(prog: str) -> Iterator[None]:
+    """The boundary inside a Hydra task function (its body runs inside this), where Hydra would otherwise first
     log "Error executing job with overrides" for every exception it sees, user mistakes included."""
-
-    def wrap(task: F) -> F:
-        @functools.wraps(task)
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return task(*args, **kwargs)
-            except KeyboardInterrupt as stop:
-                interrupted(prog, stop)
-            except Exception as err:
-                if _full_error or user_error(err) is None:
-                    raise
-                resolvers.discard_created()
-                exit_with(err, prog)
-
-        return guarded  # type: ignore[return-value]
-
-    return wrap
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        interrupted(prog, stop)
+    except Exception as err:
+        if _full_error or user_error(err) is None:
+            raise
+        claims.discard_created()
+        exit_with(err, prog)
 
 
 def interrupted(prog: str, stop: BaseException | None = None) -> NoReturn:
@@ -147,7 +171,7 @@ def interrupted(prog: str, stop: BaseException | None = None) -> NoReturn:
     one line, exit 128 + the signal's number, no stub directory; what holds a checkpoint is kept and named."""
     signum = getattr(stop, "signum", signal.SIGINT)
     name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-    kept = resolvers.discard_created()
+    kept = claims.discard_created()
     if kept is None:
         print(f"{prog}: interrupted ({name}); nothing of this command was kept", file=sys.stderr)
     else:
@@ -268,29 +292,33 @@ def describe(err: BaseException) -> str | None:
 
 
 def _hydra_input_error(err: BaseException) -> str | None:
-    """One line for a ValueError or TypeError that Hydra lets through unwrapped while it reads the command line,
-    else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, Hydra's own
-    for a group given a number or a list of numbers (`model=5`, `data=[1]`) while the defaults list is built."""
-    if not isinstance(err, (ValueError, TypeError)):
+    """One line for a ValueError that Hydra lets through unwrapped while it reads the command line, told by its
+    message, else None: OmegaConf's for a word as a list index (`plugins.x=1`) while an override is applied, and
+    Hydra's for a group given a number (`model=5`) in an app whose flags are not checked up front."""
+    if not isinstance(err, ValueError):
         return None
-    frames = []
-    link = err.__traceback__
-    while link is not None:
-        frames.append(link.tb_frame)
-        link = link.tb_next
-    hydra_dir = f"{os.sep}hydra{os.sep}"
-    for frame in frames:
-        override = frame.f_locals.get("override")
-        if hydra_dir in frame.f_code.co_filename and type(override).__name__ == "Override":
-            return (
-                f"cannot apply the override {getattr(override, 'input_line', None) or override}: "
-                f"{one_line(err)}; --help lists the groups and their options, --cfg job every key"
-            )
-    if any(frame.f_code.co_filename.endswith(f"{hydra_dir}_internal{os.sep}defaults_list.py") for frame in frames):
+    message = str(err)
+    if message.startswith("Config group override must be a string or a list."):
         return (
             f"cannot pick the config groups' options from the command line: {one_line(err)}; a group takes "
             "an option's name, e.g. model=cnn (--help lists them)"
         )
+    index = re.fullmatch(r"invalid literal for int\(\) with base 10: '([^']*)'", message)
+    if index is None:
+        return None
+    from mnist_hydra.apps.hydra_cli import parse_overrides
+
+    try:
+        overrides = parse_overrides(sys.argv[1:])
+    except Exception:  # the command line is not Hydra's: the error is not about it
+        return None
+    for override in overrides:
+        key = override.key_or_group or ""
+        if index.group(1) in key.split(".")[1:]:
+            return (
+                f"cannot apply the override {override.input_line}: {one_line(err)}; "
+                "--help lists the groups and their options, --cfg job every key"
+            )
     return None
 
 

@@ -22,8 +22,8 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import MISSING, DictConfig
 
+from mnist_hydra.apps.app_kinds import hydra_app
 from mnist_hydra.apps.resume import parse_overrides
-from mnist_hydra.apps.shapes import hydra_app
 from mnist_hydra.config import plain_dict, typed_group
 from mnist_hydra.errors import ConfigError, require
 from mnist_hydra.runs import rundir

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 
 from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps.shapes import hydra_app
+from mnist_hydra.apps.app_kinds import hydra_app
 from mnist_hydra.errors import require
 from mnist_hydra.runs.rundir import RUN_EXAMPLE
 
 PROG = "mnist_hydra.export"
-FORMATS = ("saved_model", "litert", "onnx")  # mnist_hydra.serving.export.FORMATS, without importing it for --help
+FORMATS = ("saved_model", "litert", "onnx")  # mnist_hydra.export.formats.FORMATS, without importing it for --help
 EXAMPLES = {"run": RUN_EXAMPLE, "format": f"format=onnx (one of {', '.join(FORMATS)})"}
 
 
@@ -32,7 +32,7 @@ class ExportConfig:
 @hydra_app(PROG, "export", ExportConfig, EXAMPLES, hydra_flags=False)
 def export(settings: ExportConfig, cfg: DictConfig) -> None:
     """Export `settings.run` to `settings.format` (or verify an export); exit 1 when it does not match model.keras."""
-    from mnist_hydra.serving import export as library  # TensorFlow loads only now
+    from mnist_hydra.export import run as library  # TensorFlow loads only now
 
     if settings.verify:
         record = library.verify_export(settings.run, settings.format, settings.limit)

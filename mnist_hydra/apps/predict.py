@@ -1,6 +1,6 @@
 """`python -m mnist_hydra.predict run=RUN_DIR images=PATH [output=json]`: classify your own pictures.
 
-PATH is one image file or a folder of them (mnist_hydra.serving.predict says which files a folder gives).
+PATH is one image file or a folder of them (mnist_hydra.serving.classify_files says which files a folder gives).
 Prints one line per picture: the file, the predicted class, its probability and the top-3
 (`top_k=N` for more); `output=json` prints one JSON list instead. A file that cannot be read, or
 holds no digit, is reported on stderr, one line each, and the others are still predicted; the exit
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps.shapes import hydra_app
+from mnist_hydra.apps.app_kinds import hydra_app
 from mnist_hydra.errors import DataError, require
 from mnist_hydra.runs import rundir
 
@@ -43,7 +43,7 @@ class PredictConfig:
 @hydra_app(PROG, "predict", PredictConfig, EXAMPLES)
 def predict(settings: PredictConfig, cfg: DictConfig) -> None:
     """Print the predictions for `settings.images`; exit 1 when not one image could be predicted."""
-    from mnist_hydra.serving.predict import format_line, predict_images
+    from mnist_hydra.serving.classify_files import format_line, predict_images
 
     records, failures = predict_images(Path(settings.run), Path(settings.images), settings.top_k)
     if not records:  # one error line, naming every file and why, not a line each and then the error

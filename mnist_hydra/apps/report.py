@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnist_hydra.apps.shapes import folder_app
+from mnist_hydra.apps.app_kinds import folder_app
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
 
@@ -25,7 +25,7 @@ def main(folder: Path) -> None:
         summarize_sweep(folder)
         path = folder / "report.html"
     elif rundir.is_run(folder):
-        from mnist_hydra.runs.report import write_run_report
+        from mnist_hydra.runs.html_report import write_run_report
 
         path = write_run_report(folder)
     else:

@@ -119,8 +119,6 @@ def _without_resume(cfg: DictConfig | ListConfig) -> dict[str, Any]:
 
 def parse_overrides(argv: Sequence[str]) -> list[Any]:
     """The command line's overrides (flags such as --cfg job left out), parsed by Hydra's own parsers."""
-    from hydra._internal.utils import get_args_parser
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from mnist_hydra.apps import hydra_cli
 
-    overrides = get_args_parser().parse_known_args(list(argv))[0].overrides
-    return OverridesParser.create().parse_overrides(overrides)
+    return hydra_cli.parse_overrides(argv)

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import MISSING, DictConfig
 
-from mnist_hydra.apps.shapes import hydra_app
+from mnist_hydra.apps.app_kinds import hydra_app
 from mnist_hydra.errors import require
 from mnist_hydra.runs.rundir import RUN_EXAMPLE
 from mnist_hydra.serving.settings import ServeSettings

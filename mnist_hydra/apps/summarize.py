@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnist_hydra.apps.shapes import folder_app
+from mnist_hydra.apps.app_kinds import folder_app
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
 

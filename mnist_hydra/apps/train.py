@@ -15,9 +15,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.apps import prepare_hydra
-from mnist_hydra.apps.boundary import describe, guard, run_app
+from mnist_hydra.apps.boundary import boundary, describe, job_boundary
 from mnist_hydra.apps.resume import parse_overrides, resume_argv, run_config
-from mnist_hydra.apps.summary import end_lines, start_lines
+from mnist_hydra.apps.run_lines import end_lines, start_lines
 from mnist_hydra.config import store_schemas, validate
 from mnist_hydra.errors import Interrupted, OutputError
 from mnist_hydra.plugins import load_plugins
@@ -25,6 +25,7 @@ from mnist_hydra.runs import rundir
 from mnist_hydra.runs.artifacts import write_json
 from mnist_hydra.tracking.base import RunInfo
 from mnist_hydra.training.checkpoints import Checkpoints
+from mnist_hydra.training.run import train_and_evaluate
 
 log = logging.getLogger(__name__)
 PROG = "mnist_hydra"
@@ -33,45 +34,50 @@ prepare_hydra()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name="config")
-@guard(PROG)
 def train(cfg: DictConfig) -> float | None:
     """Train and evaluate one config in Hydra's run directory; return its validation accuracy."""
-    workdir = Path(HydraConfig.get().runtime.output_dir)
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return _sweep_job(cfg, workdir)
-    start = time.perf_counter()
-    try:
-        metrics = _run(cfg, workdir, announce=True)
-    except Interrupted as stop:
-        _stopped(stop, workdir)
-    print("\n".join(end_lines(metrics, workdir, time.perf_counter() - start)), flush=True)
-    return float(metrics["val_accuracy"])
+    with job_boundary(PROG):
+        workdir = Path(HydraConfig.get().runtime.output_dir)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            return _sweep_job(cfg, workdir)
+        start = time.perf_counter()
+        try:
+            metrics = _completed(cfg, workdir) or train_and_evaluate(**_arguments(cfg, workdir, announce=True))
+        except Interrupted as stop:
+            _stopped(stop, workdir)
+        print("\n".join(end_lines(metrics, workdir, time.perf_counter() - start)), flush=True)
+        return float(metrics["val_accuracy"])
 
 
-def _run(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict[str, Any]:
-    """Validate and train; with resume=DIR, the config saved there, and a finished run is not run again.
-    `announce`: once the config is valid, print the run directory and what the config changes."""
+def _completed(cfg: DictConfig, workdir: Path) -> dict[str, Any] | None:
+    """With resume=DIR, the metrics of a run that finished already (it is not run again); else None."""
+    if cfg.get("resume") is None:
+        return None
+    done = rundir.completed_metrics(workdir)
+    if done is not None:
+        log.info("%s is complete already: nothing to resume", workdir)
+        Checkpoints(workdir).remove()  # left by a kill after metrics.json, before they were removed
+    return done
+
+
+def _arguments(cfg: DictConfig, workdir: Path, announce: bool = False) -> dict[str, Any]:
+    """train_and_evaluate's arguments: the validated config (with resume=DIR, the config saved there), the run's
+    overrides, run info and search trial. `announce`: once the config is valid, print the run directory and
+    what the config changes."""
     resuming = cfg.get("resume") is not None
     if resuming:
-        done = rundir.completed_metrics(workdir)
-        if done is not None:
-            log.info("%s is complete already: nothing to resume", workdir)
-            Checkpoints(workdir).remove()  # left by a kill after metrics.json, before they were removed
-            return done
         cfg = run_config(cfg, workdir, sweep=HydraConfig.get().mode == RunMode.MULTIRUN)
     config = validate(cfg)
     if announce:
         print("\n".join(start_lines(cfg, workdir, resumed=resuming)), flush=True)
-    from mnist_hydra.training.run import train_and_evaluate
-
-    return train_and_evaluate(
-        config,
-        workdir,
-        resume=resuming,
-        overrides=HydraConfig.get().overrides.task,
-        run_info=_run_info(workdir, resuming),
-        trial=_search_trial(),
-    )
+    return {
+        "config": config,
+        "workdir": workdir,
+        "resume": resuming,
+        "overrides": HydraConfig.get().overrides.task,
+        "run_info": _run_info(workdir, resuming),
+        "trial": _search_trial(),
+    }
 
 
 def _search_trial() -> Any | None:
@@ -115,7 +121,7 @@ def _run_info(workdir: Path, resuming: bool) -> RunInfo:
 def _sweep_job(cfg: DictConfig, workdir: Path) -> float | None:
     """One job of a sweep: a failure is recorded in its directory, and the sweep goes on."""
     try:
-        metrics = _run(cfg, workdir)
+        metrics = _completed(cfg, workdir) or train_and_evaluate(**_arguments(cfg, workdir))
     except Interrupted as stop:  # the user stopped the sweep: it ends here, resumable
         _stopped(stop, workdir)
     except Exception as err:  # bugs included: one job must not end the sweep or vanish from its table
@@ -153,18 +159,15 @@ def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
     sys.exit(stop.exit_code)
 
 
-def _main() -> None:
-    argv = resume_argv(sys.argv[1:])  # `resume=SWEEP_DIR`: launch that sweep again with its own overrides
-    if argv is not None:
-        sys.argv[1:] = argv
-    # Plugins named on the command line register their builders, and so their schemas, before Hydra composes.
-    for override in parse_overrides(sys.argv[1:]):
-        if override.key_or_group == "plugins" and isinstance(override.value(), list):
-            load_plugins(override.value())
-            store_schemas()
-    train()
-
-
 def main() -> None:
     """Run the train app inside the error boundary."""
-    run_app(_main, PROG, hydra_flags=True)
+    with boundary(PROG, hydra_flags=True):
+        argv = resume_argv(sys.argv[1:])  # `resume=SWEEP_DIR`: launch that sweep again with its own overrides
+        if argv is not None:
+            sys.argv[1:] = argv
+        # Plugins named on the command line register their builders, and so their schemas, before Hydra composes.
+        for override in parse_overrides(sys.argv[1:]):
+            if override.key_or_group == "plugins" and isinstance(override.value(), list):
+                load_plugins(override.value())
+                store_schemas()
+        train()

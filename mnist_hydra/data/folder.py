@@ -7,8 +7,8 @@
 Class names are the subfolders' names, sorted (`data.classes=[...]` fixes the order, or picks some of them).
 A class folder may hold subfolders of its own; hidden files and folders (".name") are passed over. Every file
 Pillow reads is an image, in any size, colour or grey, dark ink on light paper or light on dark: each goes
-through `mnist_hydra.data.preprocess.preprocess_file`, the very function `mnist_hydra.predict` and `/predict` use, so a model
-trained here reads a photo the way it was trained. With `train/` and `test/` folders at the top they are the
+through `mnist_hydra.data.digits.preprocess_file`, the very function `mnist_hydra.predict` and `/predict` use, so a
+model trained here reads a photo the way it was trained. With `train/` and `test/` folders at the top they are the
 two splits; otherwise `data.test_split` of each class is held out for testing (the same images whatever the
 run's seed).
 
@@ -144,7 +144,7 @@ def _class_names(top: Path, classes: Sequence[str] | None, given: str) -> tuple[
     """The classes: `classes` as given (each must be a subfolder), else every subfolder's name, sorted."""
     folders = sorted(entry.name for entry in os.scandir(top) if entry.is_dir() and not entry.name.startswith("."))
     if not folders:
-        from mnist_hydra.data.preprocess import image_suffixes
+        from mnist_hydra.data.image_files import image_suffixes
 
         suffixes = image_suffixes()
         images = sum(1 for entry in os.scandir(top) if entry.is_file() and Path(entry.name).suffix.lower() in suffixes)
@@ -173,7 +173,7 @@ def _class_names(top: Path, classes: Sequence[str] | None, given: str) -> tuple[
 
 def _list(top: Path, class_names: Sequence[str], given: str, test: bool = False) -> Listing:
     """Every image file under each class folder of `top`, sorted, with its class index."""
-    from mnist_hydra.data.preprocess import image_suffixes, is_image_file
+    from mnist_hydra.data.image_files import image_suffixes, is_image_file
 
     suffixes = image_suffixes()  # once: Pillow's registry is walked anew on each call
     files: list[Path] = []
@@ -220,11 +220,12 @@ def _say_ignored(ignored: Sequence[Path], root: Path) -> None:
 
 def _fingerprint(listings: dict[str, Listing], class_names: Sequence[str]) -> str:
     """SHA-256 of what decoding depends on: each file's path, size and mtime, the classes, the preprocessing code."""
-    from mnist_hydra.data import preprocess
+    from mnist_hydra.data import digits, image_files
 
     # Names as the file system's bytes: a name that is not UTF-8 (os.fsdecode's surrogates) cannot be .encode()d.
     digest = hashlib.sha256(b"format %d\0" % CACHE_FORMAT + b"\0".join(map(os.fsencode, class_names)) + b"\0")
-    digest.update(Path(preprocess.__file__).read_bytes())
+    for source in (image_files.__file__, digits.__file__):  # reading the file, then making it a digit
+        digest.update(Path(source).read_bytes())
     for split, listing in listings.items():
         digest.update(f"\0split {split}\0".encode())
         for path, label in zip(listing.files, listing.labels, strict=False):
@@ -323,7 +324,7 @@ def _can_fork() -> bool:
 
 
 def _decode_chunk(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from mnist_hydra.data.preprocess import preprocess_file
+    from mnist_hydra.data.digits import preprocess_file
 
     images = np.zeros((len(names), *IMAGE_SHAPE), np.uint8)
     ok = np.zeros(len(names), bool)

@@ -37,7 +37,7 @@ from mnist_hydra.data.base import (
     resolve_path,
     scale_pixels,
 )
-from mnist_hydra.data.idx import read_idx_with_digest
+from mnist_hydra.data.idx_format import read_idx_with_digest
 from mnist_hydra.errors import DataError
 
 log = logging.getLogger(__name__)

@@ -133,7 +133,7 @@ def build_schedule(
     """cfg.lr as a float (constant), or a Keras schedule that ends at step `total_steps` (0 = unknown)."""
     if cfg.schedule in ("constant", "plateau"):
         # A plain float, as before schedules existed: the reference run is unchanged. Keras keeps it in a
-        # variable, which the plateau callback (mnist_hydra.training.control) lowers between epochs.
+        # variable, which the plateau callback (mnist_hydra.training.epoch_decisions) lowers between epochs.
         return cfg.lr
     if total_steps < 1:
         raise ConfigError(

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from mnist_hydra.data.base import SplitConfig
-from mnist_hydra.data.datasets import load_splits
+from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import artifacts, plots, rundir
 from mnist_hydra.runs.metrics import confusion_matrix, cross_entropy, per_class_scores
@@ -83,19 +83,14 @@ def evaluate_run(
         "confusion_matrix": matrix.tolist(),
     }
     artifacts.write_csv(workdir / "per_class.csv", scores)
-    plots.plot_confusion_matrix(
+    plots.plot_test_results(
+        workdir,
         matrix,
-        splits.class_names,
-        workdir / "confusion_matrix.png",
-        title=f"Confusion matrix: {data.name} test set ({n} images)",
-    )
-    plots.plot_misclassified(
         splits.x_test,
         splits.y_test,
-        predicted,
-        probabilities.max(axis=1),
+        probabilities,
         splits.class_names,
-        workdir / "misclassified.png",
+        title=f"Confusion matrix: {data.name} test set ({n} images)",
     )
     artifacts.write_json(workdir / "metrics.json", metrics)  # last: marks a complete evaluation
     log.info(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -114,29 +115,54 @@ def plot_misclassified(
     rows = math.ceil(len(shown) / cols)
     height = 2.0 * rows + 0.7  # 0.7 in on top: the figure's title, then a cell title of up to two lines
     fig = Figure(figsize=(max(1.9 * cols, 5.0), height))
-    # Fixed margins, not layout="constrained": its layout passes over 25 titled images took 0.9 of the
-    # figure's 1.3 s of CPU (a third of the run's work after its last epoch); a grid of equal cells needs none.
-    axes = fig.subplots(
-        rows,
-        cols,
-        squeeze=False,
-        gridspec_kw={
-            "left": 0.01,
-            "right": 0.99,
-            "bottom": 0.01,
-            "top": 1 - 0.7 / height,
-            "wspace": 0.05,
-            "hspace": 0.35,
-        },
-    ).ravel()
+    # One Axes showing one montage, its cells titled by text: an Axes per image costs its ticks, spines and
+    # layout each time, several times the drawing of the images themselves.
+    ax = fig.add_axes((0.01, 0.01, 0.98, 1 - 0.7 / height - 0.01))
     vmax = 255 if np.issubdtype(images.dtype, np.integer) else 1.0
-    for ax, index in zip(axes, shown, strict=False):
-        ax.imshow(images[index], cmap="gray", vmin=0, vmax=vmax)
-        ax.set_title(_describe_mistake(class_names, y_true[index], y_pred[index], confidence[index]), fontsize=8)
-    for ax in axes:
-        ax.set_axis_off()
+    montage, cell_height, cell_width, title = _montage(images[shown], rows, cols, blank=vmax)
+    ax.imshow(montage, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
+    for slot, index in enumerate(shown):
+        row, col = divmod(slot, cols)
+        ax.text(
+            (col + 0.5) * cell_width,
+            row * cell_height + title - 1,  # just above the image, in its title band
+            _describe_mistake(class_names, y_true[index], y_pred[index], confidence[index]),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_axis_off()
     fig.suptitle(f"{len(shown)} most confident of {len(wrong)} misclassified (of {len(images)} images)")
     _save(fig, path)
+
+
+def plot_test_results(
+    folder: Path,
+    matrix: np.ndarray,
+    images: np.ndarray,
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    class_names: Sequence[str],
+    title: str = "Confusion matrix",
+) -> None:
+    """confusion_matrix.png and misclassified.png in `folder`, from the test set's predicted probabilities."""
+    plot_confusion_matrix(matrix, class_names, folder / "confusion_matrix.png", title=title)
+    predicted, confidence = probabilities.argmax(axis=1), probabilities.max(axis=1)
+    plot_misclassified(images, y_true, predicted, confidence, class_names, folder / "misclassified.png")
+
+
+def _montage(images: np.ndarray, rows: int, cols: int, blank: float) -> tuple[np.ndarray, int, int, int]:
+    """`images` laid out `rows` x `cols` on a background of `blank` (white), each cell with room for its title
+    above the image; returns the montage, a cell's height and width and its title band's height, in pixels."""
+    height, width = images.shape[1:3]
+    gap, title = max(1, width // 14), height // 2  # a cell's margins, and the band its title sits in
+    cell_height, cell_width = title + height + gap, width + 2 * gap
+    montage = np.full((rows * cell_height, cols * cell_width, *images.shape[3:]), blank, dtype=images.dtype)
+    for slot, image in enumerate(images):
+        row, col = divmod(slot, cols)
+        top, left = row * cell_height + title, col * cell_width + gap
+        montage[top : top + height, left : left + width] = image
+    return montage, cell_height, cell_width, title
 
 
 def _pick_mistakes(y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, max_images: int) -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.datasets import Splits
+from mnist_hydra.data.splits import Splits
 from mnist_hydra.runs import artifacts
 
 PACKAGES = ("mnist-hydra", "tensorflow", "keras", "hydra-core", "omegaconf", "numpy", "pandas", "matplotlib")

@@ -91,7 +91,7 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
         artifacts.write_csv(sweep_dir / "sweep_groups.csv", groups)
     plots.plot_sweep_summary(table, swept, OBJECTIVE, sweep_dir / "sweep_summary.png")
     summary = SweepSummary(table, swept, groups)
-    from mnist_hydra.runs.report import write_sweep_report
+    from mnist_hydra.runs.html_report import write_sweep_report
 
     write_sweep_report(sweep_dir, summary)
     return summary

@@ -1,2 +1,3 @@
-"""Using a trained run: predict picture files (predict.py), the HTTP API and draw-a-digit page (api.py), and
-export to other runtimes (export.py)."""
+"""Using a trained run: classify picture files (classify_files.py), and the HTTP API and draw-a-digit page
+(api.py) over the run's model behind one compiled function (compiled_model.py). Exporting a run for other
+runtimes is the export package's job."""

@@ -30,13 +30,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from mnist_hydra.data.preprocess import ImageError, preprocess_bytes
+from mnist_hydra.data.digits import preprocess_bytes
+from mnist_hydra.data.image_files import ImageError
 from mnist_hydra.serving import schemas
 from mnist_hydra.serving.batcher import MicroBatcher
 from mnist_hydra.serving.collect import Collector
+from mnist_hydra.serving.compiled_model import Predictor, describe
 from mnist_hydra.serving.inputs import JSON_FORMS, InputError, decode_json, json_images
 from mnist_hydra.serving.limits import BodyLimit, BodyTimeout, BodyTooLarge
-from mnist_hydra.serving.predictor import Predictor, describe
 from mnist_hydra.serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Drawings the user labels on the page, saved as a folder of images per class (`serve.collect_dir`).
 
 Each saved image is the 28x28 image the model saw: the upload after the preprocessing of /predict
-(mnist_hydra.data.preprocess), as a uint8 grayscale PNG, white digit on black as MNIST's. It goes to
+(mnist_hydra.data.digits), as a uint8 grayscale PNG, white digit on black as MNIST's. It goes to
 COLLECT_DIR/<class folder>/<UTC time>.png, the layout of torchvision's ImageFolder (one subfolder per class,
 named after it), which `python -m mnist_hydra data=folder data.root=COLLECT_DIR` trains on.
 
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from mnist_hydra.data.preprocess import FIELD
+from mnist_hydra.data.digits import FIELD
 from mnist_hydra.errors import UserError
 from mnist_hydra.serving.inputs import InputError
 

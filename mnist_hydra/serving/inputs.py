@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pydantic_core
 
-from mnist_hydra.data.preprocess import FIELD
+from mnist_hydra.data.digits import FIELD
 
 JSON_FORMS = '{"pixels": [[...28 numbers...] x 28]} or {"images": [pixels, ...]}'
 

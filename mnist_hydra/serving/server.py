@@ -20,14 +20,14 @@ from mnist_hydra.errors import OutputError, UserError
 from mnist_hydra.runs.rundir import require_run
 from mnist_hydra.serving.collect import prepare_collect_dir
 from mnist_hydra.serving.process import prepare_process
-from mnist_hydra.serving.runinfo import headline, read_run_info
+from mnist_hydra.serving.served_run import headline, read_served_run
 from mnist_hydra.serving.settings import ServeSettings
 
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
-    from mnist_hydra.serving.predictor import Predictor
+    from mnist_hydra.serving.compiled_model import Predictor
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -81,13 +81,13 @@ def serve(
         sock = listen(settings.host, settings.port)  # so does a port in use; connections wait in the backlog
         address = url(settings.host, sock.getsockname()[1])
         if settings.workers == 1:
-            from mnist_hydra.serving.predictor import Predictor
+            from mnist_hydra.serving.compiled_model import Predictor
 
             predictor = Predictor(Path(run_dir), settings.threads)
             what = headline(predictor.info)
             stopped_by = _run_one(predictor, settings, top_k, sock, lambda: announce(what))
         else:
-            what = headline(read_run_info(Path(run_dir), model_path))
+            what = headline(read_served_run(Path(run_dir), model_path))
             stopped_by = _run_workers(run_dir, settings, top_k, prog, sock, lambda: announce(what))
     except Stopped as stop:
         stopped_by = stop.name

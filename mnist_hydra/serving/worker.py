@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from mnist_hydra.errors import UserError
 from mnist_hydra.serving.api import create_app
-from mnist_hydra.serving.predictor import Predictor
+from mnist_hydra.serving.compiled_model import Predictor
 from mnist_hydra.serving.process import prepare_process
 from mnist_hydra.serving.settings import ServeSettings
 

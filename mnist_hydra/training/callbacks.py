@@ -19,8 +19,8 @@ from typing import Any
 import keras
 
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState
-from mnist_hydra.training.control import Control, KeepBest, find, learning_rate
-from mnist_hydra.training.stopping import StopRequest
+from mnist_hydra.training.epoch_decisions import Control, KeepBest, find, learning_rate
+from mnist_hydra.training.signals import StopRequest
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 checkpoints/epoch-NNNN.keras holds the model with its optimizer state (Keras saves both);
 checkpoints/checkpoint.json names the newest complete one and carries the history so far, the state of
-the between-epoch controls (early stopping, keep=best, the plateau schedule: mnist_hydra.training.control),
+the between-epoch controls (early stopping, keep=best, the plateau schedule: mnist_hydra.training.epoch_decisions),
 the random layers' seed generator states (which a .keras file leaves out) and, with keep=best, the file
 holding the best epoch's weights (best-epoch-NNNN.weights.h5, named by its epoch so that the pointer and
 the file always agree). All are written atomically and the pointer last, so a crash at any moment leaves

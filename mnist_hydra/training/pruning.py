@@ -10,7 +10,7 @@ import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from mnist_hydra.training.control import Control, Watch
+from mnist_hydra.training.epoch_decisions import Stopping, Watch
 
 if TYPE_CHECKING:
     import keras
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 PRUNED_AT = "pruned_at_epoch"  # the trial's user attribute that tells the sweeper (mnist_hydra.search.trials)
 
 
-class PruneTrial(Control):
+class PruneTrial(Stopping):
     """Reports `monitor` to `trial` after each complete epoch (as step = epoch); ends training when it is pruned."""
 
     key = "prune"
@@ -28,15 +28,13 @@ class PruneTrial(Control):
     def __init__(self, trial: Any, monitor: str = "val_accuracy") -> None:
         super().__init__(Watch(monitor, "max"))
         self.trial = trial
-        self.stopped_epoch: int | None = None
 
     def after_epoch(self, epoch: int, logs: Mapping[str, float], model: keras.Model) -> None:
         super().after_epoch(epoch, logs, model)
         self.trial.report(float(logs[self.watch.monitor]), step=epoch)
         if self.trial.should_prune():
-            self.stopped_epoch = epoch
             self.trial.set_user_attr(PRUNED_AT, epoch)
-            model.stop_training = True
+            self.stop(epoch, model)
             log.info(
                 "trial %s pruned after epoch %d: %s %.4f is behind the other trials at this epoch",
                 getattr(self.trial, "number", "?"),
@@ -44,10 +42,3 @@ class PruneTrial(Control):
                 self.watch.monitor,
                 float(logs[self.watch.monitor]),
             )
-
-    def state(self) -> dict[str, Any]:
-        return {**super().state(), "stopped_epoch": self.stopped_epoch}
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        super().restore(state)
-        self.stopped_epoch = state.get("stopped_epoch")

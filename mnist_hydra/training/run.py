@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mnist_hydra.config import Config
-from mnist_hydra.data.datasets import Splits, load_splits
+from mnist_hydra.data.splits import Splits, load_splits
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.runs.artifacts import check_writable, read_json
 from mnist_hydra.runs.provenance import write_provenance
 from mnist_hydra.tracking.base import RunInfo
 from mnist_hydra.training.distribute import is_chief
+from mnist_hydra.training.epoch_decisions import Control, EarlyStopping, StopAtTarget, find, make_controls
+from mnist_hydra.training.pruning import PruneTrial
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,9 @@ def train_and_evaluate(
     """Train `config`, score its test set once, and leave every artifact in `workdir`; return the metrics.
 
     Checks the output directory, loads and verifies the data (both before TensorFlow is imported, so a
-    mistake shows in a second), records provenance.json, then fits (mnist_hydra.training.loop).
+    mistake shows in a second), records provenance.json, then builds or restores the model, fits it
+    (mnist_hydra.training.fit), scores it and writes its results, the loggers of `config.logger` mirroring the
+    run (the chief's only) and ending it as completed, pruned, failed or interrupted.
 
     Args:
       config: the run's config, as `mnist_hydra.config.validate` returns it.
@@ -77,14 +83,112 @@ def train_and_evaluate(
     from mnist_hydra.tf_runtime import import_tensorflow
 
     import_tensorflow()
-    from mnist_hydra.training.loop import fit_and_score
-
     info = run_info or RunInfo(run_dir=workdir, overrides=list(overrides), resumed=resume)
     if info.git_commit is None:
         info = dataclasses.replace(
             info, git_commit=(read_json(workdir / "provenance.json").get("git") or {}).get("commit")
         )
-    return fit_and_score(config, workdir, splits, resume=resume, run_info=info, trial=trial)
+    # TensorFlow from here on: each step below is a module of this package, called and returned from, so that
+    # the stack under model.fit is this function and fit() alone.
+    from mnist_hydra.training import distribute
+    from mnist_hydra.training.build import build_or_restore
+    from mnist_hydra.training.checkpoints import Checkpoints
+    from mnist_hydra.training.fit import fit
+    from mnist_hydra.training.loggers import tracked_run
+    from mnist_hydra.training.results import resumable_if_unwritable, write_results
+    from mnist_hydra.training.scoring import keep_chosen_weights, score, target_record
+    from mnist_hydra.training.seeding import seed_everything
+    from mnist_hydra.training.threads import inter_op_threads, set_threads
+
+    set_threads(
+        config.trainer.threads,
+        inter_op_threads(config.trainer.inter_op_threads, config.trainer.strategy),
+        inter_op_chosen=config.trainer.inter_op_threads is not None,
+    )
+    # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
+    strategy, chief = distribute.make_strategy(config.trainer.strategy)
+    with tracked_run(config, info, chief) as tracked, contextlib.ExitStack() as cleanup:
+        if config.trainer.stop_at is not None and splits.val_is_test:
+            raise ConfigError(
+                f"trainer.stop_at={config.trainer.stop_at} stops on validation, and this run validates on the test "
+                "set (data.val_split=0); hold out a validation set (e.g. data.val_split=0.1) or set "
+                "trainer.stop_at=null"
+            )
+        seed_everything(config.seed, config.trainer.deterministic)
+        _log_setup(config, splits, strategy, chief)
+        # Saving reads every variable; a variable synchronised on read would make that a collective op which
+        # every worker must join. So a non-chief worker saves too, to a scratch folder that is dropped.
+        savedir = (
+            workdir if chief else Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="mnist_hydra-worker-")))
+        )
+        checkpoints = Checkpoints(savedir)
+        model, state = build_or_restore(
+            config, strategy, checkpoints if resume else None, len(splits.y_train), len(splits.class_names)
+        )
+        controls = _controls(config, trial, state.controls)
+        with resumable_if_unwritable(workdir if chief else None, state):
+            fit(config, model, splits, checkpoints, state, workdir if chief else None, controls, tracked.loggers)
+        kept_epoch = keep_chosen_weights(model, controls, checkpoints, state, strategy)
+        distribute.average_across_replicas(strategy, model.non_trainable_variables)  # BatchNorm statistics
+        metrics, probabilities = score(
+            config, model, splits, state, strategy, kept_epoch, find(controls, EarlyStopping)
+        )
+        metrics.update(target_record(config.trainer.stop_at, find(controls, StopAtTarget), state))
+        pruned = find(controls, PruneTrial)
+        if pruned is not None and pruned.stopped_epoch is not None:
+            metrics.update(status="pruned", pruned_epoch=pruned.stopped_epoch, epochs=config.trainer.epochs)
+        # Every worker ends with the same weights; comparing this line across the workers' logs shows it.
+        log.info("final weights: sha256 %s", distribute.weights_digest(model.get_weights()))
+        if chief:
+            with resumable_if_unwritable(workdir, state):
+                write_results(workdir, model, metrics, splits, probabilities)
+        else:
+            model.save(savedir / "model.keras")  # the collective read above; the plots are the chief's job
+        checkpoints.remove()  # model.keras holds the final model now
+        log.info(
+            "test accuracy %.4f, test loss %.4f, %.1f s training; %s",
+            metrics["test_accuracy"],
+            metrics["test_loss"],
+            metrics["train_seconds"],
+            f"artifacts in {workdir}" if chief else "artifacts left to the chief",
+        )
+        tracked.metrics = metrics
+    return metrics
+
+
+def _controls(config: Config, trial: Any, saved: dict[str, Any]) -> list[Control]:
+    """The run's training controls (early stopping, keep=best, stop_at; a search's pruning), each restored from
+    its saved state when resuming."""
+    controls = make_controls(config.trainer, config.optimizer)
+    if trial is not None:
+        controls.append(PruneTrial(trial))
+    for control in controls:
+        if control.key in saved:
+            control.restore(saved[control.key])
+    return controls
+
+
+def _log_setup(config: Config, splits: Splits, strategy: Any, chief: bool) -> None:
+    """The run's data and, when distributed, its strategy, one log line each."""
+    log.info(
+        "data: %s from %s (%d train, %d validation%s, %d test)",
+        config.data.name,
+        splits.source,
+        len(splits.y_train),
+        len(splits.y_val),
+        " = the test set" if splits.val_is_test else "",
+        len(splits.y_test),
+    )
+    if config.trainer.strategy != "default":
+        log.info(
+            "strategy: %s, %d replica(s) in sync, global batch %d; %s",
+            config.trainer.strategy,
+            strategy.num_replicas_in_sync,
+            config.trainer.batch_size,
+            "this process is the chief and writes the artifacts"
+            if chief
+            else "this process is not the chief: it trains and scores but writes no artifacts",
+        )
 
 
 def check_sizes(config: Config, splits: Splits) -> None:

@@ -1,4 +1,4 @@
-"""The two shapes of an app, each written once: a new app is a schema and one function.
+"""The two kinds of app, each written once: a new app is a schema and one function.
 
 - `hydra_app`: Hydra composes conf/NAME.yaml over a typed schema; the boundary catches mistakes; keys left
   `???` are named with an example; the config becomes the schema's dataclass and its `check()` runs; then
@@ -20,7 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.apps import prepare_hydra
-from mnist_hydra.apps.boundary import ArgumentParser, guard, run_app
+from mnist_hydra.apps.boundary import ArgumentParser, boundary, job_boundary
 from mnist_hydra.config import require_values
 from mnist_hydra.errors import UserError
 from mnist_hydra.extras import require_extra
@@ -40,12 +40,10 @@ class App(Generic[S]):
     def main(self) -> None:
         """Run the app inside the error boundary; an app of an extra that is not installed says which, in one line."""
 
-        def app() -> Any:
+        with boundary(self.prog, hydra_flags=self.hydra_flags):
             if self.extra is not None:
                 require_extra(self.extra, f"python -m {self.prog}")
-            return self.task()
-
-        run_app(app, self.prog, hydra_flags=self.hydra_flags)
+            self.task()
 
 
 def hydra_app(
@@ -68,14 +66,14 @@ def hydra_app(
 
     def wrap(run: Callable[[S, DictConfig], None]) -> App[S]:
         @hydra.main(version_base="1.3", config_path="pkg://mnist_hydra.conf", config_name=config_name)
-        @guard(prog)
         def task(cfg: DictConfig) -> None:
-            require_values(cfg, examples)
-            settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
-            check = getattr(settings, "check", None)
-            if check is not None:
-                check()
-            run(settings, cfg)  # type: ignore[arg-type]  # to_object returns the schema's instance
+            with job_boundary(prog):
+                require_values(cfg, examples)
+                settings = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
+                check = getattr(settings, "check", None)
+                if check is not None:
+                    check()
+                run(settings, cfg)  # type: ignore[arg-type]  # to_object returns the schema's instance
 
         task.__doc__ = run.__doc__
         return App(prog, task, hydra_flags, extra)
@@ -101,7 +99,8 @@ def folder_app(prog: str, doc: str, help: str, expected: str) -> Callable[[Calla
 
         def main(argv: list[str] | None = None) -> int:
             """Run the app inside the error boundary: 0, or one line and SystemExit."""
-            run_app(lambda: parsed(argv), prog)
+            with boundary(prog):
+                parsed(argv)
             return 0
 
         return main

@@ -350,7 +350,7 @@ def _write_page(path: Path, title: str, body: list[str]) -> Path:
             "</head>",
             "<body>",
             *body,
-            f'<footer><p class="meta">Written by mnist_hydra.runs.report at {_e(stamp)}.</p></footer>',
+            f'<footer><p class="meta">Written by mnist_hydra.runs.html_report at {_e(stamp)}.</p></footer>',
             "</body>",
             "</html>",
             "",

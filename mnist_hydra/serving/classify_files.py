@@ -3,7 +3,7 @@
 A folder gives every file Pillow reads as an image (PNG, JPEG, GIF, WebP, TIFF, BMP...: known by its name
 ending, else by its first bytes), in name order; every other entry (a text file, a sub-folder) is reported
 as skipped. Each picture is made MNIST-like
-first (mnist_hydra.data.preprocess): any size, colour or grayscale, dark ink on light paper or light on dark.
+first (mnist_hydra.data.digits): any size, colour or grayscale, dark ink on light paper or light on dark.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.preprocess import ImageError, is_image_file, preprocess_file
+from mnist_hydra.data.digits import preprocess_file
+from mnist_hydra.data.image_files import ImageError, is_image_file
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs import rundir
 

@@ -9,9 +9,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from mnist_hydra.apps import resolvers
 from mnist_hydra.apps.boundary import exit_with, user_error
-from mnist_hydra.errors import UserError
+from mnist_hydra.errors import ConfigError, UserError
+from mnist_hydra.runs import claims
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +24,10 @@ class ClaimDirectories(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(config, resolvers.claim_run_dir)
+        self._claim(config, claim_run_dir)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._claim(config, resolvers.claim_sweep_dir)
+        self._claim(config, claim_sweep_dir)
 
     @staticmethod
     def _claim(config: DictConfig, claim: Any) -> None:
@@ -37,6 +37,43 @@ class ClaimDirectories(Callback):
             if user_error(err) is None:
                 raise
             exit_with(err, str(OmegaConf.select(config, "hydra.help.app_name", default="mnist_hydra")))
+
+
+def claim_run_dir(config: Any) -> None:
+    """Claim hydra.run.dir (or the resumed run's directory) for this process: runs/claims.py says what is refused."""
+    _check_job_name(config)
+    resumed = OmegaConf.select(config, "resume", default=None) is not None
+    folder = _output_dir(config, "run")
+    claims.claim_run_dir(folder, "resume" if resumed else "hydra.run.dir", resumed)
+
+
+def claim_sweep_dir(config: Any) -> None:
+    """Check and create hydra.sweep.dir before a sweep starts: runs/claims.py says what is refused."""
+    _check_job_name(config)
+    folder = _output_dir(config, "sweep")
+    resumed = OmegaConf.select(config, "resume", default=None) is not None
+    subdir = str((OmegaConf.to_container(config.hydra.sweep, resolve=False) or {}).get("subdir"))  # type: ignore[union-attr]
+    claims.claim_sweep_dir(folder, "resume" if resumed else "hydra.sweep.dir", subdir, resumed)
+
+
+def _output_dir(config: Any, mode: str) -> Path:
+    """hydra.run.dir or hydra.sweep.dir as a path; an empty one (an unset shell variable) would mean the launch
+    directory itself."""
+    value = str(OmegaConf.select(config, f"hydra.{mode}.dir", default="") or "")
+    if not value.strip():
+        raise ConfigError(
+            f"hydra.{mode}.dir is empty; give the directory to write to, e.g. hydra.{mode}.dir=outputs/my-{mode}"
+        )
+    return Path(value)
+
+
+def _check_job_name(config: Any) -> None:
+    name = str(OmegaConf.select(config, "hydra.job.name", default="") or "")
+    if not name or "/" in name or name in (".", "..") or "\0" in name:
+        raise ConfigError(
+            f"hydra.job.name={name} cannot name the job's log file; expected a plain name "
+            "without '/', e.g. hydra.job.name=train"
+        )
 
 
 class SummarizeSweep(Callback):
@@ -69,7 +106,7 @@ class TrackSweep(Callback):
         except Exception as err:
             if user_error(err) is None:
                 raise
-            resolvers.discard_created()  # the sweep directory just claimed, still empty
+            claims.discard_created()  # the sweep directory just claimed, still empty
             exit_with(err, str(OmegaConf.select(config, "hydra.help.app_name", default="mnist_hydra")))
         if not loggers:
             return

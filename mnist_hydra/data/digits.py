@@ -14,44 +14,37 @@ field so that its centre of mass sits in the middle.
    than that, and keeps the shading, which is broader; smoothed and scaled back up. A drawing
    canvas or a screenshot, where at least half the pixels share one exact value, has that value
    as its paper and the minority as its ink, and skips steps 1 and 2; step 3 then works on the
-   bounding box of what differs from the paper, in float32, and counts the rest as zeros (a 280x280
-   drawing: 4.8 -> 0.8 ms of CPU, 0.33 ms of it Pillow's PNG decoding; the same predictions on 1,000
-   drawn MNIST digits, and the same 28x28 images to the last bit as without the box).
+   bounding box of what differs from the paper, in float32, and counts the rest as zeros: a drawing
+   then costs a fraction of a photo, with the same 28x28 images to the last bit as without the box.
 3. Subtract it, divide by it (light falls on ink and paper alike, so the ink's contrast relative
    to its paper is the same in the shade as in the light), stretch the strongest ink to 1, and
    drop what falls below Otsu's threshold (at least `NOISE`): paper grain, JPEG blocks, what is
    left of a shadow's edge.
    Measured with benchmarks/bench_photos.py on 2,000 MNIST test digits photographed on shaded,
    noisy, JPEG-compressed paper (tests/photos.py), by a model that reads the original 28x28
-   digits 95.7% right: 52.3% with what this replaced (the border's median as the paper, `NOISE`
+   digits 95.7% right: 52.3% with the simplest rule (the border's median as the paper, `NOISE`
    as the threshold), 65.5% with the paper estimate alone, 92.6% with Otsu alone (on the median
    as a flat paper level), 94.9% with both.
 4. Crop to the ink's bounding box. A stroke that would come out thinner than MNIST's after
    scaling (a fine pen on a large canvas) is first thickened.
 5. Fit into 20x20 keeping the aspect ratio; centre by centre of mass in 28x28.
 
-`read_image` gives that grayscale array for a file (a path or a binary stream) of any size and
-colour mode; transparent pixels become the background. `preprocess_file` (the predict command)
-and `preprocess_bytes` (the HTTP API's uploads) are the same steps from a path and from bytes.
-An image of more than `max_pixels` pixels (by default Pillow's decompression-bomb limit) is refused
-before it is decoded.
+`preprocess_file` (the predict command) and `preprocess_bytes` (the HTTP API's uploads) are the same
+steps from a path and from bytes, after image_files.read_image has made the file a grayscale array.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
 import os
-import re
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter
 
-from mnist_hydra.errors import UserError, one_line
+from mnist_hydra.data.image_files import ImageError, read_image
 
 FIELD = 28  # side of an MNIST image, in pixels
 BOX = 20  # side of the box the digit is fitted into
@@ -63,12 +56,6 @@ PAPER_REACH = 0.3  # the closing that wipes the marks off the paper spans this s
 TAILS = (0.5, 0.05)  # percent of pixels at each extreme compared with the median to tell dark ink from light
 DARKEST_PAPER = 0.1  # a darker background (a black canvas, a blackboard) counts as this bright, of 1
 MIN_STROKE = 1.2  # strokes thinner than this in the 20x20 box get widened (thinner than 99% of MNIST's)
-
-
-class ImageError(UserError):
-    """A file that is not a readable image, or an image without a digit in it."""
-
-    exit_code = 1
 
 
 def preprocess_file(path: str | os.PathLike[str], max_pixels: int | None = None) -> np.ndarray:
@@ -89,109 +76,6 @@ def _preprocess(source: str | os.PathLike[str] | BinaryIO, name: str, max_pixels
         return to_mnist(gray)
     except ImageError as err:
         raise ImageError(f"{name}: {err}") from None
-
-
-def image_suffixes() -> frozenset[str]:
-    """The file name endings of every format Pillow can decode (.png, .jpg, .gif, .webp, .tif, .bmp...)."""
-    return frozenset(
-        suffix
-        for suffix, name in Image.registered_extensions().items()
-        if name in Image.OPEN and not _is_stub(Image.OPEN[name][0])
-    )
-
-
-def _is_stub(factory: object) -> bool:
-    """A plugin that recognises a format but needs a handler to decode it (HDF5, GRIB, BUFR, WMF)."""
-    return isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)
-
-
-def is_image_file(path: Path) -> bool:
-    """Whether `path` is a regular file that Pillow recognises as an image, by its name or else its first bytes."""
-    if not path.is_file():
-        return False
-    if path.suffix.lower() in image_suffixes():
-        return True
-    try:
-        stream = _open_nonblocking(path)
-    except OSError:
-        return False
-    try:
-        with stream, Image.open(stream):  # reads the header only
-            return True
-    except Exception:  # Pillow raises UnidentifiedImageError, OSError, SyntaxError... for what it cannot read
-        return False
-
-
-def _open_nonblocking(path: str | os.PathLike[str]) -> BinaryIO:
-    """`path` opened for reading without blocking: some "regular" files never answer a read (/proc/kmsg waits for
-    the next kernel message), and an image must not hang the command that reads it."""
-    return os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
-
-
-def read_image(
-    source: str | os.PathLike[str] | BinaryIO, name: str | None = None, max_pixels: int | None = None
-) -> np.ndarray:
-    """A PNG, JPEG (any format Pillow reads) as grayscale (h, w) in [0, 255]: `to_grayscale`'s array.
-
-    `source` is a path or a binary stream; `name` is what errors call it (default: the path).
-    More than `max_pixels` pixels (default and at most Pillow's MAX_IMAGE_PIXELS) is an ImageError.
-    """
-    name = str(source) if name is None else name
-    limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
-    try:
-        stream = _open_nonblocking(source) if isinstance(source, (str, os.PathLike)) else contextlib.nullcontext(source)
-        with stream as opened:
-            if isinstance(opened, io.BufferedReader) and not opened.peek(1):
-                raise ImageError(f"{name}: not a readable image (empty, or nothing to read without waiting)")
-            with Image.open(opened) as image:
-                width, height = image.size
-                if width == 0 or height == 0:
-                    raise ImageError(f"{name}: the image is empty ({width}x{height} pixels)")
-                if limit and width * height > limit:
-                    raise _too_large(name, width, height, limit)
-                ImageOps.exif_transpose(image, in_place=True)  # phone photos are stored sideways with a rotation tag
-                return to_grayscale(image)
-    except ImageError:
-        raise
-    except FileNotFoundError:
-        raise ImageError(f"{name}: no such file") from None
-    except Image.DecompressionBombError as err:  # over twice Pillow's limit: refused inside Image.open
-        size = re.search(r"(\d+) pixels", str(err))
-        raise ImageError(
-            f"{name}: refused, {size.group(1) if size else 'too many'} pixels is over the limit of "
-            f"{limit} (a decompression bomb?)"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageError(
-            f"{name}: not a readable image (no format Pillow knows, or a broken or zero-size image)"
-        ) from None
-    except Exception as err:  # Pillow raises OSError, SyntaxError, ValueError, zlib errors... for broken files
-        raise ImageError(f"{name}: not a readable image ({one_line(err)})") from None
-
-
-def _too_large(name: str, width: int, height: int, limit: int) -> ImageError:
-    return ImageError(
-        f"{name}: refused, {width}x{height} = {width * height} pixels is over the limit of {limit} "
-        "(a decompression bomb?); send a smaller picture"
-    )
-
-
-def to_grayscale(image: Image.Image) -> np.ndarray:
-    """Any Pillow image as luminance in [0, 255], uint8 from an 8-bit image and float32 from a 16-bit or
-    transparent one; transparency flattened onto a contrasting background."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNGs: Pillow's "L" conversion would clip them
-        return np.clip(np.asarray(image, dtype=np.float64) * (255 / 65535), 0, 255).astype(np.float32)
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in image.info:
-        pair = np.asarray(image.convert("RGBA").convert("LA"), dtype=np.float64)
-        gray, alpha = pair[..., 0], pair[..., 1] / 255
-        if alpha.min() < 1:
-            # Drawn on a transparent canvas: the ink is whatever is opaque. Flatten it onto white when the
-            # ink is dark and onto black when it is light, so that it stays visible.
-            ink = np.average(gray, weights=alpha) if alpha.sum() > 0 else 0.0
-            background = 255.0 if ink < 128 else 0.0
-            gray = gray * alpha + background * (1 - alpha)
-        return gray.astype(np.float32)
-    return np.asarray(image if image.mode == "L" else image.convert("L"))
 
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:
@@ -298,19 +182,17 @@ def _paper(g: np.ndarray, dark: bool) -> np.ndarray:
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     small = np.asarray(Image.fromarray(g).resize(size, Image.Resampling.BOX), np.float64)
     k = max(3, round(PAPER_REACH * max(small.shape)) | 1)
+    # Pillow's rank filters repeat the edge pixels outward, which for a maximum or a minimum is the same as
+    # cutting the window at the edges: a stroke that runs off the edge is no wider.
+    image = Image.fromarray(small.astype(np.float32))
     if dark:  # a closing: the brightest within reach, then the darkest of those
-        paper = -_max_filter_edge(-_max_filter_edge(small, k), k)
-    else:
-        paper = _max_filter_edge(-_max_filter_edge(-small, k), k)
+        image = image.filter(ImageFilter.MaxFilter(k)).filter(ImageFilter.MinFilter(k))
+    else:  # an opening
+        image = image.filter(ImageFilter.MinFilter(k)).filter(ImageFilter.MaxFilter(k))
+    paper = np.asarray(image, np.float64)
     m = max(3, (k // 2) | 1)
     paper = _box(paper, m) / _box(np.ones_like(paper), m)
     return np.array(Image.fromarray(paper.astype(np.float32)).resize((w, h), Image.Resampling.BILINEAR))
-
-
-def _max_filter_edge(a: np.ndarray, k: int) -> np.ndarray:
-    """The k x k max filter with its window cut at the image's edges (a stroke that runs off the edge is no wider)."""
-    padded = np.pad(a, k, constant_values=-np.inf)
-    return _max_filter(padded, k)[k:-k, k:-k]
 
 
 def _box(a: np.ndarray, k: int) -> np.ndarray:

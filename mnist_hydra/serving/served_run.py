@@ -11,7 +11,7 @@ from mnist_hydra.runs.artifacts import read_json
 from mnist_hydra.runs.rundir import read_config as read_run_config
 
 
-def read_run_info(run_dir: Path, model_path: Path) -> dict[str, Any]:
+def read_served_run(run_dir: Path, model_path: Path) -> dict[str, Any]:
     """The run's identity and record from its files (no TensorFlow), for GET /model and the page's header."""
     run_dir = Path(run_dir)
     metrics = read_json(run_dir / "metrics.json")

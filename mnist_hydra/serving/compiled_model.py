@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from mnist_hydra.data.preprocess import FIELD
+from mnist_hydra.data.digits import FIELD
 from mnist_hydra.errors import UserError
 from mnist_hydra.runs.rundir import class_names, load_model, require_run
-from mnist_hydra.serving.runinfo import read_run_info
+from mnist_hydra.serving.served_run import read_served_run
 
 INPUT_SHAPE = (FIELD, FIELD, 1)
 # Batches are padded to the next of these sizes (then to a multiple of the largest): TensorFlow's
@@ -44,7 +44,7 @@ class Predictor:
         self.num_classes = int(model.output_shape[-1])
         self.class_names: tuple[str, ...] = tuple(class_names(self.run_dir, self.num_classes))
         self.info: dict[str, Any] = {
-            **read_run_info(self.run_dir, self.model_path),
+            **read_served_run(self.run_dir, self.model_path),
             "params": int(model.count_params()),
             "class_names": list(self.class_names),
         }

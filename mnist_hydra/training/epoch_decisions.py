@@ -1,10 +1,8 @@
 """Decisions between epochs: stop early, stop at a target, remember the best epoch, cut the learning rate on a plateau.
 
-Each control keeps its state in plain numbers (`state()` / `restore()`), and that state goes into every
-epoch's checkpoint, so a resumed run stops, cuts and keeps exactly what an uninterrupted run would.
-(Keras's own EarlyStopping and ReduceLROnPlateau reset their counters in on_train_begin, which a resumed
-fit calls again, and keep their best weights only in memory.) The checkpointing callback calls them
-once per complete epoch, so an epoch cut short by a signal counts for nothing.
+Not Keras's EarlyStopping, ModelCheckpoint(save_best_only) or ReduceLROnPlateau: their state is in no checkpoint
+(on_train_begin resets it), so a resumed run would diverge from an unbroken one. Each control's `state()` goes into
+every complete epoch's checkpoint instead.
 """
 
 from __future__ import annotations
