@@ -10,15 +10,16 @@ runs, a sweep, files and folders to misuse, and asserts:
 - nothing created, changed or removed in the sandbox (every folder, and every file with its size and
   mtime, before and after), except the files a row names because the docs say the app writes them.
 
-Most rows run in this process, one after another: the app's main() with the row's command line, working
-directory and environment (conftest's call_app), inside as_a_fresh_process, which gives the call what a new
-process has and shows what one would print (a library's warnings and log lines, anything written to file
-descriptor 2), puts the process's state back afterwards, and refuses TensorFlow and Keras. The rest run as
-a user runs them, `python -m ...` in a process of their own, two at a time meanwhile: every slow=True row
-(it loads TensorFlow, whose C++ start-up lines only a fresh process can leak) and PROCESS_SAMPLE, which
-covers every app and exit code and what only a process shows: the real entry point's refusal before Hydra
-runs, a process's exit hooks after a run directory was claimed, the environment it starts with, a sweep,
-Ray's and a database driver's first import, a read that never returns (each entry says why).
+Most rows run in-process: the app's main() with the row's command line, working directory and environment
+(conftest's call_app), inside as_a_fresh_process, which gives the call what a new process has and shows what
+one would print (a library's warnings and log lines, anything written to file descriptor 2), puts the
+process's state back afterwards, and refuses TensorFlow and Keras. They share one sandbox per interpreter,
+each row judged on its own snapshots before and after, and are split between this process and one spawned
+interpreter (IN_PROCESS_WORKERS), since each pays for Hydra composing the config. The rest run as a user runs
+them, `python -m ...` in a process of their own, one at a time meanwhile: every slow=True row (it loads
+TensorFlow, whose C++ start-up lines only a fresh process can leak) and PROCESS_SAMPLE, one row per app and
+exit code, chosen for what only a process shows: the real entry point's refusal before Hydra runs, a
+process's exit hooks after a run directory was claimed (each entry says why).
 
 DATA_CASES are bad data that need no process to show it: the loaders and the split step every data option
 passes through, called in-process, with the error worded by the apps' boundary (`describe`) as it is printed,
@@ -31,13 +32,16 @@ Serve and export rows go in APPS and CATALOGUE the same way. The docs' "What can
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fnmatch
 import io
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,7 +51,7 @@ import traceback
 import warnings
 import zipfile
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +72,7 @@ APPS = {
     "report": ("mnist_hydra.report", "mnist_hydra.report"),
 }
 TIMEOUT = 90  # seconds per row; a row that loads TensorFlow takes ~10-30 s on a busy 2-core machine
-WORKERS = 2  # process rows at a time
+IN_PROCESS_WORKERS = 2  # interpreters that share the in-process rows: this one and one spawned
 MAX_LINE = 300  # characters of an error line, not counting the user's own long words (line_length)
 
 
@@ -620,21 +624,14 @@ CATALOGUE = [
 
 
 # The rows that run as a user runs them, `python -m ...` in a process of their own (with every slow=True row,
-# which loads TensorFlow), and why: every app and exit code, and what only a process shows.
+# which loads TensorFlow), and why: one per app and exit code, and what only a process shows.
 PROCESS_SAMPLE = {
     "train: --bogus": "refused before Hydra runs, by the real entry point (launch, its exit without teardown)",
     "train: 'hydra.run.dir=my data/run' data.root=nowhere": "exit 1 after the run directory was claimed: the "
     "process's exit hooks (the job log closed) must leave no directory behind",
-    "train: data.download=false": "the environment a process starts with (MNIST_HYDRA_DATA empty, KERAS_HOME)",
-    "train: -m hydra.sweep.dir=/proc/forbidden seed=1,2": "a sweep (--multirun), exit 1",
-    "train: -m hydra/launcher=ray trainer.threads=1 hydra.launcher.ray.init.address=127.0.0.1:9 seed=1,2": "imports "
-    "Ray (its threads, logging and C++ core) and dials a socket",
-    "train: hparams_search=optuna hydra.sweeper.storage=postgresql://me:secret@127.0.0.1:1/db": "imports Optuna, "
-    "SQLAlchemy and a database driver's C library afresh: what they print the first time reaches stderr",
     "evaluate: run=nowhere": "evaluate, exit 2",
     "evaluate: run=damaged": "evaluate, exit 1: a model archive read, without TensorFlow",
     "predict: run=run images=nowhere.png": "predict, exit 2",
-    "predict: run=run images=/proc/kmsg": "a file whose read never returns: refused, not waited on, exit 1",
     "summarize: (no arguments)": "summarize: argparse, no Hydra, exit 2",
     "report: empty": "report, exit 2",
 }
@@ -914,9 +911,7 @@ FRESH_FILTERS = (
 
 
 def run_in_process(item: Case, root: Path) -> Outcome:
-    """Build the row's sandbox, run its command there in this process (call_app), and snapshot the sandbox."""
-    root.mkdir(parents=True)
-    build_sandbox(root)
+    """Run the row's command in this process (call_app) in the sandbox `root`, snapshotted before and after."""
     before = snapshot(root)
     command = [sys.executable, "-m", APPS[item.app][0], *shlex.split(item.args)]
     start = time.perf_counter()
@@ -930,6 +925,19 @@ def run_in_process(item: Case, root: Path) -> Outcome:
             result = subprocess.CompletedProcess(command, 1, "", traceback.format_exc() + hint)
     result.stderr += native.getvalue()
     return Outcome(result, before, snapshot(root), time.perf_counter() - start, root, "in-process")
+
+
+def run_rows_in_process(items: list[Case], root: Path) -> list[Outcome]:
+    """Build one sandbox at `root` and run `items` in it one after another, in this process. A row that changed
+    the sandbox fails on its own snapshots; the next row gets the sandbox built afresh."""
+    done = []
+    for item in items:
+        if not done or done[-1].after != done[-1].before:
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            build_sandbox(root)
+        done.append(run_in_process(item, root))
+    return done
 
 
 @contextlib.contextmanager
@@ -1023,8 +1031,8 @@ def _restore_loggers(saved: dict[logging.Logger, tuple]) -> None:
 
 @pytest.fixture(scope="module")
 def outcomes(request, tmp_path_factory):
-    """Every selected row: {row id: Outcome}. The process rows run two at a time in the background, while
-    the rest run one after another in this process (the apps change its working directory and argv)."""
+    """Every selected row: {row id: Outcome}. The process rows run one at a time in the background, while the
+    in-process rows are shared between this process and one spawned interpreter (IN_PROCESS_WORKERS)."""
     wanted = [
         item.callspec.params["item"]
         for item in request.session.items
@@ -1035,18 +1043,29 @@ def outcomes(request, tmp_path_factory):
     # Slow rows (TensorFlow) first, so that the quick ones fill the other worker meanwhile.
     wanted.sort(key=lambda c: not c.slow)
     base = tmp_path_factory.mktemp("catalogue")
-    roots = {c.id: base / f"{i:03d}" for i, c in enumerate(wanted)}
+    local = [c for c in wanted if not as_process(c)]
+    shares = [local[i::IN_PROCESS_WORKERS] for i in range(IN_PROCESS_WORKERS)]
     done = {}
-    with ThreadPoolExecutor(max_workers=WORKERS) as pool:
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: no TensorFlow, no threads forked
+    with (
+        ThreadPoolExecutor(max_workers=1) as processes,
+        ProcessPoolExecutor(max_workers=IN_PROCESS_WORKERS - 1, mp_context=spawn) as helpers,
+    ):
         # Each process's environment is made here, before any row changes this one's.
+        roots = {c.id: base / f"process-{i:02d}" for i, c in enumerate(wanted) if as_process(c)}
         futures = {
-            c.id: pool.submit(run_process, c, roots[c.id], {**base_env(), **row_env(c, roots[c.id])})
+            c.id: processes.submit(run_process, c, roots[c.id], {**base_env(), **row_env(c, roots[c.id])})
             for c in wanted
-            if as_process(c)
+            if c.id in roots
         }
-        for c in wanted:
-            if not as_process(c):
-                done[c.id] = run_in_process(c, roots[c.id])
+        shared = [
+            helpers.submit(run_rows_in_process, share, base / f"helper-{i}") for i, share in enumerate(shares[1:])
+        ]
+        for item, outcome in zip(shares[0], run_rows_in_process(shares[0], base / "here"), strict=True):
+            done[item.id] = outcome
+        for share, future in zip(shares[1:], shared, strict=True):
+            for item, outcome in zip(share, future.result(), strict=True):
+                done[item.id] = dataclasses.replace(outcome, how="in-process (spawned)")
         done.update({key: future.result() for key, future in futures.items()})
     # What each row printed and how long it took: the docs' table and a slow row are read from here.
     with open(base / "catalogue.tsv", "w", encoding="utf-8") as record:
@@ -1152,9 +1171,10 @@ def test_two_runs_started_at_once_on_one_fresh_directory_one_runs_the_other_refu
         sys.executable,
         "-m",
         "mnist_hydra",
+        "model=mlp",  # the smallest run: what is raced for is the directory, not the training
+        "data.train_limit=300",
+        "data.test_limit=100",
         "trainer.epochs=1",
-        "data.train_limit=500",
-        "data.test_limit=200",
         f"hydra.run.dir={run}",
     ]
     env = {**base_env(), "MNIST_HYDRA_DATA": str(mnist_dir)}
@@ -1173,4 +1193,4 @@ def test_two_runs_started_at_once_on_one_fresh_directory_one_runs_the_other_refu
         refused,
     ), refused
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
-    assert (run / "train.log").read_text().count("] - model: cnn") == 1  # one process trained, the other wrote nothing
+    assert (run / "train.log").read_text().count("] - model: mlp") == 1  # one process trained, the other wrote nothing

@@ -32,9 +32,9 @@ BASES = [
     ("data=fashion_mnist", "optimizer=rmsprop", "trainer=fast"),
 ]
 GROUPS = ["data", "model", "optimizer", "trainer"]
-# Bounded and reproducible: the same 200 examples on every run, no example database written to disk.
+# Bounded and reproducible: the same 80 examples on every run, no example database written to disk.
 PROPERTY = settings(
-    max_examples=200,
+    max_examples=80,
     deadline=None,
     derandomize=True,
     database=None,
@@ -166,7 +166,7 @@ override_values = st.one_of(
 
 
 @settings(
-    max_examples=40,
+    max_examples=15,  # each composes a config with Hydra (~0.2 s)
     deadline=None,
     derandomize=True,
     database=None,

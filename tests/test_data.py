@@ -20,7 +20,7 @@ from mnist_hydra.data.mnist import FASHION_MNIST, MNIST, DataConfig, load_datase
 from mnist_hydra.data.splits import load_splits
 from mnist_hydra.errors import DataError, FieldError
 from tests.conftest import FASHION_DIR as REAL_FASHION
-from tests.conftest import skip_unless_ci
+from tests.conftest import call_app, skip_unless_ci
 
 # Read once at import: the isolation fixture below clears the variable for every test.
 REAL_MNIST = os.environ.get("MNIST_HYDRA_DATA")
@@ -586,13 +586,7 @@ def test_an_environment_variable_naming_a_file_is_skipped_with_a_warning(tmp_pat
 
 
 def test_data_root_a_file_through_the_app(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "mnist_hydra", "data.root=/etc/passwd", f"hydra.run.dir={tmp_path}/run"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = call_app("data.root=/etc/passwd", f"hydra.run.dir={tmp_path}/run", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
         "mnist_hydra: error: data.root=/etc/passwd: /etc/passwd is a file, not a folder; accepts a folder holding "

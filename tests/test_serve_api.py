@@ -99,6 +99,35 @@ def test_pixels_in_0_1_and_in_0_255_give_the_same_prediction(client, digits):
     assert np.allclose(as_bytes["probabilities"], as_shares["probabilities"], atol=1e-6)
 
 
+@pytest.mark.parametrize("key", ["pixels", "images"])
+def test_a_pixel_of_255_is_full_ink_and_one_of_256_or_below_0_is_refused(client, digits, key):
+    """The edges of 0..255 from both sides, in a real digit: 255 and 0 are read as 1 and 0, as the same image in
+    [0, 1] is; 256 and -1 are named in a 422 and the server goes on."""
+    image = digits[0][0].astype(np.float64)
+    assert image.max() == 255 and image.min() == 0
+
+    def ask(pixels: np.ndarray):
+        return client.post(
+            "/predict", json={"pixels": pixels.tolist()} if key == "pixels" else {"images": [pixels.tolist()]}
+        )
+
+    def probabilities(answer) -> list[float]:
+        body = answer.json()
+        return (body if key == "pixels" else body["predictions"][0])["probabilities"]
+
+    inside = ask(image)
+    assert inside.status_code == 200, inside.text
+    assert np.allclose(probabilities(inside), probabilities(ask(image / 255)), atol=1e-6)
+    where = "pixels" if key == "pixels" else "images[0]"
+    for value, seen in ((256, "got min 0, max 256"), (-1, "got min -1, max 255")):
+        outside = image.copy()
+        outside[14, 14] = value
+        refused = ask(outside)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"] == f"{where} values must lie in [0, 1] or in 0..255; {seen}"
+    assert ask(image).status_code == 200
+
+
 def test_a_batch_returns_one_prediction_per_image_in_order(client, digits):
     images, labels = digits
     batch = client.post("/predict", json={"images": images[:8].tolist()}).json()["predictions"]
