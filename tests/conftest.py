@@ -124,6 +124,11 @@ def call_app(
     out, err = io.StringIO(), io.StringIO()
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    # A logging config that fails half-way (a full disk under the job's log file) leaves the loggers it had
+    # not reached disabled: the next test's caplog would see nothing of them.
+    enabled = [
+        lg for lg in logging.root.manager.loggerDict.values() if isinstance(lg, logging.Logger) and not lg.disabled
+    ]
     code = 0
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(cwd)
@@ -148,6 +153,8 @@ def call_app(
             for handler in handlers:
                 root.addHandler(handler)
             root.setLevel(level)
+            for logger in enabled:
+                logger.disabled = False
     return subprocess.CompletedProcess([sys.executable, "-m", module, *args], code, out.getvalue(), err.getvalue())
 
 
