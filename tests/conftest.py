@@ -314,3 +314,40 @@ def paused_at(proc: subprocess.Popen, run_dir: Path, epoch: int, timeout: float 
             raise AssertionError(f"the run ended before epoch {epoch}'s checkpoint: {proc.communicate()}")
         assert time.monotonic() < deadline, f"no checkpoint of epoch {epoch} after {timeout} s"
         time.sleep(0.02)
+
+
+# A user's plugin loaded in this process, then forgotten, as the end of the user's process would forget it.
+@pytest.fixture
+def forget_plugins():
+    """Whatever a test's plugins=[...] adds in this process is taken back afterwards: the registries' builders
+    and schemas, their options in Hydra's ConfigStore, the plugins loaded, the import path, and the modules
+    imported from outside it (the user's). Modules are removed, never reloaded: classes made before the test
+    stay the same objects, and the libraries a test happens to import first stay imported."""
+    from hydra.core.config_store import ConfigStore
+
+    from mnist_hydra import plugins
+    from mnist_hydra.config import REGISTRIES
+    from mnist_hydra.tracking.base import LOGGERS
+
+    groups = {**REGISTRIES, "logger": LOGGERS}
+    registries = {group: (dict(r._builders), dict(r._schemas)) for group, r in groups.items()}
+    loaded, modules, path = set(plugins._loaded), set(sys.modules), sys.path[:]
+    roots = [Path(entry or ".").resolve() for entry in path]
+    importlib.invalidate_caches()  # the test writes its modules now: the import system must look again
+    yield
+    store = ConfigStore.instance()
+    for group, registry in groups.items():
+        builders, schemas = registries[group]
+        for name in set(registry._builders) - set(builders):
+            store.repo.get(group, {}).pop(f"{name}.yaml", None)
+        registry._builders.clear()
+        registry._builders.update(builders)
+        registry._schemas.clear()
+        registry._schemas.update(schemas)
+    plugins._loaded.clear()
+    plugins._loaded.update(loaded)
+    for name in set(sys.modules) - modules:
+        file = getattr(sys.modules[name], "__file__", None)
+        if file and not any(Path(file).resolve().is_relative_to(root) for root in roots):
+            del sys.modules[name]
+    sys.path[:] = path

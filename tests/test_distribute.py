@@ -14,7 +14,12 @@ import pytest
 
 from mnist_hydra.errors import ConfigError
 from mnist_hydra.training.distribute import is_chief, read_tf_config, weights_digest
-from tests.conftest import SMALL_RUN, call_app
+from tests.conftest import call_app
+
+# The plumbing is the point: the MLP on 320 images (5 global batches of 64), scored on 100, one epoch; without
+# dropout, whose random masks are drawn per replica, so that two workers can train as one replica does.
+TINY_RUN = ["model=mlp", "model.dropout=0", "trainer.epochs=1", "trainer.verbose=2"]
+TINY_RUN += ["data.train_limit=320", "data.test_limit=100"]
 
 ARTIFACTS = [
     "metrics.json",
@@ -29,7 +34,7 @@ ARTIFACTS = [
 # What Hydra itself puts in every run directory; a non-chief worker's directory must hold nothing else.
 HYDRA_FILES = {".hydra", "train.log"}
 DIGEST = re.compile(r"final weights: sha256 ([0-9a-f]{64})")
-WORKER_TIMEOUT = 240  # seconds for both workers; about 20 on two cores
+WORKER_TIMEOUT = 240  # seconds for both workers; about 10 on two cores
 
 
 def _tf_config(ports: list[int], index: int) -> str:
@@ -56,7 +61,7 @@ def mirrored_run(tmp_path_factory, mnist_dir):
     cwd = tmp_path_factory.mktemp("mirrored")
     result = call_app(
         "trainer.strategy=mirrored",
-        *SMALL_RUN,
+        *TINY_RUN,
         f"hydra.run.dir={cwd}/run",
         cwd=cwd,
         env={"MNIST_HYDRA_DATA": str(mnist_dir)},
@@ -88,7 +93,7 @@ def two_workers(tmp_path_factory, mnist_dir):
                         "mnist_hydra",
                         "trainer.strategy=multi_worker",
                         "trainer.threads=1",
-                        *SMALL_RUN,
+                        *TINY_RUN,
                         f"hydra.run.dir={cwd}/worker{index}",
                     ],
                     cwd=cwd,
@@ -114,9 +119,9 @@ def test_mirrored_on_the_cpu_trains_and_leaves_every_artifact(mirrored_run):
         assert (mirrored_run / name).is_file() and (mirrored_run / name).stat().st_size > 0, name
     metrics = json.loads((mirrored_run / "metrics.json").read_text())
     assert (metrics["status"], metrics["strategy"], metrics["replicas"]) == ("completed", "mirrored", 1)
-    assert metrics["epochs_run"] == 1 and metrics["test_accuracy"] > 0.7  # chance is 0.1
+    assert metrics["epochs_run"] == 1 and metrics["test_accuracy"] > 0.3  # chance is 0.1
     assert "strategy: mirrored, 1 replica(s) in sync, global batch 64" in (mirrored_run / "train.log").read_text()
-    assert keras.models.load_model(mirrored_run / "model.keras").count_params() == 607_394
+    assert keras.models.load_model(mirrored_run / "model.keras").count_params() == 235_146
 
 
 def test_chief_alone_writes_the_artifacts(two_workers):
@@ -124,7 +129,7 @@ def test_chief_alone_writes_the_artifacts(two_workers):
     for name in ARTIFACTS:
         assert (chief / name).is_file() and (chief / name).stat().st_size > 0, name
     metrics = json.loads((chief / "metrics.json").read_text())
-    assert (metrics["strategy"], metrics["replicas"], metrics["train_images"]) == ("multi_worker", 2, 2000)
+    assert (metrics["strategy"], metrics["replicas"], metrics["train_images"]) == ("multi_worker", 2, 320)
     assert not [name for name in ARTIFACTS if name != "train.log" and (other / name).exists()]
     assert "not the chief" in (other / "train.log").read_text()
 
@@ -144,9 +149,9 @@ def test_workers_end_with_the_weights_the_chief_saved(two_workers):
 
 def test_workers_split_each_global_batch_between_them(two_workers, mirrored_run):
     (chief, _), outputs = two_workers
-    # 2,000 images in global batches of 64: 32 steps on each worker (63 if each read every image in batches of 32).
+    # 320 images in global batches of 64: 5 steps on each worker (10 if each read every image in batches of 32).
     for out in outputs:
-        assert re.search(r"^32/32 ", out, re.MULTILINE), out
+        assert re.search(r"^5/5 ", out, re.MULTILINE), out
     # Same global batches, same seed: two workers of one replica each train as the single replica does.
     one, two = (json.loads((d / "metrics.json").read_text()) for d in (mirrored_run, chief))
     for key, values in one["history"].items():
@@ -158,7 +163,7 @@ def test_workers_split_each_global_batch_between_them(two_workers, mirrored_run)
 def test_bad_tf_config_is_one_line_naming_tf_config(tmp_path, mnist_dir):
     result = call_app(
         "trainer.strategy=multi_worker",
-        *SMALL_RUN,
+        *TINY_RUN,
         f"hydra.run.dir={tmp_path}/run",
         cwd=tmp_path,
         env={"MNIST_HYDRA_DATA": str(mnist_dir), "TF_CONFIG": "{not json"},

@@ -1,6 +1,7 @@
 """Extending mnist_hydra without forking: a YAML variant in your own --config-dir, your own builder in your own
-module (plugins=[...]) or in an installed package's entry point. Each runs in a fresh process from a temporary
-folder, as a user's project would."""
+module (plugins=[...]) or in an installed package's entry point. Each runs from a temporary folder, as a user's
+project would: in this process, which forgets the plugin afterwards (conftest.forget_plugins), but for the
+installed package, whose entry point only a process started with it on its path sees."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_app
+from tests.conftest import call_app, run_app
 
-TINY = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=500", "data.test_limit=200"]
+TINY = ["trainer.epochs=1", "trainer.verbose=0", "data.train_limit=300", "data.test_limit=100"]
 
 MY_MODELS = """
 from dataclasses import dataclass
@@ -55,7 +56,7 @@ def test_a_model_variant_in_your_own_config_dir_trains(tmp_path, mnist_dir):
         dense_units: 16
         """)
     )
-    result = run_app(
+    result = call_app(
         "--config-dir", "myconf", "model=small_cnn", *TINY, "hydra.run.dir=run", cwd=tmp_path, env=_env(mnist_dir)
     )
     assert result.returncode == 0, result.stderr
@@ -64,9 +65,9 @@ def test_a_model_variant_in_your_own_config_dir_trains(tmp_path, mnist_dir):
     assert metrics["status"] == "completed" and metrics["params"] == 80 + 21_648 + 170
 
 
-def test_a_builder_in_your_own_module_trains_with_plugins(tmp_path, mnist_dir):
+def test_a_builder_in_your_own_module_trains_with_plugins(tmp_path, mnist_dir, forget_plugins):
     (tmp_path / "my_models.py").write_text(MY_MODELS)
-    result = run_app(
+    result = call_app(
         "plugins=[my_models]",
         "model=tiny",
         "model.units=8",
@@ -81,7 +82,7 @@ def test_a_builder_in_your_own_module_trains_with_plugins(tmp_path, mnist_dir):
     saved = json.loads((tmp_path / "run" / "provenance.json").read_text())["config"]
     assert saved["plugins"] == ["my_models"] and saved["model"] == {"name": "tiny", "units": 8}
     # The plugin's schema checks its fields like a built-in one.
-    bad = run_app(
+    bad = call_app(
         "plugins=[my_models]", "model=tiny", "model.units=0", "hydra.run.dir=bad", cwd=tmp_path, env=_env(mnist_dir)
     )
     assert bad.returncode == 2 and bad.stderr.strip() == (
@@ -124,10 +125,10 @@ def test_an_installed_packages_entry_point_adds_its_builder(tmp_path):
         ),
     ],
 )
-def test_a_plugin_that_cannot_load_is_a_one_line_error(tmp_path, module, source, expected):
+def test_a_plugin_that_cannot_load_is_a_one_line_error(tmp_path, module, source, expected, forget_plugins):
     if source is not None:
         (tmp_path / f"{module}.py").write_text(source)
-    result = run_app(f"plugins=[{module}]", "hydra.run.dir=run", cwd=tmp_path)
+    result = call_app(f"plugins=[{module}]", "hydra.run.dir=run", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"mnist_hydra: error: {expected}"), result.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import run_app
+from tests.conftest import call_app
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -54,22 +54,22 @@ def test_the_docs_home_page_repeats_the_readme_install_command():
 def test_docs_error_examples_are_what_the_app_prints(tmp_path, override, page):
     text = (DOCS / page).read_text()
     shown = re.search(rf"\$ python -m mnist_hydra {re.escape(override)}\n(.*)\n", text).group(1)
-    result = run_app(override, cwd=tmp_path)
+    result = call_app(override, cwd=tmp_path)
     assert result.stderr.strip() == shown
 
 
-def test_adding_a_model_as_the_docs_show(tmp_path, mnist_dir):
+def test_adding_a_model_as_the_docs_show(tmp_path, mnist_dir, forget_plugins):
     """docs/extending.md's two no-fork ways, pasted into a user's folder and run with the page's own commands."""
     page = (DOCS / "extending.md").read_text()
     python = next(b for b in _blocks("python", page) if "MODELS.register" in b)
     module = re.search(r"# (\w+)\.py", python).group(1)
     (tmp_path / f"{module}.py").write_text(python)
     command = re.search(rf"python -m mnist_hydra (plugins=\[{module}\] .*)", page).group(1).split()
-    result = run_app(
+    result = call_app(
         *command,
         "trainer.epochs=1",
         "trainer.verbose=0",
-        "data.train_limit=500",
+        "data.train_limit=300",
         "data.test_limit=100",
         "hydra.run.dir=run",
         cwd=tmp_path,
@@ -84,7 +84,7 @@ def test_adding_a_model_as_the_docs_show(tmp_path, mnist_dir):
     (tmp_path / path).parent.mkdir(parents=True)
     (tmp_path / path).write_text(variant)
     command = re.search(r"python -m mnist_hydra (--config-dir .*)", page).group(1).split()
-    result = run_app(*command, "--cfg", "job", cwd=tmp_path)
+    result = call_app(*command, "--cfg", "job", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert yaml.safe_load(result.stdout)["model"] == {
         "name": "cnn",
