@@ -647,6 +647,7 @@ DATA_CASES = [
     ("idx", "idx/binary", {}, ("the largest pixel is 1", "data.pixel_scale=1")),
     ("csv", "csv/colons.csv", {}, ("its header line 'label:pixel0:", "is one column", "semicolons, tabs")),
     ("csv", "csv/noheader.csv", {}, ("has no header line", "data.label_column=0")),
+    ("csv", "csv/thousand.csv", {}, ("1000 pixel columns beside 'label' is not an image", "3072 = 32x32x3")),
     ("idx", "idx/twins", {}, ("t10k-labels-idx1-ubyte.gz and t10k-labels-idx1-ubyte beside it hold different",)),
     ("csv", "csv/ten.csv", {"folds": 9}, ("data.folds=9 needs at least 9 training images", "there are 8")),
     ("cifar", "cifar/missing", {}, ("has no data_batch_3", "data_batch_1..data_batch_5", "kriz/cifar.html")),
@@ -803,6 +804,9 @@ def build_your_data(root: Path, digit) -> None:
     (csv / "unit.csv").write_text("\n".join([header] + [row(i % 2, [0.0, 0.5] * 392) for i in range(10)]) + "\n")
     (csv / "colons.csv").write_text(header.replace(",", ":") + "\n" + row(1, some).replace(",", ":") + "\n")
     (csv / "ten.csv").write_text("\n".join([header] + [row(i % 2, some) for i in range(10)]) + "\n")
+    (csv / "thousand.csv").write_text(
+        "label," + ",".join(f"p{i}" for i in range(1000)) + "\n" + "\n".join(row(i % 2, [9] * 1000) for i in range(4))
+    )
     (csv / "noheader.csv").write_text("\n".join(row(i % 2, some) for i in range(10)) + "\n")
     images = np.zeros((10, 28, 28), np.uint8)
     for name, labels, test_labels in (

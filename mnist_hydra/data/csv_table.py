@@ -1,10 +1,17 @@
-"""`data=csv`: a CSV file of 28x28 images, one row each: a label column and 784 pixel columns.
+"""`data=csv`: a CSV file of images, one row each: a label column and the pixel columns.
 
-This is the Kaggle "Digit Recognizer" format (`label,pixel0,...,pixel783`, row-major, 0..255, white digit on
-black as in MNIST): the pixels are the model's input as they stand, without preprocessing. `data.label_column`
-names another label column; the other 784 columns, in file order, are the pixels. Labels are class indices
-0, 1, 2, ...: the class count is the largest label plus one, unless `data.classes` names the classes. The test
-split is `data.test_split` of each class, held out with a fixed seed.
+The pixel count says the images' shape: a square count is a square grey image (784 = 28x28, Kaggle's "Digit
+Recognizer" format `label,pixel0,...,pixel783`; 1024 = 32x32; 4096 = 64x64), three times a square a square RGB
+image (3072 = 32x32x3, 12288 = 64x64x3). An RGB row is assumed to hold its channels one after another, as the
+CIFAR-10 CSV exports do (they are rows of the python version's `data` array): all the red pixels, then all the
+green, then all the blue, each row by row. `data.image_size=[H, W]` and `data.channels=1|3` settle a count the
+rule reads otherwise (3072 as 48x64 grey) or cannot read (a non-square image); a count that makes no image is
+refused in one line that names what would fit. Pixels are 0..255, stored as the model's input without
+preprocessing (28x28 grey: white digit on black as in MNIST); a picture given to the trained run (predict,
+/predict) is made a digit for 28x28 grey data and is resized to the data's shape for any other.
+`data.label_column` names another label column; the other columns, in file order, are the pixels. Labels are
+class indices 0, 1, 2, ...: the class count is the largest label plus one, unless `data.classes` names the
+classes. The test split is `data.test_split` of each class, held out with a fixed seed.
 
 Columns may be separated by commas, semicolons, tabs or bars (told from the header line). A file whose first
 line is numbers has no header: its columns are numbered from 0 (`data.label_column=0` for a label first). Text
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,7 @@ from mnist_hydra.data.base import (
     check_pixel_scale,
     check_test_split,
     class_names_for,
+    input_shape,
     label_dtype,
     listed,
     require_classes,
@@ -38,22 +47,31 @@ from mnist_hydra.data.base import (
     shorten,
     split_raw,
 )
-from mnist_hydra.data.preparation import DIGIT_SHAPE
-from mnist_hydra.errors import DataError, one_line
+from mnist_hydra.data.preparation import (
+    CHANNELS,
+    DIGIT,
+    DIGIT_SHAPE,
+    MAX_SIDE,
+    MIN_SIDE,
+    Preparation,
+    Shape,
+    describe,
+)
+from mnist_hydra.errors import DataError, one_line, require
 
 if TYPE_CHECKING:
     import pandas as pd
 
 log = logging.getLogger(__name__)
 
-PIXELS = DIGIT_SHAPE[0] * DIGIT_SHAPE[1]
+PIXELS = DIGIT_SHAPE[0] * DIGIT_SHAPE[1]  # Kaggle's digits: 784 pixel columns
 # The separators a header line is searched for, most common first; a whitespace-separated file is read as such.
 SEPARATORS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "bars"}
 
 
 @dataclass
 class CsvConfig(SplitConfig):
-    """A CSV file: a label column and 784 pixel columns (Kaggle's train.csv)."""
+    """A CSV file: a label column and the pixel columns (784 in Kaggle's train.csv), the shape told by their count."""
 
     name: str = "csv"
     root: str | None = None  # the CSV file (plain, or .gz/.zip/.bz2/.xz: pandas reads them)
@@ -61,12 +79,32 @@ class CsvConfig(SplitConfig):
     classes: list[str] | None = None  # class names in label order; null = "0" .. the largest label
     test_split: float = 0.2  # share of each class held out for testing
     pixel_scale: float = 255  # the value of full ink in the file: 255 (8-bit grey, Kaggle's) or 1 (pixels 0..1)
+    image_size: list[int] | None = None  # [height, width]; null = told by the pixel count (a square)
+    channels: int | None = None  # 1 = grey, 3 = RGB (red, green, blue columns in turn); null = told by the count
 
     def check(self) -> None:
         super().check()
         require_root(self.root, "your CSV file, e.g. data.root=/path/to/train.csv")
         check_test_split(self.test_split)
         check_pixel_scale(self.pixel_scale)
+        size = self.image_size
+        require(
+            size is None or (len(size) == 2 and all(MIN_SIDE <= side <= MAX_SIDE for side in size)),
+            "image_size",
+            size,
+            f"null (told by the pixel count) or [height, width], each from {MIN_SIDE} to {MAX_SIDE}, e.g. [32, 32]",
+        )
+        require(
+            self.channels is None or self.channels in CHANNELS,
+            "channels",
+            self.channels,
+            "null (told by the pixel count), 1 (grey) or 3 (RGB)",
+        )
+
+    def declared_shape(self) -> Shape | None:
+        if self.image_size is None or self.channels is None:
+            return None  # the file's pixel count tells
+        return (int(self.image_size[0]), int(self.image_size[1]), int(self.channels))
 
 
 def load_csv_dataset(cfg: CsvConfig) -> Raw:
@@ -77,19 +115,23 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
         what = "is a folder, not a file" if path.is_dir() else "no such file"
         raise DataError(
             f"{given}: {path}: {what}; data=csv accepts a CSV file with a '{cfg.label_column}' "
-            f"column and {PIXELS} pixel columns (Kaggle's train.csv)"
+            f"column and pixel columns ({PIXELS} in Kaggle's train.csv)"
         )
     frame = _read(path, given)
-    images, labels = _arrays(frame, path, cfg.label_column, cfg.pixel_scale)
+    images, labels = _arrays(frame, path, cfg)
     class_names = class_names_for([labels], cfg.classes, str(path))
     require_classes(class_names, f"{given}: {path}")
     labels = labels.astype(label_dtype(len(class_names)))
     checksums = {path.name: _sha256(path)}
-    raw = split_raw(images, labels, cfg.test_split, class_names, str(path), checksums)
+    shape = input_shape(images)
+    # 28x28 grey rows are MNIST-style digits (Kaggle's); a picture for any other shape is resized to it.
+    preparation = DIGIT if shape == DIGIT_SHAPE else Preparation("resize", shape[:2], shape[2])
+    raw = split_raw(images, labels, cfg.test_split, class_names, str(path), checksums, preparation)
     log.info(
-        "data: %d train + %d test images in %d classes from %s (data.test_split=%g of each class held out)",
+        "data: %d train + %d test %s images in %d classes from %s (data.test_split=%g of each class held out)",
         len(raw.y_train),
         len(raw.y_test),
+        describe(shape),
         len(class_names),
         path,
         cfg.test_split,
@@ -159,8 +201,50 @@ def _is_number(text: Any) -> bool:
     return True
 
 
-def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 images (n, 28, 28), int64 labels (n,)); DataError naming the first bad column, row or cell."""
+def pixel_shape(count: int, image_size: list[int] | None = None, channels: int | None = None) -> Shape | None:
+    """The image shape (height, width, channels) of `count` pixel columns, within the keys that are set; None for
+    none. Without image_size the image is square: grey (a square count) or RGB (three times a square)."""
+    kinds = list(CHANNELS) if channels is None else [channels]
+    if image_size is not None:
+        height, width = (int(side) for side in image_size)
+        return next(((height, width, c) for c in kinds if height * width * c == count), None)
+    for c in kinds:
+        side = math.isqrt(count // c)
+        if count % c == 0 and side * side * c == count and MIN_SIDE <= side <= MAX_SIDE:
+            return (side, side, c)
+    return None
+
+
+def _shape(count: int, path: Path, cfg: CsvConfig) -> Shape:
+    """`pixel_shape` of the file's pixel columns; DataError naming the count and what would fit."""
+    shape = pixel_shape(count, cfg.image_size, cfg.channels)
+    if shape is not None:
+        return shape
+    beside = f"{count} pixel columns beside '{shorten(cfg.label_column)}'"
+    if cfg.image_size is None and cfg.channels is None:
+        raise DataError(
+            f"{path}: {beside} is not an image: expected {PIXELS} (28x28) or another square (1024 = 32x32, "
+            "4096 = 64x64, ...), or 3 squares for RGB (3072 = 32x32x3), or set data.image_size and data.channels"
+        )
+    keys = " ".join(
+        f"data.{key}={value}".replace(" ", "")
+        for key, value in (("image_size", cfg.image_size), ("channels", cfg.channels))
+        if value is not None
+    )
+    if cfg.image_size is not None:
+        height, width = cfg.image_size
+        kinds = list(CHANNELS) if cfg.channels is None else [cfg.channels]
+        need = " or ".join(f"{height * width * c} ({height}x{width}x{c})" for c in kinds)
+    else:
+        c = cfg.channels or 1
+        need = ("a square" if c == 1 else f"{c} times a square") + f" (e.g. {32 * 32 * c} = 32x32x{c})"
+    raise DataError(f"{path}: {beside} do not make {keys} images: they need {need} pixel columns")
+
+
+def _arrays(frame: pd.DataFrame, path: Path, cfg: CsvConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 images (n, height, width) grey or (n, height, width, 3) RGB, int64 labels (n,)); DataError naming
+    the first bad column, row or cell."""
+    label_column, scale = cfg.label_column, cfg.pixel_scale
     columns = [str(c) for c in frame.columns]
     if label_column not in columns:
         if frame.attrs.get("headerless"):
@@ -168,9 +252,9 @@ def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) ->
                 f"{path}: has no header line (its first line is numbers), so its {len(columns)} columns are "
                 f"numbered from 0; name the label column by its number, e.g. data.label_column=0 for the first"
             )
-        if len(columns) == PIXELS:
+        if pixel_shape(len(columns), cfg.image_size, cfg.channels) is not None:
             raise DataError(
-                f"{path}: no '{shorten(label_column)}' column: its {PIXELS} columns are pixels only (images "
+                f"{path}: no '{shorten(label_column)}' column: its {len(columns)} columns are pixels only (images "
                 "without labels, like Kaggle's test.csv), which cannot be trained on; give a CSV with a "
                 "label column, or name it with data.label_column=NAME"
             )
@@ -179,11 +263,7 @@ def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) ->
             "column with data.label_column=NAME"
         )
     pixel_columns = [c for c in frame.columns if str(c) != label_column]
-    if len(pixel_columns) != PIXELS:
-        raise DataError(
-            f"{path}: {len(pixel_columns)} pixel columns beside '{shorten(label_column)}'; expected {PIXELS} "
-            "(28x28 images, one row each: label,pixel0,...,pixel783)"
-        )
+    height, width, channels = _shape(len(pixel_columns), path, cfg)
     if frame.empty:
         raise DataError(f"{path}: has a header but no rows; expected one row per image")
     labels = _integers(frame[[label_column]], path, "label", "labels are class indices 0, 1, 2, ...")
@@ -213,7 +293,12 @@ def _arrays(frame: pd.DataFrame, path: Path, label_column: str, scale: float) ->
             )
     if labels.max() >= 2**31:
         raise DataError(f"{path}: label {labels.max():g} is too large; labels are class indices 0, 1, 2, ...")
-    return scale_pixels(pixels, scale).reshape(-1, *DIGIT_SHAPE[:2]), labels.reshape(-1).astype(np.int64)
+    images = scale_pixels(pixels, scale)
+    if channels == 1:
+        images = images.reshape(-1, height, width)
+    else:  # the channels' planes one after another (CIFAR's layout), made height, width, channels
+        images = images.reshape(-1, channels, height, width).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), labels.reshape(-1).astype(np.int64)
 
 
 def _numbers(frame: pd.DataFrame, path: Path) -> np.ndarray:
