@@ -135,7 +135,7 @@ for flags in line.split(" --next "):
 """
 
 FLAGS = [
-    (["--help"], ["model: cnn, cnn2, cnn_deep, mlp", "optimizer: adam, adamw, rmsprop, sgd", "epochs: 10"]),
+    (["--help"], ["model: cnn, cnn2, cnn_deep, mlp, resnet", "optimizer: adam, adamw, rmsprop, sgd", "epochs: 10"]),
     (["--cfg", "job"], ["filters: 28", "batch_size: 64", "lr: 0.001"]),
     (["--cfg", "job", "optimizer=sgd", "trainer.epochs=3"], ["name: sgd", "epochs: 3"]),
     (["--info"], ["Config search path", "mnist_hydra.conf"]),

@@ -93,7 +93,7 @@ def test_check_accepts_defaults_and_edges():
 
 
 def test_registry_holds_both_data_sets_as_partials_of_one_loader():
-    assert DATASETS.names() == ["csv", "fashion_mnist", "folder", "idx", "mnist"]
+    assert DATASETS.names() == ["cifar", "csv", "fashion_mnist", "folder", "idx", "mnist"]
     for name, spec in [("mnist", MNIST), ("fashion_mnist", FASHION_MNIST)]:
         assert DATASETS.schema(name) is DataConfig
         assert DATASETS.get(name).func is load_dataset

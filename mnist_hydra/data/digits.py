@@ -45,9 +45,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageFilter
 
 from mnist_hydra.data.image_files import ImageError, read_image
-from mnist_hydra.data.preparation import DIGIT_SHAPE
 
-FIELD = DIGIT_SHAPE[0]  # side of an MNIST image, in pixels
+# Side of an MNIST image, in pixels: data/preparation.py's DIGIT_SHAPE, which imports this module where a
+# picture is read (so not the other way round).
+FIELD = 28
 BOX = 20  # side of the box the digit is fitted into
 NOISE = 0.2  # ink fainter than this share of the strongest ink is background, whatever Otsu says
 MIN_CONTRAST = 0.1  # an image whose ink differs from its background by less than this is blank
