@@ -64,6 +64,7 @@ def serve(
 
     if settings.collect_dir is not None:  # a bad folder fails now, before TensorFlow loads; workers get it absolute
         settings = dataclasses.replace(settings, collect_dir=str(prepare_collect_dir(settings.collect_dir)))
+    model_path = require_run(Path(run_dir))  # so does a wrong run path
     import_tensorflow()  # here, without its start-up chatter, before anything of the server's imports it
     previous = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
     sock = None
@@ -77,7 +78,6 @@ def serve(
         announced.set()
 
     try:
-        model_path = require_run(Path(run_dir))  # a wrong path fails here, before TensorFlow loads
         sock = listen(settings.host, settings.port)  # so does a port in use; connections wait in the backlog
         address = url(settings.host, sock.getsockname()[1])
         if settings.workers == 1:
