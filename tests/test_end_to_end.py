@@ -97,11 +97,10 @@ def test_runs_started_in_the_same_second_get_their_own_timestamped_directories(t
     cwd, _ = twin_runs
     dirs = _run_dirs(cwd)
     assert len(dirs) == 2
+    # Microseconds in every name: two runs released in the same second (the fixture aims for it; a loaded
+    # machine may start one a second later) never share a directory.
     for d in dirs:
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}\.\d{6}", f"{d.parent.name}/{d.name}")
-    # They did start in the same second: only the microseconds tell the two directories apart.
-    seconds = {(d.parent.name, d.name.split(".")[0]) for d in dirs}
-    assert len(seconds) == 1, [d.name for d in dirs]
 
 
 def test_run_directory_holds_every_valid_artifact(twin_runs):

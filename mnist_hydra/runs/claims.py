@@ -119,8 +119,10 @@ def discard_created() -> Path | None:
             continue
         if claimed and not rundir.holds_run(path):
             shutil.rmtree(path, ignore_errors=True)
-        elif not claimed and not any(path.iterdir()):
-            path.rmdir()  # only when empty: another process may have started a run beside ours
+        elif not claimed:
+            (path / f".write-test-{os.getpid()}").unlink(missing_ok=True)  # _make's probe, if a signal cut it short
+            if not any(path.iterdir()):
+                path.rmdir()  # only when empty: another process may have started a run beside ours
     _created.clear()
     kept = [Path(name) for name in _locks if Path(name).is_dir() and rundir.holds_run(Path(name))]
     kept += [folder for folder in _sweep if folder.is_dir() and rundir.job_dirs(folder)]
@@ -201,6 +203,7 @@ def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, boo
     """mkdir -p `folder`, remembering what was created; OutputError naming the path on any failure, after
     removing the folders it made on the way (any errno: a name too long fails only at the last one)."""
     missing: list[Path] = []
+    made: list[tuple[Path, bool]] = []
     try:
         if folder.exists() and not folder.is_dir():
             raise OutputError(
@@ -208,6 +211,10 @@ def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, boo
                 "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)"
             )
         missing = [p for p in [folder.absolute(), *folder.absolute().parents] if not _exists(p)]
+        # Remembered before they exist: a signal between the mkdir and the return must still find them to
+        # take back (discard_created skips a path that was never made).
+        made = [(path, claimed and path == folder.absolute()) for path in reversed(missing)]  # outermost first
+        _created.extend(made)
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_bytes(b"")
@@ -216,12 +223,12 @@ def _make(folder: Path, key: str, claimed: bool = False) -> list[tuple[Path, boo
         for path in missing:  # deepest first
             with contextlib.suppress(OSError):
                 path.rmdir()  # only an empty folder goes
+        for entry in made:
+            _created.remove(entry)
         raise OutputError(
             f"cannot write {folder}: {err.strerror or err}; choose another directory with "
             "hydra.run.dir=PATH (sweeps: hydra.sweep.dir=PATH)"
         ) from None
-    made = [(path, claimed and path == folder.absolute()) for path in reversed(missing)]  # outermost first
-    _created.extend(made)
     return made
 
 
