@@ -5,10 +5,9 @@ the 28x28 grey sources, written as `root/<class>/<i>.jpg` (or `root/train/...` a
 
 - `tinted`: each picture enlarged to the chosen side, its ink painted in a random colour over a random
   background (a flat colour, or a gradient between two), inside a random border. Every colour and the border's
-  width are drawn independently of the label: they carry no label information, only the shape does. The
-  foreground keeps at least MIN_CONTRAST of luminance from the background, so a grey copy still shows the shape.
-  The colours' distribution is symmetric under the negative (c -> 255 - c), so every class's mean colour is the
-  same grey, whatever the shape's area.
+  width are drawn independently of the label: they carry no label information, only the shape does. As in
+  the sources (light strokes and clothes on black), the picture is the lighter part: its colour's luminance
+  exceeds both ends of the background's by at least MIN_CONTRAST, so a grey copy still shows the shape.
 - `colour_only`: two classes that differ in hue alone. A random source picture (any label) is painted in a red
   (class "red") or a green (class "green") of the same luminance (Pillow's "L", ITU-R 601-2:
   L = 0.299 R + 0.587 G + 0.114 B), at a brightness drawn alike for both classes, on a grey background drawn
@@ -45,7 +44,7 @@ FASHION_CLASSES = (
 )
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 LUMA = np.array([0.299, 0.587, 0.114])  # Pillow's RGB -> L weights (ITU-R 601-2)
-MIN_CONTRAST = 70.0  # luminance between the ink's colour and either end of the background
+MIN_CONTRAST = 70.0  # luminance by which the ink is lighter than either end of the background
 QUALITY = 95
 # The colour-only classes: a green and a red of exactly equal luminance (98.438), kept off 0 and 255 so that no
 # channel clips in the JPEG round trip (clipping would shift one class's luminance).
@@ -87,13 +86,13 @@ def _enlarged(grey: np.ndarray, side: int) -> np.ndarray:
 
 
 def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ink, background start, background end): uniform RGB colours, drawn again together until the ink keeps
-    MIN_CONTRAST from both ends (a rule the negative keeps, so the mean colour stays 127.5 grey)."""
+    """(ink, background start, background end): uniform RGB colours, drawn again together until the ink is
+    lighter than both ends of the background by MIN_CONTRAST of luminance."""
     while True:
         ink, start, end = rng.uniform(0, 255, (3, 3))
         if rng.random() < 0.5:
             end = start  # a flat background
-        if min(abs(luminance(ink) - luminance(start)), abs(luminance(ink) - luminance(end))) >= MIN_CONTRAST:
+        if luminance(ink) - max(luminance(start), luminance(end)) >= MIN_CONTRAST:
             return ink, start, end
 
 
