@@ -3,11 +3,12 @@
 No colour image set exists on these machines, so the tests and benchmarks/bench_colour.py build their own from
 the 28x28 grey sources, written as `root/<class>/<i>.jpg` (or `root/train/...` and `root/test/...`):
 
-- `tinted`: each picture enlarged to the chosen side, its ink painted in a random colour over a random
-  background (a flat colour, or a gradient between two), inside a random border. Every colour and the border's
-  width are drawn independently of the label: they carry no label information, only the shape does. As in
-  the sources (light strokes and clothes on black), the picture is the lighter part: its colour's luminance
-  exceeds both ends of the background's by at least MIN_CONTRAST, so a grey copy still shows the shape.
+- `tinted`: each picture enlarged to 7/8 of the chosen side, its ink painted in a random colour over a random
+  background (a flat colour, or a gradient between two), placed at a random spot inside a random border (the
+  eighth left over). Every colour and the picture's place are drawn independently of the label: they carry no
+  label information, only the shape does. As in the sources (light strokes and clothes on black), the picture
+  is the lighter part: its colour's luminance exceeds both ends of the background's by at least MIN_CONTRAST,
+  so a grey copy still shows the shape.
 - `colour_only`: two classes that differ in hue alone. A random source picture (any label) is painted in a red
   (class "red") or a green (class "green") of the same luminance (Pillow's "L", ITU-R 601-2:
   L = 0.299 R + 0.587 G + 0.114 B), at a brightness drawn alike for both classes, on a grey background drawn
@@ -97,12 +98,16 @@ def _colours(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarr
 
 
 def tinted(grey: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
-    """One 28x28 uint8 grey picture as a `side` x `side` RGB uint8 picture with a random tint, background and
-    border, none of them depending on what it shows."""
+    """One 28x28 uint8 grey picture as a `side` x `side` RGB uint8 picture with a random tint and background,
+    placed at a random spot inside a random border, none of them depending on what it shows.
+
+    The picture keeps one scale (7/8 of the side: 28 pixels of 32, 56 of 64, no detail lost at 32) and the
+    border fills the eighth left over, split at random between the sides: it moves the picture, never shrinks it.
+    """
     ink, start, end = _colours(rng)
-    width = int(rng.integers(0, side // 8 + 1))  # the border: 0 to an eighth of the side
+    inner = side * 7 // 8
+    top, left = rng.integers(0, side - inner + 1, 2)
     border = rng.uniform(0, 255, 3)
-    inner = side - 2 * width
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:inner, 0:inner] / max(inner - 1, 1) - 0.5
     ramp = np.clip(np.cos(angle) * xs + np.sin(angle) * ys + 0.5, 0, 1)[..., None]
@@ -110,7 +115,7 @@ def tinted(grey: np.ndarray, side: int, rng: np.random.Generator) -> np.ndarray:
     coverage = _enlarged(grey, inner)
     picture = np.empty((side, side, 3))
     picture[:] = border
-    picture[width : width + inner, width : width + inner] = background * (1 - coverage) + ink * coverage
+    picture[top : top + inner, left : left + inner] = background * (1 - coverage) + ink * coverage
     picture += rng.normal(0, 3, picture.shape)  # a little sensor noise
     return np.clip(np.rint(picture), 0, 255).astype(np.uint8)
 
