@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import cpu_model, load_average, run_mnist_hydra  # noqa: E402
+from harness import add_mnist_option, cpu_model, load_average, require_mnist, run_mnist_hydra  # noqa: E402
 
 from tests import colour_sets  # noqa: E402
 
@@ -166,15 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sets and 1 epoch: tries the script, no figures")
     parser.add_argument("--skip", nargs="*", choices=SECTIONS, default=[], help="sections left out")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
-        help="the MNIST folder (default: $MNIST_HYDRA_DATA)",
-    )
+    add_mnist_option(parser)
     args = parser.parse_args(argv)
-    if not (args.data / "train-images-idx3-ubyte.gz").is_file():
-        parser.error(f"--data {args.data}: no MNIST training images there; set MNIST_HYDRA_DATA or --data")
+    require_mnist(parser, args.data)
     if not (colour_sets.FASHION_DIR / "train-images-idx3-ubyte.gz").is_file():
         parser.error(f"no Fashion-MNIST in {colour_sets.FASHION_DIR} (apt-get install dataset-fashion-mnist)")
     os.environ["MNIST_HYDRA_DATA"] = str(args.data.resolve())  # colour_sets reads MNIST from there

@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from harness import cpu_model, load_average  # noqa: E402
+from harness import add_mnist_option, cpu_model, load_average, require_mnist  # noqa: E402
 
 # Run in a fresh process per load, so that its peak memory is its own.
 LOAD = """
@@ -67,15 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 60_000], help="images per folder")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per core)")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
-        help="the MNIST folder (default: $MNIST_HYDRA_DATA)",
-    )
+    add_mnist_option(parser)
     args = parser.parse_args(argv)
-    if not (args.data / "train-images-idx3-ubyte.gz").is_file():
-        parser.error(f"--data {args.data}: no MNIST training images there; set MNIST_HYDRA_DATA or --data")
+    require_mnist(parser, args.data)
     print(f"CPU: {cpu_model()}; load average {load_average()}; workers: {args.workers or os.cpu_count()}")
     print(
         f"{'images':>8} {'first read':>12} {'images/s':>9} {'peak MB':>8} {'workers MB':>10}   "

@@ -4,6 +4,7 @@ for these, so no two benchmarks import each other."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -164,3 +165,19 @@ def load_average() -> str:
         return Path("/proc/loadavg").read_text().split()[0]
     except OSError:
         return "?"
+
+
+def add_mnist_option(parser: argparse.ArgumentParser) -> None:
+    """--data: the MNIST folder, $MNIST_HYDRA_DATA by default."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("MNIST_HYDRA_DATA", "")),
+        help="the MNIST folder (default: $MNIST_HYDRA_DATA)",
+    )
+
+
+def require_mnist(parser: argparse.ArgumentParser, folder: Path) -> None:
+    """The parser's one-line usage error unless `folder` holds MNIST's training images."""
+    if not (folder / "train-images-idx3-ubyte.gz").is_file():
+        parser.error(f"--data {folder}: no MNIST training images there; set MNIST_HYDRA_DATA or --data")
