@@ -32,7 +32,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_SEED = 2**32 - 1
 # TensorFlow takes sizes, counts and thread numbers as 32-bit integers; a larger one fails deep inside it.
 MAX_INT = 2**31 - 1
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 KEEPS = ("last", "best")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # the per-epoch figures Keras reports
 MODES = ("auto", "min", "max")
@@ -84,7 +84,8 @@ class TrainerConfig:
     # Ops run side by side, each still using `threads`; null = 1 under strategy=default, else as threads.
     inter_op_threads: int | None = None
     strategy: str = "default"  # tf.distribute: default (one device), mirrored (local devices), multi_worker (TF_CONFIG)
-    # float32; mixed_bfloat16 (CPUs with bf16, recent GPUs) or mixed_float16 (GPUs): float32 weights and output layer
+    # float32; mixed_bfloat16 (CPUs with bf16, recent GPUs) or mixed_float16 (GPUs): float32 weights and output
+    # layer; auto: mixed_bfloat16 where the CPU or GPU computes in bf16, float32 elsewhere
     precision: str = "float32"
     # Steps per call into TensorFlow, fewer Python round trips; the largest divisor of an epoch's steps up to this.
     steps_per_execution: int = 32

@@ -232,8 +232,9 @@ def client(predictor):
 def signal_at_step(monkeypatch):
     """signal_at_step(sig, epoch, step): the next training in this process raises `sig` in the main thread, as
     if sent from outside, once step `step` of epoch `epoch` (both from 1) is done, or the first multi-step
-    execution that takes it past that step; once only. This process's SIGINT and SIGTERM handlers are put back afterwards: a stopped
-    training leaves its own in place, as the process it was made for exits."""
+    execution that takes it past that step; once only. This process's SIGINT and SIGTERM handlers are put back
+    afterwards: an app stopped in this process leaves "already stopping" in place, as the process it was made for
+    exits."""
     import signal
 
     from mnist_hydra.training import callbacks, fit

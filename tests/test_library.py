@@ -76,6 +76,26 @@ def test_train_and_evaluate_runs_in_process_and_leaves_every_artifact(small_conf
     assert not (workdir / "checkpoints").exists()  # model.keras replaces them once the run is complete
 
 
+def test_a_stopped_train_and_evaluate_gives_the_callers_signal_handlers_back(small_config, tmp_path, signal_at_step):
+    import signal
+
+    from mnist_hydra.errors import Interrupted
+    from mnist_hydra.training.run import train_and_evaluate
+
+    def mine(signum, frame):
+        raise AssertionError("the caller's handler ran during training")
+
+    signal.signal(signal.SIGTERM, mine)
+    before = signal.getsignal(signal.SIGINT)
+    signal_at_step(signal.SIGTERM, 1, 2)
+    with pytest.raises(Interrupted):
+        train_and_evaluate(small_config("data.train_limit=640"), tmp_path / "run")
+    # The run held both while training and recording its stop; a notebook's next Ctrl-C is its own again.
+    assert signal.getsignal(signal.SIGTERM) is mine
+    assert signal.getsignal(signal.SIGINT) is before
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "interrupted"
+
+
 def test_train_and_evaluate_checks_data_before_tensorflow_work(small_config, tmp_path):
     from mnist_hydra.training.run import train_and_evaluate
 

@@ -50,7 +50,7 @@ def test_default_trainer_is_float32(compose_config):
 def test_fastest_trainer_keeps_the_reference_network(compose_config):
     config = validate(compose_config("trainer=fastest"))
     assert config.model == validate(compose_config()).model  # the reference CNN
-    assert config.trainer.epochs == 10 and config.trainer.precision == "mixed_bfloat16"
+    assert config.trainer.epochs == 10 and config.trainer.precision == "auto"  # bf16 where the hardware has it
     # Its own learning rate for its batch, still Adam; the command line wins over the preset.
     assert (config.optimizer.name, config.optimizer.lr, config.optimizer.schedule) == ("adam", 0.004, "cosine")
     assert validate(compose_config("trainer=fastest", "optimizer.lr=0.001")).optimizer.lr == 0.001
@@ -75,7 +75,7 @@ def test_bad_precision_on_the_command_line_fails_in_one_line(tmp_path):
     assert result.returncode == 2, result.stderr  # a config mistake
     assert result.stderr.splitlines() == [
         "mnist_hydra: error: trainer.precision=float16 is not allowed: "
-        "expected one of float32, mixed_bfloat16, mixed_float16"
+        "expected one of float32, mixed_bfloat16, mixed_float16, auto"
     ]
     assert sorted(tmp_path.iterdir()) == []  # no run directory, no outputs/ either
 
@@ -113,6 +113,49 @@ def test_mixed_bfloat16_run_saves_a_model_that_predicts_float32(tmp_path, mnist_
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
     )
     assert out.stdout.split() == ["float32", "float32", "mixed_bfloat16", "float32", "True"], out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "flags,chosen",
+    [
+        ("fpu sse2 avx avx2 fma", "float32"),  # AVX2 only: bf16 would be emulated
+        ("avx2 avx512f avx512_bf16", "mixed_bfloat16"),
+        ("avx2 avx512f amx_tile amx_bf16", "mixed_bfloat16"),
+        ("avx2 avx512_bf16x", "float32"),  # a whole flag, not a prefix
+    ],
+)
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(tmp_path, monkeypatch, caplog, flags, chosen):
+    from mnist_hydra.training import precision
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    monkeypatch.setattr(precision, "CPU_INFO", info)
+    with caplog.at_level("INFO", logger=precision.__name__):
+        assert precision.resolve_precision("auto") == chosen
+    assert f"precision: auto chose {chosen}" in caplog.text
+    # What is set explicitly stays, whatever the CPU.
+    assert precision.resolve_precision("mixed_float16") == "mixed_float16"
+    assert precision.resolve_precision("float32") == "float32"
+    monkeypatch.setattr(precision, "CPU_INFO", tmp_path / "absent")  # not Linux: nothing known, float32
+    assert precision.resolve_precision("auto") == "float32"
+
+
+def test_auto_precision_builds_the_model_it_chose(compose_config, monkeypatch):
+    from mnist_hydra.tf_runtime import import_tensorflow
+
+    import_tensorflow()
+    import tensorflow as tf
+
+    from mnist_hydra.training import build, precision
+
+    monkeypatch.setattr(precision, "bf16_device", lambda: "AVX-512-BF16")
+    config = validate(compose_config("trainer.precision=auto", "model=mlp"))
+    one_device = tf.distribute.get_strategy()
+    model, _ = build.build_or_restore(config, one_device, None, 1000, 10, (28, 28, 1))
+    assert [layer.dtype_policy.name for layer in model.layers][-2:] == ["mixed_bfloat16", "float32"]
+    monkeypatch.setattr(precision, "bf16_device", lambda: None)
+    model, _ = build.build_or_restore(config, one_device, None, 1000, 10, (28, 28, 1))
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
 
 
 def test_with_precision_leaves_the_global_policy_alone():

@@ -26,6 +26,7 @@ from mnist_hydra.runs.artifacts import write_json
 from mnist_hydra.tracking.base import RunInfo
 from mnist_hydra.training.checkpoints import Checkpoints
 from mnist_hydra.training.run import train_and_evaluate
+from mnist_hydra.training.signals import hold_off_signals
 
 log = logging.getLogger(__name__)
 PROG = "mnist_hydra"
@@ -145,6 +146,7 @@ def _sweep_job(cfg: DictConfig, workdir: Path) -> float | None:
 
 def _stopped(stop: Interrupted, workdir: Path) -> NoReturn:
     """Say where a signal stopped training and how to go on; exit 128 + the signal's number."""
+    hold_off_signals()  # the library put the process's handlers back; this process only records and exits
     sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     target = Path(HydraConfig.get().sweep.dir) if sweep else workdir
     if sweep:

@@ -14,7 +14,7 @@ from mnist_hydra.models.networks import MODELS
 from mnist_hydra.models.optimizers import OPTIMIZERS, fuse_adam_update
 from mnist_hydra.training.checkpoints import Checkpoints, TrainingState, restore_random_states
 from mnist_hydra.training.init_from import load_weights_from
-from mnist_hydra.training.precision import with_loss_scaling, with_precision
+from mnist_hydra.training.precision import resolve_precision, with_loss_scaling, with_precision
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def build_or_restore(
         # The random layers are made before the network's, as a network that made its own did: the same seeds.
         augment = augmentation_layers(config.augment)
         network = MODELS.get(config.model.name)(config.model, input_shape, classes)
-        model = with_precision(with_augmentation(network, augment), config.trainer.precision)
+        precision = resolve_precision(config.trainer.precision)
+        model = with_precision(with_augmentation(network, augment), precision)
         if config.init_from is not None:
             load_weights_from(model, config.init_from)
         steps = math.ceil(train_images / config.trainer.batch_size)  # per epoch; a schedule needs the total
@@ -51,7 +52,7 @@ def build_or_restore(
         optimizer = OPTIMIZERS.get(config.optimizer.name)(config.optimizer, total_steps=total)
         _fuse(optimizer, config, strategy)
         model.compile(
-            optimizer=with_loss_scaling(optimizer, config.trainer.precision),
+            optimizer=with_loss_scaling(optimizer, precision),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             # Keras's multi-step loop cannot ask a multi-worker iterator whether a batch is left: one step a call.

@@ -1,8 +1,52 @@
-"""Mixed precision (trainer.precision): the model's per-layer compute dtype, and loss scaling for float16."""
+"""Mixed precision (trainer.precision): auto's choice, the model's per-layer compute dtype, loss scaling for float16."""
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import keras
+
+log = logging.getLogger(__name__)
+
+# CPU flags (Linux's names) of bf16 arithmetic in hardware, the faster first.
+BF16_CPU_FLAGS = (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX-512-BF16"))
+CPU_INFO = Path("/proc/cpuinfo")
+
+
+def resolve_precision(precision: str) -> str:
+    """trainer.precision as set; for auto, mixed_bfloat16 where the hardware computes in bf16 (a GPU of compute
+    capability 8.0 or later, a CPU with AMX-BF16 or AVX-512-BF16) and float32 elsewhere, where bf16 is emulated
+    and slower than float32 (docs/performance.md)."""
+    if precision != "auto":
+        return precision
+    device = bf16_device()
+    chosen = "mixed_bfloat16" if device else "float32"
+    log.info("precision: auto chose %s (%s)", chosen, device or "no bf16 arithmetic in this CPU or a GPU")
+    return chosen
+
+
+def bf16_device() -> str | None:
+    """What computes bf16 in hardware here ("GPU ...", "AMX-BF16", ...), or None."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:  # TensorFlow runs on the GPU then: its capability decides
+        details = tf.config.experimental.get_device_details(gpus[0])
+        capability = details.get("compute_capability") or (0, 0)
+        return f"GPU {details.get('device_name', gpus[0].name)}" if tuple(capability) >= (8, 0) else None
+    flags = cpu_flags()
+    return next((name for flag, name in BF16_CPU_FLAGS if flag in flags), None)
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them; none known elsewhere (auto then keeps float32)."""
+    try:
+        text = CPU_INFO.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return set()
+    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
 
 
 def with_precision(model: keras.Model, precision: str) -> keras.Model:

@@ -99,6 +99,7 @@ def train_and_evaluate(
     from mnist_hydra.training.results import resumable_if_unwritable, write_results
     from mnist_hydra.training.scoring import keep_chosen_weights, score, target_record
     from mnist_hydra.training.seeding import seed_everything
+    from mnist_hydra.training.signals import handlers_restored
     from mnist_hydra.training.threads import inter_op_threads, set_threads
 
     set_threads(
@@ -108,7 +109,7 @@ def train_and_evaluate(
     )
     # Before any other op: the multi-worker strategy sets up collective ops as TensorFlow starts.
     strategy, chief = distribute.make_strategy(config.trainer.strategy)
-    with tracked_run(config, info, chief) as tracked, contextlib.ExitStack() as cleanup:
+    with handlers_restored(), tracked_run(config, info, chief) as tracked, contextlib.ExitStack() as cleanup:
         if config.trainer.stop_at is not None and splits.val_is_test:
             raise ConfigError(
                 f"trainer.stop_at={config.trainer.stop_at} stops on validation, and this run validates on the test "

@@ -51,5 +51,29 @@ def stop_on_signals() -> Iterator[StopRequest]:
             signal.signal(sig, _already_stopping if request.signum is not None else handler)
 
 
+@contextlib.contextmanager
+def handlers_restored() -> Iterator[None]:
+    """SIGINT's and SIGTERM's handlers as they were before, once the run is over. A stopped fit leaves "already
+    stopping" in place while the run records its stop; the process of an app then exits, but a library caller's
+    goes on, and its next Ctrl-C must be its own again."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def hold_off_signals() -> None:
+    """From now on SIGINT and SIGTERM only say "already stopping": for a process that was stopped and now records
+    the stop and exits, so that a further Ctrl-C cannot cut that short with a second message."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNALS:
+            signal.signal(sig, _already_stopping)
+
+
 def _already_stopping(signum: int, frame: object) -> None:
     log.info("%s: already stopping", signal.Signals(signum).name)
