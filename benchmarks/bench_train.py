@@ -54,6 +54,8 @@ from harness import (  # noqa: E402,F401
     wait_for_quiet,
 )
 
+from mnist_hydra.training.precision import cpu_flags  # noqa: E402
+
 # The framework's fastest setting that keeps the reference network (conf/trainer/fastest.yaml).
 FAST_OVERRIDES: list[str] = ["trainer=fastest"]
 DEFAULT_EPOCHS = 10  # the default config's trainer.epochs
@@ -281,7 +283,7 @@ def machine() -> dict[str, Any]:
     """The CPU's model and the ISA flags that decide the bf16 kernels (Linux /proc/cpuinfo), and the versions."""
     from importlib import metadata
 
-    info: dict[str, Any] = {"cpus": os.cpu_count(), "model": "unknown", "flags": []}
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "model": "unknown", "flags": sorted(cpu_flags())}
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -293,8 +295,6 @@ def machine() -> dict[str, Any]:
             info["model"] = value.strip()
         elif key in ("cpu family", "model", "stepping") and f"cpu {key}".replace("cpu cpu", "cpu") not in info:
             info[f"cpu {key}".replace("cpu cpu", "cpu")] = value.strip()  # "model" is the number here
-        elif key == "flags" and not info["flags"]:
-            info["flags"] = value.split()
     flags = set(info["flags"])
     info["isa"] = {name: flag in flags for name, flag in ISA_FLAGS}
     info["has_amx"] = "amx_bf16" in flags or "amx_tile" in flags

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnist_hydra.training.precision import cpu_flags
+
 REPO = Path(__file__).resolve().parent.parent
 JSON_MARK = "BENCH_JSON "  # prefix of the one result line a helper script prints
 TARGET_BEST_ACCURACY = 0.995  # +experiment=best, mean test accuracy over seeds 0, 1, 2
@@ -153,8 +155,8 @@ def cpu_model() -> str:
         names = re.findall(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text())
     except OSError:
         names = []
-    flags = Path("/proc/cpuinfo").read_text() if names else ""
-    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    flags = cpu_flags()
+    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} cores" + (
         f" ({', '.join(extras)})" if extras else ""
     )

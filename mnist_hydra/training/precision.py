@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
+# Keras is imported where a model is made mixed: reading the CPU's flags (the benchmarks do) needs no TensorFlow.
 log = logging.getLogger(__name__)
 
 # CPU flags (Linux's names) of bf16 arithmetic in hardware, the faster first.
@@ -59,6 +62,8 @@ def with_precision(model: keras.Model, precision: str) -> keras.Model:
     """
     if precision == "float32":
         return model
+    import keras
+
     output = model.layers[-1]
 
     def clone(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -80,4 +85,6 @@ def with_loss_scaling(optimizer: keras.optimizers.Optimizer, precision: str) -> 
     """
     if precision != "mixed_float16":
         return optimizer
+    import keras
+
     return keras.optimizers.LossScaleOptimizer(optimizer)
