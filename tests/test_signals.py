@@ -236,3 +236,19 @@ def test_a_signal_while_a_resume_starts_leaves_its_directory_as_it_was(tmp_path,
     assert result.returncode == 128 + signal.SIGTERM, result.stderr
     assert result.stderr.splitlines() == ["mnist_hydra: interrupted (SIGTERM); nothing of this command was kept"]
     assert sizes() == before
+
+
+def test_a_sigterm_after_a_ctrl_c_leaves_the_first_stop_in_charge(caplog):
+    from mnist_hydra.training.signals import stop_on_signals
+
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with caplog.at_level("INFO", logger="mnist_hydra.training.signals"), stop_on_signals() as request:
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGTERM)  # a scheduler's stop while the Ctrl-C's is under way
+        assert request.signum == signal.SIGINT  # recorded, and exited with, as the stop that was asked first
+        assert caplog.text.count("stopping after this step") == 1
+        assert "SIGTERM: already stopping" in caplog.text
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)

@@ -33,8 +33,11 @@ def stop_on_signals() -> Iterator[StopRequest]:
         return
 
     def handle(signum: int, frame: object) -> None:
-        if request.signum is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # the user insists: no clean point, the last checkpoint stays
+        if request.signum is not None:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt  # the user insists: no clean point, the last checkpoint stays
+            _already_stopping(signum, frame)  # the first signal's stop is under way, and it is the one recorded
+            return
         request.signum = signum
         log.warning(
             "%s: stopping after this step; the last complete epoch's checkpoint is kept (Ctrl-C again to stop at once)",
