@@ -68,7 +68,9 @@ def plot_confusion_matrix(
     for (row, col), count in np.ndenumerate(matrix):
         # White on dark cells; zeros in grey so the few mistakes stand out.
         color = "white" if count > threshold else ("0.6" if count == 0 else "black")
-        ax.text(col, row, f"{count:g}", ha="center", va="center", color=color, fontsize=8)
+        # Out of the layout: inside their cells they cannot overlap anything, and measuring each of them for
+        # the constrained layout costs more than the rest of the figure.
+        ax.text(col, row, f"{count:g}", ha="center", va="center", color=color, fontsize=8, in_layout=False)
     ticks = np.arange(n)
     # Long names (Fashion-MNIST) would overlap unrotated; digits read better upright.
     if max((len(str(name)) for name in class_names), default=0) > 2:
