@@ -48,6 +48,12 @@ class OutputError(UserError):
     exit_code = 1
 
 
+class SweepFailed(UserError):
+    """A sweep in which no job completed: each job's metrics.json says why (exit 1, as for a failed run)."""
+
+    exit_code = 1
+
+
 class Interrupted(KeyboardInterrupt):
     """Training stopped on a signal after `epochs_done` complete epochs.
 

@@ -154,6 +154,7 @@ CATALOGUE = [
     case("train", "override syntax", "data.root=/my data/x", 2, "cannot parse the override data/x", "quoted"),
     case("train", "override syntax", '"data.root=\'/unclosed"', 2, "cannot parse the override", "quoted"),
     case("train", "override syntax", "=3", 2, "cannot parse the override =3"),
+    case("train", "override syntax", "data.root=/data/données", 2, "override data.root=/data/données", "non-ASCII"),
     case("train", "unknown flag", "--bogus", 2, "unrecognized arguments: --bogus", "--help"),
     case("train", "unknown flag", "--cfg bogus", 2, "invalid choice: 'bogus'", "job"),
     # --- train: output paths (README: "one line naming the path, whatever the errno") ---
@@ -619,6 +620,7 @@ CATALOGUE = [
     case("train", "existing run", "hydra.run.dir=sweep/7", 2, "hydra.run.dir=sweep/7 is inside the sweep directory"),
     case("train", "existing run", "-m hydra.sweep.dir=run/more seed=1,2", 2, "is inside the run directory run"),
     case("train", "existing run", "-m hydra.sweep.subdir=same seed=1,2", 2, "hydra.sweep.subdir=same is the same"),
+    case("train", "config", "-m seed=range(0,0)", 2, "seed=range(0,0) sweeps over no value", "seed=range(0,3)"),
     case("train", "existing run", "-m hydra.sweep.subdir=. seed=1,2", 2, "hydra.sweep.subdir=. is the same directory"),
 ]
 

@@ -191,6 +191,21 @@ def test_real_sweep_tabulates_every_job_and_keeps_going_after_a_failure(tmp_path
     pd.testing.assert_frame_equal(pd.read_csv(sweep / "sweep_results.csv"), table)
 
 
+def test_a_sweep_in_which_no_job_completes_is_tabulated_and_exits_1_in_one_line(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = call_app(
+        "--multirun", "seed=1,2", f"data.root={tmp_path / 'nowhere'}", f"hydra.sweep.dir={sweep}", cwd=tmp_path
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("mnist_hydra: error: no job of the sweep completed (job 0 failed: data.root="), last
+    assert str(sweep / "sweep_results.csv") in last and "Traceback" not in result.stderr
+    assert "raised" not in result.stderr  # no callback failed on the way (Hydra turns that into a warning)
+    table = pd.read_csv(sweep / "sweep_results.csv")
+    assert list(table["seed"]) == [1, 2] and (table["status"] == "failed").all()
+    assert "no job completed" in result.stdout and (sweep / "sweep_summary.png").is_file()
+
+
 def test_k_fold_cross_validation_sweep_is_summarised_over_folds(tmp_path, mnist_dir):
     sweep = tmp_path / "cv"
     result = call_app(

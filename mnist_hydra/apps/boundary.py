@@ -276,8 +276,11 @@ def describe(err: BaseException) -> str | None:
             return f"{group}={option} is not {article} {group} option; choose one of: {', '.join(options)}"
     if isinstance(err, OverrideParseException):
         reason = "; ".join(line for line in str(err).splitlines() if line.strip() and not line.startswith("See "))
+        override = str(getattr(err, "override", "") or "")
+        # Hydra's grammar takes only ASCII unquoted: a path such as /data/données reads as a syntax error.
+        what = "non-ASCII characters, " if not override.isascii() else ""
         return (
-            f"cannot parse the override {getattr(err, 'override', '') or ''!s}: {one_line(reason)}; a value with "
+            f"cannot parse the override {override}: {one_line(reason)}; a value with {what}"
             """spaces or any of ()[]{},='" must be quoted, e.g. 'data.root="/my data/mnist"' (see --help)"""
         )
     if isinstance(err, HydraException):

@@ -50,6 +50,7 @@ def claim_run_dir(config: Any) -> None:
 def claim_sweep_dir(config: Any) -> None:
     """Check and create hydra.sweep.dir before a sweep starts: runs/claims.py says what is refused."""
     _check_job_name(config)
+    _check_sweep_has_jobs(config)
     folder = _output_dir(config, "sweep")
     resumed = OmegaConf.select(config, "resume", default=None) is not None
     subdir = str((OmegaConf.to_container(config.hydra.sweep, resolve=False) or {}).get("subdir"))  # type: ignore[union-attr]
@@ -67,6 +68,30 @@ def _output_dir(config: Any, mode: str) -> Path:
     return Path(value)
 
 
+def _check_sweep_has_jobs(config: Any) -> None:
+    """A basic sweep over an empty range or list (seed=range(0,0)) would launch no job and leave an empty sweep
+    directory behind: a mistake, said before anything is made."""
+    if not str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).endswith(".BasicSweeper"):
+        return  # a search proposes its own trials
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import Override, ValueType
+
+    params = OmegaConf.select(config, "hydra.sweeper.params", default=None)
+    task = OmegaConf.select(config, "hydra.overrides.task", default=None)
+    lines = [f"{key}={value}" for key, value in (params or {}).items()] + [str(line) for line in task or []]
+    last: dict[str, Override] = {}  # as the basic sweeper reads them: a key's last override wins
+    for override in OverridesParser.create().parse_overrides(lines):
+        last[override.get_key_element()] = override
+    for override in last.values():
+        # A glob's options are known only to Hydra's config loader: the sweeper expands it, not this check.
+        discrete = (ValueType.RANGE_SWEEP, ValueType.CHOICE_SWEEP, ValueType.SIMPLE_CHOICE_SWEEP)
+        if override.value_type in discrete and next(iter(override.sweep_string_iterator()), None) is None:
+            raise ConfigError(
+                f"{override.input_line} sweeps over no value, so the sweep would have no job; "
+                "give it at least one, e.g. seed=range(0,3) or seed=1,2"
+            )
+
+
 def _check_job_name(config: Any) -> None:
     name = str(OmegaConf.select(config, "hydra.job.name", default="") or "")
     if not name or "/" in name or name in (".", "..") or "\0" in name:
@@ -76,8 +101,21 @@ def _check_job_name(config: Any) -> None:
         )
 
 
+# The sweeps of this process that ended without a completed job, for the app's exit code (a Hydra callback's
+# exception only becomes a warning, and the callbacks after this one must still close the sweep).
+_failed_sweeps: list[str] = []
+
+
+def failed_sweep() -> str | None:
+    """Why the last sweep of this process ended without a completed job, once; None if one completed."""
+    return _failed_sweeps.pop() if _failed_sweeps else None
+
+
 class SummarizeSweep(Callback):
     """At the end of a multirun: the sweep table, plot, report.html and best run, from every job's files."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _failed_sweeps.clear()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from mnist_hydra.runs.sweeps import report, summarize_sweep
@@ -92,6 +130,12 @@ class SummarizeSweep(Callback):
                 log.error("no sweep summary: %s", err)
             return
         print(report(summary, sweep_dir))
+        if summary.best is None and summary.pruned.empty:
+            first = summary.failed.iloc[0]
+            _failed_sweeps.append(
+                f"no job of the sweep completed (job {first['job']} {first['status']}: {first['error']}); "
+                f"the table of all {len(summary.table)}: {sweep_dir / 'sweep_results.csv'}"
+            )
 
 
 class TrackSweep(Callback):

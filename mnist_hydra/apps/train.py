@@ -16,10 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from mnist_hydra.apps import prepare_hydra
 from mnist_hydra.apps.boundary import boundary, describe, job_boundary
+from mnist_hydra.apps.hydra_callbacks import failed_sweep
 from mnist_hydra.apps.resume import parse_overrides, resume_argv, run_config
 from mnist_hydra.apps.run_lines import end_lines, start_lines
 from mnist_hydra.config import store_schemas, validate
-from mnist_hydra.errors import Interrupted, OutputError
+from mnist_hydra.errors import Interrupted, OutputError, SweepFailed
 from mnist_hydra.plugins import load_plugins
 from mnist_hydra.runs import rundir
 from mnist_hydra.runs.artifacts import write_json
@@ -173,3 +174,6 @@ def main() -> None:
                 load_plugins(override.value())
                 store_schemas()
         train()
+        failure = failed_sweep()
+        if failure is not None:
+            raise SweepFailed(failure)

@@ -83,7 +83,9 @@ def summarize_sweep(sweep_dir: Path) -> SweepSummary:
     override_keys = [c for c in table.columns if c not in ("job", "status", "error", "dir", *METRICS)]
     swept = [k for k in override_keys if table[k].astype(str).nunique() > 1] or override_keys  # noqa: PD101 (a few rows)
     table = table[["job", *swept, "status", *[m for m in METRICS if m in table], "error", "dir"]]
-    table = table.sort_values(OBJECTIVE, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    if OBJECTIVE in table:  # not when no job got as far as its figures (every one failed)
+        table = table.sort_values(OBJECTIVE, ascending=False, na_position="last", kind="stable")
+    table = table.reset_index(drop=True)
     groups = _replicate_groups(table, swept)
 
     artifacts.write_csv(sweep_dir / "sweep_results.csv", table)
