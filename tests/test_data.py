@@ -593,3 +593,15 @@ def test_data_root_a_file_through_the_app(tmp_path):
         f"{data._accepts(MNIST)}"
     ]
     assert not (tmp_path / "run").exists()
+
+
+def test_fashion_mnist_names_each_label_after_what_its_images_show(fashion_dir):
+    """The names are read against the pictures (label 7 is Sneaker, 8 Bag, as Zalando's table says): trousers are
+    the narrowest things, sneakers the flattest, and a bag is taller than every kind of shoe."""
+    raw = load_dataset(FASHION_MNIST, DataConfig(name="fashion_mnist", root=str(fashion_dir)))
+    ink = raw.x_test > 64
+    rows = {name: ink[raw.y_test == label].any(axis=2).sum(axis=1).mean() for label, name in enumerate(raw.class_names)}
+    cols = {name: ink[raw.y_test == label].any(axis=1).sum(axis=1).mean() for label, name in enumerate(raw.class_names)}
+    assert min(cols, key=cols.__getitem__) == "Trouser", cols
+    assert min(rows, key=rows.__getitem__) == "Sneaker", rows
+    assert rows["Bag"] > max(rows["Sandal"], rows["Sneaker"], rows["Ankle boot"]), rows

@@ -113,6 +113,23 @@ def test_mistakes_fail_with_one_line_and_leave_no_directory(trained_run, mnist_d
     assert after == before
 
 
+def test_data_of_other_classes_is_refused_in_one_line(trained_run, fashion_dir, tmp_path):
+    """A digit model scored on Fashion-MNIST (the same count of classes) would be judged against labels it never
+    learned: refused, and nothing is written."""
+    before = sorted((trained_run / "evaluate").glob("*")) if (trained_run / "evaluate").is_dir() else []
+    result = call_app(
+        f"run={trained_run}", "data=fashion_mnist", f"data.root={fashion_dir}", cwd=tmp_path, module=EVALUATE
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        f"{EVALUATE}: error: data=fashion_mnist: its classes (T-shirt/top, Trouser, Pullover, Dress, Coat, Sandal, "
+        "Shirt, Sneaker, Bag, Ankle boot) are not those the run was trained on (0, 1, 2, 3, 4, 5, 6, 7, 8, 9), in that "
+        "order; evaluate on its data"
+    ]
+    after = sorted((trained_run / "evaluate").glob("*")) if (trained_run / "evaluate").is_dir() else []
+    assert after == before and list(tmp_path.iterdir()) == []
+
+
 def test_per_class_scores_handle_classes_never_predicted_or_absent():
     # true 0: 3 right, 1 called "1"; true 1: 2 right; class 2 absent and never predicted.
     matrix = np.array([[3, 1, 0], [0, 2, 0], [0, 0, 0]])

@@ -49,12 +49,15 @@ def evaluate_run(
             f"{model_path} maps {model.input_shape[1:]} to {model.output_shape[-1]} classes; "
             f"{data.name} needs {shape} to {num_classes} classes"
         )
-    trained = rundir.class_names(run_dir, num_classes)
-    if trained != tuple(splits.class_names) and trained != tuple(str(i) for i in range(num_classes)):
-        # The same count in another order would score every image against the wrong class.
+    trained, named = rundir.class_names(run_dir, num_classes), tuple(splits.class_names)
+    # The same count in another order, or other classes (Fashion-MNIST for a digit model), would score every image
+    # against a class the model never learned. Labels that are only numbers (a CSV or IDX set without names) are
+    # taken to be the run's.
+    if named != trained and named != tuple(str(i) for i in range(num_classes)):
+        fix = "give data.classes=[...] in the run's order" if hasattr(data, "classes") else "evaluate on its data"
         raise UserError(
-            f"{data.name}'s classes ({', '.join(splits.class_names)}) are not those the run was "
-            f"trained on ({', '.join(trained)}), in that order; give data.classes=[...] in the run's order"
+            f"data={data.name}: its classes ({', '.join(named)}) are not those the run was trained on "
+            f"({', '.join(trained)}), in that order; {fix}"
         )
     from mnist_hydra.data.pipeline import make_dataset
 
