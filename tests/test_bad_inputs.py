@@ -156,6 +156,14 @@ CATALOGUE = [
     case("train", "override syntax", "=3", 2, "cannot parse the override =3"),
     case("train", "override syntax", "data.root=/data/données", 2, "override data.root=/data/données", "non-ASCII"),
     case("train", "unknown flag", "--bogus", 2, "unrecognized arguments: --bogus", "--help"),
+    case(
+        "train",
+        "unknown flag",
+        "model=mlp -m seed=1,2",
+        2,
+        "unrecognized arguments: seed=1,2 (after -m:",
+        "flags first",
+    ),
     case("train", "unknown flag", "--cfg bogus", 2, "invalid choice: 'bogus'", "job"),
     # --- train: output paths (README: "one line naming the path, whatever the errno") ---
     case("train", "output path", "hydra.run.dir=/proc/forbidden", 1, "cannot write /proc/forbidden"),
@@ -208,6 +216,22 @@ CATALOGUE = [
         2,
         "hydra.sweeper.direction=up",
         "maximize or minimize",
+    ),
+    case(
+        "train",
+        "search setting",
+        "hparams_search=optuna 'optimizer.lr=interval(0.1,0.01)'",
+        2,
+        "optimizer.lr=interval(0.1,0.01): not a search space Optuna can sample",
+        "low <= high",
+    ),
+    case(
+        "train",
+        "search setting",
+        "hparams_search=optuna hydra.sweeper.params=null 'optimizer.lr=tag(log,interval(0,1))'",
+        2,
+        "optimizer.lr=tag(log,interval(0,1)): not a search space Optuna can sample",
+        "low > 0",
     ),
     case(
         "train",
@@ -620,7 +644,7 @@ CATALOGUE = [
     case("train", "existing run", "hydra.run.dir=sweep/7", 2, "hydra.run.dir=sweep/7 is inside the sweep directory"),
     case("train", "existing run", "-m hydra.sweep.dir=run/more seed=1,2", 2, "is inside the run directory run"),
     case("train", "existing run", "-m hydra.sweep.subdir=same seed=1,2", 2, "hydra.sweep.subdir=same is the same"),
-    case("train", "config", "-m seed=range(0,0)", 2, "seed=range(0,0) sweeps over no value", "seed=range(0,3)"),
+    case("train", "out of range", "-m seed=range(0,0)", 2, "seed=range(0,0) sweeps over no value", "seed=range(0,3)"),
     case("train", "existing run", "-m hydra.sweep.subdir=. seed=1,2", 2, "hydra.sweep.subdir=. is the same directory"),
 ]
 

@@ -30,7 +30,17 @@ log = logging.getLogger("mnist_hydra.search")
 
 def distribution(override: Override) -> Any:
     """The Optuna distribution of a sweep override (choice, range, interval, tag(log/int, interval)); a fixed value's
-    text as it is."""
+    text as it is. ConfigError for bounds Optuna refuses (an empty range, low above high, a log scale from 0)."""
+    try:
+        return _distribution(override)
+    except ValueError as err:
+        raise ConfigError(
+            f"{override.input_line}: not a search space Optuna can sample ({err}); give bounds low <= high (low > 0 "
+            "on a log scale) and a step > 0, e.g. interval(1e-4,1e-2), tag(log,interval(1e-4,1e-2)) or range(1,5)"
+        ) from err
+
+
+def _distribution(override: Override) -> Any:
     if not override.is_sweep_override():
         return override.get_value_element_as_str()
     value = override.value()

@@ -110,7 +110,12 @@ def check_hydra_flags(argv: list[str]) -> None:
     parser.error = error  # type: ignore[method-assign]
     known, unknown = parser.parse_known_args(argv)
     if unknown:
-        error(f"unrecognized arguments: {' '.join(unknown)}")
+        # Hydra's command line takes its overrides in one run: any after a flag (`a=1 -m b=2`) are left over.
+        before = [arg for arg in argv[: argv.index(unknown[0])] if arg.startswith("-")]
+        order = (
+            f" (after {before[-1]}: give the flags first, then every override)" if before and "=" in unknown[0] else ""
+        )
+        error(f"unrecognized arguments: {' '.join(unknown)}{order}")
     groups = config_groups()
     for override in OverridesParser.create().parse_overrides(known.overrides):
         if not override.key_or_group:
