@@ -313,6 +313,10 @@ ROWS_27 = {"pixels": [[0] * 28] * 27}
         ({"json": {"pixels": [[0] * 28] * 27 + [[0] * 30]}}, 422, "28 rows of lengths 28 to 30"),
         ({"json": {"pixels": [[[0]] * 28] * 28}}, 422, "pixels must be 28 rows of 28 numbers"),
         ({"json": {"pixels": [["a"] * 28] * 28}}, 422, "a JSON string among the numbers"),
+        # Numbers written as text, and booleans: NumPy would read "0" and true as numbers.
+        ({"json": {"pixels": [["0"] * 28] * 28}}, 422, "a JSON string among the numbers"),
+        ({"json": {"pixels": [[True] * 28] * 28}}, 422, "a JSON boolean among the numbers"),
+        ({"json": {"images": [[[0] * 28] * 28, [["1"] * 28] * 28]}}, 422, "images[1] must be 28 rows of 28 numbers"),
         ({"content": NAN_BODY, "headers": {"content-type": "application/json"}}, 422, "NaN, infinite or null"),
         ({"json": {"pixels": [[None] * 28] * 28}}, 422, "NaN, infinite or null"),
         ({"json": {"pixels": [[-1] * 28] * 28}}, 422, "values must lie in [0, 1] or in 0..255; got min -1"),

@@ -54,7 +54,7 @@ def json_images(value: Any, max_batch: int, shape: Shape = DIGIT_SHAPE) -> tuple
             "(serve.max_batch); split the batch",
         )
     try:
-        batch = np.asarray(images, dtype=np.float32)
+        batch = _numbers(images)
     except (ValueError, TypeError):
         batch = None
     if batch is None or batch.shape[1:] != _array_shape(shape):
@@ -69,12 +69,26 @@ def pixels_array(value: Any, where: str, shape: Shape = DIGIT_SHAPE) -> np.ndarr
     """One image's numbers as float32 of `shape` ((height, width) when grey) in [0, 1]; InputError naming
     `where` otherwise."""
     try:
-        array = np.asarray(value, dtype=np.float32)
+        array = _numbers(value)
     except (ValueError, TypeError):
         raise InputError(422, f"{where} must be {_rows_of(shape)}; got {_describe(value, shape)}") from None
     if array.shape != _array_shape(shape):
         raise InputError(422, f"{where} must be {_rows_of(shape)}; got {_describe(value, shape)}")
     return _scaled(array, where)
+
+
+def _numbers(value: Any) -> np.ndarray:
+    """JSON's nested lists of numbers as float32; TypeError for strings, booleans or nulls among them (NumPy
+    would read "0" and true as numbers), ValueError for ragged lists."""
+    array = np.asarray(value)
+    numbers = array.dtype.kind in "iuf" or (
+        # Nulls among numbers: NaN, refused by _scaled with their place.
+        array.dtype.kind == "O" and all(x is None or type(x) in (int, float) for x in array.flat)
+    )
+    if not numbers:
+        raise TypeError(f"not numbers: {array.dtype}")
+    with np.errstate(over="ignore"):  # 1e308 becomes inf, refused by _scaled with its place
+        return np.asarray(array, dtype=np.float32)
 
 
 def _array_shape(shape: Shape) -> tuple[int, ...]:
