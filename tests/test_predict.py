@@ -313,3 +313,15 @@ def test_bad_arguments_fail_with_one_line(trained_run, picture_folder, tmp_path,
     [line] = our_stderr_lines(result.stderr)
     assert line.startswith(f"{PREDICT}: error: ") and fragment.format(**values) in line
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("side", [12_000, 20_000], ids=["over the limit", "over twice the limit"])
+def test_a_huge_picture_is_refused_in_one_line_without_pillows_warning(tmp_path, side, recwarn):
+    """Pillow warns between its limit and twice it, and raises beyond: either way, one error and no warning."""
+    path = tmp_path / "huge.png"
+    Image.new("1", (side, side)).save(path)  # a few kB on disk, side**2 pixels once decoded
+    with pytest.raises(
+        ImageError, match=r"^.*huge\.png: refused, .* pixels is over the limit of \d+ \(a decompression bomb\?\)"
+    ):
+        read_image(path)
+    assert [str(w.message) for w in recwarn] == []

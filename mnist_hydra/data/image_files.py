@@ -13,6 +13,7 @@ import contextlib
 import io
 import os
 import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -85,7 +86,11 @@ def read_image(
         with stream as opened:
             if isinstance(opened, io.BufferedReader) and not opened.peek(1):
                 raise ImageError(f"{name}: not a readable image (empty, or nothing to read without waiting)")
-            with Image.open(opened) as image:
+            with warnings.catch_warnings():
+                # Between Pillow's limit and twice it, Image.open warns and goes on: the limit below refuses it.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = Image.open(opened)
+            with image:
                 width, height = image.size
                 if width == 0 or height == 0:
                     raise ImageError(f"{name}: the image is empty ({width}x{height} pixels)")
