@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mnist_hydra.errors import ConfigError
+
 # TensorFlow's C++ start-up lines (absl's INFO/WARNING before its logging is set up: oneDNN, cudart stubs).
 NOISE = re.compile(
     r"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
@@ -43,6 +45,7 @@ def import_tensorflow() -> Any:
     """`import tensorflow` (and Keras) with its INFO/WARNING start-up lines hidden (and its CUDA errors on a machine
     without an NVIDIA driver), whatever TF_CPP_MIN_LOG_LEVEL says, except 0: the user's ask to see every line.
     A level the user set is left in place for what TensorFlow logs later."""
+    _check_thread_environment()
     if "tensorflow" in sys.modules:
         import tensorflow
 
@@ -67,6 +70,17 @@ def import_tensorflow() -> Any:
                 # The CUDA probe runs when devices are first listed, not at import: run it here, filtered.
                 tensorflow.config.list_physical_devices("GPU")
         return tensorflow
+
+
+def _check_thread_environment() -> None:
+    """ConfigError for a negative TF_NUM_INTRAOP_THREADS: TensorFlow's import would abort the process on it (a
+    C++ check failure, SIGABRT, no Python error). Text and 0 are TensorFlow's to ignore."""
+    value = os.environ.get("TF_NUM_INTRAOP_THREADS", "").strip()
+    if value.lstrip("-").isdigit() and int(value) < 0:
+        raise ConfigError(
+            f"TF_NUM_INTRAOP_THREADS={value} in the environment would abort TensorFlow: expected a thread count "
+            ">= 1, or 0 or unset for every core (trainer.threads caps a run's threads)"
+        )
 
 
 @contextlib.contextmanager
