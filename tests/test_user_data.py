@@ -219,6 +219,19 @@ def test_a_second_load_reads_the_cache_and_gives_the_same_arrays(user_data, tmp_
     assert len(list(tmp_path.glob("folder-*.npz"))) == 1
 
 
+def test_a_cache_that_cannot_be_written_is_said_once_and_not_claimed(user_data, tmp_path, caplog):
+    (tmp_path / "file").write_text("not a folder")
+    cfg = FolderConfig(root=str(user_data["folder"]), cache_dir=str(tmp_path / "file" / "cache"))
+    with caplog.at_level(logging.INFO, logger="mnist_hydra.data.folder"):
+        splits = load_splits(cfg, seed=0)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(splits.y_train) + len(splits.y_val) + len(splits.y_test) == FOLDER_IMAGES
+    assert [m for m in said if "cache" in m] == [
+        next(m for m in said if m.startswith(f"data: could not cache the decoded images in {tmp_path / 'file'}")),
+        next(m for m in said if m.startswith(f"data: decoded {FOLDER_IMAGES} images") and m.endswith("(not cached)")),
+    ], said
+
+
 def test_a_changed_folder_is_decoded_again(tmp_path, digits):
     x, y = digits
     write_folder(tmp_path / "data", x[:40], y[:40])

@@ -325,17 +325,21 @@ def _decode_cached(
         images, keep, bad = decode(listing.files, cfg.workers, prep)
         arrays[split] = (images, listing.labels[keep])
         skipped += bad
-    count = sum(len(y) for _, y in arrays.values())
+    count, seconds = sum(len(y) for _, y in arrays.values()), time.perf_counter() - start
+    try:
+        _require_every_class(arrays["train"][1], class_names, given)
+    except DataError:
+        _say_skipped(skipped)  # which files were unreadable: why the class has no image left
+        raise
+    # Said once the cache is written: a cache that cannot be written says so instead.
+    kept = _write_cache(path, arrays, skipped) if cfg.cache else False
     log.info(
         "data: decoded %d images in %.1f s (%s)",
         count,
-        time.perf_counter() - start,
-        f"cached in {path}" if cfg.cache else "data.cache=false: not cached",
+        seconds,
+        f"cached in {path}" if kept else "not cached" if cfg.cache else "data.cache=false: not cached",
     )
     _say_skipped(skipped)
-    _require_every_class(arrays["train"][1], class_names, given)
-    if cfg.cache:
-        _write_cache(path, arrays, skipped)
     return arrays
 
 
@@ -426,7 +430,8 @@ def _read_cache(path: Path) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], l
     return arrays, skipped
 
 
-def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], skipped: Sequence[str]) -> None:
+def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], skipped: Sequence[str]) -> bool:
+    """Whether the decoded images were kept in `path`; a warning saying why not otherwise."""
     from mnist_hydra.runs.artifacts import atomic_write
 
     content = {f"{split}_{k}": a for split, (x, y) in arrays.items() for k, a in (("x", x), ("y", y))}
@@ -441,6 +446,8 @@ def _write_cache(path: Path, arrays: dict[str, tuple[np.ndarray, np.ndarray]], s
             path.parent,
             one_line(err),
         )
+        return False
+    return True
 
 
 def _require_every_class(labels: np.ndarray, class_names: Sequence[str], given: str) -> None:
