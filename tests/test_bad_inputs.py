@@ -165,6 +165,14 @@ CATALOGUE = [
     case("train", "override syntax", '"data.root=\'/unclosed"', 2, "cannot parse the override", "quoted"),
     case("train", "override syntax", "=3", 2, "cannot parse the override =3"),
     case("train", "override syntax", "data.root=/data/données", 2, "override data.root=/data/données", "non-ASCII"),
+    case(
+        "train",
+        "unknown option",
+        "+experiment=speedrun +experiment=best",
+        2,
+        "experiment is given more than once",
+        "+experiment=[a,b]",
+    ),
     case("train", "unknown flag", "--bogus", 2, "unrecognized arguments: --bogus", "--help"),
     case(
         "train",

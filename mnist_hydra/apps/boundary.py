@@ -292,6 +292,10 @@ def describe(err: BaseException) -> str | None:
         not_here = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(err))
         if not_here:  # Hydra then suggests `+key=`, which only leads to a cryptic ConfigKeyError
             return f"{not_here.group(1)}= is not an option of this command; see --help for what it takes"
+        twice = re.match(r"Multiple values for (\S+)\. To override a value use 'override", str(err))
+        if twice:  # Hydra's advice is for a defaults list in YAML, not a command line
+            group = twice.group(1)
+            return f"{group} is given more than once; give it once, or its options as one list, e.g. +{group}=[a,b]"
         field = _field_error(err)
         return describe_field(field) if field is not None else one_line(str(err))
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
