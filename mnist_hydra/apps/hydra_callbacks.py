@@ -50,7 +50,12 @@ def claim_run_dir(config: Any) -> None:
 def claim_sweep_dir(config: Any) -> None:
     """Check and create hydra.sweep.dir before a sweep starts: runs/claims.py says what is refused."""
     _check_job_name(config)
-    _check_sweep_has_jobs(config)
+    try:
+        _check_sweep_has_jobs(config)
+    except ConfigError:
+        raise
+    except Exception as err:  # a check that cannot read the sweep must not stop the claim below
+        log.debug("no check for an empty sweep: %s", err)
     folder = _output_dir(config, "sweep")
     resumed = OmegaConf.select(config, "resume", default=None) is not None
     subdir = str((OmegaConf.to_container(config.hydra.sweep, resolve=False) or {}).get("subdir"))  # type: ignore[union-attr]

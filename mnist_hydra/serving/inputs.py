@@ -78,8 +78,8 @@ def pixels_array(value: Any, where: str, shape: Shape = DIGIT_SHAPE) -> np.ndarr
 
 
 def _numbers(value: Any) -> np.ndarray:
-    """JSON's nested lists of numbers as float32; TypeError for strings, booleans or nulls among them (NumPy
-    would read "0" and true as numbers), ValueError for ragged lists."""
+    """JSON's nested lists of numbers as float32 (a null as NaN); TypeError for strings or booleans among them
+    (NumPy would read "0" and true as numbers), ValueError for ragged lists."""
     array = np.asarray(value)
     numbers = array.dtype.kind in "iuf" or (
         # Nulls among numbers: NaN, refused by _scaled with their place.
