@@ -125,6 +125,21 @@ def test_no_groups_without_replicate_keys(tmp_path):
     assert summary.table["optimizer.lr"].tolist() == [0.01, 0.001]
 
 
+def test_figures_that_are_no_numbers_are_left_out_not_ranked(tmp_path):
+    """A hand-edited or foreign metrics.json: its text figures would make pandas compare str with float."""
+    sweep = tmp_path / "s"
+    make_job(sweep, 0, ["seed=1"], done(0.9, 0.89))
+    make_job(sweep, 1, ["seed=2"], {**done(0.95, 0.9), "val_accuracy": "high", "train_seconds": True})
+    pruned = {"status": "pruned", "val_accuracy": 0.5, "epochs_run": "one", "train_seconds": 3, "epochs": 5}
+    make_job(sweep, 2, ["seed=3"], pruned)
+    summary = summarize_sweep(sweep)
+    table = summary.table.set_index("job")
+    assert list(summary.table["job"]) == ["0", "2", "1"]  # ranked by the figures that are numbers
+    assert pd.isna(table.loc["1", "val_accuracy"]) and pd.isna(table.loc["1", "train_seconds"])
+    assert table.loc["1", "test_accuracy"] == 0.9 and "saved_seconds" not in table  # "one" epoch: nothing to count
+    assert summary.best is not None and summary.best["seed"] == 1
+
+
 def test_list_runs_is_newest_first_with_overrides(tmp_path):
     for stamp, overrides, acc in [
         ("2026-11-20/09-00-00.000001", ["seed=1"], 0.97),

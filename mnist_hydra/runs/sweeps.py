@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 import pandas as pd
 
@@ -142,15 +143,20 @@ def _job_row(job: Path) -> dict[str, object]:
     if metrics:
         row["status"] = metrics.get("status", "completed")
         row["error"] = metrics.get("error", "")
-        row.update({m: metrics[m] for m in METRICS if m in metrics})
-        if row["status"] == "pruned" and metrics.get("epochs_run"):
-            per_epoch = float(metrics.get("train_seconds", 0.0)) / metrics["epochs_run"]
-            row["saved_seconds"] = max(0, int(metrics.get("epochs", 0)) - metrics["epochs_run"]) * per_epoch
+        # A figure that is no number (a hand-edited or foreign metrics.json) is left out: it cannot be ranked.
+        row.update({m: metrics[m] for m in METRICS if _is_number(metrics.get(m))})
+        run, seconds, epochs = (metrics.get(key) for key in ("epochs_run", "train_seconds", "epochs"))
+        if row["status"] == "pruned" and _is_number(run) and run > 0 and _is_number(seconds) and _is_number(epochs):
+            row["saved_seconds"] = max(0, int(epochs) - run) * seconds / run
     else:
         # Killed, crashed hard, or still running: no metrics.json was written.
         row["status"], row["error"] = "incomplete", "no metrics.json in the job directory"
     row["dir"] = str(job)
     return row
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _number_or_text(value: str) -> object:
