@@ -109,6 +109,18 @@ def test_onecycle_rises_from_its_start_to_the_peak_then_anneals_to_the_end():
     assert all(float(schedule(s)) > float(schedule(s + 1)) for s in range(200, 1000, 50))
 
 
+@pytest.mark.parametrize("name", ["cosine", "onecycle"])
+@pytest.mark.parametrize("total", [1, 2, 8])
+def test_a_warm_up_share_that_rounds_to_every_step_leaves_one_to_decay(name, total):
+    """optimizer.warmup_fraction=0.99 of a short run (1.5 epochs of 5 steps: 8) rounded to all 8 steps, and Keras
+    refused the schedule (decay_steps=0): a traceback from the train command."""
+    schedule = build_schedule(AdamConfig(lr=0.01, schedule=name, warmup_fraction=0.99), total_steps=total)
+    assert float(schedule(total)) == pytest.approx(0.0, abs=1e-9)  # final_lr_fraction=0: the end of the decay
+    if total > 1:
+        assert float(schedule(total - 1)) == pytest.approx(0.01)  # the peak, one step before the end
+        assert float(schedule(0)) < 0.01
+
+
 def test_onecycle_reaches_keras_adam_with_the_betas():
     config = AdamConfig(lr=0.01, beta_1=0.7, beta_2=0.9, schedule="onecycle", warmup_fraction=0.3)
     optimizer = OPTIMIZERS.get("adam")(config, total_steps=10)

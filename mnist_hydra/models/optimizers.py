@@ -145,7 +145,10 @@ def build_schedule(
     # Keras evaluates a schedule at optimizer.iterations, which model.keras saves: a resumed run continues it.
     warmup = round(total_steps * cfg.warmup_fraction)
     if cfg.schedule == "onecycle":
-        warmup = min(max(warmup, 1), total_steps - 1) if total_steps > 1 else 0
+        warmup = max(warmup, 1)
+    # At least one step of decay after the warm-up (Keras refuses decay_steps=0): in a short run a large share
+    # (optimizer.warmup_fraction=0.99 of 8 steps) rounds to every step.
+    warmup = min(warmup, total_steps - 1)
     if not warmup:
         return schedules.CosineDecay(cfg.lr, decay_steps=total_steps, alpha=cfg.final_lr_fraction)
     # Keras's warmup rises linearly from initial_learning_rate to warmup_target, then decays from there: a cosine
