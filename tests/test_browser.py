@@ -148,9 +148,15 @@ def stroke(page, points: list[tuple[float, float]], steps: int = 6) -> None:
 
 
 def predicted(page, expected: str) -> str:
-    """The large top class, once the page shows `expected` (or what it shows after 10 s)."""
+    """The large top class, once the page shows `expected` and has no drawing still to send (or after 10 s).
+
+    Waiting for the last request too: the first stroke of a 7 may already read as 7, and the preview and the
+    picture a click saves would then change under the test when the whole drawing's answer comes."""
     with contextlib.suppress(Exception):
-        page.wait_for_function(f"document.getElementById('top-class').textContent === {expected!r}", timeout=10_000)
+        page.wait_for_function(
+            f"!inFlight && !again && document.getElementById('top-class').textContent === {expected!r}",
+            timeout=10_000,
+        )
     return page.locator("#top-class").text_content()
 
 
