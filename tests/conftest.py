@@ -31,6 +31,12 @@ from mnist_hydra.serving.settings import ServeSettings
 if os.environ.get("MNIST_HYDRA_DATA"):
     os.environ["MNIST_HYDRA_DATA"] = str(Path(os.environ["MNIST_HYDRA_DATA"]).resolve())
 
+# Under pytest-xdist each worker's TensorFlow (and every process a test starts) takes its share of the cores, not
+# all of them: two workers with a thread per core each, on two cores, spin against each other's threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, len(os.sched_getaffinity(0)) // _WORKERS)))
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "mnist_hydra" / "conf"
 
 # A run small enough for plumbing tests: one epoch on 2,000 images, scored on 1,000.
@@ -230,31 +236,36 @@ def client(predictor):
 # in a process of its own, a pause after a chosen epoch's checkpoint, for a signal or a kill from outside.
 @pytest.fixture
 def signal_at_step(monkeypatch):
-    """signal_at_step(sig, epoch, step): the next training in this process raises `sig` in the main thread, as
-    if sent from outside, once step `step` of epoch `epoch` (both from 1) is done, or the first multi-step
-    execution that takes it past that step; once only. This process's SIGINT and SIGTERM handlers are put back
-    afterwards: an app stopped in this process leaves "already stopping" in place, as the process it was made for
-    exits."""
+    """signal_at_step(sig, epoch, step, fit=1): the `fit`-th training from now in this process (a sweep's job
+    `fit - 1`) raises `sig` in the main thread, as if sent from outside, once step `step` of epoch `epoch` (both
+    from 1) is done, or the first multi-step execution that takes it past that step; once only. This process's
+    SIGINT and SIGTERM handlers are put back afterwards: an app stopped in this process leaves "already
+    stopping" in place, as the process it was made for exits."""
     import signal
 
-    from mnist_hydra.training import callbacks, fit
+    from mnist_hydra.training import callbacks
+    from mnist_hydra.training import fit as fit_module
 
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def arm(sig: int, epoch: int, step: int) -> None:
-        fired = []
+    def arm(sig: int, epoch: int, step: int, fit: int = 1) -> None:
+        fired, fits = [], []
 
         class RaiseThenStop(callbacks.StopOnRequest):
+            def on_train_begin(self, logs: dict | None = None) -> None:
+                fits.append(self)
+                super().on_train_begin(logs)
+
             def on_epoch_begin(self, index: int, logs: dict | None = None) -> None:
                 self.epoch = index + 1
 
             def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-                if not fired and self.epoch == epoch and batch + 1 >= step:
+                if not fired and len(fits) == fit and self.epoch == epoch and batch + 1 >= step:
                     fired.append(True)
                     signal.raise_signal(sig)
                 super().on_train_batch_end(batch, logs)
 
-        monkeypatch.setattr(fit, "StopOnRequest", RaiseThenStop)
+        monkeypatch.setattr(fit_module, "StopOnRequest", RaiseThenStop)
 
     yield arm
     for sig, handler in handlers.items():

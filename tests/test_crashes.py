@@ -274,8 +274,11 @@ def reference(tmp_path_factory, mnist_dir) -> dict:
     return json.loads((cwd / "run" / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run(reference, tmp_path, mnist_dir):
-    """SIGKILL between epoch 1's checkpoint and epoch 2 (test_sigkill_at_random_moments: anywhere else)."""
+    """SIGKILL between epoch 1's checkpoint and epoch 2 (test_sigkill_at_random_moments: anywhere else). In the
+    default suite: test_a_full_disk_during_a_checkpoint_keeps_the_previous_one_and_resume_finishes, a run that
+    dies mid-checkpoint and resumes, in this process."""
     run = tmp_path / "run"
     proc = start_paused([*TINY, f"hydra.run.dir={run}"], run, 1, tmp_path, {"MNIST_HYDRA_DATA": str(mnist_dir)})
     try:
@@ -295,7 +298,7 @@ def test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run(reference, tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("point", SLOW, ids=repr)
 def test_sigkill_at_random_moments(point, crashes):
-    """test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run kills at one point in the default suite."""
+    """Every other moment of test_sigkill_then_resume_gives_the_figures_of_an_unbroken_run's kill."""
     _check(crashes[point.name], crashes["reference"])
 
 

@@ -124,6 +124,7 @@ def test_mirrored_on_the_cpu_trains_and_leaves_every_artifact(mirrored_run):
     assert keras.models.load_model(mirrored_run / "model.keras").count_params() == 235_146
 
 
+@pytest.mark.slow  # two processes that each import TensorFlow and train; is_chief and read_tf_config are tested below
 def test_chief_alone_writes_the_artifacts(two_workers):
     (chief, other), _ = two_workers
     for name in ARTIFACTS:
@@ -134,11 +135,13 @@ def test_chief_alone_writes_the_artifacts(two_workers):
     assert "not the chief" in (other / "train.log").read_text()
 
 
+@pytest.mark.slow  # two processes that each import TensorFlow and train; is_chief and read_tf_config are tested below
 def test_non_chief_run_directory_holds_only_hydras_files(two_workers):
     (_, other), _ = two_workers
     assert {p.name for p in other.iterdir()} == HYDRA_FILES
 
 
+@pytest.mark.slow  # two processes that each import TensorFlow and train; is_chief and read_tf_config are tested below
 def test_workers_end_with_the_weights_the_chief_saved(two_workers):
     (chief, other), _ = two_workers
     logged = [DIGEST.findall((d / "train.log").read_text()) for d in (chief, other)]
@@ -147,6 +150,7 @@ def test_workers_end_with_the_weights_the_chief_saved(two_workers):
     assert logged[0][0] == logged[1][0] == saved
 
 
+@pytest.mark.slow  # two processes that each import TensorFlow and train; is_chief and read_tf_config are tested below
 def test_workers_split_each_global_batch_between_them(two_workers, mirrored_run):
     (chief, _), outputs = two_workers
     # 320 images in global batches of 64: 5 steps on each worker (10 if each read every image in batches of 32).

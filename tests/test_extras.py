@@ -125,7 +125,10 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_the_core_install_trains_evaluates_predicts_sweeps_and_names_the_extra_it_lacks(tmp_path, mnist_dir):
+    """Every app in a process that cannot import an extra. In the default suite: test_no_core_module_imports_an_
+    extra_at_the_top and test_the_line_names_the_missing_distributions_and_the_extra."""
     from PIL import Image
 
     from mnist_hydra.data.idx_format import read_idx

@@ -254,7 +254,9 @@ def _log_lines(log: Path) -> list[tuple[datetime, str, str]]:
     return [(datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f"), pid, message) for stamp, pid, message in found]
 
 
+@pytest.mark.slow
 def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
+    """Worker processes, each importing TensorFlow. In the default suite: test_every_launcher_composes_with_its_overrides."""
     pid_format = "'%(asctime)s pid %(process)d [%(name)s] %(message)s'"
     result, sweep = _sweep(
         tmp_path,
@@ -288,7 +290,9 @@ def test_joblib_runs_jobs_in_parallel_worker_processes(tmp_path, mnist_dir):
     assert start0 < end1 and start1 < end0, spans
 
 
+@pytest.mark.slow
 def test_submitit_local_launches_jobs_that_complete(tmp_path, mnist_dir):
+    """Worker processes, each importing TensorFlow. In the default suite: test_every_launcher_composes_with_its_overrides."""
     _, sweep = _sweep(
         tmp_path,
         mnist_dir,

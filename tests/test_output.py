@@ -11,6 +11,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +84,7 @@ def test_a_tiny_run_warns_once_per_odd_size_and_prints_no_tensorflow_line(tmp_pa
     assert (metrics["status"], metrics["train_images"], metrics["epochs_run"]) == ("completed", 5, 2)
 
 
+@pytest.mark.slow
 def test_the_users_own_tensorflow_log_level_wins(tmp_path):
     """With TF_CPP_MIN_LOG_LEVEL=0 TensorFlow's start-up lines are shown; at any other level, they are hidden (unset:
     test_a_tiny_run_warns_once_per_odd_size_and_prints_no_tensorflow_line)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -66,40 +67,46 @@ def cluster(tmp_path_factory, mnist_dir):
     # A short folder: Ray's Unix sockets live under it, and a socket's path may hold ~100 characters only.
     temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
     port = _free_port()
+    # The cluster's own token, in its folder: a machine without ~/.ray/auth_token (Ray makes none unasked) gets one,
+    # and one that has it keeps it untouched. The drivers this module starts find it through the environment.
+    token = temp / "auth_token"
+    token.write_text(secrets.token_hex(32))
+    saved = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    os.environ["RAY_AUTH_TOKEN_PATH"] = str(token)
     env = {key: value for key, value in os.environ.items() if key not in ("MNIST_HYDRA_DATA", "RAY_ADDRESS")}
-    env["RAY_AUTH_MODE"] = "token"  # Ray's default once ~/.ray/auth_token exists; said here, as the drivers need it
-    start = subprocess.run(
-        [
-            str(RAY),
-            "start",
-            "--head",
-            "--num-cpus",
-            "2",
-            "--node-ip-address",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--temp-dir",
-            str(temp),
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-            "--ray-client-server-port",
-            str(_free_port()),
-            "--dashboard-agent-listen-port",
-            str(_free_port()),
-            "--min-worker-port",
-            "20000",
-            "--max-worker-port",
-            "20999",
-        ],
-        cwd=tmp_path_factory.mktemp("ray-start"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
+    env["RAY_AUTH_MODE"] = "token"  # said here, as the drivers need it too (AUTH)
     try:
+        start = subprocess.run(
+            [
+                str(RAY),
+                "start",
+                "--head",
+                "--num-cpus",
+                "2",
+                "--node-ip-address",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--temp-dir",
+                str(temp),
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                "--ray-client-server-port",
+                str(_free_port()),
+                "--dashboard-agent-listen-port",
+                str(_free_port()),
+                "--min-worker-port",
+                "20000",
+                "--max-worker-port",
+                "20999",
+            ],
+            cwd=tmp_path_factory.mktemp("ray-start"),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
         yield f"127.0.0.1:{port}"
     finally:
         pids = _processes_under(str(temp), f":{port} ")
@@ -113,6 +120,10 @@ def cluster(tmp_path_factory, mnist_dir):
             with _gone():
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+        if saved is None:
+            os.environ.pop("RAY_AUTH_TOKEN_PATH", None)
+        else:
+            os.environ["RAY_AUTH_TOKEN_PATH"] = saved
 
 
 class _gone:

@@ -97,8 +97,33 @@ def test_a_stopped_run_resumes_to_the_same_figures(
     assert len(list((run / ".hydra").glob("resumed-*/config.yaml"))) == 1
 
 
+def test_a_sweep_stopped_mid_job_resumes_its_unfinished_jobs(reference, tmp_path, mnist_dir, signal_at_step):
+    """SIGTERM in this process, in job 1's second epoch; the resumed sweep skips job 0 and ends job 1 as if never
+    stopped. (A real signal from outside to the process, with a failed job and one never started: the slow
+    test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs.)"""
+    sweep = tmp_path / "sweep"
+    signal_at_step(signal.SIGTERM, 2, 2, fit=2)
+    # Job 1 (seed 0) is the reference's config, so its resumed figures can be compared with it.
+    stopped = call_app("-m", *RUN, "seed=1,0", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert stopped.returncode == 143, stopped.stderr
+    assert f"Resume with: python -m mnist_hydra resume={sweep}" in stopped.stderr
+    assert [_metrics(sweep / job)["status"] for job in "01"] == ["completed", "interrupted"]
+    assert _metrics(sweep / "1")["epochs_run"] == 1
+    first_job = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+
+    resumed = call_app(f"resume={sweep}", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == first_job  # complete: skipped
+    assert "resuming after epoch 1 of 2" in (sweep / "1" / "train.log").read_text()
+    _assert_same_run(_metrics(sweep / "1"), reference[1])  # the resumed job ends as if never stopped
+    table = pd.read_csv(sweep / "sweep_results.csv").set_index("job")
+    assert sorted(table.index) == [0, 1] and table.loc[1, "test_accuracy"] == reference[1]["test_accuracy"]
+
+
+@pytest.mark.slow
 def test_sweep_stopped_by_sigterm_resumes_its_unfinished_jobs(reference, tmp_path, mnist_dir):
-    """A real SIGTERM from outside, to the process, between job 2's first and second epoch."""
+    """A real SIGTERM from outside, to the process, between job 2's first and second epoch. In the default suite:
+    test_a_sweep_stopped_mid_job_resumes_its_unfinished_jobs, the same sweep stopped in this process."""
     sweep = tmp_path / "sweep"
     # Job 0 completes, job 1 diverges (a failed job: the sweep goes on), job 2 is stopped, job 3 never starts.
     # Job 2 (seed 0, lr 1e-3) is the reference's config, so its resumed figures can be compared with it.

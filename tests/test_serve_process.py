@@ -137,6 +137,7 @@ def test_the_readme_error_example_is_what_the_app_prints(tmp_path):
     assert result.returncode == 2 and shown in result.stderr.splitlines(), result.stderr
 
 
+@pytest.mark.slow
 def test_two_worker_processes_serve_and_stop_together(trained_run, mnist_dir, tmp_path):
     import httpx2
 

@@ -392,7 +392,10 @@ def shared_study_survives_a_kill(
     assert len(done) == 4 and len(set(done)) == 4, done
 
 
+@pytest.mark.slow
 def test_a_killed_command_on_a_journal_study_is_recovered_and_every_trial_distinct(tmp_path, mnist_dir):
+    """A command killed mid-trial, then two racing on. In the default suite: test_a_stale_trial_is_failed_and_its_
+    configuration_asked_again and test_a_command_continues_a_study_whose_command_died_to_n_trials_all_distinct."""
     shared_study_survives_a_kill(
         tmp_path,
         mnist_dir,

@@ -188,6 +188,7 @@ def _log_a_run(root: str, index: int, barrier) -> None:
     assert loggers.active, "the logger was dropped"
 
 
+@pytest.mark.slow
 def test_runs_started_together_on_a_new_sqlite_store_all_land(tmp_path):
     # No sweep to create the store first: two processes open a store that does not exist yet, at once.
     context = multiprocessing.get_context("spawn")
