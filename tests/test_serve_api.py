@@ -209,6 +209,14 @@ def test_the_page_is_one_self_contained_html_file(client):
     assert "http://" not in html and "https://" not in html and "@import" not in html and "url(" not in html
 
 
+def test_head_asks_for_the_page_and_health_without_their_bodies(client):
+    for path, kind in (("/", "text/html"), ("/health", "application/json")):
+        response = client.head(path)
+        assert response.status_code == 200 and response.headers["content-type"].startswith(kind), path
+        assert response.content == b""
+    assert client.head("/predict").status_code == 405  # the others keep their one method
+
+
 def test_openapi_describes_the_typed_models_and_both_body_forms(client):
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]

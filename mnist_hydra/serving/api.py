@@ -163,7 +163,8 @@ page_router = APIRouter(tags=["page"])
 api_router = APIRouter(tags=["api"], responses={500: {"model": schemas.ErrorResponse, "description": "A bug"}})
 
 
-@page_router.get("/", response_class=HTMLResponse, summary="The draw-a-digit page")
+# HEAD too, for the uptime checks and load balancers that ask for a page or health without its body.
+@page_router.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse, summary="The draw-a-digit page")
 async def page() -> HTMLResponse:
     return HTMLResponse(_page_html(), headers={"Cache-Control": "no-cache"})
 
@@ -173,7 +174,7 @@ def _page_html() -> str:
     return resources.files("mnist_hydra.serving").joinpath("page.html").read_text(encoding="utf-8")
 
 
-@api_router.get("/health", response_model=schemas.Health, summary="Is the server up")
+@api_router.api_route("/health", methods=["GET", "HEAD"], response_model=schemas.Health, summary="Is the server up")
 async def health(request: Request) -> dict[str, Any]:
     state = request.app.state
     return {
