@@ -154,6 +154,9 @@ CATALOGUE = [
         "experiment=nonexistent is not an experiment option",
         "best",
     ),
+    case(
+        "train", "unknown option", "experiment=speedrun", 2, "experiment needs a plus", "+experiment=NAME", "speedrun"
+    ),
     case("train", "unknown option", "model.name=mlp", 2, "model.name=mlp does not match", "model=mlp"),
     case("train", "unknown option", "model=5", 2, "cannot apply the override model=5", "--help"),
     case("train", "unknown option", "data=[1]", 2, "config groups' options", "model=cnn"),
@@ -558,7 +561,8 @@ CATALOGUE = [
     case("evaluate", "run path", "'run=my data'", 2, "run=my data: no model.keras"),
     case("evaluate", "run path", "run=noconfig", 2, "run=noconfig", "data=OPTION"),
     case("evaluate", "run path", "run=badconfig", 2, "run=badconfig: cannot read its config"),
-    case("evaluate", "unknown key", "run=run model=mlp", 2, "model", "not", "evaluate"),
+    case("evaluate", "unknown key", "run=run model=mlp", 2, "model is not a config group of this command", "--help"),
+    case("evaluate", "unknown key", "run=run experiment=best", 2, "experiment needs a plus", "python -m mnist_hydra +"),
     case(
         "evaluate", "unknown key", "run=run trainer.epochs=3", 2, "trainer is not a config key", "batch_size, data, run"
     ),

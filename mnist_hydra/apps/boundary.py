@@ -290,8 +290,12 @@ def describe(err: BaseException) -> str | None:
         )
     if isinstance(err, HydraException):
         not_here = re.match(r"Could not override '([^']+)'\. No match in the defaults list", str(err))
-        if not_here:  # Hydra then suggests `+key=`, which only leads to a cryptic ConfigKeyError
-            return f"{not_here.group(1)}= is not an option of this command; see --help for what it takes"
+        if not_here:  # Hydra then suggests `+key=`, which only leads to a cryptic ConfigKeyError, but for a preset
+            group = not_here.group(1)
+            if group == "experiment":  # the one group no defaults list names: a training adds its presets
+                presets = ", ".join(_packaged_options(group))
+                return f"experiment needs a plus: a training adds a preset, python -m mnist_hydra +experiment=NAME ({presets})"
+            return f"{group} is not a config group of this command; see --help for what it takes"
         twice = re.match(r"Multiple values for (\S+)\. To override a value use 'override", str(err))
         if twice:  # Hydra's advice is for a defaults list in YAML, not a command line
             group = twice.group(1)
