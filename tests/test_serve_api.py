@@ -324,6 +324,8 @@ ROWS_27 = {"pixels": [[0] * 28] * 27}
         # Numbers written as text, and booleans: NumPy would read "0" and true as numbers.
         ({"json": {"pixels": [["0"] * 28] * 28}}, 422, "a JSON string among the numbers"),
         ({"json": {"pixels": [[True] * 28] * 28}}, 422, "a JSON boolean among the numbers"),
+        ({"json": {"pixels": [[0.5] * 27 + [True]] * 28}}, 422, "a JSON boolean among the numbers"),
+        ({"json": {"images": [[[0] * 28] * 28, [[1] * 27 + [False]] * 28]}}, 422, "images[1] must be 28 rows"),
         ({"json": {"images": [[[0] * 28] * 28, [["1"] * 28] * 28]}}, 422, "images[1] must be 28 rows of 28 numbers"),
         ({"content": NAN_BODY, "headers": {"content-type": "application/json"}}, 422, "NaN, infinite or null"),
         ({"json": {"pixels": [[None] * 28] * 28}}, 422, "NaN, infinite or null"),

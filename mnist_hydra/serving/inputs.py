@@ -81,7 +81,10 @@ def _numbers(value: Any) -> np.ndarray:
     """JSON's nested lists of numbers as float32 (a null as NaN); TypeError for strings or booleans among them
     (NumPy would read "0" and true as numbers), ValueError for ragged lists."""
     array = np.asarray(value)
-    numbers = array.dtype.kind in "iuf" or (
+    numbers = (
+        # NumPy reads true and false among numbers as 1 and 0: each leaf is looked at (a few ms for a batch).
+        array.dtype.kind in "iuf" and not any(type(x) is bool for x in np.asarray(value, dtype=object).flat)
+    ) or (
         # Nulls among numbers: NaN, refused by _scaled with their place.
         array.dtype.kind == "O" and all(x is None or type(x) in (int, float) for x in array.flat)
     )
