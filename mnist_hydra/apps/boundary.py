@@ -301,10 +301,70 @@ def describe(err: BaseException) -> str | None:
             group = twice.group(1)
             return f"{group} is given more than once; give it once, or its options as one list, e.g. +{group}=[a,b]"
         field = _field_error(err)
-        return describe_field(field) if field is not None else one_line(str(err))
+        return _with_preset(describe_field(field), field) if field is not None else one_line(str(err))
     if isinstance(err, OmegaConfBaseException) and getattr(err, "full_key", None):
-        return describe_field(err)
+        return _with_preset(describe_field(err), err)
     return None
+
+
+def _with_preset(line: str, cause: OmegaConfBaseException) -> str:
+    """`line`, and for a key that a preset on the command line sets (+experiment=best sets model.filters for its
+    cnn_deep; model=mlp has none) which preset it is and for which option: else the key seems to come from nowhere."""
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    if not isinstance(cause, (ConfigKeyError, ConfigAttributeError)):
+        return line
+    key = str(cause.full_key)
+    for preset in _presets_given(sys.argv[1:]):
+        content = _preset_yaml(preset)
+        node: Any = content
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        group = key.split(".")[0]
+        chosen = next(
+            (
+                str(v)
+                for d in content.get("defaults") or []
+                if isinstance(d, dict)
+                for k, v in d.items()
+                if k.endswith(f"/{group}")
+            ),
+            None,
+        )
+        option = f" for its {group}={chosen}" if chosen else ""
+        return f"{line} (+experiment={preset} sets {key}{option}: leave out {group}=..., or the preset)"
+    return line
+
+
+def _presets_given(argv: list[str]) -> list[str]:
+    """The +experiment=NAME presets on a command line (one or a list)."""
+    from mnist_hydra.apps.hydra_cli import parse_overrides
+
+    try:
+        overrides = parse_overrides(argv)
+    except Exception:  # a line Hydra cannot parse has been reported for that already
+        return []
+    names: list[str] = []
+    for override in overrides:
+        if override.key_or_group == "experiment":
+            value = override.value()
+            names += [str(v) for v in value] if isinstance(value, list) else [str(value)]
+    return names
+
+
+def _preset_yaml(name: str) -> dict[str, Any]:
+    """The packaged conf/experiment/NAME.yaml as a dict; {} when there is none."""
+    from importlib import resources
+
+    import yaml
+
+    try:
+        content = yaml.safe_load(resources.files("mnist_hydra.conf").joinpath(f"experiment/{name}.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def _hydra_input_error(err: BaseException) -> str | None:
