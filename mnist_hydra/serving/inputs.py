@@ -80,15 +80,11 @@ def pixels_array(value: Any, where: str, shape: Shape = DIGIT_SHAPE) -> np.ndarr
 def _numbers(value: Any) -> np.ndarray:
     """JSON's nested lists of numbers as float32 (a null as NaN); TypeError for strings or booleans among them
     (NumPy would read "0" and true as numbers), ValueError for ragged lists."""
-    array = np.asarray(value)
-    numbers = (
-        # NumPy reads true and false among numbers as 1 and 0: each leaf is looked at (a few ms for a batch).
-        array.dtype.kind in "iuf" and not any(type(x) is bool for x in np.asarray(value, dtype=object).flat)
-    ) or (
-        # Nulls among numbers: NaN, refused by _scaled with their place.
-        array.dtype.kind == "O" and all(x is None or type(x) in (int, float) for x in array.flat)
-    )
-    if not numbers:
+    array = np.asarray(value)  # ValueError for ragged lists
+    # NumPy reads true, false and "0" among numbers as numbers, so each leaf is looked at (a few ms for a batch);
+    # a null among numbers is NaN, refused by _scaled with its place.
+    leaves = array if array.dtype.kind == "O" else np.asarray(value, dtype=object)
+    if array.dtype.kind not in "iufO" or not all(x is None or type(x) in (int, float) for x in leaves.flat):
         raise TypeError(f"not numbers: {array.dtype}")
     with np.errstate(over="ignore"):  # 1e308 becomes inf, refused by _scaled with its place
         return np.asarray(array, dtype=np.float32)
