@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import time
 
 import numpy as np
 import pytest
@@ -93,3 +94,29 @@ def test_a_gz_and_a_plain_twin_must_hold_the_same_data(tmp_path):
     write_idx(tmp_path / "x", array[::-1])
     with pytest.raises(DataError, match=r"x.gz and x beside it hold different data; keep one of them"):
         read_idx(tmp_path / "x.gz")
+
+
+def test_a_file_read_again_unchanged_comes_from_memory_and_a_rewritten_one_from_disk(tmp_path, monkeypatch):
+    """A sweep's jobs in one process read the data once; any write to the file (new times) reads it afresh,
+    and a file written in the last RACY_NS is never kept (its times could repeat within a clock tick)."""
+    from mnist_hydra.data import idx_format
+
+    reads = []
+    read_bytes = idx_format._read_bytes
+    monkeypatch.setattr(idx_format, "_read_bytes", lambda path: reads.append(path) or read_bytes(path))
+    path = tmp_path / "x-idx3.gz"
+    write_idx(path, np.arange(24, dtype=np.uint8).reshape(2, 3, 4))
+    read_idx_with_digest(path)
+    read_idx_with_digest(path)
+    assert len(reads) == 2  # just written: racy, read each time
+
+    monkeypatch.setattr(idx_format, "RACY_NS", 0)  # as if written long ago, as a downloaded data set is
+    first, digest = read_idx_with_digest(path)
+    first[0, 0, 0] = 99  # each caller's own copy
+    again, again_digest = read_idx_with_digest(path)
+    assert len(reads) == 3 and again_digest == digest and again[0, 0, 0] == 0
+
+    time.sleep(0.02)  # past the file system clock's tick (RACY_NS is what covers a write within one)
+    write_idx(path, np.full((2, 3, 4), 7, np.uint8))  # the same size, other content
+    changed, changed_digest = read_idx_with_digest(path)
+    assert len(reads) == 4 and changed_digest != digest and (changed == 7).all()
