@@ -618,7 +618,7 @@ CATALOGUE = [
         "damaged model",
         "run=run images=digit.png",
         1,
-        "run/model.keras: damaged or not a Keras model",
+        "run/model.keras: damaged or not a Keras model, it cannot be loaded: Could not locate class 'NoSuchLayer'",
         slow=True,
     ),
     case(
@@ -628,6 +628,21 @@ CATALOGUE = [
         1,
         "damaged/model.keras: damaged or not a Keras archive",
         "not a zip archive",
+    ),
+    case(
+        "predict",
+        "damaged model",
+        "run=garbled images=digit.png",
+        1,
+        "garbled/model.keras: damaged or not a Keras archive: metadata.json is not JSON (Expecting property name",
+    ),
+    case(
+        "evaluate",
+        "damaged model",
+        "run=nohdf5",
+        1,
+        "nohdf5/model.keras: damaged or not a Keras archive",
+        "not an HDF5",
     ),
     case(
         "predict",
@@ -759,10 +774,12 @@ def build_sandbox(root: Path) -> None:
         (folder / ".hydra" / "overrides.yaml").write_text("- trainer.epochs=1\n")
         if metrics is not None:
             (folder / "metrics.json").write_text(metrics)
-        if model:  # a zip archive with a Keras archive's members, but garbage: Keras (TensorFlow) loads, then fails
+        if model:  # a Keras archive's members, each of the right kind but garbage: passes check_model_file,
+            # then Keras (TensorFlow) loads and fails
             with zipfile.ZipFile(folder / "model.keras", "w") as archive:
-                for member in ("metadata.json", "config.json", "model.weights.h5"):
-                    archive.writestr(member, "{not json")
+                archive.writestr("metadata.json", '{"keras_version": "3.0.0"}')
+                archive.writestr("config.json", '{"class_name": "NoSuchLayer", "config": {}}')
+                archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n then garbage")
         if checkpoint:
             (folder / "checkpoints").mkdir()
             (folder / "checkpoints" / "checkpoint.json").write_text('{"file": "epoch-0001.keras", "epoch": 1}')
@@ -778,6 +795,15 @@ def build_sandbox(root: Path) -> None:
     with zipfile.ZipFile(foreign / "model.keras", "w") as archive:  # a zip, but not what Keras writes
         archive.writestr("readme.txt", "hello")
     run("killed", checkpoint=True)
+    garbled = run("garbled", '{"status": "completed", "test_accuracy": 0.9}')
+    with zipfile.ZipFile(garbled / "model.keras", "w") as archive:  # Keras's members, garbled
+        for member in ("metadata.json", "config.json", "model.weights.h5"):
+            archive.writestr(member, "{not json")
+    nohdf5 = run("nohdf5", '{"status": "completed", "test_accuracy": 0.9}')
+    with zipfile.ZipFile(nohdf5 / "model.keras", "w") as archive:  # the JSON right, the weights not HDF5
+        archive.writestr("metadata.json", '{"keras_version": "3.0.0"}')
+        archive.writestr("config.json", '{"class_name": "Sequential", "config": {}}')
+        archive.writestr("model.weights.h5", b"weights")
     noconfig = root / "noconfig"
     noconfig.mkdir()
     (noconfig / "model.keras").write_bytes(b"PK junk")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -169,6 +170,15 @@ def damage(model: Path, how: str) -> None:
     elif how == "foreign_zip":  # a zip, but not what Keras writes
         with zipfile.ZipFile(model, "w") as archive:
             archive.writestr("readme.txt", "hello")
+    elif how in ("garbled_json", "not_hdf5", "unknown_class"):  # one member rewritten, the archive intact
+        member, content = {
+            "garbled_json": ("config.json", "{not json"),
+            "not_hdf5": ("model.weights.h5", "weights"),
+            "unknown_class": ("config.json", '{"class_name": "NoSuchLayer", "config": {}}'),
+        }[how]
+        with zipfile.ZipFile(io.BytesIO(data)) as original, zipfile.ZipFile(model, "w") as archive:
+            for name in original.namelist():
+                archive.writestr(name, content if name == member else original.read(name))
     else:
         raise ValueError(how)
 
@@ -179,6 +189,9 @@ DAMAGES = {
     "truncated": "bytes that are not a zip archive",
     "flipped": "damaged Keras archive: model.weights.h5 fails its CRC check",
     "foreign_zip": "damaged or not a Keras archive: the zip archive lacks metadata.json, config.json, model.weights.h5",
+    "garbled_json": "damaged or not a Keras archive: config.json is not JSON (Expecting property name",
+    "not_hdf5": "damaged or not a Keras archive: model.weights.h5 is not an HDF5 file",
+    "unknown_class": "damaged or not a Keras model, it cannot be loaded: Could not locate class 'NoSuchLayer'",
 }
 
 

@@ -92,8 +92,9 @@ def test_the_users_own_tensorflow_log_level_wins(tmp_path):
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text("data: {name: mnist}\n")
     with zipfile.ZipFile(run / "model.keras", "w") as archive:  # passes the archive check: Keras, so
-        for member in ("metadata.json", "config.json", "model.weights.h5"):  # TensorFlow, loads, then fails
-            archive.writestr(member, "{not json")
+        archive.writestr("metadata.json", '{"keras_version": "3.0.0"}')  # TensorFlow, loads, then fails
+        archive.writestr("config.json", '{"class_name": "NoSuchLayer", "config": {}}')
+        archive.writestr("model.weights.h5", b"\x89HDF\r\n\x1a\n then garbage")
     digit = Image.new("L", (56, 56), 255)
     ImageDraw.Draw(digit).line([(14, 10), (42, 10), (24, 48)], fill=0, width=5)
     digit.save(tmp_path / "seven.png")

@@ -8,6 +8,7 @@ for the basic sweeper, Hydra's multirun.yaml. Every app asks this module rather 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import zipfile
@@ -78,7 +79,9 @@ def load_model(path: Path) -> Any:
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # a model from an incompatible Keras, weights that do not fit the config
-        raise DataError(f"{path}: damaged or not a Keras model, it cannot be loaded: {one_line(err)[:300]}") from err
+        # Keras's first sentence says what failed; the rest is advice on its own API (and the object's config).
+        what = one_line(err).split(". ")[0][:160]
+        raise DataError(f"{path}: damaged or not a Keras model, it cannot be loaded: {what}") from err
 
 
 # What Keras 3 writes into a .keras file (a zip archive).
@@ -108,10 +111,33 @@ def check_model_file(path: Path) -> None:
                         f"{path}: damaged Keras archive: {broken} fails its CRC check; "
                         "train the run again or restore the file"
                     )
+                wrong = _wrong_member(archive)
+                if wrong:
+                    raise DataError(f"{path}: damaged or not a Keras archive: {wrong}")
     except OSError as err:
         raise DataError(f"{path}: cannot read the model: {err.strerror or err}") from err
     except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as err:  # cut short, garbled
         raise DataError(f"{path}: damaged Keras archive: {one_line(err)}") from err
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _wrong_member(archive: zipfile.ZipFile) -> str | None:
+    """What is wrong with the archive's members, read as Keras would read them (their JSON and the weights' HDF5
+    signature), or None: a garbled file is named here, not after TensorFlow's import."""
+    for name in ("metadata.json", "config.json"):
+        try:
+            value = json.loads(archive.read(name))
+        except ValueError as err:  # not UTF-8, or not JSON
+            return f"{name} is not JSON ({one_line(err)[:120]})"
+        if not isinstance(value, dict):
+            return f"{name} holds a JSON {type(value).__name__}, not the object Keras writes"
+    with archive.open("model.weights.h5") as weights:
+        head = weights.read(len(HDF5_SIGNATURE))
+    if head != HDF5_SIGNATURE:  # h5py writes the signature first: Keras's files have no user block before it
+        return "model.weights.h5 is not an HDF5 file"
+    return None
 
 
 def read_config(run_dir: Path) -> dict[str, Any]:
