@@ -46,10 +46,12 @@ def read_idx_with_digest(path: str | os.PathLike[str]) -> tuple[np.ndarray, str]
     unchanged since this process last read it, from memory)."""
     name = os.fspath(path)
     key = _file_key(name)
-    with _cache_lock:
-        entry = _cache.get(key) if key is not None else None
-        if entry is not None:
-            _cache.move_to_end(key)
+    entry = None
+    if key is not None:
+        with _cache_lock:
+            entry = _cache.get(key)
+            if entry is not None:
+                _cache.move_to_end(key)
     if entry is None:
         raw = _read_bytes(name)
         entry = _parse(raw, name), hashlib.sha256(raw).hexdigest(), len(raw)
