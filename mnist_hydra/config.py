@@ -32,6 +32,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 MAX_SEED = 2**32 - 1
 # TensorFlow takes sizes, counts and thread numbers as 32-bit integers; a larger one fails deep inside it.
 MAX_INT = 2**31 - 1
+# More threads than any CPU has cores; each costs its stack (about 90 KB here), so a million are a SIGKILL.
+MAX_THREADS = 4096
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16", "auto")
 KEEPS = ("last", "best")
 MONITORS = ("val_accuracy", "val_loss", "accuracy", "loss")  # the per-epoch figures Keras reports
@@ -124,13 +126,16 @@ class TrainerConfig:
         )
         require(self.batch_size >= 1, "batch_size", self.batch_size, "an integer >= 1")
         require(self.verbose in (None, 0, 1, 2), "verbose", self.verbose, "null (auto), 0, 1 or 2")
-        require(self.threads is None or self.threads >= 1, "threads", self.threads, "null (all cores) or a count >= 1")
-        require(
-            self.inter_op_threads is None or self.inter_op_threads >= 1,
-            "inter_op_threads",
-            self.inter_op_threads,
-            "null (auto) or a count >= 1",
-        )
+        for key, value, default in (
+            ("threads", self.threads, "all cores"),
+            ("inter_op_threads", self.inter_op_threads, "auto"),
+        ):
+            require(
+                value is None or 1 <= value <= MAX_THREADS,
+                key,
+                value,
+                f"null ({default}) or a count from 1 to {MAX_THREADS}",
+            )
         require(self.strategy in STRATEGIES, "strategy", self.strategy, f"one of {', '.join(STRATEGIES)}")
         require(self.precision in PRECISIONS, "precision", self.precision, f"one of {', '.join(PRECISIONS)}")
         require(self.steps_per_execution >= 1, "steps_per_execution", self.steps_per_execution, "an integer >= 1")

@@ -131,6 +131,10 @@ CATALOGUE = [
     case("train", "out of range", "seed=-1", 2, "seed=-1 is not allowed"),
     case("train", "out of range", "seed=4294967296", 2, "seed=4294967296 is not allowed", "4294967295"),
     case("train", "out of range", "trainer.threads=100000000000", 2, "trainer.threads=100000000000 is not allowed"),
+    # A million threads' stacks ended in the kernel's SIGKILL (exit 137, no word) before this was refused.
+    case(
+        "train", "out of range", "trainer.threads=999999", 2, "trainer.threads=999999 is not allowed", "from 1 to 4096"
+    ),
     case(
         "train",
         "out of range",

@@ -110,6 +110,8 @@ def test_overrides_reach_the_typed_config(compose_config):
         ("model.dropout=1.0", "model.dropout"),
         ("model.kernel_size=40", "model.kernel_size"),
         ("seed=-3", "seed"),
+        ("trainer.threads=4097", "trainer.threads"),
+        ("trainer.inter_op_threads=0", "trainer.inter_op_threads"),
     ],
 )
 def test_out_of_range_values_name_their_key(compose_config, override, key):
@@ -117,6 +119,14 @@ def test_out_of_range_values_name_their_key(compose_config, override, key):
         validate(compose_config(override))
     message = str(caught.value)
     assert message.startswith(f"{key}=") and " is not allowed: expected " in message, message
+
+
+def test_thread_counts_are_taken_up_to_4096():
+    """A count past any CPU's cores is refused: a million threads' stacks ended in the kernel's SIGKILL."""
+    TrainerConfig(threads=4096, inter_op_threads=4096).check()
+    for key in ("threads", "inter_op_threads"):
+        with pytest.raises(FieldError, match=f"^{key}=4097 is not allowed: expected null .* or a count from 1 to 4096"):
+            TrainerConfig(**{key: 4097}).check()
 
 
 def test_keys_added_with_plus_are_rejected(compose_config):
