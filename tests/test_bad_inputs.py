@@ -587,6 +587,15 @@ CATALOGUE = [
     case("evaluate", "output path", "run=run hydra.run.dir=notes.txt", 1, "cannot write notes.txt"),
     case("evaluate", "data path", "run=run data.root=nowhere", 1, "nowhere", "no such folder"),
     case("evaluate", "data path", "run=run hydra.run.dir=empty data.root=nowhere", 1, "nowhere", "no such folder"),
+    # resume= continues a training; evaluate's advice is its own.
+    case(
+        "evaluate",
+        "existing run",
+        "run=run hydra.run.dir=run",
+        2,
+        "hydra.run.dir=run holds a run (completed)",
+        "beside",
+    ),
     case(
         "evaluate",
         "damaged model",

@@ -44,7 +44,8 @@ def claim_run_dir(config: Any) -> None:
     _check_job_name(config)
     resumed = OmegaConf.select(config, "resume", default=None) is not None
     folder = _output_dir(config, "run")
-    claims.claim_run_dir(folder, "resume" if resumed else "hydra.run.dir", resumed)
+    trains = "resume" in config  # only the train app's config has the key; the others write beside a run
+    claims.claim_run_dir(folder, "resume" if resumed else "hydra.run.dir", resumed, trains=trains)
 
 
 def claim_sweep_dir(config: Any) -> None:

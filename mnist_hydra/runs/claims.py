@@ -33,9 +33,10 @@ _found: dict[Path, dict[Path, int]] = {}
 _sweep: list[Path] = []  # the sweep directory of this process, once checked
 
 
-def claim_run_dir(folder: Path, key: str, resumed: bool) -> None:
+def claim_run_dir(folder: Path, key: str, resumed: bool, trains: bool = True) -> None:
     """Claim a run directory for this process before anything is written there (see the module docstring);
-    `key` is the setting that named it, for the error line."""
+    `key` is the setting that named it, for the error line; `trains`: the command trains (so resume= is the way
+    to continue a run found there), else it writes beside a run (evaluate, predict)."""
     if _is_sweep_here(folder):
         grid = (folder / rundir.SWEEP_RECORD).is_file()
         raise ConfigError(
@@ -47,7 +48,7 @@ def claim_run_dir(folder: Path, key: str, resumed: bool) -> None:
             f"{key}={folder} is inside the sweep directory {folder.parent}; a run never writes into a sweep's "
             "directory: choose a directory outside it"
         )
-    claim(folder, key, fresh=not resumed)
+    claim(folder, key, fresh=not resumed, trains=trains)
 
 
 def claim_sweep_dir(folder: Path, key: str, subdir: str, resumed: bool) -> None:
@@ -76,14 +77,14 @@ def claim_sweep_dir(folder: Path, key: str, subdir: str, resumed: bool) -> None:
     _sweep[:] = [folder]
 
 
-def claim(folder: Path, key: str, fresh: bool) -> None:
+def claim(folder: Path, key: str, fresh: bool, trains: bool = True) -> None:
     """Create `folder` if needed and hold an exclusive lock on it; ConfigError if another process holds it,
     or, when `fresh`, if it already holds a run."""
     name = str(folder.absolute())
     if name in _locks:
         return  # Hydra resolves its directories more than once
     if fresh and _holds_run_here(folder):
-        raise _holds_run(folder, key)
+        raise _holds_run(folder, key, trains)
     before = _contents(folder) if folder.is_dir() else None
     made = _make(folder, key, claimed=True)
     fd = os.open(folder, os.O_RDONLY)
@@ -98,7 +99,7 @@ def claim(folder: Path, key: str, fresh: bool) -> None:
         ) from None
     if fresh and rundir.holds_run(folder):  # a run that ended between the first check and the lock
         os.close(fd)
-        raise _holds_run(folder, key)
+        raise _holds_run(folder, key, trains)
     _locks[name] = fd
     if before is not None:
         _found[folder] = before
@@ -239,8 +240,13 @@ def _exists(path: Path) -> bool:
         return False
 
 
-def _holds_run(folder: Path, key: str) -> ConfigError:
+def _holds_run(folder: Path, key: str, trains: bool) -> ConfigError:
     status = rundir.read_metrics(folder).get("status", "stopped")
+    if not trains:  # evaluate, predict: their output goes beside a run (by default in its own subfolder)
+        return ConfigError(
+            f"{key}={folder} holds a run ({status}); this command writes beside a run, never into one: leave "
+            f"{key} at its default, or choose a new directory"
+        )
     return ConfigError(
         f"{key}={folder} already holds a run ({status}); a new run never overwrites one: "
         f"continue it with resume={folder}, or choose a new directory"
