@@ -490,6 +490,7 @@ CATALOGUE = [
         "from 1 to 16, for the data's 16x16 grey images",
     ),
     case("train", "your data", "data=csv data.root=nowhere.csv", 1, "no such file", "label"),
+    case("train", "your data", "data=csv data.root=/dev/zero", 1, "/dev/zero: not a regular file", "label"),
     case("train", "your data", "data=csv data.root=csv/columns.csv", 1, "10 pixel columns", "expected 784"),
     case(
         "train",

@@ -112,7 +112,13 @@ def load_csv_dataset(cfg: CsvConfig) -> Raw:
     path = resolve_path(cfg.root)
     given = f"data.root={cfg.root}"
     if not path.is_file():
-        what = "is a folder, not a file" if path.is_dir() else "no such file"
+        what = (
+            "is a folder, not a file"
+            if path.is_dir()
+            else "not a regular file (a device, a pipe or a socket)"
+            if path.exists()
+            else "no such file"
+        )
         raise DataError(
             f"{given}: {path}: {what}; data=csv accepts a CSV file with a '{cfg.label_column}' "
             f"column and pixel columns ({PIXELS} in Kaggle's train.csv)"
