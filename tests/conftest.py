@@ -236,11 +236,12 @@ def client(predictor):
 # in a process of its own, a pause after a chosen epoch's checkpoint, for a signal or a kill from outside.
 @pytest.fixture
 def signal_at_step(monkeypatch):
-    """signal_at_step(sig, epoch, step, fit=1): the `fit`-th training from now in this process (a sweep's job
-    `fit - 1`) raises `sig` in the main thread, as if sent from outside, once step `step` of epoch `epoch` (both
-    from 1) is done, or the first multi-step execution that takes it past that step; once only. This process's
-    SIGINT and SIGTERM handlers are put back afterwards: an app stopped in this process leaves "already
-    stopping" in place, as the process it was made for exits."""
+    """signal_at_step(sig, epoch, step, fit=1, again=False): the `fit`-th training from now in this process (a
+    sweep's job `fit - 1`) raises `sig` in the main thread, as if sent from outside, once step `step` of epoch
+    `epoch` (both from 1) is done, or the first multi-step execution that takes it past that step; once only, or
+    with `again` a second time as the stop's validation of that epoch begins (a user who insists). This
+    process's SIGINT and SIGTERM handlers are put back afterwards: an app stopped in this process leaves
+    "already stopping" in place, as the process it was made for exits."""
     import signal
 
     from mnist_hydra.training import callbacks
@@ -248,7 +249,7 @@ def signal_at_step(monkeypatch):
 
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def arm(sig: int, epoch: int, step: int, fit: int = 1) -> None:
+    def arm(sig: int, epoch: int, step: int, fit: int = 1, again: bool = False) -> None:
         fired, fits = [], []
 
         class RaiseThenStop(callbacks.StopOnRequest):
@@ -264,6 +265,11 @@ def signal_at_step(monkeypatch):
                     fired.append(True)
                     signal.raise_signal(sig)
                 super().on_train_batch_end(batch, logs)
+
+            def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+                if again and len(fired) == 1:
+                    fired.append(True)
+                    signal.raise_signal(sig)
 
         monkeypatch.setattr(fit_module, "StopOnRequest", RaiseThenStop)
 

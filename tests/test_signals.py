@@ -115,7 +115,40 @@ SLOW_STOP_RUN = [
 ]
 
 
+def test_a_second_ctrl_c_during_the_stops_validation_ends_at_once_and_keeps_the_checkpoint(
+    tmp_path, mnist_dir, signal_at_step
+):
+    """In this process: Ctrl-C at epoch 2's second step, and again as that epoch's validation begins (a process
+    sent both from outside: the slow test_a_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint)."""
+    from tests.conftest import call_app
+
+    run = tmp_path / "run"
+    signal_at_step(signal.SIGINT, 2, 2, again=True)
+    args = ["model=mlp", "data.train_limit=300", "data.val_split=0.01", "data.test_limit=100", "trainer.epochs=2"]
+    result = call_app(*args, "trainer.steps_per_execution=1", f"hydra.run.dir={run}", cwd=tmp_path)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (
+        "mnist_hydra: SIGINT stopped training after 1 of 2 epochs; the checkpoint is kept. "
+        f"Resume with: python -m mnist_hydra resume={run}\n"
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert (metrics["status"], metrics["epochs_run"], metrics["signal"]) == ("interrupted", 1, "SIGINT")
+    pointer = json.loads((run / "checkpoints" / "checkpoint.json").read_text())
+    assert pointer["epoch"] == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint.json", pointer["file"]]
+    with zipfile.ZipFile(run / "checkpoints" / pointer["file"]) as archive:  # readable, whole
+        assert archive.testzip() is None and "model.weights.h5" in archive.namelist()
+    assert not (run / "model.keras").exists()
+    log = (run / "train.log").read_text()
+    assert "stopped at once by a second Ctrl-C; the checkpoint of epoch 1 is kept" in log, log[-2000:]
+    assert "epoch 2/2" not in log  # at once: the epoch in progress never reached its end
+
+
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(tmp_path, mnist_dir):
+    """Both Ctrl-Cs sent from outside to a process, the second while the first one's stop validates the epoch
+    (in the default suite: test_a_second_ctrl_c_during_the_stops_validation_ends_at_once_and_keeps_the_checkpoint,
+    both raised in this process at the same points)."""
     import keras
     import numpy as np
 
