@@ -6,8 +6,10 @@ import contextlib
 import gc
 import os
 import re
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +52,7 @@ def import_tensorflow() -> Any:
         import tensorflow
 
         return tensorflow
-    with _collector_paused(), _sklearn_hidden(_lean and "sklearn" not in sys.modules):
+    with _signals_deferred(), _collector_paused(), _sklearn_hidden(_lean and "sklearn" not in sys.modules):
         if _user_level and os.environ.get("TF_CPP_MIN_LOG_LEVEL", "").strip() == "0":
             import keras  # noqa: F401 (the user asked for every line: TF_CPP_MIN_LOG_LEVEL=0)
             import tensorflow
@@ -81,6 +83,35 @@ def _check_thread_environment() -> None:
             f"TF_NUM_INTRAOP_THREADS={value} in the environment would abort TensorFlow: expected a thread count "
             ">= 1, or 0 or unset for every core (trainer.threads caps a run's threads)"
         )
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Ctrl-C and SIGTERM held back while TensorFlow imports, and delivered once it has (a few seconds at most).
+
+    Raised inside the import, the KeyboardInterrupt can land in a C extension's initialisation, which turns it
+    into an ImportError, and an optional import's `except ImportError` inside TensorFlow then swallows it: the
+    stop was lost and the run trained to its end (a resume sent SIGTERM at that moment exited 0), or the import
+    failed with a traceback ("ImportError: initialization failed"). Only Python handlers are held back (they
+    are what raises); an ignored or default signal keeps its meaning.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(signum)
+        if callable(handler):
+            held[signum] = handler
+            signal.signal(signum, lambda number, frame: caught.append(number))
+    try:
+        yield
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])  # the first stop asked for, now that nothing can swallow it
 
 
 @contextlib.contextmanager

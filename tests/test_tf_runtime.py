@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 # One process for both promises of the import (a second would pay TensorFlow's import again).
 CHILD = """
 import gc, sys
@@ -49,3 +51,33 @@ def test_a_log_level_we_set_is_not_taken_for_the_users_in_a_process_we_start():
     assert users(TF_CPP_MIN_LOG_LEVEL="0") == "True"
     assert users(TF_CPP_MIN_LOG_LEVEL="3", **{OWN_LEVEL: "3"}) == "False"  # inherited from our own process
     assert users(TF_CPP_MIN_LOG_LEVEL="0", **{OWN_LEVEL: "3"}) == "True"  # the user changed it since
+
+
+def test_a_stop_asked_during_the_import_is_held_back_and_delivered_after_it():
+    """A Ctrl-C or SIGTERM raised inside TensorFlow's import could become an ImportError that an optional import
+    swallows (the stop lost, the run trained to its end): it waits for the import's end instead."""
+    import signal
+
+    from mnist_hydra import tf_runtime
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop(signum, frame):
+        raise Stop(signum)
+
+    before, interrupt = signal.signal(signal.SIGTERM, stop), signal.getsignal(signal.SIGINT)
+    try:
+        reached_the_end = False
+        with pytest.raises(Stop) as caught, tf_runtime._signals_deferred():
+            signal.raise_signal(signal.SIGTERM)
+            try:  # noqa: SIM105  (what an optional import inside TensorFlow does with an interrupt made ImportError)
+                import _no_such_module  # noqa: F401
+            except ImportError:
+                pass
+            signal.raise_signal(signal.SIGINT)  # the user insists: the first stop asked for is the one delivered
+            reached_the_end = True
+        assert reached_the_end and caught.value.args == (signal.SIGTERM,)
+        assert signal.getsignal(signal.SIGTERM) is stop and signal.getsignal(signal.SIGINT) is interrupt
+    finally:
+        signal.signal(signal.SIGTERM, before)
